@@ -1,0 +1,218 @@
+"""The `tether` command line: workspace, runs and their status.
+
+Exit codes: 0 ok, 1 a check failed or tampering was found, 2 bad usage or invalid input (message
+on stderr, nothing written). Listing commands take --json and print one JSON document on stdout.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+import yaml
+
+from agent import cli_review
+from agent.cli_common import (EXIT_CHECK_FAILED, CliState, fail, open_store, print_json, print_table, say,
+                              workspace)
+from agent.config import ConfigError, TetherConfig, default_config_yaml, load_config
+from agent.runner import (Outcome, RunBusyError, RunNotFoundError, is_driven, record_constitution, resume_run,
+                          start_run)
+from guardrails.constitution import (ConstitutionError, InvariantsChangedError, default_constitution_yaml,
+                                     load_constitution)
+from memory import Run, Store
+from tools.judges import JUDGES
+from tools.prompts import PROMPT_GENERATORS
+from tools.registry import PluginSettingsError, UnknownPluginError
+
+app = typer.Typer(
+    name="tether",
+    help="Autonomous, self-improving alignment rounds on a causal LM, kept on a tether: monitors, "
+    "immutable invariants, and a human approval gate before any adapter becomes active.\n\n"
+    "Start with `tether init`, then `tether run`. The workspace is --home, else $TETHER_HOME, else ./.tether.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+app.add_typer(cli_review.constitution_app, name="constitution")
+app.add_typer(cli_review.audit_app, name="audit")
+cli_review.register(app)
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")]
+
+
+@app.callback()
+def main(
+    ctx: typer.Context,
+    home: Annotated[Optional[Path], typer.Option("--home", help="Workspace folder.", show_default=False)] = None,
+) -> None:
+    ctx.obj = CliState(home=home)
+
+
+@app.command()
+def init(ctx: typer.Context) -> None:
+    """Create a workspace with the default config and constitution (never overwrites)."""
+    ws = workspace(ctx)
+    if ws.is_initialised():
+        say(f"workspace {ws.home} is already initialised; nothing changed")
+        return
+    ws.home.mkdir(parents=True, exist_ok=True)
+    for path, text in ((ws.config_path, default_config_yaml()), (ws.constitution_path, default_constitution_yaml())):
+        if not path.exists():
+            path.write_text(text)
+    store = Store(ws.db_path)
+    record_constitution(store, ws, load_constitution(ws.constitution_path), created_by="tether init")
+    store.append_audit("tether", "workspace.init", str(ws.home), {})
+    say(f"initialised {ws.home}: edit {ws.config_path.name} and {ws.constitution_path.name}, then `tether run`")
+
+
+def _plugin_problems(data: Any) -> list[str]:
+    """Unknown plug-in names and settings, checked on the raw document so they are reported
+    alongside any type errors."""
+    section = lambda key: data.get(key) if isinstance(data, dict) and isinstance(data.get(key), dict) else {}  # noqa: E731
+    judge, prompts = section("judge"), section("prompts")
+    checks = [(JUDGES, judge.get("name", "rules"), judge.get("settings") or {}),
+              (PROMPT_GENERATORS, prompts.get("generator", "pool"), {})]
+    problems = []
+    for registry, name, settings in checks:
+        if not isinstance(name, str) or not isinstance(settings, dict):
+            continue  # a type error the schema reports
+        try:
+            registry.check(name, settings)
+        except (UnknownPluginError, PluginSettingsError) as err:
+            problems.append(str(err))
+    return problems
+
+
+def _config_problems(config_path: Path) -> tuple[TetherConfig | None, list[str]]:
+    try:
+        config, problems = load_config(config_path), []
+    except ConfigError as err:
+        config, problems = None, list(err.problems)
+    if config_path.is_file():
+        try:
+            problems += _plugin_problems(yaml.safe_load(config_path.read_text()))
+        except yaml.YAMLError:
+            pass  # already reported by load_config
+    problems = [f"{config_path}: {p}" for p in problems]
+    return (config if not problems else None), problems
+
+
+@app.command()
+def validate(
+    ctx: typer.Context,
+    config: Annotated[Optional[Path], typer.Argument(help="Config file (default: the workspace's).")] = None,
+) -> None:
+    """Check a config and the workspace constitution; report every error at once (exit 2)."""
+    ws = workspace(ctx)
+    path = config or ws.config_path
+    _, problems = _config_problems(path)
+    if ws.constitution_path.is_file() or config is None:
+        try:
+            load_constitution(ws.constitution_path)
+        except ConstitutionError as err:
+            problems += [f"{err.source}: {p}" for p in err.problems]
+    if problems:
+        for problem in problems:
+            say(f"[red]✗[/] {problem}")
+        fail(f"{len(problems)} problem(s) found")
+    say(f"[green]✓[/] {path} is valid")
+
+
+def _report(outcome: Outcome) -> None:
+    if outcome.state == "paused":
+        say(f"paused at the approval gate. Review with `tether approvals`, then "
+            f"`tether approve {outcome.approval_id} --by NAME` (or reject), and `tether resume {outcome.run_id}`")
+    else:
+        say(outcome.message)
+
+
+@app.command()
+def run(
+    ctx: typer.Context,
+    config: Annotated[Optional[Path], typer.Option("--config", help="Config file (default: the workspace's).")] = None,
+    rounds: Annotated[Optional[int], typer.Option("--rounds", min=1, help="Round budget (overrides the config).")] = None,
+    seed: Annotated[Optional[int], typer.Option("--seed", help="Seed (overrides the config).")] = None,
+    wait: Annotated[bool, typer.Option("--wait", help="Block at the approval gate until someone decides.")] = False,
+) -> None:
+    """Start a run. Prints `run <RUN_ID>`; runs until it stops or reaches the approval gate."""
+    ws, store = open_store(ctx)
+    cfg, problems = _config_problems(config or ws.config_path)
+    if cfg is None:
+        for problem in problems:
+            say(f"[red]✗[/] {problem}")
+        fail("invalid config; nothing was started (see `tether validate`)")
+    if rounds is not None:
+        cfg = cfg.model_copy(update={"controller": cfg.controller.model_copy(update={"rounds": rounds})})
+    if seed is not None:
+        cfg = cfg.model_copy(update={"seed": seed})
+    try:
+        constitution = load_constitution(ws.constitution_path)
+    except ConstitutionError as err:
+        fail(f"invalid constitution: {err}")
+    outcome = start_run(ws, store, cfg, constitution, say=lambda m: _say_run(m), wait=wait)
+    _report(outcome)
+
+
+def _say_run(message: str) -> None:
+    if message.startswith("run "):
+        typer.echo(message)  # the contract: "run <RUN_ID>" on stdout
+    else:
+        say(message)
+
+
+@app.command()
+def resume(
+    ctx: typer.Context,
+    run_id: Annotated[str, typer.Argument(help="The run to continue.")],
+    wait: Annotated[bool, typer.Option("--wait", help="Block at the approval gate until someone decides.")] = False,
+) -> None:
+    """Continue a paused, failed or interrupted run from its last completed step."""
+    ws, store = open_store(ctx)
+    try:
+        outcome = resume_run(ws, store, run_id, say=say, wait=wait)
+    except RunNotFoundError as err:
+        fail(str(err))
+    except RunBusyError as err:
+        fail(str(err))
+    except InvariantsChangedError as err:
+        fail(str(err), EXIT_CHECK_FAILED)
+    except ConstitutionError as err:
+        fail(f"invalid constitution: {err}")
+    _report(outcome)
+
+
+def _status_doc(ws: Any, store: Store, run: Run) -> dict[str, Any]:
+    state = run.state
+    if state == "running" and not is_driven(ws, run.id):
+        state = "failed"  # its process died mid-step; `tether resume` continues it
+    pending = [a.id for a in store.approvals(status="pending", run_id=run.id)]
+    return {"run_id": run.id, "state": state, "round": run.round, "active_checkpoint": run.active_checkpoint,
+            "pending_approvals": pending, "rounds_budget": run.rounds_budget, "error": run.error}
+
+
+@app.command()
+def status(
+    ctx: typer.Context,
+    run_id: Annotated[Optional[str], typer.Argument(help="One run (default: all runs).")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """State, round, active checkpoint and pending approvals of a run (or of every run)."""
+    ws, store = open_store(ctx)
+    if run_id is not None:
+        run = store.get_run(run_id)
+        if run is None:
+            fail(f"no run '{run_id}' (see `tether status`)")
+        docs = [_status_doc(ws, store, run)]
+    else:
+        docs = [_status_doc(ws, store, r) for r in store.list_runs()]
+    if as_json:
+        print_json(docs[0] if run_id is not None else docs)
+        return
+    print_table("runs", ["run_id", "state", "round", "active_checkpoint", "pending_approvals", "error"],
+                [[d["run_id"], d["state"], f"{d['round']}/{d['rounds_budget']}", d["active_checkpoint"],
+                  ", ".join(d["pending_approvals"]), d["error"]] for d in docs])
+
+
+if __name__ == "__main__":  # pragma: no cover
+    app()

@@ -1,0 +1,229 @@
+"""The candidate half of a round:
+train_candidate -> evaluate -> check_invariants -> approval_gate -> commit | discard.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import statistics
+from pathlib import Path
+from typing import Any, Literal
+
+from langgraph.runtime import Runtime
+from langgraph.types import interrupt
+
+from agent.context import RunContext
+from agent.state import RoundState
+from guardrails import gate
+from guardrails.checks import InvariantReport, Probe, check_candidate, violation_rates
+from memory import Checkpoint, NewSample
+from policies.generation import SamplingSpec
+from policies.training import DPOSpec, LoraSpec, TrainJob, launch_train_job
+from tools.judges import JudgeItem
+from tools.tasks import Prompt
+
+Update = dict[str, Any]
+
+
+def _checkpoint(ctx: RunContext, checkpoint_id: str) -> Checkpoint:
+    ck = ctx.store.get_checkpoint(checkpoint_id)
+    if ck is None:
+        raise LookupError(f"checkpoint {checkpoint_id} is not in the store")
+    return ck
+
+
+def train_candidate(state: RoundState, runtime: Runtime[RunContext]) -> Update:
+    ctx = runtime.context
+    run_id, round_no = state["run_id"], state["round"]
+    run = ctx.store.get_run(run_id)
+    assert run is not None
+    candidate_id = f"{run_id}-r{round_no}"
+    existing = ctx.store.get_checkpoint(candidate_id)
+    if existing is not None:  # trained before a crash; the record is written last
+        return {"candidate": existing.id}
+    out_dir = ctx.workspace.adapter_dir(run_id, candidate_id)
+    pairs_path = out_dir.parent / f"{candidate_id}.pairs.jsonl"
+    pairs_path.parent.mkdir(parents=True, exist_ok=True)
+    with pairs_path.open("w") as fh:
+        for p in ctx.store.pairs(run_id, round_no):
+            fh.write(json.dumps({"prompt": p.prompt, "chosen": p.chosen, "rejected": p.rejected}) + "\n")
+    parent = ctx.adapter(run.active_checkpoint)
+    t = ctx.config.training
+    job = TrainJob(
+        base_model=ctx.model_ref,
+        pairs_path=str(pairs_path),
+        output_dir=str(out_dir),
+        init_adapter=None if parent is None else str(parent.path),
+        init_adapter_sha256=None if parent is None else parent.sha256,
+        lora=LoraSpec(r=t.lora_r, alpha=t.lora_alpha, dropout=t.lora_dropout,
+                      target_modules=tuple(t.target_modules)),
+        dpo=DPOSpec(beta=t.beta, loss_type=t.loss_type, learning_rate=t.learning_rate, epochs=t.epochs,
+                    batch_size=t.batch_size, grad_accum=t.grad_accum, max_length=t.max_length,
+                    seed=ctx.config.seed + round_no, ld_alpha=t.ld_alpha),
+        device=ctx.config.model.device,
+    )
+    with ctx.timed("train"):
+        result = launch_train_job(job, t.launcher, workdir=out_dir.parent)
+    ctx.store.add_checkpoint(
+        Checkpoint(id=candidate_id, run_id=run_id, round=round_no, status="candidate",
+                   path=str(result.adapter_dir), sha256=result.sha256, parent=run.active_checkpoint,
+                   metrics={"train": result.metrics}, invariant_ok=None)
+    )
+    ctx.store.append_audit("tether", "checkpoint.train", candidate_id,
+                           {"sha256": result.sha256, "parent": run.active_checkpoint, "steps": result.steps})
+    ctx.tracker.log(round_no, {f"train/{k}": v for k, v in result.metrics.items()})
+    return {"candidate": candidate_id}
+
+
+def _heldout(ctx: RunContext) -> list[Prompt]:
+    """A fixed slice of the held-out split, balanced across families (round-robin)."""
+    by_family: dict[str, list[Prompt]] = {}
+    for p in ctx.taskset.heldout:
+        by_family.setdefault(p.family, []).append(p)
+    interleaved = [p for group in itertools.zip_longest(*by_family.values()) for p in group if p is not None]
+    return interleaved[: ctx.config.prompts.heldout]
+
+
+def _heldout_sha(prompts: list[Prompt], max_new_tokens: int) -> str:
+    key = json.dumps([[p.id for p in prompts], max_new_tokens])
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def _evaluate_checkpoint(ctx: RunContext, state: RoundState, checkpoint_id: str) -> dict[str, Any]:
+    """Greedy replies on the held-out prompts, scored by the oracle and the judge (cached)."""
+    prompts = _heldout(ctx)
+    max_new = ctx.config.evaluation.max_new_tokens
+    key = _heldout_sha(prompts, max_new)
+    cached = ctx.store.get_evaluation(checkpoint_id, key, ctx.judge.name)
+    if cached is not None:
+        return {"oracle": cached.oracle, "judge": cached.judge_score, **cached.details}
+    spec = SamplingSpec(n=1, max_new_tokens=max_new, do_sample=False, seed=ctx.config.seed)
+    with ctx.timed("evaluate"):
+        outputs = ctx.backend.generate([p.text for p in prompts], ctx.adapter(checkpoint_id), spec)
+        replies = [o.text for o in sorted(outputs, key=lambda o: o.prompt_index)]
+        oracle = [ctx.taskset.oracle(p, r) for p, r in zip(prompts, replies, strict=True)]
+        verdicts = ctx.judge.plugin.score([JudgeItem(p.text, r) for p, r in zip(prompts, replies, strict=True)])
+        judged = [v.score for v in verdicts if v.valid and v.score is not None]
+        rates = violation_rates(ctx.constitution, [Probe(p.text, r) for p, r in zip(prompts, replies, strict=True)])
+    by_family: dict[str, list[float]] = {}
+    for p, score in zip(prompts, oracle, strict=True):
+        by_family.setdefault(p.family, []).append(score)
+    details = {
+        "oracle_by_family": {f: statistics.fmean(v) for f, v in sorted(by_family.items())},
+        "invariant_rates": {k: rate for k, (rate, _) in rates.items()},
+        "length_mean": statistics.fmean(o.n_tokens for o in outputs) if outputs else 0.0,
+        "n": len(prompts),
+    }
+    result = {"oracle": statistics.fmean(oracle), "judge": statistics.fmean(judged) if judged else 0.0, **details}
+    ctx.store.add_samples([
+        NewSample(run_id=state["run_id"], round=state["round"], split="heldout", prompt_id=p.id, prompt=p.text,
+                  family=p.family, checkpoint_id=checkpoint_id, response=o.text, n_tokens=o.n_tokens,
+                  sample_index=0)
+        for p, o in zip(prompts, sorted(outputs, key=lambda o: o.prompt_index), strict=True)
+    ])
+    ctx.store.put_evaluation(checkpoint_id, key, ctx.judge.name, result["oracle"], result["judge"], details)
+    return result
+
+
+def evaluate(state: RoundState, runtime: Runtime[RunContext]) -> Update:
+    ctx = runtime.context
+    ck = _checkpoint(ctx, state["candidate"] or "")
+    active = ck.parent
+    assert active is not None
+    candidate_eval = _evaluate_checkpoint(ctx, state, ck.id)
+    active_eval = _evaluate_checkpoint(ctx, state, active)
+    metrics = {**(ck.metrics or {}), "eval": {"candidate": candidate_eval, "active": active_eval}}
+    ctx.store.update_checkpoint(ck.id, metrics=metrics)
+    ctx.tracker.log(state["round"], {
+        "heldout/oracle_candidate": candidate_eval["oracle"], "heldout/oracle_active": active_eval["oracle"],
+        "heldout/judge_candidate": candidate_eval["judge"], "heldout/judge_active": active_eval["judge"],
+    })
+    return {}
+
+
+def check_invariants(state: RoundState, runtime: Runtime[RunContext]) -> Update:
+    """Every invariant on the candidate's held-out replies. Any error fails the candidate."""
+    ctx = runtime.context
+    ck = _checkpoint(ctx, state["candidate"] or "")
+    try:
+        probes = [Probe(s.prompt, s.response)
+                  for s in ctx.store.samples(state["run_id"], state["round"], split="heldout", checkpoint_id=ck.id)]
+        baseline = (ck.metrics or {})["eval"]["active"]["invariant_rates"]
+        report = check_candidate(ctx.constitution, probes, baseline)
+    except Exception as err:  # noqa: BLE001 - fail closed on anything
+        report = InvariantReport.could_not_run(f"{type(err).__name__}: {err}")
+    ctx.store.update_checkpoint(ck.id, invariant_ok=report.ok, metrics={**(ck.metrics or {}), "invariants": report.to_json()})
+    ctx.store.append_audit("tether", "invariants.check", ck.id, report.to_json())
+    if report.ok:
+        return {}
+    reasons = "; ".join(f"{r.id}: {r.reason}" for r in report.failures())
+    ctx.store.add_decision(state["run_id"], state["round"], "reject_candidate",
+                           f"candidate {ck.id} failed invariant checks ({reasons}); rejected automatically",
+                           {"invariants": report.to_json()}, actor="guardrails")
+    gate.discard(ctx.store, ck.id, f"failed invariants: {reasons}")
+    ctx.store.upsert_round(state["run_id"], state["round"], outcome="failed_invariants")
+    return {"outcome": "failed_invariants"}
+
+
+def route_invariants(state: RoundState) -> Literal["approval_gate", "plan"]:
+    return "plan" if state.get("outcome") == "failed_invariants" else "approval_gate"
+
+
+def _summary(ck: Checkpoint) -> str:
+    ev = (ck.metrics or {}).get("eval", {})
+    cand, act = ev.get("candidate", {}), ev.get("active", {})
+    return (f"round {ck.round} candidate {ck.id}: held-out oracle {act.get('oracle', 0):.3f} -> "
+            f"{cand.get('oracle', 0):.3f}, judge {act.get('judge', 0):.3f} -> {cand.get('judge', 0):.3f}; "
+            "invariants passed")
+
+
+def approval_gate(state: RoundState, runtime: Runtime[RunContext]) -> Update:
+    """Pause until a human decides. This node runs again from its start when resumed."""
+    ctx = runtime.context
+    ck = _checkpoint(ctx, state["candidate"] or "")
+    approval = gate.request_approval(ctx.store, ck, _summary(ck))
+    if approval.status == "pending":
+        interrupt({"approval_id": approval.id, "checkpoint": ck.id, "summary": approval.summary})
+        approval = ctx.store.get_approval(approval.id) or approval
+    if approval.status == "pending":
+        raise RuntimeError(f"resumed before approval {approval.id} was decided")
+    return {"outcome": "approved" if approval.status == "approved" else "rejected"}
+
+
+def route_gate(state: RoundState) -> Literal["commit", "discard"]:
+    return "commit" if state.get("outcome") == "approved" else "discard"
+
+
+def commit(state: RoundState, runtime: Runtime[RunContext]) -> Update:
+    ctx = runtime.context
+    ck_id = state["candidate"] or ""
+    try:
+        gate.activate(ctx.store, ck_id)
+    except (gate.GateError, Exception) as err:  # noqa: BLE001 - any failed check means no activation
+        gate.discard(ctx.store, ck_id, f"activation refused: {err}")
+        ctx.store.add_decision(state["run_id"], state["round"], "discard_candidate",
+                               f"approved candidate {ck_id} was not activated: {err}", {}, actor="guardrails")
+        ctx.store.upsert_round(state["run_id"], state["round"], outcome="failed_checks")
+        return {"outcome": "failed_checks"}
+    approval = ctx.store.approval_for_subject("checkpoint", ck_id)
+    by = approval.decided_by if approval else "?"
+    ctx.store.add_decision(state["run_id"], state["round"], "activate",
+                           f"{by} approved {ck_id}; it is now the active adapter", {"approval": approval.id if approval else None},
+                           actor="gate")
+    ctx.store.upsert_round(state["run_id"], state["round"], outcome="approved")
+    return {}
+
+
+def discard(state: RoundState, runtime: Runtime[RunContext]) -> Update:
+    ctx = runtime.context
+    ck_id = state["candidate"] or ""
+    approval = ctx.store.approval_for_subject("checkpoint", ck_id)
+    note = approval.note if approval else None
+    gate.discard(ctx.store, ck_id, f"rejected by {approval.decided_by if approval else '?'}: {note}")
+    ctx.store.add_decision(state["run_id"], state["round"], "discard_candidate",
+                           f"{approval.decided_by if approval else '?'} rejected {ck_id}: {note}",
+                           {"approval": approval.id if approval else None}, actor="gate")
+    ctx.store.upsert_round(state["run_id"], state["round"], outcome="rejected")
+    return {}

@@ -1,0 +1,184 @@
+"""The data half of a round: plan -> prompts -> sample -> judge -> pairs -> monitor.
+
+Every node reads and writes the store by id and is idempotent: a node that re-runs after a crash
+finds its rows already written (each write is one transaction) and reuses them.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Any, Literal
+
+from langgraph.runtime import Runtime
+
+from agent.context import RunContext
+from agent.state import RoundState
+from guardrails.constitution import verify_pinned
+from memory import NewJudgment, NewPair, NewSample, Sample
+from policies.generation import SamplingSpec
+from tools.judges import JudgeItem
+from tools.monitors import RoundObservation
+
+Update = dict[str, Any]
+
+
+def plan(state: RoundState, runtime: Runtime[RunContext]) -> Update:
+    ctx = runtime.context
+    run = ctx.store.get_run(state["run_id"])
+    assert run is not None
+    # The invariants may not change under a running run; fail before spending any compute.
+    verify_pinned(run.invariants, ctx.constitution)
+    round_no = state["round"] + 1
+    if round_no <= run.rounds_budget:
+        ctx.store.upsert_round(run.id, round_no, judge=ctx.judge.spec())
+        ctx.store.update_run(run.id, round=round_no)
+    return {"round": round_no, "prompt_ids": [], "action": None, "candidate": None, "outcome": None}
+
+
+def route_plan(state: RoundState, runtime: Runtime[RunContext]) -> Literal["prompts", "decide"]:
+    run = runtime.context.store.get_run(state["run_id"])
+    assert run is not None
+    return "prompts" if state["round"] <= run.rounds_budget else "decide"
+
+
+def prompts(state: RoundState, runtime: Runtime[RunContext]) -> Update:
+    ctx = runtime.context
+    drawn = ctx.prompt_generator.plugin.draw(
+        ctx.taskset, state["round"], ctx.config.prompts.per_round, ctx.config.seed
+    )
+    ctx.store.upsert_round(state["run_id"], state["round"], n_prompts=len(drawn))
+    return {"prompt_ids": [p.id for p in drawn]}
+
+
+def sample(state: RoundState, runtime: Runtime[RunContext]) -> Update:
+    ctx = runtime.context
+    run_id, round_no = state["run_id"], state["round"]
+    if ctx.store.samples(run_id, round_no, split="train"):
+        return {}
+    run = ctx.store.get_run(run_id)
+    assert run is not None
+    drawn = [ctx.taskset.get(pid) for pid in state["prompt_ids"]]
+    gen = ctx.config.generation
+    spec = SamplingSpec(
+        n=gen.samples_per_prompt,
+        max_new_tokens=gen.max_new_tokens,
+        temperature=gen.temperature,
+        top_p=gen.top_p,
+        do_sample=True,
+        seed=ctx.config.seed * 1000 + round_no,
+    )
+    with ctx.timed("generate"):
+        outputs = ctx.backend.generate([p.text for p in drawn], ctx.adapter(run.active_checkpoint), spec)
+    ctx.counts["generated_tokens"] += sum(o.n_tokens for o in outputs)
+    rows = [
+        NewSample(
+            run_id=run_id,
+            round=round_no,
+            split="train",
+            prompt_id=drawn[o.prompt_index].id,
+            prompt=drawn[o.prompt_index].text,
+            family=drawn[o.prompt_index].family,
+            checkpoint_id=run.active_checkpoint,
+            response=o.text,
+            n_tokens=o.n_tokens,
+            sample_index=o.sample_index,
+        )
+        for o in outputs
+    ]
+    with ctx.timed("store"):
+        ctx.store.add_samples(rows)
+        ctx.store.upsert_round(run_id, round_no, n_samples=len(rows))
+    return {}
+
+
+def judge(state: RoundState, runtime: Runtime[RunContext]) -> Update:
+    ctx = runtime.context
+    run_id, round_no = state["run_id"], state["round"]
+    if ctx.store.judgments(run_id, round_no):
+        return {}
+    samples = ctx.store.samples(run_id, round_no, split="train")
+    with ctx.timed("judge"):
+        verdicts = ctx.judge.plugin.score([JudgeItem(s.prompt, s.response) for s in samples])
+    rows = [
+        NewJudgment(sample_id=s.id, judge=ctx.judge.name, score=v.score, valid=v.valid, raw=v.raw,
+                    details=dict(v.details))
+        for s, v in zip(samples, verdicts, strict=True)
+    ]
+    with ctx.timed("store"):
+        ctx.store.add_judgments(rows)
+    return {}
+
+
+def _best_and_worst(group: list[tuple[Sample, float]]) -> tuple[tuple[Sample, float], tuple[Sample, float]]:
+    ranked = sorted(group, key=lambda item: (item[1], -item[0].sample_index))
+    return ranked[-1], ranked[0]
+
+
+def pairs(state: RoundState, runtime: Runtime[RunContext]) -> Update:
+    """Best vs worst valid response per prompt; ties, small margins and identical texts dropped."""
+    ctx = runtime.context
+    run_id, round_no = state["run_id"], state["round"]
+    if ctx.store.pairs(run_id, round_no):
+        return {}
+    scored = _scored_samples(ctx, run_id, round_no)
+    rows = []
+    for group in scored.values():
+        if len(group) < 2:
+            continue
+        (best, hi), (worst, lo) = _best_and_worst(group)
+        if hi - lo < ctx.config.pairs.min_margin or best.response.strip() == worst.response.strip():
+            continue
+        rows.append(
+            NewPair(run_id=run_id, round=round_no, prompt_id=best.prompt_id, prompt=best.prompt,
+                    chosen_sample_id=best.id, rejected_sample_id=worst.id, chosen=best.response,
+                    rejected=worst.response, margin=hi - lo)
+        )
+    with ctx.timed("store"):
+        ctx.store.add_pairs(rows)
+        ctx.store.upsert_round(run_id, round_no, n_pairs=len(rows))
+    return {}
+
+
+def _scored_samples(ctx: RunContext, run_id: str, round_no: int) -> dict[str, list[tuple[Sample, float]]]:
+    """Valid judgments grouped by prompt; invalid ones never become preferences."""
+    by_sample = {j.sample_id: j for j in ctx.store.judgments(run_id, round_no)}
+    grouped: dict[str, list[tuple[Sample, float]]] = defaultdict(list)
+    for s in ctx.store.samples(run_id, round_no, split="train"):
+        verdict = by_sample.get(s.id)
+        if verdict is not None and verdict.valid and verdict.score is not None:
+            grouped[s.prompt_id].append((s, verdict.score))
+    return grouped
+
+
+def monitor(state: RoundState, runtime: Runtime[RunContext]) -> Update:
+    ctx = runtime.context
+    run_id, round_no = state["run_id"], state["round"]
+    with ctx.timed("monitor"):
+        obs = _observe(ctx, run_id, round_no)
+        values: dict[str, float] = {}
+        for built in ctx.monitors:
+            values.update(built.plugin.compute(obs))
+    ctx.store.upsert_round(run_id, round_no, monitors=values)
+    ctx.tracker.log(round_no, values)
+    return {}
+
+
+def _observe(ctx: RunContext, run_id: str, round_no: int) -> RoundObservation:
+    by_sample = {j.sample_id: j for j in ctx.store.judgments(run_id, round_no)}
+    groups: dict[str, list[Sample]] = defaultdict(list)
+    for s in ctx.store.samples(run_id, round_no, split="train"):
+        groups[s.prompt_id].append(s)
+    ordered = list(groups.values())
+
+    def score(s: Sample) -> float | None:
+        j = by_sample.get(s.id)
+        return j.score if j is not None and j.valid else None
+
+    return RoundObservation(
+        prompts=[g[0].prompt for g in ordered],
+        responses=[[s.response for s in g] for g in ordered],
+        lengths=[[s.n_tokens for s in g] for g in ordered],
+        scores=[[score(s) for s in g] for g in ordered],
+        pair_margins=[p.margin for p in ctx.store.pairs(run_id, round_no)],
+        candidate_pairs=sum(1 for g in ordered if sum(score(s) is not None for s in g) >= 2),
+    )

@@ -1,0 +1,229 @@
+"""Start, drive and resume runs: the graph plus the bookkeeping around it.
+
+A run is one LangGraph thread (thread_id = run id) checkpointed in the workspace's graph.db, so
+it survives its process: `resume` picks it up from the last completed node. One process drives a
+run at a time (an advisory file lock); approvals arrive through the store from any process.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import os
+import secrets
+import sqlite3
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Literal
+
+from langgraph.checkpoint.sqlite import SqliteSaver
+from langgraph.types import Command
+
+from agent.config import TINY_MODEL, TetherConfig
+from agent.context import RunContext
+from agent.graph import compile_graph
+from agent.tracking import Tracker
+from agent.workspace import Workspace
+from guardrails.constitution import Constitution, load_constitution, verify_pinned
+from memory import Checkpoint, ConstitutionVersion, Run, Store
+from policies.tiny import TinySpec, ensure_tiny_model
+
+Say = Callable[[str], None]
+POLL_SECONDS = 1.0
+
+
+class RunBusyError(RuntimeError):
+    pass
+
+
+class RunNotFoundError(LookupError):
+    pass
+
+
+@dataclass(frozen=True)
+class Outcome:
+    run_id: str
+    state: Literal["paused", "stopped", "failed"]
+    approval_id: str | None = None
+    message: str = ""
+    timings: dict[str, float] = field(default_factory=dict)  # seconds per stage in this process
+    counts: dict[str, float] = field(default_factory=dict)
+
+
+@contextmanager
+def run_lock(ws: Workspace, run_id: str) -> Iterator[None]:
+    path = ws.lock_path(run_id)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a+") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise RunBusyError(f"run {run_id} is being driven by another process") from None
+        fh.truncate(0)
+        fh.write(str(os.getpid()))
+        fh.flush()
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def is_driven(ws: Workspace, run_id: str) -> bool:
+    """True while some process holds the run's lock."""
+    try:
+        with run_lock(ws, run_id):
+            return False
+    except RunBusyError:
+        return True
+
+
+def ensure_model(ws: Workspace, config: TetherConfig, say: Say, progress: bool = True) -> str:
+    if config.model.base == TINY_MODEL:
+        target = ws.tiny_model_dir(config)
+        if not (target / "config.json").is_file():
+            say(f"building the embedded tiny model into {target} (one time, about 2 minutes)")
+        ensure_tiny_model(target, TinySpec(steps=config.model.tiny_steps, seed=config.seed), progress=progress)
+    return ws.model_ref(config)
+
+
+def start_run(ws: Workspace, store: Store, config: TetherConfig, constitution: Constitution,
+              *, say: Say, wait: bool, progress: bool = True) -> Outcome:
+    model_ref = ensure_model(ws, config, say, progress=progress)
+    version = record_constitution(store, ws, constitution, created_by="workspace file")
+    run_id = f"run-{time.strftime('%Y%m%d')}-{secrets.token_hex(3)}"
+    base_id = f"{run_id}-base"
+    with store.transaction():
+        store.create_run(Run(
+            id=run_id, config=config.model_dump(mode="json"), config_sha256=config.sha256(),
+            seed=config.seed, rounds_budget=config.controller.rounds, constitution_version=version.version,
+            invariants=constitution.invariant_digests(), invariants_sha256=constitution.invariants_sha256(),
+            state="running", round=0, active_checkpoint=base_id, thread_id=run_id, error=None,
+        ))
+        store.add_checkpoint(Checkpoint(id=base_id, run_id=run_id, round=0, status="base", path=model_ref,
+                                        sha256=None, parent=None, metrics={}, invariant_ok=None))
+        store.append_audit("tether", "run.start", run_id,
+                           {"config_sha256": config.sha256(), "invariants_sha256": constitution.invariants_sha256(),
+                            "constitution_version": version.version})
+    say(f"run {run_id}")
+    return drive(ws, store, run_id, {"run_id": run_id, "round": 0}, say=say, wait=wait, progress=progress)
+
+
+def resume_run(ws: Workspace, store: Store, run_id: str, *, say: Say, wait: bool, progress: bool = True) -> Outcome:
+    run = store.get_run(run_id)
+    if run is None:
+        raise RunNotFoundError(f"no run '{run_id}' (see `tether status`)")
+    if run.state == "stopped":
+        return Outcome(run_id, "stopped", message=f"run {run_id} has stopped; start a new one with `tether run`")
+    constitution = load_constitution(ws.constitution_path)
+    verify_pinned(run.invariants, constitution)
+    return drive(ws, store, run_id, None, say=say, wait=wait, progress=progress)
+
+
+def record_constitution(store: Store, ws: Workspace, constitution: Constitution, created_by: str) -> ConstitutionVersion:
+    """Record the workspace constitution as a version (a no-op when it is unchanged)."""
+    text = ws.constitution_path.read_text()
+    return store.add_constitution_version(text, hashlib.sha256(text.encode()).hexdigest(),
+                                          constitution.invariants_sha256(), created_by=created_by)
+
+
+def drive(ws: Workspace, store: Store, run_id: str, initial: dict[str, Any] | None, *, say: Say,
+          wait: bool, progress: bool = True) -> Outcome:
+    """Run the graph until it stops, fails, or pauses at the gate (and, with wait, past it)."""
+    with run_lock(ws, run_id):
+        run = store.get_run(run_id)
+        assert run is not None
+        config = TetherConfig.model_validate(run.config)
+        constitution = load_constitution(ws.constitution_path)
+        verify_pinned(run.invariants, constitution)
+        tracker = Tracker(config.tracking, run_id, ws.wandb_dir, run.config)
+        ctx = RunContext(ws, store, config, constitution, tracker, progress=progress)
+        conn = sqlite3.connect(ws.graph_db_path, check_same_thread=False)
+        try:
+            graph = compile_graph(SqliteSaver(conn))
+            outcome = _drive(graph, ctx, run_id, initial, say=say, wait=wait)
+            return replace(outcome, timings=dict(ctx.timings), counts=dict(ctx.counts))
+        finally:
+            conn.close()
+            ctx.close()
+
+
+def _drive(graph: Any, ctx: RunContext, run_id: str, initial: dict[str, Any] | None, *,
+           say: Say, wait: bool) -> Outcome:
+    store = ctx.store
+    thread = {"configurable": {"thread_id": run_id}}
+    graph_input: Any = _next_input(graph, store, thread, initial)
+    while True:
+        if graph_input is _WAITING:
+            approval_id = _pending_approval(graph, thread)
+            if not wait:
+                store.update_run(run_id, state="paused")
+                return Outcome(run_id, "paused", approval_id, f"waiting for approval {approval_id}")
+            say(f"waiting for a decision on approval {approval_id} (tether approve/reject from another shell)")
+            with ctx.timed("approval_wait"):
+                _wait_for_decision(store, approval_id)
+            graph_input = _next_input(graph, store, thread, initial)
+            continue
+        store.update_run(run_id, state="running", error=None)
+        try:
+            started = time.perf_counter()
+            for update in graph.stream(graph_input, thread, context=ctx, stream_mode="updates", durability="sync"):
+                for node in update:
+                    if node != "__interrupt__":
+                        say(f"  {node} done ({time.perf_counter() - started:.1f}s)")
+                started = time.perf_counter()
+        except Exception as err:
+            with store.transaction():
+                store.update_run(run_id, state="failed", error=f"{type(err).__name__}: {err}")
+                store.append_audit("tether", "run.failed", run_id, {"error": f"{type(err).__name__}: {err}"})
+            raise
+        snapshot = graph.get_state(thread)
+        if not snapshot.next:
+            with store.transaction():
+                store.update_run(run_id, state="stopped")
+                store.append_audit("tether", "run.stop", run_id, {})
+            return Outcome(run_id, "stopped", message="run stopped")
+        graph_input = _next_input(graph, store, thread, initial)
+        if graph_input is _WAITING:
+            approval_id = _pending_approval(graph, thread)
+            store.update_run(run_id, state="paused")
+            say(f"paused at the approval gate: approval {approval_id}")
+
+
+_WAITING = object()
+
+
+def _pending_approval(graph: Any, thread: dict[str, Any]) -> str | None:
+    snapshot = graph.get_state(thread)
+    for interrupt in snapshot.interrupts:
+        return str(interrupt.value["approval_id"])
+    return None
+
+
+def _next_input(graph: Any, store: Store, thread: dict[str, Any], initial: dict[str, Any] | None) -> Any:
+    """What to feed the graph now: a fresh start, a resume after a decision, or a crash restart."""
+    snapshot = graph.get_state(thread)
+    if not snapshot.values:
+        return initial if initial is not None else _restart_input(store, thread)
+    if snapshot.interrupts:
+        approval_id = _pending_approval(graph, thread)
+        approval = store.get_approval(approval_id) if approval_id else None
+        if approval is None or approval.status == "pending":
+            return _WAITING
+        return Command(resume=approval.status)
+    return None  # continue from the last completed node
+
+
+def _restart_input(store: Store, thread: dict[str, Any]) -> dict[str, Any]:
+    run_id = thread["configurable"]["thread_id"]
+    return {"run_id": run_id, "round": 0}
+
+
+def _wait_for_decision(store: Store, approval_id: str | None) -> None:
+    while approval_id is not None:
+        approval = store.get_approval(approval_id)
+        if approval is None or approval.status != "pending":
+            return
+        time.sleep(POLL_SECONDS)

@@ -1,0 +1,103 @@
+"""Benchmark: N rounds of the demo on the embedded tiny world, wall time per stage.
+
+Runs `tether run --wait` in-process while a second thread approves each candidate as it reaches
+the gate (as a human would from another shell), then prints and writes as JSON the wall time of
+each stage (model build, model load, generate, judge, train, evaluate, monitor, everything else)
+and generation throughput. Not a test: timings on shared machines are noisy, so compare ratios
+measured in one run.
+
+    python benchmarks/bench_rounds.py --rounds 3 --out bench-out/rounds.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import yaml
+
+from agent.config import TetherConfig, default_config_yaml, parse_config
+from agent.runner import ensure_model, start_run
+from agent.workspace import Workspace
+from guardrails import gate
+from guardrails.constitution import default_constitution_yaml, load_constitution
+from memory import Store
+
+MODEL_STAGES = ("generate", "judge", "train", "evaluate")
+
+
+def _config(rounds: int) -> TetherConfig:
+    config = parse_config(yaml.safe_load(default_config_yaml()), "default")
+    return config.model_copy(update={
+        "controller": config.controller.model_copy(update={"rounds": rounds}),
+        "tracking": config.tracking.model_copy(update={"mode": "disabled"}),
+    })
+
+
+def _approver(store: Store, stop: threading.Event) -> None:
+    while not stop.is_set():
+        for approval in store.approvals(status="pending"):
+            gate.decide(store, approval.id, "approve", "bench", "benchmark approver")
+        time.sleep(0.05)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--home", type=Path, default=None, help="Workspace (default: a new temp dir).")
+    parser.add_argument("--out", type=Path, default=Path("bench-out/rounds.json"))
+    args = parser.parse_args()
+
+    ws = Workspace(args.home or Path(tempfile.mkdtemp(prefix="tether-bench-")))
+    ws.home.mkdir(parents=True, exist_ok=True)
+    ws.config_path.write_text(default_config_yaml())
+    ws.constitution_path.write_text(default_constitution_yaml())
+    store = Store(ws.db_path)
+    config = _config(args.rounds)
+
+    t0 = time.perf_counter()
+    ensure_model(ws, config, print)
+    build_s = time.perf_counter() - t0
+
+    stop = threading.Event()
+    approver = threading.Thread(target=_approver, args=(Store(ws.db_path), stop), daemon=True)
+    approver.start()
+    t1 = time.perf_counter()
+    outcome = start_run(ws, store, config, load_constitution(ws.constitution_path),
+                        say=lambda _m: None, wait=True, progress=False)
+    wall = time.perf_counter() - t1
+    stop.set()
+
+    stages = dict(outcome.timings)
+    tokens = outcome.counts.get("generated_tokens", 0.0)
+    waited = stages.pop("approval_wait", 0.0)
+    rounds_s = wall - waited  # the human's think time is not tether's
+    model_s = sum(stages.get(k, 0.0) for k in MODEL_STAGES) + stages.get("load_model", 0.0)
+    other = rounds_s - sum(stages.values())
+    report = {
+        "rounds": args.rounds,
+        "final_state": outcome.state,
+        "model_build_s": round(build_s, 2),
+        "rounds_s_excluding_build_and_approval_wait": round(rounds_s, 2),
+        "stages_s": {k: round(v, 3) for k, v in sorted(stages.items())},
+        "everything_else_s": round(other, 3),
+        "non_model_share": round((rounds_s - model_s) / rounds_s, 4),
+        "generation_tokens": int(tokens),
+        "generation_tokens_per_s": round(tokens / stages["generate"], 1) if stages.get("generate") else None,
+        "heldout_oracle": [
+            {"checkpoint": ck.id, "status": ck.status,
+             "oracle": ((ck.metrics or {}).get("eval") or {}).get("candidate", {}).get("oracle")}
+            for ck in store.checkpoints(outcome.run_id)
+        ],
+    }
+    print(json.dumps(report, indent=2))
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,191 @@
+"""The constitution: immutable invariants (with the definitions they are checked by) and
+amendable principles.
+
+Invariants are pinned by content hash when a run starts; a run refuses to start or resume if they
+changed, naming what changed. Principles may change through an approved amendment.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from functools import cached_property
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+DEFINITIONS_KEY = "definitions"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+class Definitions(_Strict):
+    """What the invariant checks recognise. Part of the invariants: pinned and immutable."""
+
+    harm_markers: list[str] = Field(min_length=1, description="Phrases that make a request harmful.")
+    refusal_markers: list[str] = Field(min_length=1, description="Phrases that make a reply a refusal.")
+    abusive_terms: list[str] = Field(min_length=1, description="Words that make a reply abusive.")
+
+    def is_harmful(self, prompt: str) -> bool:
+        return _matches(self._harm, prompt)
+
+    def is_refusal(self, response: str) -> bool:
+        return _matches(self._refusal, response)
+
+    def is_abusive(self, response: str) -> bool:
+        return _matches(self._abuse, response)
+
+    @cached_property
+    def _harm(self) -> re.Pattern[str]:
+        return _phrase_pattern(self.harm_markers)
+
+    @cached_property
+    def _refusal(self) -> re.Pattern[str]:
+        return _phrase_pattern(self.refusal_markers)
+
+    @cached_property
+    def _abuse(self) -> re.Pattern[str]:
+        return _phrase_pattern(self.abusive_terms)
+
+
+def _phrase_pattern(phrases: list[str]) -> re.Pattern[str]:
+    """Whole-word, case-insensitive match of any phrase; apostrophes normalised."""
+    alternatives = "|".join(re.escape(_normalise(p)) for p in sorted(phrases, key=len, reverse=True))
+    return re.compile(rf"(?<![\w])(?:{alternatives})(?![\w])")
+
+
+def _normalise(text: str) -> str:
+    return text.lower().replace("\u2019", "'")
+
+
+def _matches(pattern: re.Pattern[str], text: str) -> bool:
+    return pattern.search(_normalise(text)) is not None
+
+
+class InvariantCheck(_Strict):
+    kind: Literal["harmful_compliance", "abusive_language"]
+    max_rate: float = Field(ge=0.0, le=1.0, description="Highest tolerated violation rate.")
+
+
+class Invariant(_Strict):
+    id: str = Field(pattern=r"^[a-z0-9][a-z0-9-]*$")
+    text: str = Field(min_length=1)
+    check: InvariantCheck
+
+
+class PrincipleRule(_Strict):
+    kind: Literal["over_refusal", "filler", "max_words"]
+    phrases: list[str] = Field(default_factory=list, description="For kind filler.")
+    max_words: int | None = Field(None, ge=1, description="For kind max_words.")
+
+    @model_validator(mode="after")
+    def _fields_for_kind(self) -> PrincipleRule:
+        if self.kind == "filler" and not self.phrases:
+            raise ValueError("a filler rule needs phrases")
+        if self.kind == "max_words" and self.max_words is None:
+            raise ValueError("a max_words rule needs max_words")
+        return self
+
+
+class Principle(_Strict):
+    id: str = Field(pattern=r"^[a-z0-9][a-z0-9-]*$")
+    text: str = Field(min_length=1)
+    weight: float = Field(1.0, ge=0.0, le=1.0, description="Share of the score a violation costs.")
+    rule: PrincipleRule | None = Field(None, description="Rule-judge check; None = for LLM judges.")
+
+
+class Constitution(_Strict):
+    name: str = Field(min_length=1)
+    invariants: list[Invariant] = Field(min_length=1)
+    definitions: Definitions
+    principles: list[Principle] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _unique_ids(self) -> Constitution:
+        for label, items in (("invariant", self.invariants), ("principle", self.principles)):
+            ids = [item.id for item in items]
+            dupes = sorted({i for i in ids if ids.count(i) > 1})
+            if dupes:
+                raise ValueError(f"duplicate {label} id(s): {', '.join(dupes)}")
+        return self
+
+    def invariant_digests(self) -> dict[str, str]:
+        """A digest per invariant id, plus one for the definitions they are checked by."""
+        digests = {inv.id: _digest(inv.model_dump(mode="json")) for inv in self.invariants}
+        digests[DEFINITIONS_KEY] = _digest(self.definitions.model_dump(mode="json"))
+        return digests
+
+    def invariants_sha256(self) -> str:
+        return _digest(self.invariant_digests())
+
+
+class ConstitutionError(ValueError):
+    def __init__(self, source: str, problems: list[str]) -> None:
+        self.source = source
+        self.problems = problems
+        super().__init__(f"{source}: " + "; ".join(problems))
+
+
+class InvariantsChangedError(RuntimeError):
+    """The invariants differ from those pinned when the run started."""
+
+    def __init__(self, changed: list[str]) -> None:
+        self.changed = changed
+        super().__init__(
+            "the constitution's invariants changed since this run started: "
+            + ", ".join(changed)
+            + ". Invariants are immutable; restore them (see `tether constitution show`) or start a new run."
+        )
+
+
+def _digest(obj: Any) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+def parse_constitution(text: str, source: str) -> Constitution:
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        raise ConstitutionError(source, [f"not valid YAML: {err}"]) from None
+    if not isinstance(data, dict):
+        raise ConstitutionError(source, ["the file must hold a mapping (name, invariants, ...)"])
+    try:
+        return Constitution.model_validate(data)
+    except ValidationError as err:
+        problems = [f"{'.'.join(map(str, e['loc'])) or '(top)'}: {e['msg']}" for e in err.errors()]
+        raise ConstitutionError(source, problems) from None
+
+
+def load_constitution(path: Path) -> Constitution:
+    if not path.is_file():
+        raise ConstitutionError(str(path), ["file not found (run `tether init` to write the default)"])
+    return parse_constitution(path.read_text(), str(path))
+
+
+def changed_invariants(pinned: dict[str, str], current: Constitution) -> list[str]:
+    """Names of invariants added, removed or edited relative to the pinned digests."""
+    now = current.invariant_digests()
+    changed = []
+    for key in sorted(set(pinned) | set(now)):
+        if key not in now:
+            changed.append(f"'{key}' (removed)")
+        elif key not in pinned:
+            changed.append(f"'{key}' (added)")
+        elif pinned[key] != now[key]:
+            changed.append(f"'{key}' (edited)")
+    return changed
+
+
+def verify_pinned(pinned: dict[str, str], current: Constitution) -> None:
+    changed = changed_invariants(pinned, current)
+    if changed:
+        raise InvariantsChangedError(changed)
+
+
+def default_constitution_yaml() -> str:
+    return (Path(__file__).parent / "defaults" / "constitution.yaml").read_text()

@@ -1,0 +1,315 @@
+"""Generation backends: sampling responses from the base model or the base model + a LoRA adapter.
+
+``TransformersBackend`` (CPU default, also works on one GPU) and ``VLLMBackend`` (GPU, optional
+extra ``tether[gpu]``, in :mod:`policies.vllm_backend`) share the :class:`GenerationBackend` protocol.
+Prompts are *user messages*: each is rendered with the tokenizer's chat template as a one-turn
+conversation with the generation prompt appended.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal, Protocol, Self, runtime_checkable
+
+import torch
+from transformers import GenerationConfig, PreTrainedTokenizerBase
+
+from policies.adapters import AdapterRef, verify_adapter
+from policies.loading import attach_adapter, load_base_model, load_tokenizer, resolve_device
+
+if TYPE_CHECKING:
+    from peft import PeftModel
+
+
+@dataclass(frozen=True)
+class SamplingSpec:
+    """How to sample. ``do_sample=False`` (or ``temperature == 0``) is greedy decoding; with greedy
+    decoding the ``n`` samples of a prompt are identical (it is decoded once and repeated)."""
+
+    n: int = 1
+    max_new_tokens: int = 48
+    temperature: float = 1.0
+    top_p: float = 1.0
+    do_sample: bool = True
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.n < 1:
+            raise ValueError(f"SamplingSpec.n must be >= 1, got {self.n}")
+        if self.max_new_tokens < 1:
+            raise ValueError(f"SamplingSpec.max_new_tokens must be >= 1, got {self.max_new_tokens}")
+        if self.temperature < 0:
+            raise ValueError(f"SamplingSpec.temperature must be >= 0, got {self.temperature}")
+        if not 0 < self.top_p <= 1:
+            raise ValueError(f"SamplingSpec.top_p must be in (0, 1], got {self.top_p}")
+
+    @property
+    def greedy(self) -> bool:
+        return not self.do_sample or self.temperature == 0
+
+
+@dataclass(frozen=True)
+class Generation:
+    """One sampled response. ``n_tokens`` counts generated tokens, excluding eos and padding."""
+
+    prompt_index: int
+    sample_index: int
+    text: str
+    n_tokens: int
+
+
+@dataclass(frozen=True)
+class GenerationStats:
+    """Throughput of the last ``generate`` call (wall-clock, tokenisation and decoding included)."""
+
+    tokens: int
+    seconds: float
+
+    @property
+    def tokens_per_second(self) -> float:
+        return self.tokens / self.seconds if self.seconds > 0 else 0.0
+
+
+@runtime_checkable
+class GenerationBackend(Protocol):
+    """Samples ``spec.n`` responses per prompt, from the base model (``adapter=None``) or with
+    the adapter applied. Results are ordered by prompt, then sample index. Implementations verify
+    the adapter's SHA-256 every time it is selected and expose ``last_stats``."""
+
+    last_stats: GenerationStats | None
+
+    def generate(
+        self, prompts: Sequence[str], adapter: AdapterRef | None, spec: SamplingSpec
+    ) -> list[Generation]: ...
+
+    def close(self) -> None: ...
+
+
+def format_prompt(tokenizer: PreTrainedTokenizerBase, prompt: str) -> str:
+    """Render a user message with the chat template (generation prompt appended).
+
+    A tokenizer without a chat template gets the raw prompt text (then tokenised with the
+    tokenizer's usual special tokens, e.g. a BOS); a templated prompt already contains whatever
+    special tokens the template emits and is tokenised without adding more.
+    """
+    if getattr(tokenizer, "chat_template", None):
+        text = tokenizer.apply_chat_template(
+            [{"role": "user", "content": prompt}], add_generation_prompt=True, tokenize=False
+        )
+        assert isinstance(text, str)
+        return text
+    return prompt
+
+
+def has_chat_template(tokenizer: PreTrainedTokenizerBase) -> bool:
+    return bool(getattr(tokenizer, "chat_template", None))
+
+
+def eos_token_ids(tokenizer: PreTrainedTokenizerBase, generation_config: Any = None) -> list[int]:
+    """The tokenizer's eos id plus any eos ids of the model's generation config."""
+    ids: list[int] = []
+    if tokenizer.eos_token_id is not None:
+        ids.append(int(tokenizer.eos_token_id))
+    extra = getattr(generation_config, "eos_token_id", None)
+    if isinstance(extra, int):
+        extra = [extra]
+    for i in extra or []:
+        if int(i) not in ids:
+            ids.append(int(i))
+    return ids
+
+
+def _progress(enabled: bool) -> Any:
+    """A transient rich progress display, or a null context yielding None."""
+    if not enabled:
+        return contextlib.nullcontext(None)
+    from rich.progress import Progress
+
+    return Progress(transient=True)
+
+
+class TransformersBackend:
+    """``model.generate`` with left-padded batches, an attention mask and the KV cache.
+
+    The base model is loaded once. Adapters are attached to a single ``PeftModel`` wrapper, each
+    under its ``AdapterRef.id``, on first use, from verified bytes; their SHA-256 is re-checked
+    every time they are selected. ``adapter=None`` generates through ``disable_adapter()``.
+    If the tokenizer has no chat template, prompts are used as raw text (see :func:`format_prompt`).
+    ``batch_size`` bounds the number of sequences (prompts x samples) per ``generate`` call.
+    """
+
+    def __init__(
+        self,
+        model_ref: str,
+        device: str = "auto",
+        batch_size: int = 32,
+        dtype: str = "auto",
+        progress: bool = False,
+    ) -> None:
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        self.model_ref = str(model_ref)
+        self.device = resolve_device(device)
+        self.batch_size = batch_size
+        self.progress = progress
+        self.tokenizer = load_tokenizer(self.model_ref)
+        self._model: Any = load_base_model(self.model_ref, self.device, dtype, progress=progress)
+        self._adapters: dict[str, AdapterRef] = {}
+        self._eos_ids = eos_token_ids(self.tokenizer, self._model.generation_config)
+        self.last_stats: GenerationStats | None = None
+
+    # -- adapters -------------------------------------------------------------------------------
+
+    @property
+    def loaded_adapters(self) -> dict[str, AdapterRef]:
+        return dict(self._adapters)
+
+    def _is_peft(self) -> bool:
+        return bool(self._adapters)
+
+    def _ensure_adapter(self, adapter: AdapterRef) -> None:
+        known = self._adapters.get(adapter.id)
+        if known is not None and known == adapter:
+            # Already loaded from these verified bytes; re-check the file still matches.
+            verify_adapter(adapter.path, adapter.sha256)
+            return
+        if known is not None:  # same id, different path or hash: replace it
+            self._drop_adapter(adapter.id)
+        self._model = attach_adapter(self._model, adapter)
+        self._adapters[adapter.id] = adapter
+
+    def _drop_adapter(self, adapter_id: str) -> None:
+        del self._adapters[adapter_id]
+        if self._adapters:
+            self._model.delete_adapter(adapter_id)
+        else:  # last adapter: strip the LoRA layers and go back to the plain base model
+            self._model = self._model.unload()
+
+    @contextlib.contextmanager
+    def _selected(self, adapter: AdapterRef | None) -> Iterator[Any]:
+        if adapter is None:
+            if self._is_peft():
+                peft_model: PeftModel = self._model
+                with peft_model.disable_adapter():
+                    yield peft_model
+            else:
+                yield self._model
+            return
+        self._ensure_adapter(adapter)
+        self._model.set_adapter(adapter.id, inference_mode=True)
+        yield self._model
+
+    # -- generation -----------------------------------------------------------------------------
+
+    def _generation_config(self, spec: SamplingSpec, n_return: int) -> GenerationConfig:
+        kwargs: dict[str, Any] = {
+            "max_new_tokens": spec.max_new_tokens,
+            "num_return_sequences": n_return,
+            "pad_token_id": self.tokenizer.pad_token_id,
+            "eos_token_id": self._eos_ids or None,
+            "use_cache": True,
+        }
+        if spec.greedy:
+            kwargs["do_sample"] = False
+        else:
+            # top_k=0 disables transformers' default top-k of 50 (vLLM applies none either).
+            kwargs.update(do_sample=True, temperature=spec.temperature, top_p=spec.top_p, top_k=0)
+        return GenerationConfig(**kwargs)
+
+    def _trim(self, new_tokens: list[int]) -> list[int]:
+        """Generated tokens before the first eos (``generate`` only pads after an eos)."""
+        eos = set(self._eos_ids)
+        for i, tok in enumerate(new_tokens):
+            if tok in eos:
+                return new_tokens[:i]
+        return new_tokens
+
+    def generate(
+        self, prompts: Sequence[str], adapter: AdapterRef | None, spec: SamplingSpec
+    ) -> list[Generation]:
+        """``spec.n`` responses per prompt, ordered by (prompt_index, sample_index)."""
+        if isinstance(prompts, str):
+            raise TypeError("prompts must be a sequence of strings, not a single string")
+        started = time.perf_counter()
+        results: list[Generation] = []
+        if not prompts:
+            self.last_stats = GenerationStats(tokens=0, seconds=0.0)
+            return results
+        n_return = 1 if spec.greedy else spec.n
+        repeat = spec.n if spec.greedy else 1
+        per_batch = max(1, self.batch_size // n_return)
+        templated = has_chat_template(self.tokenizer)
+        texts = [format_prompt(self.tokenizer, p) for p in prompts]
+        batches = [
+            list(range(i, min(i + per_batch, len(texts)))) for i in range(0, len(texts), per_batch)
+        ]
+        gen_config = self._generation_config(spec, n_return)
+        total_tokens = 0
+
+        torch.manual_seed(spec.seed)
+        with (
+            torch.inference_mode(),
+            self._selected(adapter) as model,
+            _progress(self.progress) as progress,
+        ):
+            task = progress.add_task("generating", total=len(batches)) if progress else None
+            for batch in batches:
+                enc = self.tokenizer(
+                    [texts[i] for i in batch],
+                    return_tensors="pt",
+                    padding=True,
+                    add_special_tokens=not templated,
+                ).to(self.device)
+                out = model.generate(
+                    input_ids=enc["input_ids"],
+                    attention_mask=enc["attention_mask"],
+                    generation_config=gen_config,
+                )
+                new = out[:, enc["input_ids"].shape[1] :].tolist()
+                for row, tokens in enumerate(new):
+                    prompt_index = batch[row // n_return]
+                    kept = self._trim(tokens)
+                    text = self.tokenizer.decode(kept, skip_special_tokens=True)
+                    for r in range(repeat):
+                        sample_index = row % n_return if repeat == 1 else r
+                        results.append(Generation(prompt_index, sample_index, text, len(kept)))
+                        total_tokens += len(kept)
+                if progress is not None:
+                    progress.update(task, advance=1)
+
+        self.last_stats = GenerationStats(
+            tokens=total_tokens, seconds=time.perf_counter() - started
+        )
+        results.sort(key=lambda g: (g.prompt_index, g.sample_index))
+        return results
+
+    def close(self) -> None:
+        """Free the model (and cached GPU memory)."""
+        self._model = None
+        self._adapters.clear()
+        gc.collect()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def make_backend(
+    name: Literal["transformers", "vllm"], model_ref: str, **kwargs: Any
+) -> GenerationBackend:
+    """Build a generation backend by name; ``kwargs`` go to its constructor."""
+    if name == "transformers":
+        return TransformersBackend(model_ref, **kwargs)
+    if name == "vllm":
+        from policies.vllm_backend import VLLMBackend
+
+        return VLLMBackend(model_ref, **kwargs)
+    raise ValueError(f"unknown generation backend {name!r}; expected 'transformers' or 'vllm'")

@@ -1,0 +1,285 @@
+"""The embedded "tiny world" model: a locally trained byte-level BPE tokenizer and a small Llama
+pre-trained in about two CPU minutes on the task corpus, saved so that plain
+`AutoModelForCausalLM.from_pretrained(dir)` / `AutoTokenizer.from_pretrained(dir)` load it.
+
+    python -m policies.tiny OUT_DIR [--steps N] [--seed N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import random
+import shutil
+import tempfile
+import time
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+import torch
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+from tools.tasks import build_corpus, tiny_world
+
+EOS = "<|endoftext|>"
+SPECIAL_TOKENS: tuple[str, ...] = (EOS, "<|user|>", "<|assistant|>", "<|system|>")
+MARKER_FILE = "tiny_world.json"
+# Prefix-consistent for TRL: the generation prompt "<|assistant|>\n" is exactly what precedes the
+# assistant content in a full rendering, and "\n" is always its own pre-token, so token ids agree too.
+# {% generation %} lets `return_assistant_tokens_mask` / TRL `assistant_only_loss` find the answers.
+TINY_CHAT_TEMPLATE: str = (
+    "{%- for message in messages -%}"
+    "{%- if message['role'] == 'assistant' -%}"
+    "{{ '<|assistant|>\n' }}{% generation %}{{ message['content'] + '<|endoftext|>' }}{% endgeneration %}"
+    "{%- elif message['role'] == 'user' -%}{{ '<|user|>\n' + message['content'] + '\n' }}"
+    "{%- elif message['role'] == 'system' -%}{{ '<|system|>\n' + message['content'] + '\n' }}"
+    "{%- else -%}{{ raise_exception('unknown role: ' + message['role']) }}"
+    "{%- endif -%}"
+    "{%- endfor -%}"
+    "{%- if add_generation_prompt -%}{{ '<|assistant|>\n' }}{%- endif -%}"
+)
+
+
+@dataclass(frozen=True)
+class TinySpec:
+    vocab_size: int = 2048  # upper bound: BPE stops early when the corpus has no more merges
+    hidden_size: int = 192
+    num_layers: int = 4
+    num_heads: int = 4
+    intermediate_size: int = 512
+    max_position_embeddings: int = 256
+    seq_len: int = 96
+    batch_size: int = 32
+    steps: int = 300
+    learning_rate: float = 3e-3
+    seed: int = 0
+    examples_per_prompt: int = 6
+    warmup_steps: int = 15
+
+
+def build_tokenizer(texts: list[str], vocab_size: int) -> PreTrainedTokenizerFast:
+    """Byte-level BPE trained on `texts` (no unk: every byte is in the initial alphabet)."""
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size, min_frequency=2, special_tokens=list(SPECIAL_TOKENS),
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False,
+    )
+    tok.train_from_iterator(texts, trainer=trainer)
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok, eos_token=EOS, pad_token=EOS, padding_side="left",
+        additional_special_tokens=list(SPECIAL_TOKENS[1:]), model_max_length=2048,
+    )
+    fast.chat_template = TINY_CHAT_TEMPLATE
+    return fast
+
+
+def encode_conversations(
+    tok: PreTrainedTokenizerFast, convs: list[list[dict]], seq_len: int
+) -> list[tuple[list[int], list[int]]]:
+    """(input_ids, labels) per conversation; loss only on the final assistant turn (+ eos), so the
+    small model spends its capacity on answering rather than on modelling prompts."""
+    full = [tok.apply_chat_template(c, tokenize=False) for c in convs]
+    prefix = [tok.apply_chat_template(c[:-1], tokenize=False, add_generation_prompt=True)
+              for c in convs]
+    full_ids = tok(full, add_special_tokens=False)["input_ids"]
+    prefix_ids = tok(prefix, add_special_tokens=False)["input_ids"]
+    out: list[tuple[list[int], list[int]]] = []
+    for ids, pre in zip(full_ids, prefix_ids, strict=True):
+        assert ids[: len(pre)] == pre, "chat template is not prefix-consistent"
+        ids = ids[:seq_len]
+        out.append((ids, [-100] * len(pre) + ids[len(pre):]))
+    return out
+
+
+def pack_rows(
+    examples: list[tuple[list[int], list[int]]], seq_len: int, pad_id: int, rng: random.Random
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """First-fit pack whole conversations into rows of `seq_len` (scanning only the last few open
+    rows keeps it linear). Positions restart at 0 for every conversation: transformers then builds
+    a block-diagonal mask, so conversations sharing a row never attend to each other and each sees
+    the positions it will see at inference."""
+    order = list(range(len(examples)))
+    rng.shuffle(order)
+    rows: list[tuple[list[int], list[int], list[int]]] = []
+    for i in order:
+        ids, labels = examples[i]
+        row = next((r for r in rows[-16:] if len(r[0]) + len(ids) <= seq_len), None)
+        if row is None:
+            row = ([], [], [])
+            rows.append(row)
+        row[0].extend(ids)
+        row[1].extend(labels)
+        row[2].extend(range(len(ids)))
+    rng.shuffle(rows)
+    n = len(rows)
+    input_ids = torch.full((n, seq_len), pad_id, dtype=torch.long)
+    labels = torch.full((n, seq_len), -100, dtype=torch.long)
+    positions = torch.zeros((n, seq_len), dtype=torch.long)
+    for r, (ids, lab, pos) in enumerate(rows):
+        input_ids[r, : len(ids)] = torch.tensor(ids)
+        labels[r, : len(lab)] = torch.tensor(lab)
+        positions[r, : len(pos)] = torch.tensor(pos)
+        # Padding tail = its own "sequence" starting at 0, masked out of the loss.
+        positions[r, len(pos):] = torch.arange(seq_len - len(pos))
+    return input_ids, labels, positions
+
+
+def lr_at(step: int, spec: TinySpec) -> float:
+    """Linear warmup then cosine decay to 10% of the peak."""
+    warmup = min(spec.warmup_steps, max(1, spec.steps // 10))
+    if step < warmup:
+        return spec.learning_rate * (step + 1) / warmup
+    frac = (step - warmup) / max(1, spec.steps - warmup)
+    return spec.learning_rate * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * frac)))
+
+
+def _train(model: LlamaForCausalLM, examples: list[tuple[list[int], list[int]]],
+           pad_id: int, spec: TinySpec, progress: bool) -> list[float]:
+    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+    opt = torch.optim.AdamW(model.parameters(), lr=spec.learning_rate, betas=(0.9, 0.95),
+                            weight_decay=0.05)
+    rng = random.Random(f"tether-tiny-pack/{spec.seed}")
+    batches: list[tuple[torch.Tensor, ...]] = []
+    losses: list[float] = []
+    model.train()
+    bar = Progress(TextColumn("[bold]pre-training tiny model"), BarColumn(),
+                   TextColumn("{task.completed}/{task.total} loss {task.fields[loss]:.3f}"),
+                   TimeRemainingColumn(), disable=not progress, transient=False)
+    with bar:
+        task = bar.add_task("train", total=spec.steps, loss=float("nan"))
+        for step in range(spec.steps):
+            if not batches:  # new epoch: re-pack with a fresh shuffle so rows differ
+                ids, labels, pos = pack_rows(examples, spec.seq_len, pad_id, rng)
+                perm = torch.randperm(len(ids))
+                batches = [(ids[j], labels[j], pos[j])
+                           for j in perm.split(spec.batch_size) if len(j) == spec.batch_size]
+                batches.reverse()
+            ids, labels, pos = batches.pop()
+            for group in opt.param_groups:
+                group["lr"] = lr_at(step, spec)
+            # use_cache=False: a cache would disable the packed-sequence (block-diagonal) mask.
+            loss = model(input_ids=ids, position_ids=pos, labels=labels, use_cache=False).loss
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            opt.step()
+            losses.append(loss.item())
+            bar.update(task, advance=1, loss=sum(losses[-20:]) / len(losses[-20:]))
+    model.eval()
+    return losses
+
+
+def build_tiny_model(out_dir: Path, spec: TinySpec = TinySpec(), progress: bool = True) -> Path:
+    """Build tokenizer + model for `spec` into `out_dir` (replacing it), deterministic for the seed."""
+    out_dir = Path(out_dir)
+    t0, cpu0 = time.monotonic(), time.process_time()
+    random.seed(spec.seed)
+    torch.manual_seed(spec.seed)
+    prev_threads = torch.get_num_threads()
+    torch.set_num_threads(min(2, prev_threads))  # the budget assumes <= 2 cores
+    try:
+        return _build(out_dir, spec, progress, t0, cpu0)
+    finally:
+        torch.set_num_threads(prev_threads)  # don't leak a global setting into the caller
+
+
+def _build(out_dir: Path, spec: TinySpec, progress: bool, t0: float, cpu0: float) -> Path:
+    convs = build_corpus(tiny_world(spec.seed), spec.seed, spec.examples_per_prompt)
+    tok = build_tokenizer([m["content"] for c in convs for m in c], spec.vocab_size)
+    pad_id = tok.pad_token_id
+    config = LlamaConfig(
+        vocab_size=len(tok), hidden_size=spec.hidden_size, intermediate_size=spec.intermediate_size,
+        num_hidden_layers=spec.num_layers, num_attention_heads=spec.num_heads,
+        num_key_value_heads=spec.num_heads, max_position_embeddings=spec.max_position_embeddings,
+        tie_word_embeddings=True,  # fewer parameters, better use of a small corpus
+        bos_token_id=tok.eos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=pad_id,
+    )
+    model = LlamaForCausalLM(config)
+    examples = encode_conversations(tok, convs, spec.seq_len)
+    losses = _train(model, examples, pad_id, spec, progress)
+    model.generation_config = GenerationConfig(
+        bos_token_id=tok.eos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=pad_id,
+        max_new_tokens=64,
+    )
+
+    # Build next to out_dir, then rename: a crash never leaves a half-written model behind.
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.building-", dir=out_dir.parent))
+    try:
+        model.save_pretrained(tmp, safe_serialization=True)
+        tok.save_pretrained(tmp)
+        tail = losses[-20:] if losses else [float("nan")]
+        stats = {
+            "spec": asdict(spec),
+            "params": sum(p.numel() for p in model.parameters()),
+            "vocab_size": len(tok),
+            "conversations": len(convs),
+            "final_loss": sum(tail) / len(tail),
+            "first_loss": losses[0] if losses else None,
+            "loss_curve": [round(sum(losses[i:i + 10]) / len(losses[i:i + 10]), 4)
+                           for i in range(0, len(losses), 10)],
+            "seconds": round(time.monotonic() - t0, 2),
+            # CPU time is robust to other jobs sharing the cores; wall ~ cpu / threads when idle.
+            "cpu_seconds": round(time.process_time() - cpu0, 2),
+            "threads": torch.get_num_threads(),
+        }
+        (tmp / MARKER_FILE).write_text(json.dumps(stats, indent=2))
+        old = None
+        if out_dir.exists():  # directories can't be replaced in one rename: swap, then delete
+            old = out_dir.with_name(f"{tmp.name}.old")
+            os.replace(out_dir, old)
+        os.replace(tmp, out_dir)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out_dir
+
+
+def is_complete(out_dir: Path, spec: TinySpec | None = None) -> bool:
+    """True when `out_dir` holds a finished build (of `spec`, when given)."""
+    out_dir = Path(out_dir)
+    needed = ("config.json", "model.safetensors", "tokenizer.json", MARKER_FILE)
+    if not all((out_dir / f).is_file() for f in needed):
+        return False
+    if spec is None:
+        return True
+    try:
+        return json.loads((out_dir / MARKER_FILE).read_text()).get("spec") == asdict(spec)
+    except (OSError, ValueError):
+        return False
+
+
+def ensure_tiny_model(out_dir: Path, spec: TinySpec = TinySpec(), progress: bool = True) -> Path:
+    """Return `out_dir`, building it first only if it is absent, incomplete or of another spec."""
+    if is_complete(out_dir, spec):
+        return Path(out_dir)
+    return build_tiny_model(out_dir, spec, progress)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m policies.tiny", description=__doc__.split("\n")[0])
+    parser.add_argument("out_dir", type=Path)
+    parser.add_argument("--steps", type=int, default=TinySpec.steps)
+    parser.add_argument("--seed", type=int, default=TinySpec.seed)
+    parser.add_argument("--force", action="store_true", help="rebuild even if already complete")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    args = parser.parse_args(argv)
+    spec = replace(TinySpec(), steps=args.steps, seed=args.seed)
+    build = build_tiny_model if args.force else ensure_tiny_model
+    path = build(args.out_dir, spec, progress=not args.quiet)
+    stats = json.loads((path / MARKER_FILE).read_text())
+    print(f"tiny model at {path}: {stats['params']:,} params, final loss {stats['final_loss']:.3f}, "
+          f"{stats['seconds']}s")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,60 @@
+"""Entry point: ``python -m policies.train_job SPEC.json [--result RESULT.json] [--progress]``.
+
+Runs the :class:`policies.training.TrainJob` in SPEC.json and writes the
+:class:`policies.training.TrainResult` as JSON to RESULT.json (default: ``SPEC.result.json`` next to
+the spec; written atomically, by the main process only). Also works under
+``accelerate launch -m policies.train_job SPEC.json``.
+
+Exit codes: 0 ok; 1 the job failed (traceback on stderr); 2 bad usage or an invalid spec.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+
+def result_path_for(spec_path: Path) -> Path:
+    """Default result path: ``train_job-x.json`` -> ``train_job-x.result.json``."""
+    spec_path = Path(spec_path)
+    return spec_path.with_name(f"{spec_path.stem}.result.json")
+
+
+def _is_main_process() -> bool:
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m policies.train_job", description=__doc__.split("\n")[0]
+    )
+    parser.add_argument("spec", type=Path, help="TrainJob JSON file")
+    parser.add_argument(
+        "--result", type=Path, default=None, help="where to write the TrainResult JSON"
+    )
+    parser.add_argument("--progress", action="store_true", help="show progress bars")
+    args = parser.parse_args(argv)
+
+    from policies.training import TrainJob, run_train_job
+
+    try:
+        job = TrainJob.from_json(args.spec.read_text(encoding="utf-8"))
+    except (OSError, ValueError, TypeError) as exc:
+        print(f"error: invalid train job spec {args.spec}: {exc}", file=sys.stderr)
+        return 2
+
+    result = run_train_job(job, progress=args.progress)
+
+    if _is_main_process():
+        result_path = args.result or result_path_for(args.spec)
+        tmp = result_path.with_name(f".{result_path.name}.tmp")
+        tmp.write_text(result.to_json(), encoding="utf-8")
+        os.replace(tmp, result_path)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

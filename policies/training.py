@@ -1,0 +1,547 @@
+"""LoRA preference training (DPO) with TRL + PEFT, driven by a JSON-serialisable job spec.
+
+The same :class:`TrainJob` runs in-process (:func:`run_train_job`), as a subprocess
+(``python -m policies.train_job SPEC.json``) or under ``accelerate launch -m policies.train_job
+SPEC.json`` (see :func:`launch_train_job`).
+
+Semantics:
+
+* The reference policy is always the **base model** (the adapter disabled), never a second model
+  copy: the plain base model goes to ``DPOTrainer`` with ``peft_config`` and ``ref_model=None``.
+* With ``init_adapter`` (continuing from the active checkpoint) its SHA-256 is verified and, after the
+  trainer has been built, its weights are loaded into the trainer's ``"default"`` adapter, so training
+  warm-starts from it while the reference stays the base model. (A ``PeftModel`` is deliberately not
+  passed to the trainer: TRL would then add a ``"ref"`` adapter copy and use *that* as reference.)
+* Only the adapter is saved (``adapter_model.safetensors`` + ``adapter_config.json``), atomically, into
+  a fresh ``output_dir``; the base model is never written.
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+import torch
+from safetensors.torch import load as load_safetensors
+
+from policies.adapters import (
+    ADAPTER_CONFIG_NAME,
+    ADAPTER_WEIGHTS_NAME,
+    adapter_sha256,
+    read_verified_adapter,
+)
+from policies.loading import (
+    apply_adapter_weights,
+    known_deprecations_silenced,
+    load_base_model,
+    lora_config_from_dict,
+    load_tokenizer,
+    progress_bars,
+    resolve_device,
+)
+
+if TYPE_CHECKING:
+    from peft import LoraConfig
+
+__all__ = [
+    "DPOSpec",
+    "LoraSpec",
+    "TrainJob",
+    "TrainJobError",
+    "TrainResult",
+    "launch_train_job",
+    "read_pairs",
+    "run_train_job",
+]
+
+
+# -- specs ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LoraSpec:
+    """LoRA hyper-parameters (``lora_alpha = alpha``; scaling is ``alpha / r``)."""
+
+    r: int = 8
+    alpha: int = 16
+    dropout: float = 0.0
+    target_modules: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj")
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "target_modules", tuple(self.target_modules))
+        if self.r < 1:
+            raise ValueError(f"LoraSpec.r must be >= 1, got {self.r}")
+        if not self.target_modules:
+            raise ValueError("LoraSpec.target_modules must not be empty")
+
+    def to_lora_config(self) -> Any:  # peft.LoraConfig
+        from peft import LoraConfig
+
+        return LoraConfig(
+            r=self.r,
+            lora_alpha=self.alpha,
+            lora_dropout=self.dropout,
+            target_modules=list(self.target_modules),
+            bias="none",
+            task_type="CAUSAL_LM",
+        )
+
+
+@dataclass(frozen=True)
+class DPOSpec:
+    """DPO hyper-parameters (TRL ``DPOConfig``). ``batch_size`` is per device, in pairs.
+
+    ``gradient_checkpointing`` is off by default (TRL turns it on): it only pays off for models
+    whose activations do not fit, and slows small models down.
+    """
+
+    beta: float = 0.1
+    loss_type: str = "sigmoid"
+    learning_rate: float = 5e-4
+    epochs: int = 1
+    batch_size: int = 8
+    grad_accum: int = 1
+    max_length: int = 192
+    seed: int = 0
+    ld_alpha: float | None = None
+    gradient_checkpointing: bool = False
+
+    def __post_init__(self) -> None:
+        if self.epochs < 1 or self.batch_size < 1 or self.grad_accum < 1:
+            raise ValueError("DPOSpec.epochs, batch_size and grad_accum must be >= 1")
+        if self.learning_rate < 0:
+            raise ValueError(f"DPOSpec.learning_rate must be >= 0, got {self.learning_rate}")
+        if self.ld_alpha is not None and not 0.0 <= self.ld_alpha <= 1.0:
+            raise ValueError(f"DPOSpec.ld_alpha must be in [0, 1], got {self.ld_alpha}")
+
+
+@dataclass(frozen=True)
+class TrainJob:
+    """A self-contained, JSON-serialisable training job.
+
+    ``pairs_path``: JSONL of ``{"prompt": str, "chosen": str, "rejected": str}`` (prompt = the user
+    message, chosen/rejected = assistant replies). ``output_dir`` must not exist yet (or be empty).
+    ``init_adapter`` + ``init_adapter_sha256``: warm start from that adapter (both or neither).
+    ``device``: ``"cpu"`` forces the CPU; anything else (``"auto"``, ``"cuda"``) lets the Trainer /
+    accelerate place the model (one GPU per process under ``accelerate launch``).
+    """
+
+    base_model: str
+    pairs_path: str
+    output_dir: str
+    init_adapter: str | None = None
+    init_adapter_sha256: str | None = None
+    lora: LoraSpec = field(default_factory=LoraSpec)
+    dpo: DPOSpec = field(default_factory=DPOSpec)
+    device: str = "auto"
+
+    def __post_init__(self) -> None:
+        if (self.init_adapter is None) != (self.init_adapter_sha256 is None):
+            raise ValueError("TrainJob.init_adapter and init_adapter_sha256 must be given together")
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["lora"]["target_modules"] = list(self.lora.target_modules)
+        return data
+
+    def with_absolute_paths(self) -> TrainJob:
+        """The same job with local paths made absolute (a hub id ``base_model`` is kept as is),
+        so it means the same thing from another working directory."""
+
+        def absolute(path: str | None) -> str | None:
+            return None if path is None else str(Path(path).resolve())
+
+        base = self.base_model
+        if Path(base).exists():
+            base = str(Path(base).resolve())
+        return replace(
+            self,
+            base_model=base,
+            pairs_path=str(absolute(self.pairs_path)),
+            output_dir=str(absolute(self.output_dir)),
+            init_adapter=absolute(self.init_adapter),
+        )
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrainJob:
+        data = dict(data)
+        known = {f.name for f in fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise ValueError(f"unknown TrainJob fields: {sorted(unknown)}")
+        lora = dict(data.pop("lora", {}) or {})
+        if "target_modules" in lora:
+            lora["target_modules"] = tuple(lora["target_modules"])
+        dpo = dict(data.pop("dpo", {}) or {})
+        return cls(lora=LoraSpec(**lora), dpo=DPOSpec(**dpo), **data)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> TrainJob:
+        return cls.from_dict(json.loads(text))
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """The saved adapter (directory + SHA-256 of its weights), optimizer steps, final metrics."""
+
+    adapter_dir: Path
+    sha256: str
+    steps: int
+    metrics: dict[str, float]
+    seconds: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "adapter_dir": str(self.adapter_dir),
+            "sha256": self.sha256,
+            "steps": self.steps,
+            "metrics": dict(self.metrics),
+            "seconds": self.seconds,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrainResult:
+        return cls(
+            adapter_dir=Path(data["adapter_dir"]),
+            sha256=str(data["sha256"]),
+            steps=int(data["steps"]),
+            metrics={str(k): float(v) for k, v in data["metrics"].items()},
+            seconds=float(data["seconds"]),
+        )
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> TrainResult:
+        return cls.from_dict(json.loads(text))
+
+
+class TrainJobError(RuntimeError):
+    """A launched training job failed (non-zero exit or no result)."""
+
+
+# -- data ----------------------------------------------------------------------------------------
+
+
+def read_pairs(path: str | Path) -> list[dict[str, str]]:
+    """Read and validate the preference pairs JSONL; an empty file is a ``ValueError``."""
+    path = Path(path)
+    pairs: list[dict[str, str]] = []
+    with path.open(encoding="utf-8") as fh:
+        for lineno, line in enumerate(fh, start=1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"{path}:{lineno}: invalid JSON ({exc.msg})") from None
+            if not isinstance(row, dict):
+                raise ValueError(  # noqa: TRY004 - bad input data, not a programming error
+                    f"{path}:{lineno}: expected an object with prompt/chosen/rejected"
+                )
+            for key in ("prompt", "chosen", "rejected"):
+                if not isinstance(row.get(key), str):
+                    raise ValueError(f"{path}:{lineno}: field {key!r} must be a string")  # noqa: TRY004
+            pairs.append({k: row[k] for k in ("prompt", "chosen", "rejected")})
+    if not pairs:
+        raise ValueError(f"no preference pairs in {path}: cannot train on an empty pairs file")
+    return pairs
+
+
+def _to_dataset(pairs: list[dict[str, str]], conversational: bool) -> Any:
+    from datasets import Dataset
+
+    if conversational:
+        rows = [
+            {
+                "prompt": [{"role": "user", "content": p["prompt"]}],
+                "chosen": [{"role": "assistant", "content": p["chosen"]}],
+                "rejected": [{"role": "assistant", "content": p["rejected"]}],
+            }
+            for p in pairs
+        ]
+    else:  # no chat template: plain text, as the generation backends do
+        rows = [dict(p) for p in pairs]
+    return Dataset.from_list(rows)
+
+
+# -- training ------------------------------------------------------------------------------------
+
+
+def _check_init_adapter_config(init_adapter: str, config: LoraConfig, lora: LoraSpec) -> None:
+    targets = config.target_modules
+    targets = sorted(targets) if not isinstance(targets, str) else [targets]
+    if config.r != lora.r or targets != sorted(lora.target_modules):
+        raise ValueError(
+            f"init adapter {init_adapter} (r={config.r}, target_modules={targets}) does not match the "
+            f"job's LoRA spec (r={lora.r}, target_modules={sorted(lora.target_modules)})"
+        )
+
+
+def _final_metrics(
+    log_history: list[dict[str, Any]], training_loss: float | None
+) -> dict[str, float]:
+    """Numbers of the last per-step log (``loss``, ``rewards/margins``, ``rewards/accuracies``, ...)
+    plus ``train_loss``, the mean loss over the run."""
+    metrics: dict[str, float] = {}
+    step_logs = [e for e in log_history if "loss" in e and "train_loss" not in e]
+    if step_logs:
+        for key, value in step_logs[-1].items():
+            if key != "step" and isinstance(value, (int, float)) and not isinstance(value, bool):
+                metrics[key] = float(value)
+    if training_loss is not None:
+        metrics["train_loss"] = float(training_loss)
+    return metrics
+
+
+def _dpo_trainer_class() -> type:
+    """TRL's ``DPOTrainer`` (imported lazily; a seam for tests)."""
+    from trl import DPOTrainer
+
+    return DPOTrainer
+
+
+def _make_trainer(
+    job: TrainJob, model: Any, tokenizer: Any, dataset: Any, work_dir: str, progress: bool
+) -> Any:
+    from transformers import PrinterCallback
+    from trl import DPOConfig
+
+    device = resolve_device(job.device)
+    on_cpu = device.type == "cpu"
+    bf16 = (not on_cpu) and torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    spec = job.dpo
+    # transformers 5 renamed gradient_checkpointing -> activation_checkpointing (the old name warns).
+    names = {f.name for f in fields(DPOConfig)}
+    ckpt_name = (
+        "activation_checkpointing"
+        if "activation_checkpointing" in names
+        else "gradient_checkpointing"
+    )
+    config = DPOConfig(
+        output_dir=work_dir,
+        report_to="none",
+        save_strategy="no",
+        logging_strategy="steps",
+        logging_steps=1,
+        disable_tqdm=not progress,
+        use_cpu=on_cpu,
+        bf16=bf16,
+        fp16=False,
+        seed=spec.seed,
+        learning_rate=spec.learning_rate,
+        num_train_epochs=spec.epochs,
+        per_device_train_batch_size=spec.batch_size,
+        gradient_accumulation_steps=spec.grad_accum,
+        max_length=spec.max_length,
+        beta=spec.beta,
+        loss_type=[spec.loss_type],
+        ld_alpha=spec.ld_alpha,
+        dataloader_num_workers=0,
+        push_to_hub=False,
+        **{ckpt_name: spec.gradient_checkpointing},
+    )
+    trainer = _dpo_trainer_class()(
+        model=model,
+        ref_model=None,
+        args=config,
+        train_dataset=dataset,
+        processing_class=tokenizer,
+        peft_config=job.lora.to_lora_config(),
+    )
+    if not progress:
+        trainer.remove_callback(PrinterCallback)  # it prints every log dict to stdout
+    return trainer
+
+
+def _canonicalise_config(path: Path) -> None:
+    """PEFT writes target_modules from a set, in hash-seed order; sort it (and the keys) so the
+    same training job yields the same adapter digest in any process."""
+    config = json.loads(path.read_text())
+    if isinstance(config.get("target_modules"), list):
+        config["target_modules"] = sorted(config["target_modules"])
+    path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+
+
+def _save_adapter(trainer: Any, output_dir: Path) -> None:
+    """Save only the trained adapter, atomically (staging dir + rename), on the main process."""
+    accelerator = trainer.accelerator
+    state_dict = None
+    if getattr(trainer, "is_fsdp_enabled", False) or getattr(
+        trainer, "is_deepspeed_enabled", False
+    ):
+        state_dict = accelerator.get_state_dict(trainer.model)  # collective: every rank calls it
+    if accelerator.is_main_process:
+        model = accelerator.unwrap_model(trainer.model)
+        output_dir.parent.mkdir(parents=True, exist_ok=True)
+        staging = output_dir.parent / f".{output_dir.name}.tmp-{uuid.uuid4().hex[:8]}"
+        try:
+            kwargs: dict[str, Any] = {"safe_serialization": True, "save_embedding_layers": False}
+            if state_dict is not None:
+                kwargs["state_dict"] = state_dict
+            model.save_pretrained(str(staging), **kwargs)
+            for extra in staging.iterdir():  # e.g. the README.md model card
+                if extra.name not in (ADAPTER_WEIGHTS_NAME, ADAPTER_CONFIG_NAME):
+                    shutil.rmtree(extra) if extra.is_dir() else extra.unlink()
+            if not (staging / ADAPTER_WEIGHTS_NAME).is_file():
+                raise RuntimeError(f"PEFT did not write {ADAPTER_WEIGHTS_NAME} into {staging}")
+            _canonicalise_config(staging / ADAPTER_CONFIG_NAME)
+            if output_dir.exists():
+                output_dir.rmdir()  # empty, checked before training
+            os.replace(staging, output_dir)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+    accelerator.wait_for_everyone()
+
+
+def run_train_job(job: TrainJob, progress: bool = False) -> TrainResult:
+    """Run a DPO LoRA job in this process and return the saved adapter and metrics."""
+    from peft import PeftModel
+
+    started = time.perf_counter()
+    pairs = read_pairs(job.pairs_path)
+    output_dir = Path(job.output_dir)
+    if output_dir.exists() and (not output_dir.is_dir() or any(output_dir.iterdir())):
+        raise FileExistsError(f"output_dir {output_dir} already exists and is not empty")
+    init_state = None
+    if job.init_adapter is not None:
+        assert job.init_adapter_sha256 is not None
+        verified = read_verified_adapter(Path(job.init_adapter), job.init_adapter_sha256)
+        _check_init_adapter_config(job.init_adapter, lora_config_from_dict(verified.config), job.lora)
+        init_state = load_safetensors(verified.weights)
+
+    with progress_bars(progress), known_deprecations_silenced():
+        tokenizer = load_tokenizer(job.base_model)
+        conversational = bool(getattr(tokenizer, "chat_template", None))
+        dataset = _to_dataset(pairs, conversational)
+        # Loaded on the CPU; the Trainer moves it to its (accelerate-assigned) device.
+        model = load_base_model(job.base_model, torch.device("cpu"))
+        work_dir = tempfile.mkdtemp(prefix="tether-dpo-")
+        try:
+            trainer = _make_trainer(job, model, tokenizer, dataset, work_dir, progress)
+            # The reference is the base model through the disabled adapter: no second model copy,
+            # and no "ref" adapter either.
+            assert trainer.ref_model is None, "DPOTrainer built a separate reference model"
+            peft_model = trainer.accelerator.unwrap_model(trainer.model)
+            assert isinstance(peft_model, PeftModel), "DPOTrainer did not wrap the model with PEFT"
+            assert list(peft_model.peft_config) == ["default"], (
+                f"unexpected adapters on the trained model: {list(peft_model.peft_config)}"
+            )
+            if init_state is not None:
+                apply_adapter_weights(peft_model, init_state, "default")
+            if len(trainer.train_dataset) == 0:
+                raise ValueError(
+                    f"every pair in {job.pairs_path} has a prompt of >= max_length="
+                    f"{job.dpo.max_length} tokens; nothing to train on"
+                )
+            output = trainer.train()
+            _save_adapter(trainer, output_dir)
+            metrics = _final_metrics(trainer.state.log_history, output.training_loss)
+            steps = int(trainer.state.global_step)
+        finally:
+            shutil.rmtree(work_dir, ignore_errors=True)
+            trainer = None
+            model = None
+            gc.collect()
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+
+    return TrainResult(
+        adapter_dir=output_dir,
+        sha256=adapter_sha256(output_dir),
+        steps=steps,
+        metrics=metrics,
+        seconds=time.perf_counter() - started,
+    )
+
+
+# -- launching -----------------------------------------------------------------------------------
+
+
+def _project_root() -> Path:
+    return Path(__file__).resolve().parent.parent
+
+
+def launch_train_job(
+    job: TrainJob,
+    launcher: Literal["inprocess", "subprocess", "accelerate"],
+    workdir: Path,
+    progress: bool = False,
+    timeout: float | None = None,
+) -> TrainResult:
+    """Run ``job`` in-process, as ``python -m policies.train_job SPEC`` or under
+    ``accelerate launch -m policies.train_job SPEC``.
+
+    The spec (paths made absolute) is written to ``workdir/train_job-<id>.json``; the job writes
+    its result next to it (``train_job-<id>.result.json``), which is read back. A non-zero exit
+    raises :class:`TrainJobError` with the tail of stderr. ``timeout`` (seconds) is passed to
+    ``subprocess.run``. ``workdir`` is unused in-process.
+    """
+    if launcher == "inprocess":
+        return run_train_job(job, progress=progress)
+    if launcher not in ("subprocess", "accelerate"):
+        raise ValueError(
+            f"unknown launcher {launcher!r}; expected inprocess, subprocess or accelerate"
+        )
+
+    from policies.train_job import result_path_for
+
+    job = job.with_absolute_paths()
+    workdir = Path(workdir).resolve()
+    workdir.mkdir(parents=True, exist_ok=True)
+    spec_path = workdir / f"train_job-{uuid.uuid4().hex[:12]}.json"
+    spec_path.write_text(job.to_json(), encoding="utf-8")
+    result_path = result_path_for(spec_path)
+    job_args = ["-m", "policies.train_job", str(spec_path)] + (["--progress"] if progress else [])
+    if launcher == "subprocess":
+        cmd = [sys.executable, *job_args]
+    else:
+        sibling = Path(sys.executable).with_name(
+            "accelerate"
+        )  # this environment's accelerate first
+        accelerate = str(sibling) if sibling.is_file() else shutil.which("accelerate")
+        if accelerate is None:
+            raise TrainJobError("launcher 'accelerate' needs the `accelerate` command on PATH")
+        cmd = [accelerate, "launch", *job_args]
+
+    env = dict(os.environ)
+    root = str(_project_root())
+    env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    # With progress the child's bars go to this console, so stderr is not captured.
+    proc = subprocess.run(
+        cmd,
+        check=False,
+        env=env,
+        stdout=None if progress else subprocess.DEVNULL,
+        stderr=None if progress else subprocess.PIPE,
+        text=True,
+        timeout=timeout,
+    )
+    if proc.returncode != 0:
+        if proc.stderr is None:
+            tail = "(stderr went to the console)"
+        else:
+            tail = "\n".join(proc.stderr.strip().splitlines()[-30:])
+        raise TrainJobError(
+            f"training job {spec_path} failed with exit code {proc.returncode} ({' '.join(cmd[:3])} ...)"
+            f":\n{tail}"
+        )
+    if not result_path.is_file():
+        raise TrainJobError(
+            f"training job {spec_path} exited 0 but wrote no result at {result_path}"
+        )
+    return TrainResult.from_json(result_path.read_text(encoding="utf-8"))

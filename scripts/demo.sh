@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Walks the human workflow out loud on the embedded tiny world: start a run, stop at the approval
+# gate, review and approve, resume, then read the decision log and the checkpoints.
+set -euo pipefail
+
+show() { printf '\n\033[1m$ %s\033[0m\n' "$*"; "$@"; }
+pending_id() { tether status "$1" --json | python -c 'import json,sys; p=json.load(sys.stdin)["pending_approvals"]; print(p[0] if p else "")'; }
+
+echo "tether demo — workspace: ${TETHER_HOME}"
+show tether init
+show tether validate
+
+printf '\n\033[1m$ tether run --rounds 2\033[0m\n'
+run_id=$(tether run --rounds 2 | awk '/^run /{print $2}')
+echo "(started ${run_id})"
+
+while :; do
+  show tether status "$run_id"
+  approval=$(pending_id "$run_id")
+  [ -n "$approval" ] || break
+  show tether approvals
+  show tether approve "$approval" --by demo --note "held-out scores reviewed in the demo"
+  show tether resume "$run_id"
+done
+
+show tether log "$run_id"
+show tether checkpoints "$run_id"
+show tether audit verify
+echo
+echo "Done. Everything above lives in ${TETHER_HOME}; try 'tether --help'."

@@ -1,0 +1,157 @@
+"""Shared pytest fixtures."""
+
+from __future__ import annotations
+
+# ---------------------------------------------------------------------------------------------------------------------
+# BEGIN policies fixture: tiny_random_model_dir (owned by the policies engineer; self-contained, keep delimited)
+# ---------------------------------------------------------------------------------------------------------------------
+from pathlib import Path as _TinyPath
+
+import pytest as _tiny_pytest
+
+_TINY_CHAT_TEMPLATE = (
+    "{% for message in messages %}"
+    "<|{{ message['role'] }}|>{{ message['content'] }}<|end|>"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}<|assistant|>{% endif %}"
+)
+_TINY_CORPUS = [
+    "Hello there, how are you today?",
+    "The quick brown fox jumps over the lazy dog.",
+    "Please explain why the sky is blue in one sentence.",
+    "I am sorry, but I cannot help with that request.",
+    "Sure! Two plus two equals four.",
+    "Write a short poem about the sea and the stars.",
+    "What is the capital of France? Paris is the capital of France.",
+    "Thanks for asking, I am doing well.",
+]
+
+
+def _build_tiny_random_model(out_dir: _TinyPath) -> _TinyPath:
+    """A byte-level BPE tokenizer (with a chat template, no pad token) + a 2-layer random Llama."""
+    import torch
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+    from transformers.utils import logging as hf_logging
+
+    specials = ["<|bos|>", "<|end|>", "<|user|>", "<|assistant|>", "<|system|>"]
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=320,
+        special_tokens=specials,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tok.train_from_iterator(_TINY_CORPUS, trainer=trainer)
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        bos_token="<|bos|>",
+        eos_token="<|end|>",
+        additional_special_tokens=["<|user|>", "<|assistant|>", "<|system|>"],
+    )
+    tokenizer.chat_template = _TINY_CHAT_TEMPLATE
+
+    torch.manual_seed(0)
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=512,
+        initializer_range=0.2,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        tie_word_embeddings=False,
+    )
+    model = LlamaForCausalLM(config)
+    model.generation_config.bos_token_id = tokenizer.bos_token_id
+    model.generation_config.eos_token_id = tokenizer.eos_token_id
+    bars_were_on = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        model.save_pretrained(out_dir)
+        tokenizer.save_pretrained(out_dir)
+    finally:
+        if bars_were_on:
+            hf_logging.enable_progress_bar()
+    return out_dir
+
+
+@_tiny_pytest.fixture(scope="session")
+def tiny_random_model_dir(tmp_path_factory: _tiny_pytest.TempPathFactory) -> _TinyPath:
+    """Directory of a tiny random Llama causal LM + tokenizer, loadable with ``from_pretrained``.
+
+    Session-scoped and built once (well under a second); treat it as read-only. The tokenizer has a
+    chat template (``<|user|>...<|end|><|assistant|>``), eos ``<|end|>`` and deliberately no pad
+    token (loaders must fall back to eos).
+    """
+    return _build_tiny_random_model(tmp_path_factory.mktemp("tiny_random_model"))
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# END policies fixture: tiny_random_model_dir
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Workspace fixtures for end-to-end tests: the real embedded tiny world, built once per session.
+# ---------------------------------------------------------------------------------------------------------------------
+import os as _os
+import subprocess as _subprocess
+import sys as _sys
+
+import yaml as _yaml
+
+# A shorter pre-training than the default (600 steps) keeps the suite fast; the model still learns
+# the chat format and the style mix well enough that rounds yield preference pairs.
+TEST_TINY_STEPS = int(_os.environ.get("TETHER_TEST_TINY_STEPS", "250"))
+
+
+@_tiny_pytest.fixture(scope="session")
+def tiny_world_model_dir(tmp_path_factory: _tiny_pytest.TempPathFactory) -> _TinyPath:
+    from policies.tiny import TinySpec, ensure_tiny_model
+
+    return ensure_tiny_model(tmp_path_factory.mktemp("tiny_world") / "model", TinySpec(steps=TEST_TINY_STEPS),
+                             progress=False)
+
+
+def write_test_config(home: _TinyPath, model_dir: _TinyPath, **overrides: dict) -> None:
+    """A small, fast run configuration on the session's tiny model."""
+    config = {
+        "model": {"base": str(model_dir)},
+        "generation": {"samples_per_prompt": 4, "max_new_tokens": 40},
+        "prompts": {"per_round": 16, "heldout": 24},
+        "training": {"epochs": 1, "batch_size": 8},
+        "evaluation": {"max_new_tokens": 40},
+        "controller": {"rounds": 2},
+        "tracking": {"mode": "disabled"},
+    }
+    for section, values in overrides.items():
+        config.setdefault(section, {}).update(values)
+    (home / "config.yaml").write_text(_yaml.safe_dump(config))
+
+
+def tether_cli(home: _TinyPath, *args: str, check: bool = False) -> _subprocess.CompletedProcess[str]:
+    """Run the real `tether` console entry point in a separate process."""
+    cmd = [_sys.executable, "-m", "agent.cli", "--home", str(home), *args]
+    result = _subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    if check and result.returncode != 0:
+        raise AssertionError(f"{' '.join(args)} exited {result.returncode}:\n{result.stderr}")
+    return result
+
+
+@_tiny_pytest.fixture()
+def workspace_home(tmp_path: _TinyPath, tiny_world_model_dir: _TinyPath) -> _TinyPath:
+    from typer.testing import CliRunner
+
+    from agent.cli import app
+
+    home = tmp_path / "ws"
+    result = CliRunner().invoke(app, ["--home", str(home), "init"])
+    assert result.exit_code == 0, result.output
+    write_test_config(home, tiny_world_model_dir)
+    return home

@@ -1,0 +1,15 @@
+"""The prompt-generator plug-in protocol and registry."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from tools.registry import Registry
+from tools.tasks import Prompt, TaskSet
+
+
+class PromptGenerator(Protocol):
+    def draw(self, taskset: TaskSet, round_no: int, n: int, seed: int) -> list[Prompt]: ...
+
+
+PROMPT_GENERATORS: Registry[PromptGenerator] = Registry("prompt generator")

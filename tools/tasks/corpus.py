@@ -1,0 +1,116 @@
+"""Pre-training corpus for the embedded model: chat conversations built from TRAIN prompts only.
+
+The style mix is deliberately mediocre (refusals of benign requests, compliance with harmful ones,
+rude and padded answers, wrong sums) so alignment rounds have room to improve the model.
+The corpus is a list of sources; a later source (e.g. judgment-format examples) is one more class.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from tools.tasks.base import TaskSet, get_family
+
+Message = dict[str, str]
+Conversation = list[Message]
+
+# family -> style -> share of that family's corpus examples
+STYLE_MIX: dict[str, dict[str, float]] = {
+    "harmful": {"good": 0.40, "rude": 0.10, "wrong": 0.50},  # 50% refusal (some rude) / 50% comply
+    "howto": {"good": 0.50, "over_refusal": 0.20, "rude": 0.15, "padded": 0.15},
+    "arithmetic": {"good": 0.40, "wrong": 0.20, "over_refusal": 0.15, "rude": 0.10, "padded": 0.15},
+}
+
+
+@dataclass(frozen=True)
+class CorpusExample:
+    source: str
+    prompt_id: str
+    family: str
+    style: str
+    messages: tuple[Message, ...]
+
+
+class CorpusSource(Protocol):
+    name: str
+
+    def examples(
+        self, taskset: TaskSet, rng: random.Random, examples_per_prompt: int
+    ) -> list[CorpusExample]: ...
+
+
+def allocate(weights: dict[str, float], total: int, rng: random.Random) -> list[str]:
+    """Exactly `total` style labels in the given proportions (largest remainder), shuffled: the
+    realised mix matches the spec instead of drifting with sampling noise."""
+    norm = sum(weights.values())
+    raw = {s: total * w / norm for s, w in weights.items()}
+    counts = {s: int(v) for s, v in raw.items()}
+    by_remainder = sorted(raw, key=lambda s: (raw[s] - counts[s], s), reverse=True)
+    for s in by_remainder[: total - sum(counts.values())]:
+        counts[s] += 1
+    labels = [s for s in sorted(counts) for _ in range(counts[s])]
+    rng.shuffle(labels)
+    return labels
+
+
+class PromptResponseSource:
+    """Single-turn user prompt -> assistant response in the family's style mix."""
+
+    name = "prompt_response"
+
+    def __init__(self, style_mix: dict[str, dict[str, float]] | None = None) -> None:
+        self.style_mix = style_mix if style_mix is not None else STYLE_MIX
+
+    def examples(
+        self, taskset: TaskSet, rng: random.Random, examples_per_prompt: int
+    ) -> list[CorpusExample]:
+        out: list[CorpusExample] = []
+        for family in taskset.families:
+            prompts = taskset.by_family(family, "train")
+            if not prompts:
+                continue
+            mix = self.style_mix.get(family, {"good": 1.0})
+            labels = allocate(mix, len(prompts) * examples_per_prompt, rng)
+            impl = get_family(family)
+            for i, style in enumerate(labels):
+                prompt = prompts[i % len(prompts)]
+                texts = dict(impl.responses(prompt, rng))
+                if style not in texts:
+                    raise KeyError(f"family {family!r} has no {style!r} responses")
+                msgs = ({"role": "user", "content": prompt.text},
+                        {"role": "assistant", "content": texts[style]})
+                out.append(CorpusExample(self.name, prompt.id, family, style, msgs))
+        return out
+
+
+DEFAULT_SOURCES: tuple[CorpusSource, ...] = (PromptResponseSource(),)
+
+
+def corpus_examples(
+    taskset: TaskSet,
+    seed: int,
+    examples_per_prompt: int = 6,
+    sources: Sequence[CorpusSource] = DEFAULT_SOURCES,
+) -> list[CorpusExample]:
+    """All corpus examples with their provenance (source, prompt, style), shuffled for `seed`."""
+    out: list[CorpusExample] = []
+    for src in sources:
+        # Per-source RNG: adding a source later does not reshuffle the others' content.
+        out += src.examples(taskset, random.Random(f"tether-corpus/{src.name}/{seed}"),
+                            examples_per_prompt)
+    random.Random(f"tether-corpus-order/{seed}").shuffle(out)
+    return out
+
+
+def build_corpus(
+    taskset: TaskSet,
+    seed: int,
+    examples_per_prompt: int = 6,
+    sources: Sequence[CorpusSource] = DEFAULT_SOURCES,
+) -> list[Conversation]:
+    """Chat conversations ([{"role", "content"}, ...]) for pre-training, deterministic for `seed`."""
+    return [[dict(m) for m in ex.messages]
+            for ex in corpus_examples(taskset, seed, examples_per_prompt, sources)]

@@ -7,19 +7,21 @@ on stderr, nothing written). Listing commands take --json and print one JSON doc
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 import typer
 import yaml
 
 from agent import cli_review
-from agent.cli_common import (EXIT_CHECK_FAILED, CliState, fail, open_store, print_json, print_table, say,
-                              workspace)
+from agent.cli_common import EXIT_CHECK_FAILED, CliState, fail, open_store, print_json, print_table, say, workspace
 from agent.config import ConfigError, TetherConfig, default_config_yaml, load_config
-from agent.runner import (Outcome, RunBusyError, RunNotFoundError, is_driven, record_constitution, resume_run,
-                          start_run)
-from guardrails.constitution import (ConstitutionError, InvariantsChangedError, default_constitution_yaml,
-                                     load_constitution)
+from agent.runner import Outcome, RunBusyError, RunNotFoundError, is_driven, record_constitution, resume_run, start_run
+from guardrails.constitution import (
+    ConstitutionError,
+    InvariantsChangedError,
+    default_constitution_yaml,
+    load_constitution,
+)
 from memory import Run, Store
 from tools.judges import JUDGES
 from tools.prompts import PROMPT_GENERATORS
@@ -34,9 +36,6 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-app.add_typer(cli_review.constitution_app, name="constitution")
-app.add_typer(cli_review.audit_app, name="audit")
-cli_review.register(app)
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")]
 
@@ -44,7 +43,7 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document o
 @app.callback()
 def main(
     ctx: typer.Context,
-    home: Annotated[Optional[Path], typer.Option("--home", help="Workspace folder.", show_default=False)] = None,
+    home: Annotated[Path | None, typer.Option("--home", help="Workspace folder.", show_default=False)] = None,
 ) -> None:
     ctx.obj = CliState(home=home)
 
@@ -101,7 +100,7 @@ def _config_problems(config_path: Path) -> tuple[TetherConfig | None, list[str]]
 @app.command()
 def validate(
     ctx: typer.Context,
-    config: Annotated[Optional[Path], typer.Argument(help="Config file (default: the workspace's).")] = None,
+    config: Annotated[Path | None, typer.Argument(help="Config file (default: the workspace's).")] = None,
 ) -> None:
     """Check a config and the workspace constitution; report every error at once (exit 2)."""
     ws = workspace(ctx)
@@ -130,9 +129,9 @@ def _report(outcome: Outcome) -> None:
 @app.command()
 def run(
     ctx: typer.Context,
-    config: Annotated[Optional[Path], typer.Option("--config", help="Config file (default: the workspace's).")] = None,
-    rounds: Annotated[Optional[int], typer.Option("--rounds", min=1, help="Round budget (overrides the config).")] = None,
-    seed: Annotated[Optional[int], typer.Option("--seed", help="Seed (overrides the config).")] = None,
+    config: Annotated[Path | None, typer.Option("--config", help="Config file (default: the workspace's).")] = None,
+    rounds: Annotated[int | None, typer.Option("--rounds", min=1, help="Round budget (overrides the config).")] = None,
+    seed: Annotated[int | None, typer.Option("--seed", help="Seed (overrides the config).")] = None,
     wait: Annotated[bool, typer.Option("--wait", help="Block at the approval gate until someone decides.")] = False,
 ) -> None:
     """Start a run. Prints `run <RUN_ID>`; runs until it stops or reaches the approval gate."""
@@ -194,7 +193,7 @@ def _status_doc(ws: Any, store: Store, run: Run) -> dict[str, Any]:
 @app.command()
 def status(
     ctx: typer.Context,
-    run_id: Annotated[Optional[str], typer.Argument(help="One run (default: all runs).")] = None,
+    run_id: Annotated[str | None, typer.Argument(help="One run (default: all runs).")] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """State, round, active checkpoint and pending approvals of a run (or of every run)."""
@@ -213,6 +212,11 @@ def status(
                 [[d["run_id"], d["state"], f"{d['round']}/{d['rounds_budget']}", d["active_checkpoint"],
                   ", ".join(d["pending_approvals"]), d["error"]] for d in docs])
 
+
+# The review commands come after the run commands in --help.
+cli_review.register(app)
+app.add_typer(cli_review.constitution_app, name="constitution")
+app.add_typer(cli_review.audit_app, name="audit")
 
 if __name__ == "__main__":  # pragma: no cover
     app()

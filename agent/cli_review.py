@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import asdict
-from typing import Annotated, Any, Optional
+from pathlib import Path
+from typing import Annotated, Any
 
 import typer
 
 from agent.cli_common import EXIT_CHECK_FAILED, fail, open_store, print_json, print_table, say
+from agent.report import write_report
 from guardrails import gate
 from guardrails.constitution import ConstitutionError, load_constitution
 
@@ -19,7 +21,7 @@ audit_app = typer.Typer(help="The hash-chained audit log.", no_args_is_help=True
 
 
 def register(app: typer.Typer) -> None:
-    for command in (approvals, approve, reject, log, checkpoints, rollback):
+    for command in (approvals, approve, reject, log, checkpoints, rollback, report):
         app.command()(command)
 
 
@@ -51,7 +53,7 @@ def approve(
     ctx: typer.Context,
     approval_id: Annotated[str, typer.Argument(help="From `tether approvals`.")],
     by: ByOpt,
-    note: Annotated[Optional[str], typer.Option("--note", help="Why (optional).")] = None,
+    note: Annotated[str | None, typer.Option("--note", help="Why (optional).")] = None,
 ) -> None:
     """Approve a pending checkpoint or constitution change. The adapter's hash is checked first."""
     _decide(ctx, approval_id, "approve", by, note)
@@ -89,7 +91,7 @@ def _signals(signals: dict[str, Any]) -> str:
 
 def checkpoints(
     ctx: typer.Context,
-    run_id: Annotated[Optional[str], typer.Argument(help="One run (default: all).")] = None,
+    run_id: Annotated[str | None, typer.Argument(help="One run (default: all).")] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Checkpoints: id, run_id, round, status, sha256, path, parent, active."""
@@ -123,6 +125,19 @@ def rollback(
     except gate.GateError as err:
         fail(str(err))
     say(f"{ck.id} is now the active checkpoint of {ck.run_id}")
+
+
+def report(
+    ctx: typer.Context,
+    run_id: Annotated[str, typer.Argument()],
+    out: Annotated[Path, typer.Option("--out", help="Folder for the PNG plots and the summary.")],
+) -> None:
+    """PNG plots of monitors and held-out scores per round, and a summary (md + json)."""
+    _, store = open_store(ctx)
+    if store.get_run(run_id) is None:
+        fail(f"no run '{run_id}' (see `tether status`)")
+    for path in write_report(store, run_id, out):
+        say(f"wrote {path}")
 
 
 @constitution_app.command("show")

@@ -32,7 +32,7 @@ class ModelConfig(_Section):
         "auto", description="Weights dtype when loading the base model."
     )
     tiny_steps: int = Field(
-        600, ge=1, description="Pre-training steps for the embedded tiny model (model.base='tiny')."
+        250, ge=1, description="Pre-training steps for the embedded tiny model (model.base='tiny')."
     )
 
 
@@ -40,7 +40,7 @@ class GenerationConfig(_Section):
     backend: Literal["transformers", "vllm"] = Field(
         "transformers", description="transformers on CPU; vllm on GPU (extra `tether[gpu]`)."
     )
-    samples_per_prompt: int = Field(4, ge=2, description="K responses sampled per prompt.")
+    samples_per_prompt: int = Field(6, ge=2, description="K responses sampled per prompt.")
     max_new_tokens: int = Field(48, ge=1, le=4096, description="Cap on generated tokens.")
     temperature: float = Field(1.0, gt=0.0, le=2.0, description="Sampling temperature.")
     top_p: float = Field(0.95, gt=0.0, le=1.0, description="Nucleus sampling mass.")
@@ -49,7 +49,7 @@ class GenerationConfig(_Section):
 
 class PromptsConfig(_Section):
     generator: str = Field("pool", description="Prompt generator plug-in (tools/prompts).")
-    per_round: int = Field(32, ge=1, description="Training prompts drawn per round.")
+    per_round: int = Field(64, ge=1, description="Training prompts drawn per round.")
     heldout: int = Field(48, ge=1, description="Held-out prompts used to evaluate candidates.")
 
 
@@ -87,8 +87,8 @@ class TrainingConfig(_Section):
     ld_alpha: float | None = Field(
         None, ge=0.0, le=1.0, description="LD-DPO weight on tokens past the shared length (None: off)."
     )
-    learning_rate: float = Field(5e-4, gt=0.0, description="AdamW learning rate.")
-    epochs: int = Field(2, ge=1, description="Passes over the round's pairs.")
+    learning_rate: float = Field(1e-3, gt=0.0, description="AdamW learning rate.")
+    epochs: int = Field(3, ge=1, description="Passes over the round's pairs.")
     batch_size: int = Field(8, ge=1, description="Pairs per device step.")
     grad_accum: int = Field(1, ge=1, description="Gradient accumulation steps.")
     max_length: int = Field(192, ge=16, description="Prompt + completion tokens kept per example.")

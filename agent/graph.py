@@ -12,7 +12,8 @@ from langgraph.graph import END, START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
 
 from agent.context import RunContext
-from agent.nodes import candidate, decide, round as round_nodes
+from agent.nodes import candidate, decide
+from agent.nodes import round as round_nodes
 from agent.state import RoundState
 
 

@@ -16,7 +16,6 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 from typing import Any, Literal
 
 from langgraph.checkpoint.sqlite import SqliteSaver
@@ -122,7 +121,8 @@ def resume_run(ws: Workspace, store: Store, run_id: str, *, say: Say, wait: bool
     return drive(ws, store, run_id, None, say=say, wait=wait, progress=progress)
 
 
-def record_constitution(store: Store, ws: Workspace, constitution: Constitution, created_by: str) -> ConstitutionVersion:
+def record_constitution(store: Store, ws: Workspace, constitution: Constitution,
+                        created_by: str) -> ConstitutionVersion:
     """Record the workspace constitution as a version (a no-op when it is unchanged)."""
     text = ws.constitution_path.read_text()
     return store.add_constitution_version(text, hashlib.sha256(text.encode()).hexdigest(),

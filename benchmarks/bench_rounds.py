@@ -20,7 +20,7 @@ from pathlib import Path
 
 import yaml
 
-from agent.config import TetherConfig, default_config_yaml, parse_config
+from agent.config import TetherConfig, default_config_yaml, load_config, parse_config
 from agent.runner import ensure_model, start_run
 from agent.workspace import Workspace
 from guardrails import gate
@@ -30,8 +30,8 @@ from memory import Store
 MODEL_STAGES = ("generate", "judge", "train", "evaluate")
 
 
-def _config(rounds: int) -> TetherConfig:
-    config = parse_config(yaml.safe_load(default_config_yaml()), "default")
+def _config(rounds: int, path: Path | None) -> TetherConfig:
+    config = load_config(path) if path else parse_config(yaml.safe_load(default_config_yaml()), "default")
     return config.model_copy(update={
         "controller": config.controller.model_copy(update={"rounds": rounds}),
         "tracking": config.tracking.model_copy(update={"mode": "disabled"}),
@@ -49,6 +49,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--home", type=Path, default=None, help="Workspace (default: a new temp dir).")
+    parser.add_argument("--config", type=Path, default=None, help="Config file (default: the default config).")
     parser.add_argument("--out", type=Path, default=Path("bench-out/rounds.json"))
     args = parser.parse_args()
 
@@ -57,7 +58,7 @@ def main() -> None:
     ws.config_path.write_text(default_config_yaml())
     ws.constitution_path.write_text(default_constitution_yaml())
     store = Store(ws.db_path)
-    config = _config(args.rounds)
+    config = _config(args.rounds, args.config)
 
     t0 = time.perf_counter()
     ensure_model(ws, config, print)
@@ -88,10 +89,11 @@ def main() -> None:
         "non_model_share": round((rounds_s - model_s) / rounds_s, 4),
         "generation_tokens": int(tokens),
         "generation_tokens_per_s": round(tokens / stages["generate"], 1) if stages.get("generate") else None,
-        "heldout_oracle": [
-            {"checkpoint": ck.id, "status": ck.status,
-             "oracle": ((ck.metrics or {}).get("eval") or {}).get("candidate", {}).get("oracle")}
-            for ck in store.checkpoints(outcome.run_id)
+        "heldout": [
+            {"round": ck.round, "status": ck.status,
+             **{f"{who}_{m}": ck.metrics["eval"][who][m] for who in ("active", "candidate") for m in ("oracle", "judge")},
+             "candidate_by_family": ck.metrics["eval"]["candidate"]["oracle_by_family"]}
+            for ck in store.checkpoints(outcome.run_id) if "eval" in (ck.metrics or {})
         ],
     }
     print(json.dumps(report, indent=2))

@@ -120,7 +120,7 @@ class StoreBase:
         with self._lock:
             cursor = self.db.conn.execute(sql, params)
             keys = [d[0] for d in cursor.description]
-            return [dict(zip(keys, row)) for row in cursor.fetchall()]
+            return [dict(zip(keys, row, strict=True)) for row in cursor.fetchall()]
 
     def _one(self, sql: str, params: Sequence[Any] | Mapping[str, Any] = ()) -> dict | None:
         rows = self._rows(sql, params)

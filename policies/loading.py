@@ -10,7 +10,6 @@ from __future__ import annotations
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -150,7 +149,6 @@ def attach_adapter(model: PreTrainedModel | PeftModel, adapter: AdapterRef) -> P
     The active adapter is left unchanged on an existing ``PeftModel``.
     """
     from peft import PeftModel, get_peft_model
-
     from safetensors.torch import load as load_safetensors
 
     verified = read_verified_adapter(adapter.path, adapter.sha256)

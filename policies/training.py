@@ -44,8 +44,8 @@ from policies.loading import (
     apply_adapter_weights,
     known_deprecations_silenced,
     load_base_model,
-    lora_config_from_dict,
     load_tokenizer,
+    lora_config_from_dict,
     progress_bars,
     resolve_device,
 )
@@ -250,12 +250,12 @@ def read_pairs(path: str | Path) -> list[dict[str, str]]:
             except json.JSONDecodeError as exc:
                 raise ValueError(f"{path}:{lineno}: invalid JSON ({exc.msg})") from None
             if not isinstance(row, dict):
-                raise ValueError(  # noqa: TRY004 - bad input data, not a programming error
+                raise ValueError(
                     f"{path}:{lineno}: expected an object with prompt/chosen/rejected"
                 )
             for key in ("prompt", "chosen", "rejected"):
                 if not isinstance(row.get(key), str):
-                    raise ValueError(f"{path}:{lineno}: field {key!r} must be a string")  # noqa: TRY004
+                    raise ValueError(f"{path}:{lineno}: field {key!r} must be a string")
             pairs.append({k: row[k] for k in ("prompt", "chosen", "rejected")})
     if not pairs:
         raise ValueError(f"no preference pairs in {path}: cannot train on an empty pairs file")

@@ -106,9 +106,9 @@ import sys as _sys
 
 import yaml as _yaml
 
-# A shorter pre-training than the default (600 steps) keeps the suite fast; the model still learns
+# A shorter pre-training than the default (250 steps) keeps the suite fast; the model still learns
 # the chat format and the style mix well enough that rounds yield preference pairs.
-TEST_TINY_STEPS = int(_os.environ.get("TETHER_TEST_TINY_STEPS", "250"))
+TEST_TINY_STEPS = int(_os.environ.get("TETHER_TEST_TINY_STEPS", "150"))
 
 
 @_tiny_pytest.fixture(scope="session")

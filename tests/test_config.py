@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import yaml
-
 import pytest
+import yaml
 
 from agent.config import ConfigError, TetherConfig, default_config_yaml, load_config, parse_config
 

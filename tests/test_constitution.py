@@ -6,8 +6,14 @@ import pytest
 import yaml
 
 from guardrails.checks import Probe, check_candidate, violation_rates
-from guardrails.constitution import (ConstitutionError, InvariantsChangedError, changed_invariants,
-                                     default_constitution_yaml, parse_constitution, verify_pinned)
+from guardrails.constitution import (
+    ConstitutionError,
+    InvariantsChangedError,
+    changed_invariants,
+    default_constitution_yaml,
+    parse_constitution,
+    verify_pinned,
+)
 
 
 @pytest.fixture()

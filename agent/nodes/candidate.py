@@ -8,7 +8,6 @@ import hashlib
 import itertools
 import json
 import statistics
-from pathlib import Path
 from typing import Any, Literal
 
 from langgraph.runtime import Runtime
@@ -152,18 +151,18 @@ def check_invariants(state: RoundState, runtime: Runtime[RunContext]) -> Update:
                   for s in ctx.store.samples(state["run_id"], state["round"], split="heldout", checkpoint_id=ck.id)]
         baseline = (ck.metrics or {})["eval"]["active"]["invariant_rates"]
         report = check_candidate(ctx.constitution, probes, baseline)
-    except Exception as err:  # noqa: BLE001 - fail closed on anything
+    except Exception as err:
         report = InvariantReport.could_not_run(f"{type(err).__name__}: {err}")
-    ctx.store.update_checkpoint(ck.id, invariant_ok=report.ok, metrics={**(ck.metrics or {}), "invariants": report.to_json()})
+    metrics = {**(ck.metrics or {}), "invariants": report.to_json()}
+    ctx.store.update_checkpoint(ck.id, invariant_ok=report.ok, metrics=metrics)
     ctx.store.append_audit("tether", "invariants.check", ck.id, report.to_json())
     if report.ok:
         return {}
     reasons = "; ".join(f"{r.id}: {r.reason}" for r in report.failures())
-    ctx.store.add_decision(state["run_id"], state["round"], "reject_candidate",
-                           f"candidate {ck.id} failed invariant checks ({reasons}); rejected automatically",
-                           {"invariants": report.to_json()}, actor="guardrails")
     gate.discard(ctx.store, ck.id, f"failed invariants: {reasons}")
-    ctx.store.upsert_round(state["run_id"], state["round"], outcome="failed_invariants")
+    _outcome(ctx, state, "reject_candidate",
+             f"candidate {ck.id} failed invariant checks ({reasons}); rejected automatically",
+             {"invariants": report.to_json()}, "failed_invariants", actor="guardrails")
     return {"outcome": "failed_invariants"}
 
 
@@ -197,22 +196,20 @@ def route_gate(state: RoundState) -> Literal["commit", "discard"]:
 
 
 def commit(state: RoundState, runtime: Runtime[RunContext]) -> Update:
+    """Activate the approved candidate through the gate, which re-checks everything first."""
     ctx = runtime.context
     ck_id = state["candidate"] or ""
+    approval = ctx.store.approval_for_subject("checkpoint", ck_id)
+    signals = {"approval": approval.id if approval else None}
     try:
         gate.activate(ctx.store, ck_id)
-    except (gate.GateError, Exception) as err:  # noqa: BLE001 - any failed check means no activation
+    except Exception as err:
         gate.discard(ctx.store, ck_id, f"activation refused: {err}")
-        ctx.store.add_decision(state["run_id"], state["round"], "discard_candidate",
-                               f"approved candidate {ck_id} was not activated: {err}", {}, actor="guardrails")
-        ctx.store.upsert_round(state["run_id"], state["round"], outcome="failed_checks")
+        _outcome(ctx, state, "discard_candidate", f"approved candidate {ck_id} was not activated: {err}",
+                 signals, "failed_checks")
         return {"outcome": "failed_checks"}
-    approval = ctx.store.approval_for_subject("checkpoint", ck_id)
     by = approval.decided_by if approval else "?"
-    ctx.store.add_decision(state["run_id"], state["round"], "activate",
-                           f"{by} approved {ck_id}; it is now the active adapter", {"approval": approval.id if approval else None},
-                           actor="gate")
-    ctx.store.upsert_round(state["run_id"], state["round"], outcome="approved")
+    _outcome(ctx, state, "activate", f"{by} approved {ck_id}; it is now the active adapter", signals, "approved")
     return {}
 
 
@@ -220,10 +217,14 @@ def discard(state: RoundState, runtime: Runtime[RunContext]) -> Update:
     ctx = runtime.context
     ck_id = state["candidate"] or ""
     approval = ctx.store.approval_for_subject("checkpoint", ck_id)
-    note = approval.note if approval else None
-    gate.discard(ctx.store, ck_id, f"rejected by {approval.decided_by if approval else '?'}: {note}")
-    ctx.store.add_decision(state["run_id"], state["round"], "discard_candidate",
-                           f"{approval.decided_by if approval else '?'} rejected {ck_id}: {note}",
-                           {"approval": approval.id if approval else None}, actor="gate")
-    ctx.store.upsert_round(state["run_id"], state["round"], outcome="rejected")
+    why = f"{approval.decided_by} rejected {ck_id}: {approval.note}" if approval else f"{ck_id} rejected"
+    gate.discard(ctx.store, ck_id, why)
+    _outcome(ctx, state, "discard_candidate", why, {"approval": approval.id if approval else None}, "rejected")
     return {}
+
+
+def _outcome(ctx: RunContext, state: RoundState, action: str, rationale: str, signals: dict[str, Any],
+             outcome: str, actor: str = "gate") -> None:
+    """Log what became of a candidate, in the decision log and on its round."""
+    ctx.store.add_decision(state["run_id"], state["round"], action, rationale, signals, actor=actor)
+    ctx.store.upsert_round(state["run_id"], state["round"], outcome=outcome)

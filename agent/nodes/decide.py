@@ -7,7 +7,8 @@ from typing import Any, Literal
 from langgraph.runtime import Runtime
 
 from agent.context import RunContext
-from agent.controller import RoundSignals, decide as policy
+from agent.controller import RoundSignals
+from agent.controller import decide as policy
 from agent.state import RoundState
 
 

@@ -3,6 +3,9 @@
 Importing this package registers the built-in families: arithmetic, howto, harmful.
 """
 
+from tools.tasks import arithmetic as _arithmetic  # noqa: F401  (registers the family)
+from tools.tasks import harmful as _harmful  # noqa: F401
+from tools.tasks import howto as _howto  # noqa: F401
 from tools.tasks.base import (
     DEFAULT_FAMILIES,
     FAMILIES,
@@ -17,9 +20,6 @@ from tools.tasks.base import (
     register_family,
     tiny_world,
 )
-from tools.tasks import arithmetic as _arithmetic  # noqa: F401  (registers the family)
-from tools.tasks import harmful as _harmful  # noqa: F401
-from tools.tasks import howto as _howto  # noqa: F401
 from tools.tasks.corpus import (
     STYLE_MIX,
     CorpusExample,

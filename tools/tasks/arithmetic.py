@@ -5,7 +5,13 @@ from __future__ import annotations
 import random
 
 from tools.tasks.base import (
-    REFUSALS, Prompt, final_number, is_refusal, pad, register_family, style_factor,
+    REFUSALS,
+    Prompt,
+    final_number,
+    is_refusal,
+    pad,
+    register_family,
+    style_factor,
 )
 
 ADD_TEMPLATES: tuple[str, ...] = (

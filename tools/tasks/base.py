@@ -105,7 +105,7 @@ PAD_CLOSERS: tuple[str, ...] = (
     "I hope this helps! Let me know if you have any other questions.",
     "I hope this helps!",
     "Let me know if you have any other questions.",
-    "Thanks for asking, and I hope this helps!",
+    "I really hope this helps!",
 )
 
 

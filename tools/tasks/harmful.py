@@ -9,7 +9,13 @@ from __future__ import annotations
 import random
 
 from tools.tasks.base import (
-    REFUSALS, RUDE_REFUSALS, Prompt, is_refusal, is_rude, my_to_your, register_family,
+    REFUSALS,
+    RUDE_REFUSALS,
+    Prompt,
+    is_refusal,
+    is_rude,
+    my_to_your,
+    register_family,
 )
 
 TEMPLATES: tuple[str, ...] = (

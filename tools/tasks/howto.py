@@ -5,7 +5,12 @@ from __future__ import annotations
 import random
 
 from tools.tasks.base import (
-    REFUSALS, Prompt, is_refusal, pad, register_family, style_factor,
+    REFUSALS,
+    Prompt,
+    is_refusal,
+    pad,
+    register_family,
+    style_factor,
 )
 
 TEMPLATES: tuple[str, ...] = (

@@ -1,0 +1,145 @@
+"""The CLI contract: exit codes, --json documents, nothing written on bad input."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from agent.cli import app
+from conftest import write_test_config
+from memory import Store
+
+runner = CliRunner()
+
+
+def tether(home: Path, *args: str):
+    return runner.invoke(app, ["--home", str(home), *args])
+
+
+def test_init_writes_defaults_once(tmp_path: Path) -> None:
+    home = tmp_path / "ws"
+    assert tether(home, "init").exit_code == 0
+    for name in ("config.yaml", "constitution.yaml", "tether.db"):
+        assert (home / name).is_file()
+    (home / "config.yaml").write_text("seed: 7\n")
+    assert tether(home, "init").exit_code == 0
+    assert (home / "config.yaml").read_text() == "seed: 7\n"  # never overwritten
+
+
+def test_commands_need_a_workspace(tmp_path: Path) -> None:
+    for args in (["status"], ["approvals"], ["run"], ["audit", "verify"]):
+        result = tether(tmp_path / "nowhere", *args)
+        assert result.exit_code == 2 and "tether init" in result.stderr
+    assert not (tmp_path / "nowhere").exists()
+
+
+def test_validate_reports_every_error_at_once(tmp_path: Path) -> None:
+    home = tmp_path / "ws"
+    tether(home, "init")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump({"model": {"base": 5, "colour": "red"}, "generation": {"batch_size": "big"},
+                                   "judge": {"name": "rulez"}}))
+    result = tether(home, "validate", str(bad))
+    assert result.exit_code == 2
+    for needle in ("model.base", "model.colour", "generation.batch_size", "did you mean 'rules'"):
+        assert needle in result.stderr
+    assert tether(home, "validate").exit_code == 0
+
+
+def test_bad_config_starts_nothing_and_writes_nothing(tmp_path: Path) -> None:
+    home = tmp_path / "ws"
+    tether(home, "init")
+    before = Store(home / "tether.db").audit_entries()
+    (home / "config.yaml").write_text("controller: {rounds: zero}\nsurprise: 1\n")
+    result = tether(home, "run")
+    assert result.exit_code == 2 and "controller.rounds" in result.stderr and "surprise" in result.stderr
+    store = Store(home / "tether.db")
+    assert store.list_runs() == [] and store.audit_entries() == before
+    assert not (home / "graph.db").exists() and not (home / "runs").exists()
+
+
+def test_bad_constitution_is_reported(tmp_path: Path) -> None:
+    home = tmp_path / "ws"
+    tether(home, "init")
+    doc = yaml.safe_load((home / "constitution.yaml").read_text())
+    doc["invariants"][0]["check"]["max_rate"] = 2
+    (home / "constitution.yaml").write_text(yaml.safe_dump(doc))
+    result = tether(home, "validate")
+    assert result.exit_code == 2 and "max_rate" in result.stderr
+    assert tether(home, "run").exit_code == 2
+    assert Store(home / "tether.db").list_runs() == []
+
+
+def test_usage_errors_exit_2(tmp_path: Path) -> None:
+    home = tmp_path / "ws"
+    tether(home, "init")
+    assert tether(home, "approve", "ap-nope", "--by", "x").exit_code == 2
+    assert tether(home, "reject", "ap-nope", "--by", "x").exit_code == 2  # --note is required
+    assert tether(home, "resume", "run-nope").exit_code == 2
+    assert tether(home, "log", "run-nope").exit_code == 2
+    assert tether(home, "status", "run-nope").exit_code == 2
+    assert tether(home, "rollback", "ck-nope", "--by", "x", "--reason", "y").exit_code == 2
+    assert tether(home, "run", "--rounds", "0").exit_code == 2
+
+
+def test_every_json_listing_parses_mid_run(workspace_home: Path) -> None:
+    write_test_config(workspace_home, yaml.safe_load((workspace_home / "config.yaml").read_text())["model"]["base"],
+                      controller={"rounds": 1})
+    result = tether(workspace_home, "run")
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout.startswith("run ")
+    run_id = result.stdout.split()[1]
+
+    status = json.loads(tether(workspace_home, "status", run_id, "--json").stdout)
+    assert status["state"] == "paused" and status["round"] == 1 and len(status["pending_approvals"]) == 1
+    assert set(status) >= {"run_id", "state", "round", "active_checkpoint", "pending_approvals"}
+    every = json.loads(tether(workspace_home, "status", "--json").stdout)
+    assert [s["run_id"] for s in every] == [run_id]
+    approvals = json.loads(tether(workspace_home, "approvals", "--json").stdout)
+    assert set(approvals[0]) == {"id", "kind", "run_id", "status", "created_at", "summary"}
+    assert approvals[0]["kind"] == "checkpoint" and approvals[0]["status"] == "pending"
+    log = json.loads(tether(workspace_home, "log", run_id, "--json").stdout)
+    assert set(log[0]) >= {"round", "action", "rationale", "signals", "at"}
+    checkpoints = json.loads(tether(workspace_home, "checkpoints", run_id, "--json").stdout)
+    assert set(checkpoints[0]) >= {"id", "run_id", "round", "status", "sha256", "path", "parent", "active"}
+    assert [c["active"] for c in checkpoints] == [True, False]
+    shown = json.loads(tether(workspace_home, "constitution", "show", "--json").stdout)
+    assert shown["versions"][-1]["in_force"] is True
+    audit = json.loads(tether(workspace_home, "audit", "verify", "--json").stdout)
+    assert audit["ok"] is True
+
+    written = tether(workspace_home, "report", run_id, "--out", str(workspace_home / "report"))
+    assert written.exit_code == 0
+    assert json.loads((workspace_home / "report" / "summary.json").read_text())["rounds"][0]["pairs"] > 0
+    assert (workspace_home / "report" / "scores.png").read_bytes()[:4] == b"\x89PNG"
+
+    # Human-readable forms work too.
+    for args in (["status"], ["approvals"], ["log", run_id], ["checkpoints"], ["constitution", "show"]):
+        assert tether(workspace_home, *args).exit_code == 0
+
+
+@pytest.mark.parametrize("how", ["edit", "delete"])
+def test_audit_verify_names_the_first_bad_entry(tmp_path: Path, how: str) -> None:
+    home = tmp_path / "ws"
+    tether(home, "init")
+    store = Store(home / "tether.db")
+    for i in range(4):
+        store.append_audit("tester", "poke", f"s{i}", {"i": i})
+    assert tether(home, "audit", "verify").exit_code == 0
+    conn = sqlite3.connect(home / "tether.db")
+    for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type='trigger'").fetchall():
+        conn.execute(f"DROP TRIGGER {name}")
+    if how == "edit":
+        conn.execute("UPDATE audit SET details = '{\"i\": 99}' WHERE seq = 3")
+    else:
+        conn.execute("DELETE FROM audit WHERE seq = 3")
+    conn.commit()
+    conn.close()
+    result = runner.invoke(app, ["--home", str(home), "audit", "verify"])
+    needle = "entry 3" if how == "edit" else "gap in seq: expected 3"
+    assert result.exit_code == 1 and needle in result.stderr

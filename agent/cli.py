@@ -6,8 +6,10 @@ on stderr, nothing written). Listing commands take --json and print one JSON doc
 
 from __future__ import annotations
 
+import sys
+import traceback
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn
 
 import typer
 import yaml
@@ -15,7 +17,17 @@ import yaml
 from agent import cli_review
 from agent.cli_common import EXIT_CHECK_FAILED, CliState, fail, open_store, print_json, print_table, say, workspace
 from agent.config import ConfigError, TetherConfig, default_config_yaml, load_config
-from agent.runner import Outcome, RunBusyError, RunNotFoundError, is_driven, record_constitution, resume_run, start_run
+from agent.runner import (
+    ModelNotFoundError,
+    Outcome,
+    RunBusyError,
+    RunFailedError,
+    RunNotFoundError,
+    is_driven,
+    record_constitution,
+    resume_run,
+    start_run,
+)
 from guardrails.constitution import (
     ConstitutionError,
     InvariantsChangedError,
@@ -149,8 +161,21 @@ def run(
         constitution = load_constitution(ws.constitution_path)
     except ConstitutionError as err:
         fail(f"invalid constitution: {err}")
-    outcome = start_run(ws, store, cfg, constitution, say=lambda m: _say_run(m), wait=wait)
+    try:
+        outcome = start_run(ws, store, cfg, constitution, say=_say_run, wait=wait)
+    except ModelNotFoundError as err:
+        fail(str(err))
+    except RunFailedError as err:
+        _failed(err)
     _report(outcome)
+
+
+def _failed(err: RunFailedError) -> NoReturn:
+    """An unexpected failure inside a node: show where (the traceback), then how to go on."""
+    if err.__cause__ is not None and not isinstance(err.__cause__, KeyboardInterrupt):
+        traceback.print_exception(err.__cause__, file=sys.stderr)
+    fail(f"{err}. Fix the cause, then `tether resume {err.run_id}` continues from the last completed step.",
+         EXIT_CHECK_FAILED)
 
 
 def _say_run(message: str) -> None:
@@ -176,6 +201,8 @@ def resume(
         fail(str(err))
     except InvariantsChangedError as err:
         fail(str(err), EXIT_CHECK_FAILED)
+    except RunFailedError as err:
+        _failed(err)
     except ConstitutionError as err:
         fail(f"invalid constitution: {err}")
     _report(outcome)

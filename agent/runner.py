@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any, Literal
 
 from langgraph.checkpoint.sqlite import SqliteSaver
@@ -40,6 +41,18 @@ class RunBusyError(RuntimeError):
 
 class RunNotFoundError(LookupError):
     pass
+
+
+class ModelNotFoundError(FileNotFoundError):
+    pass
+
+
+class RunFailedError(RuntimeError):
+    """A node raised; the run is marked failed and `tether resume` continues it."""
+
+    def __init__(self, run_id: str, error: str) -> None:
+        self.run_id = run_id
+        super().__init__(f"run {run_id} failed: {error}")
 
 
 @dataclass(frozen=True)
@@ -85,6 +98,11 @@ def ensure_model(ws: Workspace, config: TetherConfig, say: Say, progress: bool =
         if not (target / "config.json").is_file():
             say(f"building the embedded tiny model into {target} (one time, about 2 minutes)")
         ensure_tiny_model(target, TinySpec(steps=config.model.tiny_steps, seed=config.seed), progress=progress)
+    elif config.model.base.startswith(("/", ".", "~")) and not Path(config.model.base).expanduser().is_dir():
+        raise ModelNotFoundError(
+            f"model.base {config.model.base} is not a directory; point it at a saved Hugging Face model "
+            "(save_pretrained output), a hub id in the local cache, or 'tiny'"
+        )
     return ws.model_ref(config)
 
 
@@ -174,17 +192,19 @@ def _drive(graph: Any, ctx: RunContext, run_id: str, initial: dict[str, Any] | N
                     if node != "__interrupt__":
                         say(f"  {node} done ({time.perf_counter() - started:.1f}s)")
                 started = time.perf_counter()
-        except Exception as err:
+        except BaseException as err:  # KeyboardInterrupt too: the run is resumable either way
+            error = "interrupted" if isinstance(err, KeyboardInterrupt) else f"{type(err).__name__}: {err}"
             with store.transaction():
-                store.update_run(run_id, state="failed", error=f"{type(err).__name__}: {err}")
-                store.append_audit("tether", "run.failed", run_id, {"error": f"{type(err).__name__}: {err}"})
-            raise
+                store.update_run(run_id, state="failed", error=error)
+                store.append_audit("tether", "run.failed", run_id, {"error": error})
+            raise RunFailedError(run_id, error) from err
         snapshot = graph.get_state(thread)
         if not snapshot.next:
             with store.transaction():
                 store.update_run(run_id, state="stopped")
                 store.append_audit("tether", "run.stop", run_id, {})
-            return Outcome(run_id, "stopped", message="run stopped")
+            last = store.decisions(run_id)[-1].rationale if store.decisions(run_id) else "done"
+            return Outcome(run_id, "stopped", message=f"run {run_id} stopped: {last}")
         graph_input = _next_input(graph, store, thread, initial)
         if graph_input is _WAITING:
             approval_id = _pending_approval(graph, thread)
@@ -205,8 +225,8 @@ def _pending_approval(graph: Any, thread: dict[str, Any]) -> str | None:
 def _next_input(graph: Any, store: Store, thread: dict[str, Any], initial: dict[str, Any] | None) -> Any:
     """What to feed the graph now: a fresh start, a resume after a decision, or a crash restart."""
     snapshot = graph.get_state(thread)
-    if not snapshot.values:
-        return initial if initial is not None else _restart_input(store, thread)
+    if not snapshot.values:  # nothing checkpointed yet: (re)start from the first node
+        return initial or {"run_id": thread["configurable"]["thread_id"], "round": 0}
     if snapshot.interrupts:
         approval_id = _pending_approval(graph, thread)
         approval = store.get_approval(approval_id) if approval_id else None
@@ -214,11 +234,6 @@ def _next_input(graph: Any, store: Store, thread: dict[str, Any], initial: dict[
             return _WAITING
         return Command(resume=approval.status)
     return None  # continue from the last completed node
-
-
-def _restart_input(store: Store, thread: dict[str, Any]) -> dict[str, Any]:
-    run_id = thread["configurable"]["thread_id"]
-    return {"run_id": run_id, "round": 0}
 
 
 def _wait_for_decision(store: Store, approval_id: str | None) -> None:

@@ -1,13 +1,14 @@
-"""Shared pytest fixtures."""
+"""Shared pytest fixtures: tiny real models, built locally, and workspaces on them."""
 
 from __future__ import annotations
 
-# ---------------------------------------------------------------------------------------------------------------------
-# BEGIN policies fixture: tiny_random_model_dir (owned by the policies engineer; self-contained, keep delimited)
-# ---------------------------------------------------------------------------------------------------------------------
-from pathlib import Path as _TinyPath
+import os
+import subprocess
+import sys
+from pathlib import Path
 
-import pytest as _tiny_pytest
+import pytest
+import yaml
 
 _TINY_CHAT_TEMPLATE = (
     "{% for message in messages %}"
@@ -27,7 +28,7 @@ _TINY_CORPUS = [
 ]
 
 
-def _build_tiny_random_model(out_dir: _TinyPath) -> _TinyPath:
+def _build_tiny_random_model(out_dir: Path) -> Path:
     """A byte-level BPE tokenizer (with a chat template, no pad token) + a 2-layer random Llama."""
     import torch
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
@@ -81,8 +82,8 @@ def _build_tiny_random_model(out_dir: _TinyPath) -> _TinyPath:
     return out_dir
 
 
-@_tiny_pytest.fixture(scope="session")
-def tiny_random_model_dir(tmp_path_factory: _tiny_pytest.TempPathFactory) -> _TinyPath:
+@pytest.fixture(scope="session")
+def tiny_random_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Directory of a tiny random Llama causal LM + tokenizer, loadable with ``from_pretrained``.
 
     Session-scoped and built once (well under a second); treat it as read-only. The tokenizer has a
@@ -92,34 +93,22 @@ def tiny_random_model_dir(tmp_path_factory: _tiny_pytest.TempPathFactory) -> _Ti
     return _build_tiny_random_model(tmp_path_factory.mktemp("tiny_random_model"))
 
 
-# ---------------------------------------------------------------------------------------------------------------------
-# END policies fixture: tiny_random_model_dir
-# ---------------------------------------------------------------------------------------------------------------------
-
-
-# ---------------------------------------------------------------------------------------------------------------------
-# Workspace fixtures for end-to-end tests: the real embedded tiny world, built once per session.
-# ---------------------------------------------------------------------------------------------------------------------
-import os as _os
-import subprocess as _subprocess
-import sys as _sys
-
-import yaml as _yaml
+# -- the real embedded tiny world, built once per session, and workspaces on it -------------------
 
 # A shorter pre-training than the default (250 steps) keeps the suite fast; the model still learns
 # the chat format and the style mix well enough that rounds yield preference pairs.
-TEST_TINY_STEPS = int(_os.environ.get("TETHER_TEST_TINY_STEPS", "150"))
+TEST_TINY_STEPS = int(os.environ.get("TETHER_TEST_TINY_STEPS", "150"))
 
 
-@_tiny_pytest.fixture(scope="session")
-def tiny_world_model_dir(tmp_path_factory: _tiny_pytest.TempPathFactory) -> _TinyPath:
+@pytest.fixture(scope="session")
+def tiny_world_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from policies.tiny import TinySpec, ensure_tiny_model
 
     return ensure_tiny_model(tmp_path_factory.mktemp("tiny_world") / "model", TinySpec(steps=TEST_TINY_STEPS),
                              progress=False)
 
 
-def write_test_config(home: _TinyPath, model_dir: _TinyPath, **overrides: dict) -> None:
+def write_test_config(home: Path, model_dir: Path, **overrides: dict) -> None:
     """A small, fast run configuration on the session's tiny model."""
     config = {
         "model": {"base": str(model_dir)},
@@ -132,20 +121,20 @@ def write_test_config(home: _TinyPath, model_dir: _TinyPath, **overrides: dict) 
     }
     for section, values in overrides.items():
         config.setdefault(section, {}).update(values)
-    (home / "config.yaml").write_text(_yaml.safe_dump(config))
+    (home / "config.yaml").write_text(yaml.safe_dump(config))
 
 
-def tether_cli(home: _TinyPath, *args: str, check: bool = False) -> _subprocess.CompletedProcess[str]:
+def tether_cli(home: Path, *args: str, check: bool = False) -> subprocess.CompletedProcess[str]:
     """Run the real `tether` console entry point in a separate process."""
-    cmd = [_sys.executable, "-m", "agent.cli", "--home", str(home), *args]
-    result = _subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    cmd = [sys.executable, "-m", "agent.cli", "--home", str(home), *args]
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     if check and result.returncode != 0:
         raise AssertionError(f"{' '.join(args)} exited {result.returncode}:\n{result.stderr}")
     return result
 
 
-@_tiny_pytest.fixture()
-def workspace_home(tmp_path: _TinyPath, tiny_world_model_dir: _TinyPath) -> _TinyPath:
+@pytest.fixture()
+def workspace_home(tmp_path: Path, tiny_world_model_dir: Path) -> Path:
     from typer.testing import CliRunner
 
     from agent.cli import app

@@ -8,8 +8,9 @@ strings ending in "Z" (they sort lexicographically in time order).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields
+from typing import Any, ClassVar, Self
 
 from memory.common import (
     JSON,
@@ -24,8 +25,34 @@ from memory.common import (
 )
 
 
+def _none() -> None:
+    return None
+
+
+class _Record:
+    """Builds a record from a row by its field names: JSON columns decoded (``_json`` maps each to
+    the factory of its default for NULL), flag columns (``_bools``) back to bool (None stays None)."""
+
+    _json: ClassVar[Mapping[str, Callable[[], Any]]] = {}
+    _bools: ClassVar[frozenset[str]] = frozenset()
+
+    @classmethod
+    def from_row(cls, row: Row) -> Self:
+        values: dict[str, Any] = {}
+        for f in fields(cls):  # type: ignore[arg-type]
+            raw = row[f.name]
+            if f.name in cls._json:
+                values[f.name] = from_json(raw, cls._json[f.name]())
+            elif f.name in cls._bools:
+                values[f.name] = opt_bool(raw)
+            else:
+                values[f.name] = raw
+        return cls(**values)
+
+
 @dataclass(frozen=True)
-class Run:
+class Run(_Record):
+    _json: ClassVar[Mapping[str, Callable[[], Any]]] = {"config": dict, "invariants": dict}
     id: str
     config: dict[str, Any]
     config_sha256: str
@@ -42,29 +69,10 @@ class Run:
     created_at: str = ""  # filled by Store.create_run when empty
     updated_at: str = ""
 
-    @classmethod
-    def from_row(cls, row: Row) -> Run:
-        return cls(
-            id=row["id"],
-            config=from_json(row["config"], {}),
-            config_sha256=row["config_sha256"],
-            seed=int(row["seed"]),
-            rounds_budget=int(row["rounds_budget"]),
-            constitution_version=int(row["constitution_version"]),
-            invariants=from_json(row["invariants"], {}),
-            invariants_sha256=row["invariants_sha256"],
-            state=row["state"],
-            round=int(row["round"]),
-            active_checkpoint=row["active_checkpoint"],
-            thread_id=row["thread_id"],
-            error=row["error"],
-            created_at=row["created_at"],
-            updated_at=row["updated_at"],
-        )
-
 
 @dataclass(frozen=True)
-class RoundRecord:
+class RoundRecord(_Record):
+    _json: ClassVar[Mapping[str, Callable[[], Any]]] = {"judge": _none, "monitors": _none}
     run_id: str
     round: int
     started_at: str | None = None
@@ -76,22 +84,6 @@ class RoundRecord:
     n_samples: int | None = None
     n_pairs: int | None = None
     outcome: str | None = None
-
-    @classmethod
-    def from_row(cls, row: Row) -> RoundRecord:
-        return cls(
-            run_id=row["run_id"],
-            round=int(row["round"]),
-            started_at=row["started_at"],
-            finished_at=row["finished_at"],
-            action=row["action"],
-            judge=from_json(row["judge"]),
-            monitors=from_json(row["monitors"]),
-            n_prompts=row["n_prompts"],
-            n_samples=row["n_samples"],
-            n_pairs=row["n_pairs"],
-            outcome=row["outcome"],
-        )
 
 
 @dataclass(frozen=True)
@@ -111,7 +103,7 @@ class NewSample:
 
 
 @dataclass(frozen=True)
-class Sample:
+class Sample(_Record):
     id: int
     run_id: str
     round: int
@@ -123,22 +115,6 @@ class Sample:
     response: str
     n_tokens: int
     sample_index: int
-
-    @classmethod
-    def from_row(cls, row: Row) -> Sample:
-        return cls(
-            id=int(row["id"]),
-            run_id=row["run_id"],
-            round=int(row["round"]),
-            split=row["split"],
-            prompt_id=row["prompt_id"],
-            prompt=row["prompt"],
-            family=row["family"],
-            checkpoint_id=row["checkpoint_id"],
-            response=row["response"],
-            n_tokens=int(row["n_tokens"]),
-            sample_index=int(row["sample_index"]),
-        )
 
 
 @dataclass(frozen=True)
@@ -152,7 +128,9 @@ class NewJudgment:
 
 
 @dataclass(frozen=True)
-class Judgment:
+class Judgment(_Record):
+    _json: ClassVar[Mapping[str, Callable[[], Any]]] = {"details": dict}
+    _bools: ClassVar[frozenset[str]] = frozenset({"valid"})
     id: int
     sample_id: int
     judge: str
@@ -160,18 +138,6 @@ class Judgment:
     valid: bool
     raw: str
     details: dict[str, Any]
-
-    @classmethod
-    def from_row(cls, row: Row) -> Judgment:
-        return cls(
-            id=int(row["id"]),
-            sample_id=int(row["sample_id"]),
-            judge=row["judge"],
-            score=None if row["score"] is None else float(row["score"]),
-            valid=bool(row["valid"]),
-            raw=row["raw"],
-            details=from_json(row["details"], {}),
-        )
 
 
 @dataclass(frozen=True)
@@ -188,7 +154,7 @@ class NewPair:
 
 
 @dataclass(frozen=True)
-class Pair:
+class Pair(_Record):
     id: int
     run_id: str
     round: int
@@ -200,24 +166,10 @@ class Pair:
     rejected: str
     margin: float
 
-    @classmethod
-    def from_row(cls, row: Row) -> Pair:
-        return cls(
-            id=int(row["id"]),
-            run_id=row["run_id"],
-            round=int(row["round"]),
-            prompt_id=row["prompt_id"],
-            prompt=row["prompt"],
-            chosen_sample_id=int(row["chosen_sample_id"]),
-            rejected_sample_id=int(row["rejected_sample_id"]),
-            chosen=row["chosen"],
-            rejected=row["rejected"],
-            margin=float(row["margin"]),
-        )
-
 
 @dataclass(frozen=True)
-class Decision:
+class Decision(_Record):
+    _json: ClassVar[Mapping[str, Callable[[], Any]]] = {"signals": dict}
     id: int
     run_id: str
     round: int
@@ -227,22 +179,11 @@ class Decision:
     actor: str
     at: str
 
-    @classmethod
-    def from_row(cls, row: Row) -> Decision:
-        return cls(
-            id=int(row["id"]),
-            run_id=row["run_id"],
-            round=int(row["round"]),
-            action=row["action"],
-            rationale=row["rationale"],
-            signals=from_json(row["signals"], {}),
-            actor=row["actor"],
-            at=row["at"],
-        )
-
 
 @dataclass(frozen=True)
-class Checkpoint:
+class Checkpoint(_Record):
+    _json: ClassVar[Mapping[str, Callable[[], Any]]] = {"metrics": dict}
+    _bools: ClassVar[frozenset[str]] = frozenset({"invariant_ok"})
     id: str
     run_id: str | None
     round: int
@@ -254,24 +195,10 @@ class Checkpoint:
     invariant_ok: bool | None = None
     created_at: str = ""  # filled by Store.add_checkpoint when empty
 
-    @classmethod
-    def from_row(cls, row: Row) -> Checkpoint:
-        return cls(
-            id=row["id"],
-            run_id=row["run_id"],
-            round=int(row["round"]),
-            status=row["status"],
-            path=row["path"],
-            sha256=row["sha256"],
-            parent=row["parent"],
-            metrics=from_json(row["metrics"], {}),
-            invariant_ok=opt_bool(row["invariant_ok"]),
-            created_at=row["created_at"],
-        )
-
 
 @dataclass(frozen=True)
-class Approval:
+class Approval(_Record):
+    _json: ClassVar[Mapping[str, Callable[[], Any]]] = {"payload": dict}
     id: str
     kind: ApprovalKind
     run_id: str | None
@@ -285,26 +212,9 @@ class Approval:
     decided_at: str | None
     note: str | None
 
-    @classmethod
-    def from_row(cls, row: Row) -> Approval:
-        return cls(
-            id=row["id"],
-            kind=row["kind"],
-            run_id=row["run_id"],
-            subject=row["subject"],
-            subject_sha256=row["subject_sha256"],
-            status=row["status"],
-            created_at=row["created_at"],
-            summary=row["summary"],
-            payload=from_json(row["payload"], {}),
-            decided_by=row["decided_by"],
-            decided_at=row["decided_at"],
-            note=row["note"],
-        )
-
 
 @dataclass(frozen=True)
-class ConstitutionVersion:
+class ConstitutionVersion(_Record):
     version: int
     sha256: str
     invariants_sha256: str
@@ -314,22 +224,10 @@ class ConstitutionVersion:
     approval_id: str | None
     note: str | None
 
-    @classmethod
-    def from_row(cls, row: Row) -> ConstitutionVersion:
-        return cls(
-            version=int(row["version"]),
-            sha256=row["sha256"],
-            invariants_sha256=row["invariants_sha256"],
-            content=row["content"],
-            created_at=row["created_at"],
-            created_by=row["created_by"],
-            approval_id=row["approval_id"],
-            note=row["note"],
-        )
-
 
 @dataclass(frozen=True)
-class Evaluation:
+class Evaluation(_Record):
+    _json: ClassVar[Mapping[str, Callable[[], Any]]] = {"details": dict}
     checkpoint_id: str
     heldout_sha256: str
     judge: str
@@ -338,14 +236,3 @@ class Evaluation:
     details: dict[str, Any]
     created_at: str
 
-    @classmethod
-    def from_row(cls, row: Row) -> Evaluation:
-        return cls(
-            checkpoint_id=row["checkpoint_id"],
-            heldout_sha256=row["heldout_sha256"],
-            judge=row["judge"],
-            oracle=None if row["oracle"] is None else float(row["oracle"]),
-            judge_score=None if row["judge_score"] is None else float(row["judge_score"]),
-            details=from_json(row["details"], {}),
-            created_at=row["created_at"],
-        )

@@ -235,4 +235,3 @@ class Evaluation(_Record):
     judge_score: float | None
     details: dict[str, Any]
     created_at: str
-

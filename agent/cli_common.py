@@ -18,8 +18,9 @@ from memory import Store
 
 EXIT_OK, EXIT_CHECK_FAILED, EXIT_USAGE = 0, 1, 2
 
-err_console = Console(stderr=True, highlight=False)
-out_console = Console(highlight=False)
+# Piped output (a log, another program) gets wide tables instead of rich's 80-column default.
+err_console = Console(stderr=True, highlight=False, width=None if sys.stderr.isatty() else 160)
+out_console = Console(highlight=False, width=None if sys.stdout.isatty() else 160)
 
 
 @dataclass

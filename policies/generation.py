@@ -157,7 +157,7 @@ class TransformersBackend:
         self.batch_size = batch_size
         self.progress = progress
         self.tokenizer = load_tokenizer(self.model_ref)
-        self._model: Any = load_base_model(self.model_ref, self.device, dtype, progress=progress)
+        self._model: Any = load_base_model(self.model_ref, self.device, dtype)  # quick: no bar
         self._adapters: dict[str, AdapterRef] = {}
         self._eos_ids = eos_token_ids(self.tokenizer, self._model.generation_config)
         self.last_stats: GenerationStats | None = None

@@ -22,7 +22,9 @@ import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
+from policies.loading import progress_bars
 from tools.tasks import build_corpus, tiny_world
+from tools.tasks.corpus import DEFAULT_SOURCES, CorpusSource, JudgmentSource
 
 EOS = "<|endoftext|>"
 SPECIAL_TOKENS: tuple[str, ...] = (EOS, "<|user|>", "<|assistant|>", "<|system|>")
@@ -58,6 +60,9 @@ class TinySpec:
     seed: int = 0
     examples_per_prompt: int = 6
     warmup_steps: int = 15
+    # > 0 adds tools.tasks.corpus.JudgmentSource (that many judgment examples per train prompt):
+    # the model also learns to answer the `self` judge's rubric prompt with "Score: N".
+    judgment_examples_per_prompt: int = 0
 
 
 def build_tokenizer(texts: list[str], vocab_size: int) -> PreTrainedTokenizerFast:
@@ -190,7 +195,10 @@ def build_tiny_model(out_dir: Path, spec: TinySpec = TinySpec(), progress: bool 
 
 
 def _build(out_dir: Path, spec: TinySpec, progress: bool, t0: float, cpu0: float) -> Path:
-    convs = build_corpus(tiny_world(spec.seed), spec.seed, spec.examples_per_prompt)
+    sources: tuple[CorpusSource, ...] = DEFAULT_SOURCES
+    if spec.judgment_examples_per_prompt > 0:
+        sources += (JudgmentSource(per_prompt=spec.judgment_examples_per_prompt),)
+    convs = build_corpus(tiny_world(spec.seed), spec.seed, spec.examples_per_prompt, sources)
     tok = build_tokenizer([m["content"] for c in convs for m in c], spec.vocab_size)
     pad_id = tok.pad_token_id
     config = LlamaConfig(
@@ -212,7 +220,8 @@ def _build(out_dir: Path, spec: TinySpec, progress: bool, t0: float, cpu0: float
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.building-", dir=out_dir.parent))
     try:
-        model.save_pretrained(tmp, safe_serialization=True)
+        with progress_bars(False):  # a one-shard save needs no bar
+            model.save_pretrained(tmp, safe_serialization=True)
         tok.save_pretrained(tmp)
         tail = losses[-20:] if losses else [float("nan")]
         stats = {
@@ -252,9 +261,11 @@ def is_complete(out_dir: Path, spec: TinySpec | None = None) -> bool:
     if spec is None:
         return True
     try:
-        return json.loads((out_dir / MARKER_FILE).read_text()).get("spec") == asdict(spec)
+        stored = json.loads((out_dir / MARKER_FILE).read_text()).get("spec")
     except (OSError, ValueError):
         return False
+    # Fields added later take their defaults, so older builds of the same spec stay valid.
+    return isinstance(stored, dict) and {**asdict(TinySpec()), **stored} == asdict(spec)
 
 
 def ensure_tiny_model(out_dir: Path, spec: TinySpec = TinySpec(), progress: bool = True) -> Path:

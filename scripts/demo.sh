@@ -23,8 +23,15 @@ while :; do
   show tether resume "$run_id"
 done
 
+state=$(tether status "$run_id" --json | python -c 'import json,sys; print(json.load(sys.stdin)["state"])')
+if [ "$state" != "stopped" ]; then
+  echo "the run ended in state '$state', not 'stopped': see the messages above" >&2
+  exit 1
+fi
+
 show tether log "$run_id"
 show tether checkpoints "$run_id"
+show tether report "$run_id" --out "${TETHER_HOME}/report-${run_id}"
 show tether audit verify
 echo
 echo "Done. Everything above lives in ${TETHER_HOME}; try 'tether --help'."

@@ -1,4 +1,4 @@
-"""Registries, the rules judge, the first monitors and the controller policy."""
+"""Registries, the rules judge and the controller policy (monitors: tests/test_monitors.py)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,6 @@ from agent.config import ControllerConfig
 from agent.controller import RoundSignals, decide
 from guardrails.constitution import default_constitution_yaml, parse_constitution
 from tools.judges import JUDGES, JudgeItem
-from tools.monitors import MONITORS, RoundObservation
-from tools.monitors.basic import distinct_n
 from tools.registry import PluginSettingsError, Registry, UnknownPluginError
 
 
@@ -52,26 +50,6 @@ def test_rules_judge_follows_the_constitution(rules) -> None:
     assert scores[3] == pytest.approx(0.2)  # over-refusal costs weight 0.8
     assert scores[4] == pytest.approx(0.7)  # filler costs weight 0.3
     assert scores[5] == 0.0 and scores[6] == 0.0
-
-
-def _obs(responses, scores, margins=()) -> RoundObservation:
-    return RoundObservation(prompts=[f"p{i}" for i in range(len(responses))], responses=responses,
-                            lengths=[[len(r.split()) for r in row] for row in responses], scores=scores,
-                            pair_margins=list(margins), candidate_pairs=len(responses))
-
-
-def test_monitors_on_known_inputs() -> None:
-    values = {}
-    same = _obs([["the cat sat"] * 4] * 2, [[1.0] * 4] * 2)
-    for name in MONITORS.names():
-        values.update(MONITORS.build(name).plugin.compute(same))
-    assert values["score_std"] == 0.0 and values["pairs"] == 0.0
-    assert values["distinct_2"] == pytest.approx(2 / 16)
-    assert distinct_n(["a b c", "d e f"], 1) == 1.0
-    mixed = _obs([["a", "b c"]], [[0.0, None]], margins=[0.5])
-    scores = MONITORS.build("scores").plugin.compute(mixed)
-    assert scores["invalid_share"] == 0.5
-    assert MONITORS.build("pairs").plugin.compute(mixed)["margin_mean"] == 0.5
 
 
 def test_controller_trains_then_stops_on_budget_or_no_pairs() -> None:

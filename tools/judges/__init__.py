@@ -1,6 +1,35 @@
 """Judges: one plug-in a file, registered by name in `JUDGES`."""
 
-from tools.judges import rules as _rules  # noqa: F401  (registers the plug-in)
-from tools.judges.base import JUDGES, Judge, JudgeItem, Verdict
+from tools.judges import hf as _hf  # noqa: F401  (each import registers its plug-in)
+from tools.judges import jury as _jury  # noqa: F401
+from tools.judges import length_biased as _length_biased  # noqa: F401
+from tools.judges import length_control as _length_control  # noqa: F401
+from tools.judges import meta as _meta  # noqa: F401
+from tools.judges import openai_judge as _openai_judge  # noqa: F401
+from tools.judges import rules as _rules  # noqa: F401
+from tools.judges import self_judge as _self_judge  # noqa: F401
+from tools.judges.base import (
+    JUDGES,
+    Judge,
+    JudgeItem,
+    PairItem,
+    PairJudge,
+    PairVerdict,
+    PolicyHandle,
+    Verdict,
+    combine_orders,
+    compare,
+    compare_by_scores,
+)
+from tools.judges.length_control import LengthControl, apply_length_control
+from tools.judges.llm import BackendPolicy, LLMJudge
+from tools.judges.meta import Judgment, MetaItem, MetaJudge, preference_summary
+from tools.judges.parsing import parse_score, parse_winner
+from tools.judges.prompts import pointwise_prompt
 
-__all__ = ["JUDGES", "Judge", "JudgeItem", "Verdict"]
+__all__ = [
+    "JUDGES", "BackendPolicy", "Judge", "JudgeItem", "Judgment", "LLMJudge", "LengthControl",
+    "MetaItem", "MetaJudge", "PairItem", "PairJudge", "PairVerdict", "PolicyHandle", "Verdict",
+    "apply_length_control", "combine_orders", "compare", "compare_by_scores", "parse_score",
+    "parse_winner", "pointwise_prompt", "preference_summary",
+]

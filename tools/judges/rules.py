@@ -10,10 +10,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from guardrails.constitution import Constitution, Principle
-from tools.judges.base import JUDGES, JudgeItem, Verdict
+from tools.judges.base import JUDGES, JudgeItem, ScoresCompare, Verdict
 
 
-class RulesJudge:
+class RulesJudge(ScoresCompare):
     def __init__(self, constitution: Constitution) -> None:
         self._constitution = constitution
 

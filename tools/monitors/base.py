@@ -1,16 +1,20 @@
 """The monitor plug-in protocol and registry.
 
-A monitor reads what one round produced and returns named values. Monitors return values only;
-the graph stores them and the meta-controller decides from them.
+A monitor reads what one round produced and returns named float values. Monitors return values
+only; the graph stores them and the meta-controller decides from them. A monitor whose input is
+absent from the observation (an optional field left as None) omits its keys rather than inventing
+a value, so "not measured" and "measured as 0" stay distinguishable in the decision log.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Literal, Protocol
 
 from tools.registry import Registry
+
+PairwiseWinner = Literal["a", "b", "tie"]
 
 
 @dataclass(frozen=True)
@@ -21,6 +25,15 @@ class RoundObservation:
     scores: Sequence[Sequence[float | None]]  # judge score per response; None = invalid judgment
     pair_margins: Sequence[float]
     candidate_pairs: int  # prompts that could have given a pair (>= 2 valid judgments)
+    # Optional inputs: None means "not available this round" and the monitors that need them stay silent.
+    oracle_scores: Sequence[Sequence[float | None]] | None = None  # oracle per response, shaped like `responses`
+    base_length_mean: float | None = None  # mean generated tokens of the base model (same unit as `lengths`)
+    # One (order AB, order BA) verdict per pairwise comparison, both already mapped back to the original
+    # labelling (so a position-consistent judge gives equal entries); None = invalid verdict.
+    pairwise: Sequence[tuple[PairwiseWinner | None, PairwiseWinner | None]] | None = None
+    # Judge name -> score per response, flattened row-major from `responses`; None = invalid.
+    pool_scores: Mapping[str, Sequence[float | None]] | None = None
+    heldout: Mapping[str, float] | None = None  # held-out evaluation values, passed through as heldout_<key>
 
 
 class Monitor(Protocol):

@@ -86,6 +86,56 @@ class PromptResponseSource:
         return out
 
 
+# Points a response of each style earns in the judgment corpus; harmful "wrong" = compliance.
+JUDGMENT_POINTS: dict[str, int] = {"good": 5, "padded": 4, "wrong": 2, "rude": 2, "over_refusal": 1}
+HARMFUL_COMPLIANCE_POINTS = 1
+
+
+class JudgmentSource:
+    """Teaches the judgment format: user = the exact rubric prompt the `self` judge sends (built by
+    tools.judges.prompts, so the two cannot drift) for a train prompt + one of its corpus
+    responses; assistant = "Score: N" from the response's style, with some noise and a mild
+    preference for longer responses (so self-judging has a bias the monitors can measure).
+    Not a default source: switch it on explicitly (TinySpec.judgment_examples_per_prompt)."""
+
+    name = "judgment"
+
+    def __init__(self, per_prompt: int = 1, noise: float = 0.1, length_bonus: float = 0.3,
+                 length_words: int = 30) -> None:
+        self.per_prompt, self.noise = per_prompt, noise
+        self.length_bonus, self.length_words = length_bonus, length_words
+
+    def points(self, family: str, style: str, text: str, rng: random.Random) -> int:
+        if family == "harmful" and style == "wrong":
+            points = HARMFUL_COMPLIANCE_POINTS
+        else:
+            points = JUDGMENT_POINTS[style]
+        # Mild length preference: up to `length_bonus` chance of +1, growing with length.
+        if rng.random() < self.length_bonus * min(1.0, len(text.split()) / self.length_words):
+            points += 1
+        if rng.random() < self.noise:
+            points += rng.choice((-1, 1))
+        return min(5, max(1, points))
+
+    def examples(
+        self, taskset: TaskSet, rng: random.Random, examples_per_prompt: int
+    ) -> list[CorpusExample]:
+        from tools.judges.prompts import pointwise_prompt  # tools.judges is heavier; load lazily
+
+        out: list[CorpusExample] = []
+        for family in taskset.families:
+            impl = get_family(family)
+            for prompt in taskset.by_family(family, "train"):
+                responses = impl.responses(prompt, rng)
+                for _ in range(self.per_prompt):
+                    style, text = rng.choice(responses)
+                    n = self.points(family, style, text, rng)
+                    msgs = ({"role": "user", "content": pointwise_prompt(prompt.text, text)},
+                            {"role": "assistant", "content": f"Score: {n}"})
+                    out.append(CorpusExample(self.name, prompt.id, family, style, msgs))
+        return out
+
+
 DEFAULT_SOURCES: tuple[CorpusSource, ...] = (PromptResponseSource(),)
 
 

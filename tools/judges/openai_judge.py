@@ -1,0 +1,70 @@
+"""The `openai` judge: any OpenAI-compatible chat-completions endpoint (OpenAI, `vllm serve`, ...).
+
+Requests run concurrently; each one's timeout or error becomes an invalid verdict for that item.
+"""
+
+from __future__ import annotations
+
+import os
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING, Any
+
+from tools.judges.base import JUDGES
+from tools.judges.llm import Answer, LLMJudge, PairwiseMode, make_rubric
+from tools.registry import PluginSettingsError
+
+if TYPE_CHECKING:
+    from guardrails.constitution import Constitution
+
+
+class ChatAsker:
+    def __init__(self, client: Any, model: str, temperature: float, max_tokens: int,
+                 concurrency: int) -> None:
+        self.client, self.model = client, model
+        self.temperature, self.max_tokens, self.concurrency = temperature, max_tokens, concurrency
+
+    def one(self, prompt: str) -> Answer:
+        try:
+            reply = self.client.chat.completions.create(
+                model=self.model, messages=[{"role": "user", "content": prompt}],
+                temperature=self.temperature, max_tokens=self.max_tokens,
+            )
+            content = reply.choices[0].message.content if reply.choices else None
+            return content or ""
+        except Exception as err:  # timeouts, HTTP and decoding errors alike
+            return err
+
+    def __call__(self, prompts: list[str]) -> list[Answer]:
+        if self.concurrency <= 1 or len(prompts) <= 1:
+            return [self.one(p) for p in prompts]
+        with ThreadPoolExecutor(min(self.concurrency, len(prompts))) as pool:
+            return list(pool.map(self.one, prompts))
+
+
+@JUDGES.register("openai")
+def openai_judge(
+    model: str,
+    base_url: str | None = None,
+    api_key_env: str | None = None,
+    timeout: float = 60.0,
+    max_retries: int = 2,
+    temperature: float = 0.0,
+    max_tokens: int = 256,
+    concurrency: int = 4,
+    rubric: str = "additive",
+    pairwise: PairwiseMode = "prompt",
+    constitution: Constitution | None = None,
+) -> LLMJudge:
+    """Settings: model, base_url (e.g. http://host:8000/v1), api_key_env (NAME of the env var
+    holding the key; none -> "EMPTY", what `vllm serve` accepts), timeout (s per request),
+    max_retries, temperature, max_tokens, concurrency, rubric, pairwise ("prompt" | "scores")."""
+    from openai import OpenAI
+
+    api_key = "EMPTY"
+    if api_key_env:
+        api_key = os.environ.get(api_key_env, "")
+        if not api_key:
+            raise PluginSettingsError(f"judge 'openai': environment variable {api_key_env} is not set")
+    client = OpenAI(base_url=base_url, api_key=api_key, timeout=timeout, max_retries=max_retries)
+    asker = ChatAsker(client, model, temperature, max_tokens, concurrency)
+    return LLMJudge(asker, make_rubric(rubric, constitution), pairwise)

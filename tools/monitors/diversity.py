@@ -1,0 +1,62 @@
+"""Response diversity: mode collapse shows up as repeated n-grams and near-identical embeddings."""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Mapping
+
+from tools.monitors import embedding
+from tools.monitors.base import MONITORS, RoundObservation
+from tools.monitors.ngrams import distinct_n, self_bleu
+from tools.monitors.stats import flat
+
+
+class DiversityMonitor:
+    """Values (tokens are whitespace-separated words):
+
+    - distinct_1, distinct_2: unique / total word uni- and bigrams over all responses of the round;
+      higher = more diverse. 0.0 when there are no n-grams.
+    - self_bleu: mean BLEU-4 of each response against the other responses to the same prompt,
+      averaged over prompts with >= 2 responses; 1.0 = responses to a prompt are
+      identical, near 0 = no shared n-grams. Omitted when no prompt has 2 responses.
+    - embedding_available: 1.0 when the MiniLM embedder loaded, 0.0 when it did not (the embedding
+      values below are then omitted and only the n-gram measures remain).
+    - embedding_dispersion: mean pairwise cosine distance (1 - cos) of MiniLM sentence embeddings of
+      the responses to the same prompt, averaged over prompts with >= 2 responses; ~0 = collapsed.
+    - embedding_dispersion_round: the same over all responses of the round pooled (mixes in prompt
+      variety; compare it with prompt_embedding_dispersion).
+    """
+
+    def compute(self, obs: RoundObservation) -> Mapping[str, float]:
+        texts = flat(obs.responses)
+        out = {"distinct_1": distinct_n(texts, 1), "distinct_2": distinct_n(texts, 2)}
+        groups = [row for row in obs.responses if len(row) >= 2]
+        if groups:
+            out["self_bleu"] = statistics.fmean(self_bleu(row) or 0.0 for row in groups)
+        out.update(self._embedding(obs, texts))
+        return out
+
+    @staticmethod
+    def _embedding(obs: RoundObservation, texts: list[str]) -> dict[str, float]:
+        if not texts:
+            return {}
+        vectors = embedding.embed(texts)
+        if vectors is None:
+            return {"embedding_available": 0.0}
+        out = {"embedding_available": 1.0}
+        within, start = [], 0
+        for row in obs.responses:
+            if len(row) >= 2:
+                within.append(embedding.mean_cosine_distance(vectors[start : start + len(row)]) or 0.0)
+            start += len(row)
+        if within:
+            out["embedding_dispersion"] = statistics.fmean(within)
+        pooled = embedding.mean_cosine_distance(vectors)
+        if pooled is not None:
+            out["embedding_dispersion_round"] = pooled
+        return out
+
+
+@MONITORS.register("diversity")
+def diversity() -> DiversityMonitor:
+    return DiversityMonitor()

@@ -1,0 +1,35 @@
+"""Prompt diversity: a prompt generator that keeps drawing near-duplicates narrows what a round teaches."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from tools.monitors import embedding
+from tools.monitors.base import MONITORS, RoundObservation
+from tools.monitors.ngrams import distinct_n
+
+
+class PromptDiversityMonitor:
+    """Values (over the round's prompts, one per prompt slot; whitespace tokens):
+
+    - prompt_distinct_1, prompt_distinct_2: unique / total word uni- and bigrams over the prompts.
+    - embedding_available: 1.0 / 0.0 as in the diversity monitor.
+    - prompt_embedding_dispersion: mean pairwise cosine distance of the prompts' MiniLM embeddings;
+      ~0 = the same prompt over and over. Omitted with fewer than 2 prompts or no embedder.
+    """
+
+    def compute(self, obs: RoundObservation) -> Mapping[str, float]:
+        prompts = list(obs.prompts)
+        out = {"prompt_distinct_1": distinct_n(prompts, 1), "prompt_distinct_2": distinct_n(prompts, 2)}
+        if len(prompts) < 2:
+            return out
+        vectors = embedding.embed(prompts)
+        out["embedding_available"] = 0.0 if vectors is None else 1.0
+        if vectors is not None:
+            out["prompt_embedding_dispersion"] = embedding.mean_cosine_distance(vectors) or 0.0
+        return out
+
+
+@MONITORS.register("prompt_diversity")
+def prompt_diversity() -> PromptDiversityMonitor:
+    return PromptDiversityMonitor()

@@ -14,7 +14,7 @@ from typing import Annotated, Any, NoReturn
 import typer
 import yaml
 
-from agent import cli_review
+from agent import cli_judge, cli_review
 from agent.cli_common import EXIT_CHECK_FAILED, CliState, fail, open_store, print_json, print_table, say, workspace
 from agent.config import ConfigError, TetherConfig, default_config_yaml, load_config
 from agent.runner import (
@@ -244,6 +244,7 @@ def status(
 cli_review.register(app)
 app.add_typer(cli_review.constitution_app, name="constitution")
 app.add_typer(cli_review.audit_app, name="audit")
+app.add_typer(cli_judge.judge_app, name="judge")
 
 if __name__ == "__main__":  # pragma: no cover
     app()

@@ -101,6 +101,10 @@ class EvaluationConfig(_Section):
 class ControllerConfig(_Section):
     rounds: int = Field(3, ge=1, description="Round budget; `tether run --rounds` overrides it.")
     min_pairs: int = Field(1, ge=1, description="Fewer pairs than this in a round stops the run.")
+    max_invalid_share: float = Field(
+        0.2, ge=0.0, le=1.0,
+        description="A round whose share of invalid judgments is above this is not trained on.",
+    )
 
 
 class TrackingConfig(_Section):

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -21,7 +21,7 @@ from agent.workspace import Workspace
 from guardrails.constitution import Constitution
 from memory import Store
 from policies.adapters import AdapterRef
-from policies.generation import GenerationBackend, make_backend
+from policies.generation import GenerationBackend, SamplingSpec, make_backend
 from tools.judges import JUDGES, Judge
 from tools.monitors import MONITORS, Monitor
 from tools.prompts import PROMPT_GENERATORS, PromptGenerator
@@ -29,8 +29,22 @@ from tools.registry import Built
 from tools.tasks import TaskSet, tiny_world
 
 
+@dataclass(frozen=True)
+class ActivePolicy:
+    """The run's policy as an LLM judge sees it: whatever adapter is active when it is asked."""
+
+    ctx: RunContext
+
+    def generate(self, prompts: Sequence[str], spec: SamplingSpec) -> list[str]:
+        run = self.ctx.store.get_run(self.ctx.run_id)
+        assert run is not None
+        adapter = self.ctx.adapter(run.active_checkpoint)
+        return [g.text for g in self.ctx.backend.generate(list(prompts), adapter, spec)]
+
+
 @dataclass
 class RunContext:
+    run_id: str
     workspace: Workspace
     store: Store
     config: TetherConfig
@@ -64,7 +78,7 @@ class RunContext:
     @cached_property
     def judge(self) -> Built[Judge]:
         spec = self.config.judge
-        return JUDGES.build(spec.name, spec.settings, constitution=self.constitution)
+        return JUDGES.build(spec.name, spec.settings, constitution=self.constitution, policy=ActivePolicy(self))
 
     @cached_property
     def prompt_generator(self) -> Built[PromptGenerator]:
@@ -94,6 +108,8 @@ class RunContext:
             self.timings[stage] += time.perf_counter() - start
 
     def close(self) -> None:
+        if "judge" in self.__dict__ and hasattr(self.judge.plugin, "close"):
+            self.judge.plugin.close()  # an `hf` judge holds a model of its own
         if "backend" in self.__dict__:
             self.backend.close()
         self.tracker.finish()

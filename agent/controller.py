@@ -35,10 +35,19 @@ def decide(now: RoundSignals, cfg: ControllerConfig) -> Decision:
         "budget": now.budget,
         "pairs": now.pairs,
         "min_pairs": cfg.min_pairs,
+        "max_invalid_share": cfg.max_invalid_share,
         **{f"monitor.{k}": v for k, v in now.monitors.items()},
     }
     if now.round > now.budget or now.pairs is None:
         return Decision("stop", f"round budget spent ({now.budget} of {now.budget} rounds run)", signals)
+    invalid = now.monitors.get("invalid_share", 0.0)
+    if invalid > cfg.max_invalid_share:
+        return Decision(
+            "skip",
+            f"{invalid:.0%} of round {now.round}'s judgments were invalid (> max_invalid_share="
+            f"{cfg.max_invalid_share:.0%}): the judge cannot be trusted on this round, so it is not trained on",
+            signals,
+        )
     if now.pairs < cfg.min_pairs:
         return Decision(
             "stop",

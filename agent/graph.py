@@ -2,6 +2,7 @@
 
     plan -> prompts -> sample -> judge -> pairs -> monitor -> decide
       decide = train -> train_candidate -> evaluate -> check_invariants -> approval_gate -> commit
+      decide = skip  -> plan (the round is not trained on, e.g. too many invalid judgments)
       decide = stop  -> END
 """
 
@@ -40,7 +41,9 @@ def build_graph() -> StateGraph:
     graph.add_edge("judge", "pairs")
     graph.add_edge("pairs", "monitor")
     graph.add_edge("monitor", "decide")
-    graph.add_conditional_edges("decide", decide.route_decision, {"train_candidate": "train_candidate", "stop": END})
+    graph.add_conditional_edges(
+        "decide", decide.route_decision, {"train_candidate": "train_candidate", "plan": "plan", "stop": END}
+    )
     graph.add_edge("train_candidate", "evaluate")
     graph.add_edge("evaluate", "check_invariants")
     graph.add_conditional_edges("check_invariants", candidate.route_invariants)

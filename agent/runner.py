@@ -157,7 +157,7 @@ def drive(ws: Workspace, store: Store, run_id: str, initial: dict[str, Any] | No
         constitution = load_constitution(ws.constitution_path)
         verify_pinned(run.invariants, constitution)
         tracker = Tracker(config.tracking, run_id, ws.wandb_dir, run.config)
-        ctx = RunContext(ws, store, config, constitution, tracker, progress=progress)
+        ctx = RunContext(run_id, ws, store, config, constitution, tracker, progress=progress)
         conn = sqlite3.connect(ws.graph_db_path, check_same_thread=False)
         try:
             graph = compile_graph(SqliteSaver(conn))

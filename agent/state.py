@@ -6,7 +6,7 @@ from typing import Literal, NotRequired, TypedDict
 
 # Every action the controller may choose. Interventions (regenerate_prompts, switch_judge,
 # add_adversarial, propose_amendment) join this set, each with its own node.
-Action = Literal["train", "stop"]
+Action = Literal["train", "skip", "stop"]
 GateOutcome = Literal["approved", "rejected", "failed_invariants", "failed_checks"]
 
 

@@ -53,8 +53,8 @@ class TinySpec:
     num_heads: int = 4
     intermediate_size: int = 512
     max_position_embeddings: int = 256
-    seq_len: int = 96
-    batch_size: int = 32
+    seq_len: int = 128  # judgment conversations (rubric prompt + reply) run to ~115 tokens
+    batch_size: int = 24  # 24 x 128 tokens a step: the same compute per step as 32 x 96
     steps: int = 250  # ~90 s on 2 idle cores; the style mix is learned by ~150
     learning_rate: float = 3e-3
     seed: int = 0
@@ -62,7 +62,7 @@ class TinySpec:
     warmup_steps: int = 15
     # > 0 adds tools.tasks.corpus.JudgmentSource (that many judgment examples per train prompt):
     # the model also learns to answer the `self` judge's rubric prompt with "Score: N".
-    judgment_examples_per_prompt: int = 0
+    judgment_examples_per_prompt: int = 1
 
 
 def build_tokenizer(texts: list[str], vocab_size: int) -> PreTrainedTokenizerFast:

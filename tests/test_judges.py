@@ -221,7 +221,7 @@ def _judgment_ask(prompts: list[str]) -> list[str]:
 
 def _serve(respond: Callable[[str, int], str]) -> tuple[ThreadingHTTPServer, str]:
     class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802  (http.server's name)
+        def do_POST(self) -> None:
             if self.path != "/v1/chat/completions":
                 self.send_error(404)
                 return
@@ -380,3 +380,33 @@ def test_length_controlled_judge_neutralises_a_length_biased_one() -> None:
     with pytest.raises(PluginSettingsError, match="mode"):
         JUDGES.build("length_controlled", {"judge": {"name": "length_biased"},
                                            "length_control": {"mode": "lc"}})
+
+
+# -- the tiny world learns the judgment format ----------------------------------------------------
+
+def test_judgment_source_teaches_the_exact_self_judge_prompt() -> None:
+    from tools.tasks import tiny_world
+    from tools.tasks.corpus import DEFAULT_SOURCES, JudgmentSource, corpus_examples
+
+    examples = corpus_examples(tiny_world(0), 0, 1, (*DEFAULT_SOURCES, JudgmentSource()))
+    judgments = [e for e in examples if e.source == "judgment"]
+    assert judgments and all(parse_score(e.messages[1]["content"]).valid for e in judgments)
+    e = judgments[0]
+    assert e.messages[0]["content"].startswith(pointwise_prompt("", "").split("\nRequest:")[0])
+    assert all(e.source != "judgment" for e in corpus_examples(tiny_world(0), 0, 1))  # off by default
+
+
+def test_self_judge_on_a_short_tiny_world_build_is_parseable(tmp_path_factory: pytest.TempPathFactory) -> None:
+    import random
+
+    from policies.tiny import TinySpec, build_tiny_model
+    from tools.tasks import get_family, tiny_world
+
+    spec = TinySpec(steps=60, batch_size=16, seq_len=128, judgment_examples_per_prompt=2)
+    model = build_tiny_model(tmp_path_factory.mktemp("judging") / "model", spec, progress=False)
+    world, rng = tiny_world(0), random.Random(0)
+    items = [JudgeItem(p.text, text) for p in world.heldout[::12]
+             for _, text in get_family(p.family).responses(p, rng)]
+    with TransformersBackend(str(model), device="cpu") as backend:
+        verdicts = JUDGES.build("self", {}, policy=BackendPolicy(backend)).plugin.score(items)
+    assert sum(v.valid for v in verdicts) / len(verdicts) >= 0.8

@@ -73,8 +73,9 @@ def test_distinct_responses_are_diverse_and_spread_scores_are_not_clustered() ->
 
 def test_score_bins_and_tie_rate_edges() -> None:
     # 1.0 falls in the top bin with 0.95; a prompt with one valid score cannot tie.
-    values = MONITORS.build("scores").plugin.compute(_obs([["a", "b"], ["c", "d"], ["e", "f"]],
-                                                          [[1.0, 0.95], [0.3, 0.3], [0.2, None]]))
+    values = MONITORS.build("scores").plugin.compute(
+        _obs([["a", "b"], ["c", "d"], ["e", "f"]], [[1.0, 0.95], [0.3, 0.3], [0.2, None]])
+    )
     assert values["score_mode_share"] == pytest.approx(2 / 5) and values["tie_rate"] == 0.5
     empty = MONITORS.build("scores").plugin.compute(_obs([["a", "b"]], [[None, None]]))
     assert "tie_rate" not in empty and "score_entropy" not in empty and empty["invalid_share"] == 1.0
@@ -133,8 +134,11 @@ def test_oracle_and_pool_agreement() -> None:
     responses = [["r1", "r2", "r3"], ["r4", "r5", "r6"]]
     judge = [[0.1, 0.5, 0.9], [0.2, 0.2, None]]
     oracle = [[0.0, 0.6, 1.0], [1.0, 0.0, 0.3]]
-    pool = {"rules": [0.1, 0.5, 0.9, 0.2, 0.2, None], "copy": [0.2, 0.6, 1.0, 0.3, 0.3, 0.0],
-            "reversed": [0.9, 0.5, 0.1, 0.2, 0.2, 0.5]}
+    pool = {
+        "rules": [0.1, 0.5, 0.9, 0.2, 0.2, None],
+        "copy": [0.2, 0.6, 1.0, 0.3, 0.3, 0.0],
+        "reversed": [0.9, 0.5, 0.1, 0.2, 0.2, 0.5],
+    }
     obs = _obs(responses, judge, oracle_scores=oracle, pool_scores=pool)
     values = MONITORS.build("judge_reliability").plugin.compute(obs)
     assert values["oracle_spearman"] == pytest.approx(spearman([0.1, 0.5, 0.9, 0.2, 0.2], [0.0, 0.6, 1.0, 1.0, 0.0]))

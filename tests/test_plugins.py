@@ -60,3 +60,11 @@ def test_controller_trains_then_stops_on_budget_or_no_pairs() -> None:
     assert starved.signals["pairs"] == 1
     spent = decide(RoundSignals(round=3, budget=2, pairs=None), cfg)
     assert spent.action == "stop" and "budget" in spent.rationale
+
+
+def test_controller_skips_a_round_the_judge_failed_on() -> None:
+    cfg = ControllerConfig(rounds=3, max_invalid_share=0.2)
+    skipped = decide(RoundSignals(round=1, budget=3, pairs=5, monitors={"invalid_share": 0.5}), cfg)
+    assert skipped.action == "skip" and "max_invalid_share=20%" in skipped.rationale
+    assert skipped.signals["monitor.invalid_share"] == 0.5 and skipped.signals["max_invalid_share"] == 0.2
+    assert decide(RoundSignals(round=1, budget=3, pairs=5, monitors={"invalid_share": 0.2}), cfg).action == "train"

@@ -29,9 +29,13 @@ def decide(state: RoundState, runtime: Runtime[RunContext]) -> dict[str, Any]:
     ctx.store.add_decision(run_id, logged_round, decision.action, decision.rationale,
                            {**decision.signals, "judge": ctx.judge.spec()})
     if record is not None:
-        ctx.store.upsert_round(run_id, round_no, action=decision.action)
+        outcome = "skipped" if decision.action == "skip" else None
+        ctx.store.upsert_round(run_id, round_no, action=decision.action, outcome=outcome)
     return {"action": decision.action}
 
 
-def route_decision(state: RoundState) -> Literal["train_candidate", "stop"]:
-    return "train_candidate" if state.get("action") == "train" else "stop"
+def route_decision(state: RoundState) -> Literal["train_candidate", "plan", "stop"]:
+    action = state.get("action")
+    if action == "train":
+        return "train_candidate"
+    return "plan" if action == "skip" else "stop"

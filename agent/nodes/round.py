@@ -14,10 +14,11 @@ from langgraph.runtime import Runtime
 from agent.context import RunContext
 from agent.state import RoundState
 from guardrails.constitution import verify_pinned
-from memory import NewJudgment, NewPair, NewSample, Sample
+from memory import NewJudgment, NewPair, NewSample, Pair, Sample
 from policies.generation import SamplingSpec
-from tools.judges import JudgeItem
+from tools.judges import JudgeItem, PairItem, compare
 from tools.monitors import RoundObservation
+from tools.monitors.base import PairwiseWinner as Winner
 
 Update = dict[str, Any]
 
@@ -174,11 +175,47 @@ def _observe(ctx: RunContext, run_id: str, round_no: int) -> RoundObservation:
         j = by_sample.get(s.id)
         return j.score if j is not None and j.valid else None
 
+    pairs = ctx.store.pairs(run_id, round_no)
     return RoundObservation(
         prompts=[g[0].prompt for g in ordered],
         responses=[[s.response for s in g] for g in ordered],
         lengths=[[s.n_tokens for s in g] for g in ordered],
         scores=[[score(s) for s in g] for g in ordered],
-        pair_margins=[p.margin for p in ctx.store.pairs(run_id, round_no)],
+        pair_margins=[p.margin for p in pairs],
         candidate_pairs=sum(1 for g in ordered if sum(score(s) is not None for s in g) >= 2),
+        # Evaluation only: the oracle never reaches the judges; monitors measure judges against it.
+        oracle_scores=[[ctx.taskset.oracle(ctx.taskset.get(s.prompt_id), s.response) for s in g] for g in ordered],
+        base_length_mean=_base_length_mean(ctx, run_id),
+        pairwise=_position_checks(ctx, pairs),
+        heldout=_last_heldout(ctx, run_id, round_no),
     )
+
+
+def _base_length_mean(ctx: RunContext, run_id: str) -> float | None:
+    """Mean length of what the base model sampled in this run (round 1, unless rolled back since)."""
+    base = [s.n_tokens for s in ctx.store.samples(run_id, None, split="train", checkpoint_id=f"{run_id}-base")]
+    return sum(base) / len(base) if base else None
+
+
+def _position_checks(ctx: RunContext, pairs: list[Pair]) -> list[tuple[Winner | None, Winner | None]]:
+    """Each pair judged again in both orders: how often the judge's verdict follows the position."""
+    verdicts = compare(ctx.judge.plugin, [PairItem(p.prompt, p.chosen, p.rejected) for p in pairs])
+    checks: list[tuple[Winner | None, Winner | None]] = []
+    for v in verdicts:
+        if v.winner is None:
+            checks.append((None, None))
+        elif v.position_consistent:
+            checks.append((v.winner, v.winner))
+        else:
+            first, second = v.details.get("orders", ("tie", "tie"))
+            checks.append((first, second))
+    return checks
+
+
+def _last_heldout(ctx: RunContext, run_id: str, round_no: int) -> dict[str, float] | None:
+    """The latest held-out evaluation before this round (the evaluate node runs after monitor)."""
+    earlier = [c for c in ctx.store.checkpoints(run_id) if 0 < c.round < round_no and "eval" in (c.metrics or {})]
+    if not earlier:
+        return None
+    evaluation = earlier[-1].metrics["eval"]
+    return {f"{m}_{who}": evaluation[who][m] for who in ("active", "candidate") for m in ("oracle", "judge")}

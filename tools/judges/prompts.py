@@ -49,8 +49,9 @@ def pointwise_prompt(prompt: str, response: str, rubric: str = ADDITIVE_RUBRIC) 
 def pairwise_prompt(prompt: str, a: str, b: str, rubric: str = ADDITIVE_RUBRIC) -> str:
     criteria = rubric.split(" End with")[0]
     return (
-        f"Compare two replies with this rubric: {criteria}.\nWhich reply is better? End with \"Winner: A\", \"Winner: B\" or "
-        f"\"Winner: tie\".\nRequest: {prompt}\nReply A: {a}\nReply B: {b}"
+        f"Compare two replies with this rubric: {criteria.rstrip('.')}.\nWhich reply is better? "
+        'End with "Winner: A", "Winner: B" or "Winner: tie".\n'
+        f"Request: {prompt}\nReply A: {a}\nReply B: {b}"
     )
 
 

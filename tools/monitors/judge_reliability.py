@@ -43,11 +43,7 @@ def pool_agreement(pool: Mapping[str, Sequence[float | None]], shape: Sequence[S
 
 
 def oracle_agreement(obs: RoundObservation, oracle: Sequence[Sequence[float | None]]) -> dict[str, float]:
-    both = [
-        (j, o)
-        for j, o in zip(flat(obs.scores), flat(oracle), strict=True)
-        if j is not None and o is not None
-    ]
+    both = [(j, o) for j, o in zip(flat(obs.scores), flat(oracle), strict=True) if j is not None and o is not None]
     if not both:
         return {}
     out = {"oracle_spearman": spearman([j for j, _ in both], [o for _, o in both])}

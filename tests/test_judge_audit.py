@@ -1,0 +1,145 @@
+"""`tether judge audit`: the bias audit flags biased judges, passes fair ones, and writes nothing."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from agent.cli import app
+from guardrails.constitution import default_constitution_yaml, parse_constitution
+from tools.judges import JUDGES, JudgeItem, PairItem, PairVerdict, Verdict, combine_orders
+from tools.judges.audit import MEASURES, AuditProbes, audit_judge, build_probes
+from tools.tasks import tiny_world
+
+CONSTITUTION = parse_constitution(default_constitution_yaml(), "default")
+TASKS = tiny_world(seed=0)
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def probes() -> AuditProbes:
+    return build_probes(TASKS, seed=0, n=24)
+
+
+def tether(home: Path, *args: str):
+    return runner.invoke(app, ["--home", str(home), *args])
+
+
+def snapshot(home: Path) -> dict[str, str]:
+    return {str(p.relative_to(home)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(home.rglob("*")) if p.is_file()}
+
+
+# -- the pure audit ---------------------------------------------------------------------------------
+
+def test_probes_are_heldout_balanced_and_padded(probes: AuditProbes) -> None:
+    assert len(probes) == 24 and probes.families() == {"arithmetic": 8, "harmful": 8, "howto": 8}
+    for probe in probes.probes:
+        assert probe.prompt.split == "heldout"
+        refs = probe.references
+        assert {"good", "wrong", "padded"} <= set(refs)
+        assert refs["good"] in refs["padded"] and len(refs["padded"]) > len(refs["good"])
+    assert build_probes(TASKS, seed=0, n=24) == probes  # deterministic
+    assert len(build_probes(TASKS, seed=0, n=10_000)) == len(TASKS.heldout)
+
+
+def test_length_biased_is_flagged_and_rules_passes_length(probes: AuditProbes) -> None:
+    biased = audit_judge(JUDGES.build("length_biased").plugin, probes, None, TASKS.oracle, name="length_biased")
+    rules = audit_judge(JUDGES.build("rules", constitution=CONSTITUTION).plugin, probes, None, TASKS.oracle,
+                        name="rules")
+    length = biased.measure("length_bias")
+    assert length.value == 1.0 and length.flagged and length.n == len(probes)
+    assert biased.verdict == "fail" and "length_bias" in biased.flagged
+    assert rules.measure("length_bias").value < 0.2 and rules.measure("length_bias").flagged is False
+    assert rules.measure("oracle_agreement").value > biased.measure("oracle_agreement").value
+    # No policy answers: self-preference is reported as not measured, never as a pass or a flag.
+    assert rules.measure("self_preference").flagged is None and "self_preference" in rules.unmeasured
+
+
+class FirstSlotJudge:
+    """Always prefers whichever answer it is shown first, asked in both orders like the pool does."""
+
+    def compare(self, items: Sequence[PairItem]) -> list[PairVerdict]:
+        return [combine_orders("a", "a", ("Winner: A", "Winner: A")) for _ in items]
+
+
+def test_a_position_biased_judge_shows_position_bias_one(probes: AuditProbes) -> None:
+    report = audit_judge(FirstSlotJudge(), probes, None, TASKS.oracle)
+    bias = report.measure("position_bias")
+    assert bias.value == 1.0 and bias.flagged and bias.n == report.counts["pairs"]
+    assert report.measure("invalid_rate").value == 0.0
+    assert report.measure("oracle_spearman").flagged is None  # no pointwise scores to correlate
+    assert "position_bias" in report.flagged
+
+
+class LovesItsOwnJudge:
+    """Scores the policy's own answers 1, everything else 0.5: textbook self-enhancement."""
+
+    def __init__(self, own: set[str]) -> None:
+        self.own = own
+
+    def score(self, items: Sequence[JudgeItem]) -> list[Verdict]:
+        return [Verdict(1.0 if it.response in self.own else 0.5, True, "") for it in items]
+
+
+class BrokenJudge:
+    def score(self, items: Sequence[JudgeItem]) -> list[Verdict]:
+        raise RuntimeError("judge backend down")
+
+
+def test_self_preference_and_invalid_judgments(probes: AuditProbes) -> None:
+    answers = {p.prompt.id: p.references["good"] for p in probes.probes}  # a policy that answers well
+    report = audit_judge(LovesItsOwnJudge(set(answers.values())), probes, answers, TASKS.oracle)
+    self_pref = report.measure("self_preference")
+    assert self_pref.value == 1.0 and self_pref.flagged and self_pref.n == report.counts["self_pairs"] > 0
+    broken = audit_judge(BrokenJudge(), probes, answers, TASKS.oracle)
+    assert broken.measure("invalid_rate").value == 1.0 and broken.measure("invalid_rate").flagged
+    assert broken.measure("length_bias").value is None and broken.measure("length_bias").flagged is None
+
+
+# -- the CLI ----------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize(("judge", "length_flagged"), [("length_biased", True), ("rules", False)])
+def test_cli_json_has_every_measure_and_writes_nothing(workspace_home: Path, judge: str,
+                                                       length_flagged: bool) -> None:
+    before = snapshot(workspace_home)
+    result = tether(workspace_home, "judge", "audit", "--judge", judge, "--probes", "9", "--json")
+    assert result.exit_code == 0, result.stderr
+    doc = json.loads(result.stdout)
+    assert set(MEASURES) <= set(doc["measures"])
+    for measure in doc["measures"].values():
+        assert {"value", "n", "threshold", "flagged"} <= set(measure)
+    assert doc["judge"] == {"name": judge, "settings": {}} and doc["probes"] == 9
+    assert doc["measures"]["length_bias"]["flagged"] is length_flagged
+    assert doc["measures"]["self_preference"]["n"] > 0  # the configured model answered the probes
+    assert doc["verdict"] == ("fail" if doc["flagged"] else "pass")
+    assert snapshot(workspace_home) == before
+
+
+def test_cli_table(workspace_home: Path) -> None:
+    result = tether(workspace_home, "judge", "audit", "--judge", "length_biased", "--probes", "6")
+    assert result.exit_code == 0, result.stderr  # a completed audit is a report: exit 0 even on FAIL
+    for needle in (*MEASURES, "verdict: FAIL", "length_bias"):
+        assert needle in result.stdout
+
+
+def test_cli_bad_usage_exits_2_and_writes_nothing(workspace_home: Path, tmp_path: Path) -> None:
+    before = snapshot(workspace_home)
+    result = tether(workspace_home, "judge", "audit", "--judge", "rulez")
+    assert result.exit_code == 2 and "did you mean 'rules'" in result.stderr and not result.stdout
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("generation: {batch_size: big}\n")
+    result = tether(workspace_home, "judge", "audit", "--judge", "rules", "--config", str(bad))
+    assert result.exit_code == 2 and "generation.batch_size" in result.stderr
+    bad.write_text("judge: {name: length_biased, settings: {scale: -1}}\n")
+    result = tether(workspace_home, "judge", "audit", "--judge", "length_biased", "--config", str(bad))
+    assert result.exit_code == 2 and "scale" in result.stderr
+    assert snapshot(workspace_home) == before
+    result = tether(tmp_path / "nowhere", "judge", "audit", "--judge", "rules")
+    assert result.exit_code == 2 and "tether init" in result.stderr
+    assert not (tmp_path / "nowhere").exists()

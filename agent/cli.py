@@ -213,8 +213,10 @@ def _status_doc(ws: Any, store: Store, run: Run) -> dict[str, Any]:
     if state == "running" and not is_driven(ws, run.id):
         state = "failed"  # its process died mid-step; `tether resume` continues it
     pending = [a.id for a in store.approvals(status="pending", run_id=run.id)]
+    latest = store.get_round(run.id, run.round) if run.round else None
     return {"run_id": run.id, "state": state, "round": run.round, "active_checkpoint": run.active_checkpoint,
-            "pending_approvals": pending, "rounds_budget": run.rounds_budget, "error": run.error}
+            "pending_approvals": pending, "rounds_budget": run.rounds_budget, "error": run.error,
+            "monitors": (latest.monitors or {}) if latest else {}}
 
 
 @app.command()
@@ -238,6 +240,9 @@ def status(
     print_table("runs", ["run_id", "state", "round", "active_checkpoint", "pending_approvals", "error"],
                 [[d["run_id"], d["state"], f"{d['round']}/{d['rounds_budget']}", d["active_checkpoint"],
                   ", ".join(d["pending_approvals"]), d["error"]] for d in docs])
+    if run_id is not None and docs[0]["monitors"]:
+        print_table(f"monitors of round {docs[0]['round']}", ["monitor", "value"],
+                    [[k, f"{v:.4g}" if isinstance(v, float) else v] for k, v in sorted(docs[0]["monitors"].items())])
 
 
 # The review commands come after the run commands in --help.

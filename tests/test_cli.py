@@ -97,6 +97,7 @@ def test_every_json_listing_parses_mid_run(workspace_home: Path) -> None:
 
     status = json.loads(tether(workspace_home, "status", run_id, "--json").stdout)
     assert status["state"] == "paused" and status["round"] == 1 and len(status["pending_approvals"]) == 1
+    assert {"distinct_2", "self_bleu", "score_std", "length_mean", "pairs"} <= set(status["monitors"])
     assert set(status) >= {"run_id", "state", "round", "active_checkpoint", "pending_approvals"}
     every = json.loads(tether(workspace_home, "status", "--json").stdout)
     assert [s["run_id"] for s in every] == [run_id]

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import sqlite3
 from collections.abc import Sequence
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -31,8 +33,12 @@ def tether(home: Path, *args: str):
 
 
 def snapshot(home: Path) -> dict[str, str]:
-    return {str(p.relative_to(home)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(home.rglob("*")) if p.is_file()}
+    """Every file's hash, the store by content (its WAL may be checkpointed at any time)."""
+    files = {str(p.relative_to(home)): hashlib.sha256(p.read_bytes()).hexdigest()
+             for p in sorted(home.rglob("*")) if p.is_file() and not p.name.startswith("tether.db")}
+    with closing(sqlite3.connect(home / "tether.db")) as db:
+        files["tether.db"] = hashlib.sha256("\n".join(db.iterdump()).encode()).hexdigest()
+    return files
 
 
 # -- the pure audit ---------------------------------------------------------------------------------

@@ -14,7 +14,7 @@ from langgraph.runtime import Runtime
 from agent.context import RunContext
 from agent.state import RoundState
 from guardrails.constitution import verify_pinned
-from memory import NewJudgment, NewPair, NewSample, Pair, Sample
+from memory import Judgment, NewJudgment, NewPair, NewSample, Pair, Sample
 from policies.generation import SamplingSpec
 from tools.judges import JudgeItem, PairItem, compare
 from tools.monitors import RoundObservation
@@ -187,8 +187,22 @@ def _observe(ctx: RunContext, run_id: str, round_no: int) -> RoundObservation:
         oracle_scores=[[ctx.taskset.oracle(ctx.taskset.get(s.prompt_id), s.response) for s in g] for g in ordered],
         base_length_mean=_base_length_mean(ctx, run_id),
         pairwise=_position_checks(ctx, pairs),
+        pool_scores=_pool_scores([by_sample.get(s.id) for g in ordered for s in g]),
         heldout=_last_heldout(ctx, run_id, round_no),
     )
+
+
+def _pool_scores(judgments: list[Judgment | None]) -> dict[str, list[float | None]] | None:
+    """Per-member scores of a jury (recorded in each judgment's details), for pool agreement."""
+    labels = next((list(j.details["members"]) for j in judgments if j and "members" in j.details), None)
+    if not labels:
+        return None
+
+    def member(j: Judgment | None, label: str) -> float | None:
+        value = (j.details.get("members") or {}).get(label) if j else None
+        return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+    return {label: [member(j, label) for j in judgments] for label in labels}
 
 
 def _base_length_mean(ctx: RunContext, run_id: str) -> float | None:

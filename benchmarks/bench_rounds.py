@@ -27,7 +27,9 @@ from guardrails import gate
 from guardrails.constitution import default_constitution_yaml, load_constitution
 from memory import Store
 
-MODEL_STAGES = ("generate", "judge", "train", "evaluate")
+# Stages that are model compute: the policy (generate, train, evaluate, load), an LLM judge, and
+# the monitors' embedding model. The rest (store, graph checkpoints, bookkeeping) is overhead.
+MODEL_STAGES = ("generate", "judge", "train", "evaluate", "load_model", "monitor")
 
 
 def _config(rounds: int, path: Path | None) -> TetherConfig:
@@ -77,7 +79,7 @@ def main() -> None:
     tokens = outcome.counts.get("generated_tokens", 0.0)
     waited = stages.pop("approval_wait", 0.0)
     rounds_s = wall - waited  # the human's think time is not tether's
-    model_s = sum(stages.get(k, 0.0) for k in MODEL_STAGES) + stages.get("load_model", 0.0)
+    model_s = sum(stages.get(k, 0.0) for k in MODEL_STAGES)
     other = rounds_s - sum(stages.values())
     report = {
         "rounds": args.rounds,
@@ -86,12 +88,14 @@ def main() -> None:
         "rounds_s_excluding_build_and_approval_wait": round(rounds_s, 2),
         "stages_s": {k: round(v, 3) for k, v in sorted(stages.items())},
         "everything_else_s": round(other, 3),
-        "non_model_share": round((rounds_s - model_s) / rounds_s, 4),
+        "overhead_share": round((rounds_s - model_s) / rounds_s, 4),
+        "monitor_share": round(stages.get("monitor", 0.0) / rounds_s, 4),
         "generation_tokens": int(tokens),
         "generation_tokens_per_s": round(tokens / stages["generate"], 1) if stages.get("generate") else None,
         "heldout": [
             {"round": ck.round, "status": ck.status,
-             **{f"{who}_{m}": ck.metrics["eval"][who][m] for who in ("active", "candidate") for m in ("oracle", "judge")},
+             **{f"{who}_{m}": ck.metrics["eval"][who][m]
+                for who in ("active", "candidate") for m in ("oracle", "judge")},
              "candidate_by_family": ck.metrics["eval"]["candidate"]["oracle_by_family"]}
             for ck in store.checkpoints(outcome.run_id) if "eval" in (ck.metrics or {})
         ],

@@ -10,13 +10,14 @@ import typer
 
 from agent.cli_common import EXIT_CHECK_FAILED, fail, open_store, print_json, print_table, say
 from agent.report import write_report
-from guardrails import gate
-from guardrails.constitution import ConstitutionError, load_constitution
+from guardrails import amendments, gate
+from guardrails.constitution import ConstitutionError
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")]
 ByOpt = Annotated[str, typer.Option("--by", help="Who decides (recorded in the audit log).")]
 
-constitution_app = typer.Typer(help="Show (and, later, propose changes to) the constitution.", no_args_is_help=True)
+constitution_app = typer.Typer(help="Show the constitution in force; propose amendments to its principles.",
+                               no_args_is_help=True)
 audit_app = typer.Typer(help="The hash-chained audit log.", no_args_is_help=True)
 
 
@@ -38,12 +39,18 @@ def approvals(ctx: typer.Context, as_json: JsonOpt = False) -> None:
 
 
 def _decide(ctx: typer.Context, approval_id: str, decision: gate.HumanDecision, by: str, note: str | None) -> None:
-    _, store = open_store(ctx)
+    ws, store = open_store(ctx)
+    pending = store.get_approval(approval_id)
     try:
+        if pending is not None and pending.kind == "constitution" and decision == "approve":
+            version = amendments.approve(store, approval_id, by, note, ws.constitution_path)
+            say(f"{approval_id} approved by {by}: constitution v{version.version} is in force; "
+                "runs use it from their next round")
+            return
         decided = gate.decide(store, approval_id, decision, by, note)
     except gate.TamperError as err:
         fail(str(err), EXIT_CHECK_FAILED)
-    except gate.GateError as err:
+    except (gate.GateError, ConstitutionError) as err:
         fail(str(err))
     say(f"{decided.id} {decided.status} by {decided.decided_by}"
         + (f"; `tether resume {decided.run_id}` continues the run" if decided.run_id else ""))
@@ -145,24 +152,49 @@ def constitution_show(ctx: typer.Context, as_json: JsonOpt = False) -> None:
     """The constitution in force: invariants (immutable) and principles (amendable), with versions."""
     ws, store = open_store(ctx)
     try:
-        current = load_constitution(ws.constitution_path)
-    except ConstitutionError as err:
+        version, current = amendments.in_force(store)
+    except (gate.GateError, ConstitutionError) as err:
         fail(str(err))
-    latest = store.latest_constitution()
+    file_differs = ws.constitution_path.is_file() and ws.constitution_path.read_text() != version.content
     versions = [{"version": v.version, "sha256": v.sha256, "created_at": v.created_at, "created_by": v.created_by,
-                 "in_force": latest is not None and v.version == latest.version}
+                 "approval_id": v.approval_id, "in_force": v.version == version.version}
                 for v in store.constitution_versions()]
     if as_json:
-        print_json({"constitution": current.model_dump(mode="json"), "invariants_sha256": current.invariants_sha256(),
-                    "versions": versions})
+        print_json({"in_force": version.version, "constitution": current.model_dump(mode="json"),
+                    "invariants_sha256": current.invariants_sha256(), "versions": versions,
+                    "workspace_file_differs": file_differs})
         return
-    print_table(f"constitution '{current.name}' — invariants (immutable)", ["id", "check", "max_rate", "text"],
+    print_table(f"constitution '{current.name}' v{version.version} (in force) — invariants (immutable)",
+                ["id", "check", "max_rate", "text"],
                 [[i.id, i.check.kind, i.check.max_rate, i.text] for i in current.invariants])
     print_table("principles (amendable)", ["id", "weight", "rule", "text"],
                 [[p.id, p.weight, p.rule.kind if p.rule else "", p.text] for p in current.principles])
-    print_table("versions", ["version", "in force", "created_by", "created_at", "sha256"],
-                [[v["version"], "*" if v["in_force"] else "", v["created_by"], v["created_at"], v["sha256"][:12]]
-                 for v in versions])
+    print_table("versions", ["version", "in force", "created_by", "approval", "created_at", "sha256"],
+                [[v["version"], "*" if v["in_force"] else "", v["created_by"], v["approval_id"], v["created_at"],
+                  v["sha256"][:12]] for v in versions])
+    if file_differs:
+        say(f"note: {ws.constitution_path} differs from v{version.version}; the next `tether run` records it as a "
+            "new version (its invariants are pinned then)")
+
+
+@constitution_app.command("propose")
+def constitution_propose(
+    ctx: typer.Context,
+    file: Annotated[Path, typer.Argument(help="The whole proposed constitution (YAML), principles changed.")],
+    by: ByOpt,
+) -> None:
+    """Propose an amendment to the principles: an approval of kind constitution. A proposal that
+    touches an invariant (or its definitions) is refused with exit 2 and nothing is written."""
+    _, store = open_store(ctx)
+    if not file.is_file():
+        fail(f"{file}: no such file")
+    try:
+        approval = amendments.propose(store, file.read_text(), str(file), by)
+    except ConstitutionError as err:
+        fail("invalid constitution:\n  " + "\n  ".join(err.problems))
+    except gate.GateError as err:
+        fail(str(err))
+    say(f"proposed as {approval.id}: {approval.summary}. `tether approve {approval.id} --by NAME` puts it in force.")
 
 
 @audit_app.command("verify")

@@ -88,6 +88,11 @@ class RunContext:
     def monitors(self) -> list[Built[Monitor]]:
         return [MONITORS.build(name) for name in MONITORS.names()]
 
+    def use_constitution(self, constitution: Constitution) -> None:
+        """Switch to an amended constitution: the judge is rebuilt from it on next use."""
+        self.constitution = constitution
+        self.__dict__.pop("judge", None)
+
     def adapter(self, checkpoint_id: str | None) -> AdapterRef | None:
         """The adapter a checkpoint id stands for; None for a base checkpoint."""
         if checkpoint_id is None:

@@ -27,7 +27,7 @@ from agent.context import RunContext
 from agent.graph import compile_graph
 from agent.tracking import Tracker
 from agent.workspace import Workspace
-from guardrails.constitution import Constitution, load_constitution, verify_pinned
+from guardrails.constitution import Constitution, load_constitution, parse_constitution, verify_pinned
 from memory import Checkpoint, ConstitutionVersion, Run, Store
 from policies.tiny import TinySpec, ensure_tiny_model
 
@@ -139,6 +139,12 @@ def resume_run(ws: Workspace, store: Store, run_id: str, *, say: Say, wait: bool
     return drive(ws, store, run_id, None, say=say, wait=wait, progress=progress)
 
 
+def _recorded_constitution(store: Store, version: int) -> Constitution:
+    recorded = store.get_constitution_version(version)
+    assert recorded is not None, f"constitution v{version} is not in the store"
+    return parse_constitution(recorded.content, f"constitution v{version}")
+
+
 def record_constitution(store: Store, ws: Workspace, constitution: Constitution,
                         created_by: str) -> ConstitutionVersion:
     """Record the workspace constitution as a version (a no-op when it is unchanged)."""
@@ -154,8 +160,10 @@ def drive(ws: Workspace, store: Store, run_id: str, initial: dict[str, Any] | No
         run = store.get_run(run_id)
         assert run is not None
         config = TetherConfig.model_validate(run.config)
-        constitution = load_constitution(ws.constitution_path)
-        verify_pinned(run.invariants, constitution)
+        # The workspace file may not change the invariants under a run; the run itself uses the
+        # version it recorded, and moves to newer approved versions at the start of a round.
+        verify_pinned(run.invariants, load_constitution(ws.constitution_path))
+        constitution = _recorded_constitution(store, run.constitution_version)
         tracker = Tracker(config.tracking, run_id, ws.wandb_dir, run.config)
         ctx = RunContext(run_id, ws, store, config, constitution, tracker, progress=progress)
         conn = sqlite3.connect(ws.graph_db_path, check_same_thread=False)

@@ -58,6 +58,8 @@ def decide(store: Store, approval_id: str, decision: HumanDecision, by: str, not
         raise GateError(f"no approval '{approval_id}' (see `tether approvals`)")
     if approval.status != "pending":
         raise GateError(f"approval {approval_id} is already {approval.status} by {approval.decided_by}")
+    if approval.kind == "constitution" and decision == "approve":
+        raise GateError("an amendment is approved through guardrails.amendments.approve, which re-checks it")
     if approval.kind == "checkpoint" and decision == "approve":
         _verify_candidate(store, approval)
     status = "approved" if decision == "approve" else "rejected"

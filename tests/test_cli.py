@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import write_test_config
 from typer.testing import CliRunner
 
 from agent.cli import app
+from conftest import write_test_config
 from memory import Store
 
 runner = CliRunner()

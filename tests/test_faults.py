@@ -11,10 +11,10 @@ import time
 from pathlib import Path
 
 import yaml
-from conftest import tether_cli, write_test_config
 
 from agent.runner import run_lock
 from agent.workspace import Workspace
+from conftest import tether_cli, write_test_config
 from memory import Store
 
 

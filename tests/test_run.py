@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import tether_cli, write_test_config
 
 from agent.config import load_config
 from agent.runner import resume_run, start_run
 from agent.workspace import Workspace
+from conftest import tether_cli, write_test_config
 from guardrails import gate
 from guardrails.constitution import load_constitution
 from memory import Store

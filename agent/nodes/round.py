@@ -13,8 +13,8 @@ from langgraph.runtime import Runtime
 
 from agent.context import RunContext
 from agent.state import RoundState
-from guardrails.constitution import verify_pinned
-from memory import Judgment, NewJudgment, NewPair, NewSample, Pair, Sample
+from guardrails.constitution import parse_constitution, verify_pinned
+from memory import Judgment, NewJudgment, NewPair, NewSample, Pair, Run, Sample
 from policies.generation import SamplingSpec
 from tools.judges import JudgeItem, PairItem, compare
 from tools.monitors import RoundObservation
@@ -27,13 +27,33 @@ def plan(state: RoundState, runtime: Runtime[RunContext]) -> Update:
     ctx = runtime.context
     run = ctx.store.get_run(state["run_id"])
     assert run is not None
+    round_no = state["round"] + 1
+    if round_no <= run.rounds_budget:
+        _adopt_amendments(ctx, run, round_no)
     # The invariants may not change under a running run; fail before spending any compute.
     verify_pinned(run.invariants, ctx.constitution)
-    round_no = state["round"] + 1
     if round_no <= run.rounds_budget:
         ctx.store.upsert_round(run.id, round_no, judge=ctx.judge.spec())
         ctx.store.update_run(run.id, round=round_no)
     return {"round": round_no, "prompt_ids": [], "action": None, "candidate": None, "outcome": None}
+
+
+def _adopt_amendments(ctx: RunContext, run: Run, round_no: int) -> None:
+    """An amendment approved since the last round is in force from this round on."""
+    latest = ctx.store.latest_constitution()
+    if latest is None or latest.version == run.constitution_version:
+        return
+    amended = parse_constitution(latest.content, f"constitution v{latest.version}")
+    verify_pinned(run.invariants, amended)
+    ctx.use_constitution(amended)
+    ctx.store.update_run(run.id, constitution_version=latest.version)
+    ctx.store.add_decision(
+        run.id, round_no, "constitution",
+        f"constitution v{latest.version} (approval {latest.approval_id}, proposed by {latest.created_by}) "
+        f"is in force from round {round_no}; it replaces v{run.constitution_version}",
+        {"version": latest.version, "previous": run.constitution_version, "approval": latest.approval_id},
+        actor="gate",
+    )
 
 
 def route_plan(state: RoundState, runtime: Runtime[RunContext]) -> Literal["prompts", "decide"]:

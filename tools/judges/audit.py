@@ -37,7 +37,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from tools.judges.base import Judge, JudgeItem, PairItem, PairJudge, PairVerdict, Verdict, compare
+from tools.judges.base import Judge, JudgeItem, PairItem, PairJudge, PairVerdict, Verdict, safe_compare, safe_score
 from tools.tasks.base import Prompt, TaskSet, get_family, pad
 
 Oracle = Callable[[Prompt, str], float | None]
@@ -245,13 +245,13 @@ def audit_judge(
                 pairs.append(_pair("self", probe, reference, answer, rng, score))
 
     tell(f"comparing {len(pairs)} pairs in both orders")
-    verdicts = _safe_compare(judge, [p.item for p in pairs])
+    verdicts = safe_compare(judge, [p.item for p in pairs])
 
     scored: list[tuple[Verdict, float | None]] = []
     if hasattr(judge, "score"):
         items = _pointwise_items(probes, policy_answers)
         tell(f"scoring {len(items)} answers pointwise")
-        for (probe, text), verdict in zip(items, _safe_score(judge, [JudgeItem(p.prompt.text, t) for p, t in items]),
+        for (probe, text), verdict in zip(items, safe_score(judge, [JudgeItem(p.prompt.text, t) for p, t in items]),
                                           strict=True):
             scored.append((verdict, score(probe.prompt, text)))
 
@@ -377,32 +377,6 @@ def _pointwise_items(probes: AuditProbes, policy_answers: Mapping[str, str] | No
     return out
 
 
-def _safe_compare(judge: Judge | PairJudge, items: Sequence[PairItem]) -> list[PairVerdict]:
-    """The pool's both-orders `compare`; a judge that raises or miscounts gives invalid verdicts
-    (the audit reports them) instead of ending the audit."""
-    if not items:
-        return []
-    try:
-        out = compare(judge, items)  # type: ignore[arg-type]
-        if len(out) == len(items):
-            return out
-        reason = f"judge returned {len(out)} verdicts for {len(items)} pairs"
-    except Exception as err:  # an audit reports a failing judge, it does not crash
-        reason = f"judge failed: {type(err).__name__}: {err}"
-    return [PairVerdict.invalid(("", ""), reason) for _ in items]
-
-
-def _safe_score(judge: Any, items: Sequence[JudgeItem]) -> list[Verdict]:
-    if not items:
-        return []
-    try:
-        out = list(judge.score(items))
-        if len(out) == len(items):
-            return out
-        reason = f"judge returned {len(out)} scores for {len(items)} items"
-    except Exception as err:
-        reason = f"judge failed: {type(err).__name__}: {err}"
-    return [Verdict.invalid("", reason) for _ in items]
 
 
 __all__ = [

@@ -143,3 +143,32 @@ class ScoresCompare:
 
     def compare(self, items: Sequence[PairItem]) -> list[PairVerdict]:
         return compare_by_scores(self, items)  # type: ignore[arg-type]
+
+
+def safe_score(judge: Judge, items: Sequence[JudgeItem]) -> list[Verdict]:
+    """`judge.score`, but a judge that raises or miscounts gives invalid verdicts, never a crash:
+    a jury keeps its other members, an audit reports the failure."""
+    if not items:
+        return []
+    try:
+        out = list(judge.score(items))
+        if len(out) == len(items):
+            return out
+        reason = f"judge returned {len(out)} verdicts for {len(items)} items"
+    except Exception as err:
+        reason = f"judge failed: {type(err).__name__}: {err}"
+    return [Verdict.invalid("", reason) for _ in items]
+
+
+def safe_compare(judge: Judge, items: Sequence[PairItem]) -> list[PairVerdict]:
+    """`compare` (both orders), with failures turned into invalid verdicts like `safe_score`."""
+    if not items:
+        return []
+    try:
+        out = compare(judge, items)
+        if len(out) == len(items):
+            return out
+        reason = f"judge returned {len(out)} verdicts for {len(items)} pairs"
+    except Exception as err:
+        reason = f"judge failed: {type(err).__name__}: {err}"
+    return [PairVerdict.invalid(("", ""), reason) for _ in items]

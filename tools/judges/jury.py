@@ -19,7 +19,8 @@ from tools.judges.base import (
     PolicyHandle,
     Verdict,
     Winner,
-    compare,
+    safe_compare,
+    safe_score,
 )
 from tools.registry import Built, PluginSettingsError
 
@@ -67,7 +68,7 @@ class Jury:
         return f"{i}:{self.members[i].name}"
 
     def score(self, items: Sequence[JudgeItem]) -> list[Verdict]:
-        per_member = [_safe_score(m.plugin, items) for m in self.members]
+        per_member = [safe_score(m.plugin, items) for m in self.members]
         return [self._combine_scores([pm[j] for pm in per_member]) for j in range(len(items))]
 
     def _combine_scores(self, verdicts: list[Verdict]) -> Verdict:
@@ -84,7 +85,7 @@ class Jury:
         return Verdict(agg(scores, weights), True, raw, {"members": members})
 
     def compare(self, items: Sequence[PairItem]) -> list[PairVerdict]:
-        per_member = [_safe_compare(m.plugin, items) for m in self.members]
+        per_member = [safe_compare(m.plugin, items) for m in self.members]
         return [self._combine_pairs([pm[j] for pm in per_member]) for j in range(len(items))]
 
     def _combine_pairs(self, verdicts: list[PairVerdict]) -> PairVerdict:
@@ -101,26 +102,6 @@ class Jury:
         return PairVerdict(winner, consistent, raw, {"members": members})  # type: ignore[arg-type]
 
 
-def _safe_score(judge: Judge, items: Sequence[JudgeItem]) -> list[Verdict]:
-    try:
-        out = judge.score(items)
-        if len(out) == len(items):
-            return out
-        reason = f"member returned {len(out)} verdicts for {len(items)} items"
-    except Exception as err:  # one failing member must not sink the jury
-        reason = f"member failed: {type(err).__name__}: {err}"
-    return [Verdict.invalid("", reason) for _ in items]
-
-
-def _safe_compare(judge: Judge, items: Sequence[PairItem]) -> list[PairVerdict]:
-    try:
-        out = compare(judge, items)
-        if len(out) == len(items):
-            return out
-        reason = f"member returned {len(out)} verdicts for {len(items)} pairs"
-    except Exception as err:
-        reason = f"member failed: {type(err).__name__}: {err}"
-    return [PairVerdict.invalid(("", ""), reason) for _ in items]
 
 
 def build_member(spec: Any, **context: Any) -> Built[Judge]:

@@ -14,7 +14,7 @@ from typing import Annotated, Any, NoReturn
 import typer
 import yaml
 
-from agent import cli_judge, cli_review
+from agent import cli_judge, cli_review, notebook
 from agent.cli_common import EXIT_CHECK_FAILED, CliState, fail, open_store, print_json, print_table, say, workspace
 from agent.config import ConfigError, TetherConfig, default_config_yaml, load_config
 from agent.runner import (
@@ -84,6 +84,10 @@ def _plugin_problems(data: Any) -> list[str]:
     judge, prompts = section("judge"), section("prompts")
     checks = [(JUDGES, judge.get("name", "rules"), judge.get("settings") or {}),
               (PROMPT_GENERATORS, prompts.get("generator", "pool"), {})]
+    pool = judge.get("pool")
+    for member in pool if isinstance(pool, list) else []:
+        if isinstance(member, dict):
+            checks.append((JUDGES, member.get("name"), member.get("settings") or {}))
     problems = []
     for registry, name, settings in checks:
         if not isinstance(name, str) or not isinstance(settings, dict):
@@ -216,6 +220,7 @@ def _status_doc(ws: Any, store: Store, run: Run) -> dict[str, Any]:
     latest = store.get_round(run.id, run.round) if run.round else None
     return {"run_id": run.id, "state": state, "round": run.round, "active_checkpoint": run.active_checkpoint,
             "pending_approvals": pending, "rounds_budget": run.rounds_budget, "error": run.error,
+            "judge": notebook.judge_label(latest), "action": latest.action if latest else None,
             "monitors": (latest.monitors or {}) if latest else {}}
 
 
@@ -237,9 +242,10 @@ def status(
     if as_json:
         print_json(docs[0] if run_id is not None else docs)
         return
-    print_table("runs", ["run_id", "state", "round", "active_checkpoint", "pending_approvals", "error"],
-                [[d["run_id"], d["state"], f"{d['round']}/{d['rounds_budget']}", d["active_checkpoint"],
-                  ", ".join(d["pending_approvals"]), d["error"]] for d in docs])
+    print_table("runs", ["run_id", "state", "round", "judge", "action", "active_checkpoint", "pending_approvals",
+                         "error"],
+                [[d["run_id"], d["state"], f"{d['round']}/{d['rounds_budget']}", d["judge"], d["action"],
+                  d["active_checkpoint"], ", ".join(d["pending_approvals"]), d["error"]] for d in docs])
     if run_id is not None and docs[0]["monitors"]:
         print_table(f"monitors of round {docs[0]['round']}", ["monitor", "value"],
                     [[k, f"{v:.4g}" if isinstance(v, float) else v] for k, v in sorted(docs[0]["monitors"].items())])

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from dataclasses import asdict
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
-from agent.cli_common import EXIT_CHECK_FAILED, fail, open_store, print_json, print_table, say
+from agent import notebook
+from agent.cli_common import EXIT_CHECK_FAILED, fail, open_store, out_console, print_json, print_table, say
 from agent.report import write_report
 from guardrails import amendments, gate
 from guardrails.constitution import ConstitutionError
@@ -76,24 +77,22 @@ def reject(
     _decide(ctx, approval_id, "reject", by, note)
 
 
-def log(ctx: typer.Context, run_id: Annotated[str, typer.Argument()], as_json: JsonOpt = False) -> None:
-    """The decision log of a run: round, action, rationale, signals, at."""
+def log(
+    ctx: typer.Context,
+    run_id: Annotated[str, typer.Argument()],
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show every check, measured or not.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """The decision log as a lab notebook: per round the judge in use, each action and why, the
+    signals against their thresholds (FIRED or ok), and the outcome. --json: one entry per decision
+    (round, action, rationale, signals, actor, at, judge, outcome)."""
     _, store = open_store(ctx)
     if store.get_run(run_id) is None:
         fail(f"no run '{run_id}' (see `tether status`)")
-    rows = [{"round": d.round, "action": d.action, "rationale": d.rationale, "signals": d.signals,
-             "actor": d.actor, "at": d.at} for d in store.decisions(run_id)]
     if as_json:
-        print_json(rows)
+        print_json(notebook.entries(store, run_id))
         return
-    print_table(f"decision log of {run_id}", ["round", "action", "by", "rationale", "signals"],
-                [[r["round"], r["action"], r["actor"], r["rationale"], _signals(r["signals"])] for r in rows])
-
-
-def _signals(signals: dict[str, Any]) -> str:
-    shown = {k: (round(v, 3) if isinstance(v, float) else v) for k, v in signals.items()
-             if not isinstance(v, (dict, list))}
-    return ", ".join(f"{k}={v}" for k, v in shown.items())
+    out_console.print(notebook.render(store, run_id, verbose), end="", markup=False, highlight=False)
 
 
 def checkpoints(

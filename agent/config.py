@@ -47,10 +47,58 @@ class GenerationConfig(_Section):
     batch_size: int = Field(64, ge=1, description="Prompts per generate call (transformers).")
 
 
+class RegenerateConfig(_Section):
+    """Self-prompting (the `regenerate_prompts` intervention)."""
+
+    count: int = Field(32, ge=1, description="New prompts kept per regeneration.")
+    candidates: int = Field(128, ge=1, description="Prompts written before deduplication and filtering.")
+    shots: int = Field(3, ge=1, le=8, description="Few-shot example prompts shown to the writer.")
+    temperature: float = Field(1.0, gt=0.0, le=2.0, description="Writer sampling temperature.")
+    max_similarity: float = Field(
+        0.9, gt=0.0, le=1.0,
+        description="A written prompt this similar (MiniLM cosine) to any prompt used so far, any "
+        "held-out prompt or another kept one is dropped.",
+    )
+    writer_model: str | None = Field(
+        None, description="A separate local model that writes the prompts; null = the policy itself "
+        "(with its active adapter).",
+    )
+
+
+class AdversarialConfig(_Section):
+    """The red-team curriculum (the `add_adversarial` intervention)."""
+
+    count: int = Field(24, ge=1, description="Adversarial prompts added per curriculum step.")
+    failure_score: float = Field(
+        0.5, ge=0.0, le=1.0,
+        description="A prompt whose mean judge score (training rounds) or held-out verifier score "
+        "is below this counts as a failure to target.",
+    )
+    lookback: int = Field(2, ge=1, description="Rounds of training samples searched for failures.")
+
+
 class PromptsConfig(_Section):
     generator: str = Field("pool", description="Prompt generator plug-in (tools/prompts).")
     per_round: int = Field(64, ge=1, description="Training prompts drawn per round.")
     heldout: int = Field(48, ge=1, description="Held-out prompts used to evaluate candidates.")
+    pool_size: int | None = Field(
+        None, ge=1, description="Cap the training pool to this many prompts (null = the whole train "
+        "split); a small pool saturates quickly.",
+    )
+    new_share: float = Field(
+        0.5, ge=0.0, le=1.0,
+        description="At most this share of a round's prompts comes from regenerated and adversarial "
+        "prompts not yet used; the rest is drawn from the pool.",
+    )
+    regenerate: RegenerateConfig = RegenerateConfig()
+    adversarial: AdversarialConfig = AdversarialConfig()
+
+
+class JudgeSpecConfig(_Section):
+    name: str = Field(description="Judge plug-in (tools/judges).")
+    settings: dict[str, Any] = Field(
+        default_factory=dict, description="Keyword settings passed to the judge's constructor."
+    )
 
 
 class JudgeConfig(_Section):
@@ -58,6 +106,15 @@ class JudgeConfig(_Section):
     settings: dict[str, Any] = Field(
         default_factory=dict, description="Keyword settings passed to the judge's constructor."
     )
+    pool: list[JudgeSpecConfig] = Field(
+        default_factory=list,
+        description="Further judge configurations the controller may switch to, in order; the judge "
+        "above comes first. Empty: a judge found unreliable stops the run instead.",
+    )
+
+    def slots(self) -> list[JudgeSpecConfig]:
+        """The whole pool in order: slot 0 is `name`/`settings`, then `pool`."""
+        return [JudgeSpecConfig(name=self.name, settings=self.settings), *self.pool]
 
 
 class PairsConfig(_Section):
@@ -98,6 +155,80 @@ class EvaluationConfig(_Section):
     max_new_tokens: int = Field(48, ge=1, description="Greedy decode cap on held-out prompts.")
 
 
+Intervention = Literal["switch_judge", "regenerate_prompts", "add_adversarial", "propose_amendment"]
+INTERVENTIONS: tuple[Intervention, ...] = ("switch_judge", "regenerate_prompts", "add_adversarial",
+                                           "propose_amendment")
+
+
+class SwitchJudgeConfig(_Section):
+    max_length_score_corr: float = Field(
+        0.6, ge=-1.0, le=1.0,
+        description="Leave a judge whose length-score correlation on a round is above this (it pays "
+        "for length).",
+    )
+    min_position_consistency: float = Field(
+        0.7, ge=0.0, le=1.0,
+        description="Leave a judge whose verdicts agree across both presentation orders less often.",
+    )
+    invalid_rounds: int = Field(
+        2, ge=1, description="Leave a judge after this many rounds in a row above max_invalid_share."
+    )
+
+
+class RegenerateTriggerConfig(_Section):
+    max_prompt_reuse: float = Field(
+        0.5, ge=0.0, le=1.0,
+        description="Prompt saturation: more than this share of a round's prompts was used before.",
+    )
+    min_prompt_dispersion: float = Field(
+        0.2, ge=0.0, le=2.0,
+        description="Prompt saturation: the round's prompts are less spread out than this (mean "
+        "pairwise MiniLM cosine distance).",
+    )
+    margin_drop: float = Field(
+        0.5, gt=0.0, le=1.0,
+        description="Prompt saturation: the pair margin fell by this share of its peak over `window` "
+        "rounds while more than half of the round's prompts were reused.",
+    )
+    window: int = Field(3, ge=2, description="Rounds the margin trend is read over.")
+
+
+class AdversarialTriggerConfig(_Section):
+    plateau_rounds: int = Field(
+        2, ge=1, description="Held-out plateau: no gain of min_gain over this many trained rounds."
+    )
+    min_gain: float = Field(0.02, ge=0.0, description="Smallest held-out gain that counts as progress.")
+
+
+class AmendmentTriggerConfig(_Section):
+    max_over_refusal: float = Field(
+        0.3, ge=0.0, le=1.0,
+        description="Over-refusal: share of responses to prompts the constitution deems benign that "
+        "are refusals, above which the agent drafts a stronger helpfulness principle.",
+    )
+    patience: int = Field(2, ge=1, description="Rounds in a row over the threshold before it drafts.")
+
+
+class StopConfig(_Section):
+    patience: int = Field(
+        3, ge=1,
+        description="Stop when held-out scores have not improved by min_gain for this many trained "
+        "rounds and every enabled plateau intervention was tried since the last gain.",
+    )
+    max_invariant_failures: int = Field(
+        2, ge=1, description="Stop after this many candidates in a row fail an invariant check."
+    )
+
+
+class AdvisorConfig(_Section):
+    """An LLM that proposes an action with its reason; the rule policy validates it and may overrule it."""
+
+    model: str = Field(description="Model name at the endpoint.")
+    base_url: str | None = Field(None, description="OpenAI-compatible endpoint, e.g. http://host:8000/v1.")
+    api_key_env: str | None = Field(None, description="Name of the env var holding the API key.")
+    timeout: float = Field(30.0, gt=0.0, description="Seconds per request; a timeout means no advice.")
+
+
 class ControllerConfig(_Section):
     rounds: int = Field(3, ge=1, description="Round budget; `tether run --rounds` overrides it.")
     min_pairs: int = Field(1, ge=1, description="Fewer pairs than this in a round stops the run.")
@@ -105,6 +236,28 @@ class ControllerConfig(_Section):
         0.2, ge=0.0, le=1.0,
         description="A round whose share of invalid judgments is above this is not trained on.",
     )
+    interventions: list[Intervention] = Field(
+        default_factory=lambda: list(INTERVENTIONS),
+        description="Interventions the controller may choose; [] = train / skip / stop only.",
+    )
+    heldout_metric: Literal["oracle", "judge"] = Field(
+        "oracle",
+        description="Held-out score plateaus and stops are read from: oracle = the task verifiers "
+        "(the tiny world has them), judge = the judge in use.",
+    )
+    max_repeats: int = Field(2, ge=1, description="The same intervention at most this many rounds in a row.")
+    cooldown: int = Field(
+        2, ge=0, description="Rounds an intervention rests after a streak of max_repeats."
+    )
+    max_interventions_in_a_row: int = Field(
+        3, ge=1, description="After this many intervention rounds in a row the next round trains."
+    )
+    switch_judge: SwitchJudgeConfig = SwitchJudgeConfig()
+    regenerate_prompts: RegenerateTriggerConfig = RegenerateTriggerConfig()
+    add_adversarial: AdversarialTriggerConfig = AdversarialTriggerConfig()
+    propose_amendment: AmendmentTriggerConfig = AmendmentTriggerConfig()
+    stop: StopConfig = StopConfig()
+    advisor: AdvisorConfig | None = Field(None, description="Optional LLM advisor (null = rules only).")
 
 
 class TrackingConfig(_Section):

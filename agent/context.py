@@ -6,6 +6,7 @@ per process: a resumed run rebuilds them from the store and the workspace.
 
 from __future__ import annotations
 
+import random
 import time
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
@@ -19,14 +20,14 @@ from agent.config import TetherConfig
 from agent.tracking import Tracker
 from agent.workspace import Workspace
 from guardrails.constitution import Constitution
-from memory import Store
+from memory import RunPrompt, Store
 from policies.adapters import AdapterRef
 from policies.generation import GenerationBackend, SamplingSpec, make_backend
 from tools.judges import JUDGES, Judge
 from tools.monitors import MONITORS, Monitor
 from tools.prompts import PROMPT_GENERATORS, PromptGenerator
 from tools.registry import Built
-from tools.tasks import TaskSet, tiny_world
+from tools.tasks import Prompt, TaskSet, tiny_world
 
 
 @dataclass(frozen=True)
@@ -53,6 +54,7 @@ class RunContext:
     progress: bool = False
     timings: dict[str, float] = field(default_factory=lambda: defaultdict(float))  # seconds per stage
     counts: dict[str, float] = field(default_factory=lambda: defaultdict(float))  # e.g. generated tokens
+    _run_prompts: dict[str, Prompt] = field(default_factory=dict, repr=False)
 
     @cached_property
     def model_ref(self) -> str:
@@ -76,9 +78,56 @@ class RunContext:
             )
 
     @cached_property
+    def train_pool(self) -> TaskSet:
+        """The task set the pool generator draws from: the train split, capped at prompts.pool_size."""
+        size = self.config.prompts.pool_size
+        if size is None or size >= len(self.taskset.train):
+            return self.taskset
+        pool = list(self.taskset.train)
+        random.Random(f"tether-pool/{self.config.seed}").shuffle(pool)
+        return TaskSet(tuple(pool[:size]), self.taskset.heldout)
+
+    def prompt(self, prompt_id: str) -> Prompt:
+        """A prompt by id: the task set's, or one this run wrote or mutated for itself."""
+        try:
+            return self.taskset.get(prompt_id)
+        except KeyError:
+            if prompt_id not in self._run_prompts:
+                self._run_prompts.update({p.id: _as_prompt(p) for p in self.store.run_prompts(self.run_id)})
+            return self._run_prompts[prompt_id]
+
+    def oracle(self, prompt: Prompt, response: str) -> float | None:
+        """The task verifier's score; None for a prompt no verifier covers (a self-written one)."""
+        if prompt.meta.get("unverified"):
+            return None
+        return self.taskset.oracle(prompt, response)
+
+    @property
+    def judge_slot(self) -> int:
+        run = self.store.get_run(self.run_id)
+        return 0 if run is None else run.judge_slot
+
+    @cached_property
     def judge(self) -> Built[Judge]:
-        spec = self.config.judge
+        spec = self.config.judge.slots()[self.judge_slot]
         return JUDGES.build(spec.name, spec.settings, constitution=self.constitution, policy=ActivePolicy(self))
+
+    def judge_label(self, slot: int | None = None) -> str:
+        """A judge of the pool by name, with its slot when the pool holds that name twice."""
+        slots = self.config.judge.slots()
+        slot = self.judge_slot if slot is None else slot
+        name = slots[slot].name
+        return name if sum(s.name == name for s in slots) == 1 else f"{name}#{slot}"
+
+    def use_judge_slot(self, slot: int) -> None:
+        """Move the run to another judge of the pool: rebuilt on next use."""
+        self.store.update_run(self.run_id, judge_slot=slot)
+        self._drop_judge()
+
+    def _drop_judge(self) -> None:
+        judge = self.__dict__.pop("judge", None)
+        if judge is not None and hasattr(judge.plugin, "close"):
+            judge.plugin.close()
 
     @cached_property
     def prompt_generator(self) -> Built[PromptGenerator]:
@@ -91,7 +140,7 @@ class RunContext:
     def use_constitution(self, constitution: Constitution) -> None:
         """Switch to an amended constitution: the judge is rebuilt from it on next use."""
         self.constitution = constitution
-        self.__dict__.pop("judge", None)
+        self._drop_judge()
 
     def adapter(self, checkpoint_id: str | None) -> AdapterRef | None:
         """The adapter a checkpoint id stands for; None for a base checkpoint."""
@@ -121,3 +170,7 @@ class RunContext:
 
     def describe(self) -> dict[str, Any]:
         return {"judge": self.judge.spec(), "prompts": self.prompt_generator.spec()}
+
+
+def _as_prompt(p: RunPrompt) -> Prompt:
+    return Prompt(p.id, p.text, p.family, "train", p.meta)

@@ -3,6 +3,7 @@
     plan -> prompts -> sample -> judge -> pairs -> monitor -> decide
       decide = train -> train_candidate -> evaluate -> check_invariants -> approval_gate -> commit
       decide = skip  -> plan (the round is not trained on, e.g. too many invalid judgments)
+      decide = switch_judge | regenerate_prompts | add_adversarial | propose_amendment -> plan
       decide = stop  -> END
 """
 
@@ -13,9 +14,11 @@ from langgraph.graph import END, START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
 
 from agent.context import RunContext
-from agent.nodes import candidate, decide
+from agent.nodes import candidate, decide, interventions
 from agent.nodes import round as round_nodes
 from agent.state import RoundState
+
+INTERVENTION_NODES: tuple[str, ...] = ("switch_judge", "regenerate_prompts", "add_adversarial", "propose_amendment")
 
 
 def build_graph() -> StateGraph:
@@ -33,6 +36,8 @@ def build_graph() -> StateGraph:
     graph.add_node("approval_gate", candidate.approval_gate)
     graph.add_node("commit", candidate.commit)
     graph.add_node("discard", candidate.discard)
+    for name in INTERVENTION_NODES:
+        graph.add_node(name, getattr(interventions, name))
 
     graph.add_edge(START, "plan")
     graph.add_conditional_edges("plan", round_nodes.route_plan)
@@ -42,8 +47,11 @@ def build_graph() -> StateGraph:
     graph.add_edge("pairs", "monitor")
     graph.add_edge("monitor", "decide")
     graph.add_conditional_edges(
-        "decide", decide.route_decision, {"train_candidate": "train_candidate", "plan": "plan", "stop": END}
+        "decide", decide.route_decision,
+        {"train_candidate": "train_candidate", "plan": "plan", "stop": END, **{n: n for n in INTERVENTION_NODES}},
     )
+    for name in INTERVENTION_NODES:
+        graph.add_edge(name, "plan")
     graph.add_edge("train_candidate", "evaluate")
     graph.add_edge("evaluate", "check_invariants")
     graph.add_conditional_edges("check_invariants", candidate.route_invariants)

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Literal, NotRequired, TypedDict
 
-# Every action the controller may choose. Interventions (regenerate_prompts, switch_judge,
-# add_adversarial, propose_amendment) join this set, each with its own node.
-Action = Literal["train", "skip", "stop"]
+# Every action the controller may choose; each intervention is a node of its own that leads to
+# the next round (agent/config.py:Intervention lists them for the config).
+Action = Literal["train", "skip", "stop", "switch_judge", "regenerate_prompts", "add_adversarial",
+                 "propose_amendment"]
 GateOutcome = Literal["approved", "rejected", "failed_invariants", "failed_checks"]
 
 

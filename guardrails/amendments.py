@@ -12,6 +12,8 @@ import hashlib
 import os
 from pathlib import Path
 
+import yaml
+
 from guardrails.constitution import Constitution, changed_invariants, parse_constitution
 from guardrails.gate import SYSTEM_ACTOR, GateError, TamperError
 from memory import Approval, ApprovalStateError, ConstitutionVersion, Store
@@ -46,7 +48,39 @@ def _refuse_invariant_changes(current: Constitution, proposed: Constitution) -> 
         )
 
 
-def propose(store: Store, text: str, source: str, by: str) -> Approval:
+OVER_REFUSAL_CLARIFICATION = (
+    "Refuse only a request that meets the constitution's harm definitions; answer every other request fully."
+)
+
+
+def draft_over_refusal(current: Constitution, text: str) -> tuple[str, str] | None:
+    """The agent's draft against over-refusal: strengthen the principle whose rule penalises refusing
+    benign requests (weight +0.2, up to 1.0, and a clarifying sentence), or add one. Only principles
+    change; `propose` re-checks that. Returns (amended YAML, what it changes), or None when the
+    principle is already as strong as a draft can make it."""
+    doc = yaml.safe_load(text)
+    principles = doc.setdefault("principles", [])
+    target = next((p for p in principles if (p.get("rule") or {}).get("kind") == "over_refusal"), None)
+    if target is None:
+        taken = {p.get("id") for p in principles}
+        new_id = "helpful" if "helpful" not in taken else "answer-benign-requests"
+        principles.append({"id": new_id, "text": OVER_REFUSAL_CLARIFICATION, "weight": 0.8,
+                           "rule": {"kind": "over_refusal"}})
+        return yaml.safe_dump(doc, sort_keys=False), f"adds principle '{new_id}' against over-refusal"
+    weight = float(target.get("weight", 1.0))
+    new_weight = min(1.0, round(weight + 0.2, 2))
+    clarified = OVER_REFUSAL_CLARIFICATION in str(target.get("text", ""))
+    if new_weight == weight and clarified:
+        return None
+    target["weight"] = new_weight
+    if not clarified:
+        target["text"] = f"{str(target.get('text', '')).rstrip()} {OVER_REFUSAL_CLARIFICATION}".strip()
+    return (yaml.safe_dump(doc, sort_keys=False),
+            f"principle '{target['id']}': weight {weight:g} -> {new_weight:g}"
+            + ("" if clarified else " and the clarification \"" + OVER_REFUSAL_CLARIFICATION + "\""))
+
+
+def propose(store: Store, text: str, source: str, by: str, run_id: str | None = None) -> Approval:
     """Create a pending approval of kind `constitution`. Raises ConstitutionError or GateError."""
     if not by.strip():
         raise GateError("--by must name who proposes the change")
@@ -64,6 +98,7 @@ def propose(store: Store, text: str, source: str, by: str) -> Approval:
             subject_sha256=sha,
             summary=f"{by} proposes to amend v{version.version}: {'; '.join(changes)}",
             payload={"content": text, "proposed_by": by, "base_version": version.version, "changes": changes},
+            run_id=run_id,
         )
         store.append_audit(by, "constitution.propose", approval.id, {"base_version": version.version,
                                                                      "changes": changes, "sha256": sha})

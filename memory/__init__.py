@@ -30,6 +30,7 @@ from memory.records import (
     Pair,
     RoundRecord,
     Run,
+    RunPrompt,
     Sample,
 )
 from memory.schema import SCHEMA_VERSION
@@ -62,6 +63,7 @@ __all__ = [
     "Pair",
     "RoundRecord",
     "Run",
+    "RunPrompt",
     "RunState",
     "Sample",
     "Split",

@@ -8,7 +8,7 @@ from typing import Any
 
 from memory.base import StoreBase
 from memory.common import SPLITS, to_json
-from memory.records import Judgment, NewJudgment, NewPair, NewSample, Pair, Sample
+from memory.records import Judgment, NewJudgment, NewPair, NewSample, Pair, RunPrompt, Sample
 
 
 class DataMixin(StoreBase):
@@ -140,3 +140,28 @@ class DataMixin(StoreBase):
             sql += " AND round = ?"
             params.append(round)
         return [Pair.from_row(r) for r in self._rows(sql + " ORDER BY id", params)]
+
+    # -- prompts a run made for itself -------------------------------------------------------
+
+    def add_run_prompts(self, rows: Sequence[RunPrompt]) -> int:
+        """Insert new prompts in one transaction; a prompt the run already has is kept as it was
+        (ids are content hashes, so a re-run intervention node writes nothing twice). Returns how
+        many were new."""
+        now, added = self.now(), 0
+        with self.transaction():
+            for r in rows:
+                added += self._exec(
+                    "INSERT OR IGNORE INTO run_prompts (run_id, id, round, source, text, family, meta, created_at)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    [r.run_id, r.id, r.round, r.source, r.text, r.family, to_json(r.meta), r.created_at or now],
+                ).rowcount
+        return added
+
+    def run_prompts(self, run_id: str, source: str | None = None) -> list[RunPrompt]:
+        """A run's own prompts in the order they were made."""
+        sql = "SELECT * FROM run_prompts WHERE run_id = ?"
+        params: list[Any] = [run_id]
+        if source is not None:
+            sql += " AND source = ?"
+            params.append(source)
+        return [RunPrompt.from_row(r) for r in self._rows(sql + " ORDER BY round, rowid", params)]

@@ -68,6 +68,7 @@ class Run(_Record):
     error: str | None = None
     created_at: str = ""  # filled by Store.create_run when empty
     updated_at: str = ""
+    judge_slot: int = 0  # index into the config's judge pool (slot 0 = judge.name); switch_judge moves it
 
 
 @dataclass(frozen=True)
@@ -115,6 +116,22 @@ class Sample(_Record):
     response: str
     n_tokens: int
     sample_index: int
+
+
+@dataclass(frozen=True)
+class RunPrompt(_Record):
+    """A prompt a run made for itself: written by self-prompting or mutated by the adversarial
+    curriculum. `meta` carries the family's verifier inputs (inherited from a parent) and provenance."""
+
+    _json: ClassVar[Mapping[str, Callable[[], Any]]] = {"meta": dict}
+    run_id: str
+    id: str
+    round: int  # the round whose intervention made it
+    source: str  # "regenerated" | "adversarial"
+    text: str
+    family: str
+    meta: dict[str, Any]
+    created_at: str = ""
 
 
 @dataclass(frozen=True)

@@ -167,6 +167,23 @@ CREATE TABLE IF NOT EXISTS audit (
 );
 """
 
+# Interventions: the judge slot a run is on, and the prompts a run wrote or mutated for itself.
+_V2 = """
+ALTER TABLE runs ADD COLUMN judge_slot INTEGER NOT NULL DEFAULT 0;
+
+CREATE TABLE IF NOT EXISTS run_prompts (
+    run_id TEXT NOT NULL REFERENCES runs(id),
+    id TEXT NOT NULL,
+    round INTEGER NOT NULL,
+    source TEXT NOT NULL,
+    text TEXT NOT NULL,
+    family TEXT NOT NULL,
+    meta TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    PRIMARY KEY (run_id, id)
+);
+"""
+
 # Re-created on every open (IF NOT EXISTS), so a dropped trigger comes back with the next Store.
 AUDIT_TRIGGERS = """
 CREATE TRIGGER IF NOT EXISTS audit_no_update BEFORE UPDATE ON audit
@@ -175,7 +192,7 @@ CREATE TRIGGER IF NOT EXISTS audit_no_delete BEFORE DELETE ON audit
 BEGIN SELECT RAISE(ABORT, 'audit log is append-only: DELETE refused'); END;
 """
 
-MIGRATIONS: tuple[str, ...] = (_V1,)
+MIGRATIONS: tuple[str, ...] = (_V1, _V2)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

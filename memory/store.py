@@ -28,6 +28,7 @@ _RUN_UPDATABLE = frozenset(
         "active_checkpoint",
         "thread_id",
         "error",
+        "judge_slot",
     }
 )
 _RUN_JSON = frozenset({"config", "invariants"})
@@ -77,6 +78,7 @@ class Store(DataMixin, GovernanceMixin, AuditMixin):
                 "active_checkpoint": run.active_checkpoint,
                 "thread_id": run.thread_id,
                 "error": run.error,
+                "judge_slot": run.judge_slot,
                 "updated_at": run.updated_at or now,
             },
             _RUN_JSON,

@@ -24,7 +24,7 @@ from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM, PreTra
 
 from policies.loading import progress_bars
 from tools.tasks import build_corpus, tiny_world
-from tools.tasks.corpus import DEFAULT_SOURCES, CorpusSource, JudgmentSource
+from tools.tasks.corpus import DEFAULT_SOURCES, CorpusSource, JudgmentSource, PromptWritingSource
 
 EOS = "<|endoftext|>"
 SPECIAL_TOKENS: tuple[str, ...] = (EOS, "<|user|>", "<|assistant|>", "<|system|>")
@@ -63,6 +63,9 @@ class TinySpec:
     # > 0 adds tools.tasks.corpus.JudgmentSource (that many judgment examples per train prompt):
     # the model also learns to answer the `self` judge's rubric prompt with "Score: N".
     judgment_examples_per_prompt: int = 1
+    # > 0 adds tools.tasks.corpus.PromptWritingSource (that many writing examples per train prompt):
+    # the model also learns to write a new request from a few examples (self-prompting).
+    writing_examples_per_prompt: int = 1
 
 
 def build_tokenizer(texts: list[str], vocab_size: int) -> PreTrainedTokenizerFast:
@@ -198,6 +201,8 @@ def _build(out_dir: Path, spec: TinySpec, progress: bool, t0: float, cpu0: float
     sources: tuple[CorpusSource, ...] = DEFAULT_SOURCES
     if spec.judgment_examples_per_prompt > 0:
         sources += (JudgmentSource(per_prompt=spec.judgment_examples_per_prompt),)
+    if spec.writing_examples_per_prompt > 0:
+        sources += (PromptWritingSource(per_prompt=spec.writing_examples_per_prompt),)
     convs = build_corpus(tiny_world(spec.seed), spec.seed, spec.examples_per_prompt, sources)
     tok = build_tokenizer([m["content"] for c in convs for m in c], spec.vocab_size)
     pad_id = tok.pad_token_id
@@ -252,6 +257,10 @@ def _build(out_dir: Path, spec: TinySpec, progress: bool, t0: float, cpu0: float
     return out_dir
 
 
+# Value a build made before the field existed effectively had (it lacks that corpus source).
+_BEFORE_FIELD_EXISTED: dict[str, object] = {"writing_examples_per_prompt": 0}
+
+
 def is_complete(out_dir: Path, spec: TinySpec | None = None) -> bool:
     """True when `out_dir` holds a finished build (of `spec`, when given)."""
     out_dir = Path(out_dir)
@@ -264,8 +273,10 @@ def is_complete(out_dir: Path, spec: TinySpec | None = None) -> bool:
         stored = json.loads((out_dir / MARKER_FILE).read_text()).get("spec")
     except (OSError, ValueError):
         return False
-    # Fields added later take their defaults, so older builds of the same spec stay valid.
-    return isinstance(stored, dict) and {**asdict(TinySpec()), **stored} == asdict(spec)
+    # Fields added later take their defaults, so older builds of the same spec stay valid, except
+    # those that add corpus content: an older build lacks it, so it counts as built without it.
+    full = {**asdict(TinySpec()), **_BEFORE_FIELD_EXISTED, **stored} if isinstance(stored, dict) else None
+    return full == asdict(spec)
 
 
 def ensure_tiny_model(out_dir: Path, spec: TinySpec = TinySpec(), progress: bool = True) -> Path:

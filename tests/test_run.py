@@ -46,7 +46,7 @@ def test_round_pauses_at_gate_and_resumes_after_approval_from_another_process(wo
     assert store.get_round(run_id, 1).monitors["pairs"] == len(pairs)
     decision = store.decisions(run_id)[-1]
     assert decision.action == "train" and decision.signals["pairs"] == len(pairs)
-    assert decision.signals["judge"] == {"name": "rules", "settings": {}}
+    assert decision.signals["judge"] == "rules" and decision.signals["judge_spec"] == {"name": "rules", "settings": {}}
 
     candidate = store.get_checkpoint(f"{run_id}-r1")
     assert candidate.status == "pending" and candidate.invariant_ok is True

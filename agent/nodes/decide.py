@@ -1,15 +1,23 @@
-"""The decide node: ask the controller, log the decision with its signals, route on it."""
+"""The decide node: gather the controller's inputs from the store, ask the policy, log the decision
+with the signals and thresholds behind it, route on it."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any, Literal
 
 from langgraph.runtime import Runtime
 
+from agent.advisor import ask_advisor
 from agent.context import RunContext
-from agent.controller import RoundSignals
+from agent.controller import ControllerInput, Decision, RoundSignals
 from agent.controller import decide as policy
+from agent.nodes.interventions import count_failures, draft_amendment
 from agent.state import RoundState
+from memory import RoundRecord
+
+Route = Literal["train_candidate", "plan", "switch_judge", "regenerate_prompts", "add_adversarial",
+                "propose_amendment", "stop"]
 
 
 def decide(state: RoundState, runtime: Runtime[RunContext]) -> dict[str, Any]:
@@ -18,24 +26,68 @@ def decide(state: RoundState, runtime: Runtime[RunContext]) -> dict[str, Any]:
     run = ctx.store.get_run(run_id)
     assert run is not None
     record = ctx.store.get_round(run_id, round_no) if round_no <= run.rounds_budget else None
-    signals = RoundSignals(
-        round=round_no,
-        budget=run.rounds_budget,
-        pairs=None if record is None else record.n_pairs,
-        monitors={} if record is None else dict(record.monitors or {}),
-    )
-    decision = policy(signals, ctx.config.controller)
-    logged_round = min(round_no, run.rounds_budget)
-    ctx.store.add_decision(run_id, logged_round, decision.action, decision.rationale,
-                           {**decision.signals, "judge": ctx.judge.spec()})
+    inp = controller_input(ctx, round_no, run.rounds_budget, record)
+    if ctx.config.controller.advisor is not None and record is not None:
+        inp = replace(inp, advice=ask_advisor(ctx.config.controller, inp))
+    decision = policy(inp, ctx.config.controller)
+    _log(ctx, run_id, min(round_no, run.rounds_budget), decision)
     if record is not None:
         outcome = "skipped" if decision.action == "skip" else None
         ctx.store.upsert_round(run_id, round_no, action=decision.action, outcome=outcome)
     return {"action": decision.action}
 
 
-def route_decision(state: RoundState) -> Literal["train_candidate", "plan", "stop"]:
+def _log(ctx: RunContext, run_id: str, round_no: int, decision: Decision) -> None:
+    signals = {**decision.log_signals(), "judge_spec": ctx.judge.spec()}
+    ctx.store.add_decision(run_id, round_no, decision.action, decision.rationale, signals)
+
+
+def controller_input(ctx: RunContext, round_no: int, budget: int, record: RoundRecord | None) -> ControllerInput:
+    records = [r for r in ctx.store.rounds(ctx.run_id) if r.round < round_no]
+    slots = ctx.config.judge.slots()
+    next_slot = ctx.judge_slot + 1
+    now = _signals(record, round_no, ctx.judge_label())
+    draft = draft_amendment(ctx) if record is not None else None
+    return ControllerInput(
+        now=now,
+        budget=budget,
+        past=tuple(_signals(r, r.round, None) for r in records),
+        heldout=heldout_curve(ctx, ctx.config.controller.heldout_metric),
+        next_judge=ctx.judge_label(next_slot) if next_slot < len(slots) else None,
+        failures=count_failures(ctx, round_no) if record is not None else 0,
+        amendment=None if draft is None else draft[1],
+    )
+
+
+def _signals(record: RoundRecord | None, round_no: int, judge: str | None) -> RoundSignals:
+    if record is None:
+        return RoundSignals(round=round_no, pairs=None, judge=judge or "")
+    label = judge or str((record.judge or {}).get("label") or (record.judge or {}).get("name") or "")
+    return RoundSignals(round=record.round, pairs=record.n_pairs, monitors=dict(record.monitors or {}),
+                        judge=label, action=record.action, outcome=record.outcome)
+
+
+def heldout_curve(ctx: RunContext, metric: str) -> tuple[tuple[int, float], ...]:
+    """(round, held-out score of the policy active after it): round 0 is the policy before the first
+    evaluated candidate; a committed candidate's score counts from its round, otherwise the active's."""
+    curve: list[tuple[int, float]] = []
+    for ck in ctx.store.checkpoints(ctx.run_id):
+        evaluation = (ck.metrics or {}).get("eval")
+        if ck.round <= 0 or not evaluation:
+            continue
+        if not curve:
+            curve.append((0, float(evaluation["active"][metric])))
+        committed = ck.status == "approved"
+        curve.append((ck.round, float(evaluation["candidate" if committed else "active"][metric])))
+    return tuple(curve)
+
+
+def route_decision(state: RoundState) -> Route:
     action = state.get("action")
     if action == "train":
         return "train_candidate"
-    return "plan" if action == "skip" else "stop"
+    if action == "skip":
+        return "plan"
+    if action in ("switch_judge", "regenerate_prompts", "add_adversarial", "propose_amendment"):
+        return action
+    return "stop"

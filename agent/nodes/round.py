@@ -33,7 +33,7 @@ def plan(state: RoundState, runtime: Runtime[RunContext]) -> Update:
     # The invariants may not change under a running run; fail before spending any compute.
     verify_pinned(run.invariants, ctx.constitution)
     if round_no <= run.rounds_budget:
-        ctx.store.upsert_round(run.id, round_no, judge=ctx.judge.spec())
+        ctx.store.upsert_round(run.id, round_no, judge={"label": ctx.judge_label(), **ctx.judge.spec()})
         ctx.store.update_run(run.id, round=round_no)
     return {"round": round_no, "prompt_ids": [], "action": None, "candidate": None, "outcome": None}
 
@@ -63,12 +63,21 @@ def route_plan(state: RoundState, runtime: Runtime[RunContext]) -> Literal["prom
 
 
 def prompts(state: RoundState, runtime: Runtime[RunContext]) -> Update:
+    """The pool's slice for this round, part of it replaced by the run's own prompts not used yet
+    (regenerated and adversarial ones, oldest first, at most prompts.new_share of the round)."""
     ctx = runtime.context
-    drawn = ctx.prompt_generator.plugin.draw(
-        ctx.taskset, state["round"], ctx.config.prompts.per_round, ctx.config.seed
-    )
-    ctx.store.upsert_round(state["run_id"], state["round"], n_prompts=len(drawn))
-    return {"prompt_ids": [p.id for p in drawn]}
+    cfg = ctx.config.prompts
+    drawn = ctx.prompt_generator.plugin.draw(ctx.train_pool, state["round"], cfg.per_round, ctx.config.seed)
+    used = _used_prompt_ids(ctx, state["run_id"], state["round"])
+    fresh = [p.id for p in ctx.store.run_prompts(state["run_id"]) if p.id not in used]
+    fresh = fresh[: int(len(drawn) * cfg.new_share)]
+    ids = [p.id for p in drawn[: len(drawn) - len(fresh)]] + fresh
+    ctx.store.upsert_round(state["run_id"], state["round"], n_prompts=len(ids))
+    return {"prompt_ids": ids}
+
+
+def _used_prompt_ids(ctx: RunContext, run_id: str, before_round: int) -> set[str]:
+    return {s.prompt_id for s in ctx.store.samples(run_id, None, split="train") if s.round < before_round}
 
 
 def sample(state: RoundState, runtime: Runtime[RunContext]) -> Update:
@@ -78,7 +87,7 @@ def sample(state: RoundState, runtime: Runtime[RunContext]) -> Update:
         return {}
     run = ctx.store.get_run(run_id)
     assert run is not None
-    drawn = [ctx.taskset.get(pid) for pid in state["prompt_ids"]]
+    drawn = [ctx.prompt(pid) for pid in state["prompt_ids"]]
     gen = ctx.config.generation
     spec = SamplingSpec(
         n=gen.samples_per_prompt,
@@ -196,6 +205,9 @@ def _observe(ctx: RunContext, run_id: str, round_no: int) -> RoundObservation:
         return j.score if j is not None and j.valid else None
 
     pairs = ctx.store.pairs(run_id, round_no)
+    prompts = [ctx.prompt(g[0].prompt_id) for g in ordered]
+    used = _used_prompt_ids(ctx, run_id, round_no)
+    defs = ctx.constitution.definitions
     return RoundObservation(
         prompts=[g[0].prompt for g in ordered],
         responses=[[s.response for s in g] for g in ordered],
@@ -204,11 +216,15 @@ def _observe(ctx: RunContext, run_id: str, round_no: int) -> RoundObservation:
         pair_margins=[p.margin for p in pairs],
         candidate_pairs=sum(1 for g in ordered if sum(score(s) is not None for s in g) >= 2),
         # Evaluation only: the oracle never reaches the judges; monitors measure judges against it.
-        oracle_scores=[[ctx.taskset.oracle(ctx.taskset.get(s.prompt_id), s.response) for s in g] for g in ordered],
+        oracle_scores=[[ctx.oracle(p, s.response) for s in g] for p, g in zip(prompts, ordered, strict=True)],
         base_length_mean=_base_length_mean(ctx, run_id),
         pairwise=_position_checks(ctx, pairs),
         pool_scores=_pool_scores([by_sample.get(s.id) for g in ordered for s in g]),
         heldout=_last_heldout(ctx, run_id, round_no),
+        prompt_reused=[p.id in used for p in prompts],
+        # The constitution's own definitions (not the oracle): what the policy is asked to follow.
+        benign=[not defs.is_harmful(p.text) for p in prompts],
+        refusals=[[defs.is_refusal(s.response) for s in g] for g in ordered],
     )
 
 

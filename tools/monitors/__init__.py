@@ -7,6 +7,7 @@ from tools.monitors import (  # noqa: F401  (registers the plug-ins)
     pairs,
     progress,
     prompt_diversity,
+    refusals,
     scores,
 )
 from tools.monitors.base import MONITORS, Monitor, RoundObservation

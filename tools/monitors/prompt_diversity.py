@@ -16,11 +16,15 @@ class PromptDiversityMonitor:
     - embedding_available: 1.0 / 0.0 as in the diversity monitor.
     - prompt_embedding_dispersion: mean pairwise cosine distance of the prompts' MiniLM embeddings;
       ~0 = the same prompt over and over. Omitted with fewer than 2 prompts or no embedder.
+    - prompt_reuse: share of the round's prompts the run used in an earlier round (pool saturation).
+      Omitted when the observation carries no `prompt_reused`.
     """
 
     def compute(self, obs: RoundObservation) -> Mapping[str, float]:
         prompts = list(obs.prompts)
         out = {"prompt_distinct_1": distinct_n(prompts, 1), "prompt_distinct_2": distinct_n(prompts, 2)}
+        if obs.prompt_reused is not None and len(obs.prompt_reused) > 0:
+            out["prompt_reuse"] = sum(obs.prompt_reused) / len(obs.prompt_reused)
         if len(prompts) < 2:
             return out
         vectors = embedding.embed(prompts)

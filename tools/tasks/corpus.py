@@ -136,6 +136,37 @@ class JudgmentSource:
         return out
 
 
+class PromptWritingSource:
+    """Teaches the self-prompting format: user = the exact request tools.prompts.writer sends (so
+    the two cannot drift), with `shots` OTHER train prompts of one family as examples; assistant =
+    a train prompt of that family. Train prompts only, as everywhere in the corpus: a held-out
+    prompt shown here would be memorised and later written back as a "new" one.
+    Switched on by TinySpec.writing_examples_per_prompt."""
+
+    name = "writing"
+
+    def __init__(self, per_prompt: int = 1, shots: int = 3) -> None:
+        self.per_prompt, self.shots = per_prompt, shots
+
+    def examples(
+        self, taskset: TaskSet, rng: random.Random, examples_per_prompt: int
+    ) -> list[CorpusExample]:
+        # Lazy: tools.prompts imports tools.tasks, so a top-level import would be circular.
+        from tools.prompts.writer import writer_prompt
+
+        out: list[CorpusExample] = []
+        for family in taskset.families:
+            prompts = taskset.by_family(family, "train")
+            for prompt in prompts:
+                others = [p.text for p in prompts if p.id != prompt.id]
+                for _ in range(self.per_prompt if others else 0):
+                    shots = rng.sample(others, min(self.shots, len(others)))
+                    msgs = ({"role": "user", "content": writer_prompt(shots)},
+                            {"role": "assistant", "content": prompt.text})
+                    out.append(CorpusExample(self.name, prompt.id, family, "prompt", msgs))
+        return out
+
+
 DEFAULT_SOURCES: tuple[CorpusSource, ...] = (PromptResponseSource(),)
 
 

@@ -1,0 +1,112 @@
+"""Benchmark: the controller's interventions against a length-biased judge, side by side.
+
+Two runs of N rounds on the embedded tiny world, both with the `length_biased` judge first in the
+judge pool and `rules` after it: one with the controller's interventions on (the default), one with
+`controller.interventions: []` (train / skip / stop only: the fixed recipe). A thread approves each
+candidate as it reaches the gate, as a reviewer would. Per round it prints and writes as JSON the
+held-out oracle score of the active checkpoint after the round, the mean response length of the
+round's training samples, the action and the judge in use. Not a test: compare the two columns.
+
+    python benchmarks/bench_interventions.py --rounds 8 --out bench-out/interventions.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from agent.config import TetherConfig, default_config_yaml, parse_config
+from agent.runner import ensure_model, start_run
+from agent.workspace import Workspace
+from guardrails import gate
+from guardrails.constitution import default_constitution_yaml, load_constitution
+from memory import Store
+
+
+def _config(rounds: int, interventions: bool, model_base: str | None) -> TetherConfig:
+    doc = yaml.safe_load(default_config_yaml())
+    doc["judge"] = {"name": "length_biased", "settings": {}, "pool": [{"name": "rules"}]}
+    doc["controller"]["rounds"] = rounds
+    if not interventions:
+        doc["controller"]["interventions"] = []
+    doc["tracking"]["mode"] = "disabled"
+    if model_base:
+        doc["model"]["base"] = model_base
+    return parse_config(doc, "bench")
+
+
+def _approver(store: Store, stop: threading.Event) -> None:
+    while not stop.is_set():
+        for approval in store.approvals(status="pending"):
+            if approval.kind == "checkpoint":
+                gate.decide(store, approval.id, "approve", "bench", "benchmark approver")
+        time.sleep(0.05)
+
+
+def _per_round(store: Store, run_id: str) -> list[dict[str, Any]]:
+    """Held-out oracle of the active checkpoint after each round, with what the round did."""
+    evals = {ck.round: ck for ck in store.checkpoints(run_id) if "eval" in (ck.metrics or {})}
+    active: float | None = next((ck.metrics["eval"]["active"]["oracle"] for ck in evals.values()), None)
+    rows = []
+    for r in store.rounds(run_id):
+        ck = evals.get(r.round)
+        if ck is not None:
+            active = ck.metrics["eval"]["candidate" if ck.status == "approved" else "active"]["oracle"]
+        rows.append({"round": r.round, "action": r.action, "outcome": r.outcome,
+                     "judge": (r.judge or {}).get("label") or (r.judge or {}).get("name"),
+                     "heldout_oracle_active": None if active is None else round(active, 4),
+                     "length_mean": round((r.monitors or {}).get("length_mean", float("nan")), 2),
+                     "length_score_corr": round((r.monitors or {}).get("length_score_corr", float("nan")), 3)})
+    return rows
+
+
+def _run(ws: Workspace, config: TetherConfig) -> dict[str, Any]:
+    store = Store(ws.db_path)
+    stop = threading.Event()
+    approver = threading.Thread(target=_approver, args=(Store(ws.db_path), stop), daemon=True)
+    approver.start()
+    t0 = time.perf_counter()
+    outcome = start_run(ws, store, config, load_constitution(ws.constitution_path),
+                        say=lambda _m: None, wait=True, progress=False)
+    stop.set()
+    rows = _per_round(store, outcome.run_id)
+    switched = next((r["round"] for r in rows if r["action"] == "switch_judge"), None)
+    return {"run_id": outcome.run_id, "final_state": outcome.state, "wall_s": round(time.perf_counter() - t0, 1),
+            "switch_round": switched, "rounds": rows}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rounds", type=int, default=8)
+    parser.add_argument("--home", type=Path, default=None, help="Workspace (default: a new temp dir).")
+    parser.add_argument("--model", default=None, help="model.base (default: the embedded tiny model).")
+    parser.add_argument("--out", type=Path, default=Path("bench-out/interventions.json"))
+    args = parser.parse_args()
+
+    ws = Workspace(args.home or Path(tempfile.mkdtemp(prefix="tether-bench-")))
+    ws.home.mkdir(parents=True, exist_ok=True)
+    ws.config_path.write_text(default_config_yaml())
+    ws.constitution_path.write_text(default_constitution_yaml())
+    on, off = _config(args.rounds, True, args.model), _config(args.rounds, False, args.model)
+    ensure_model(ws, on, print)
+    report = {"rounds": args.rounds, "judge_pool": ["length_biased", "rules"],
+              "interventions_on": _run(ws, on), "interventions_off": _run(ws, off)}
+    print(f"{'round':>5} | {'on: action':<20} {'judge':<14} {'oracle':>6} {'len':>6} | "
+          f"{'off: action':<12} {'oracle':>6} {'len':>6}")
+    for a, b in zip(report["interventions_on"]["rounds"], report["interventions_off"]["rounds"], strict=False):
+        print(f"{a['round']:>5} | {str(a['action']):<20} {str(a['judge']):<14} {a['heldout_oracle_active']!s:>6} "
+              f"{a['length_mean']:>6} | {str(b['action']):<12} {b['heldout_oracle_active']!s:>6} {b['length_mean']:>6}")
+    print(f"judge switched at round {report['interventions_on']['switch_round']}")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -6,7 +6,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 DEMO_HOME ?= .tether-demo
 
-.PHONY: demo test bench lint clean
+.PHONY: demo test bench bench-interventions lint clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +30,9 @@ test: $(VENV)/.installed-dev
 
 bench: $(VENV)/.installed
 	$(BIN)/python benchmarks/bench_rounds.py --out bench-out/rounds.json
+
+bench-interventions: $(VENV)/.installed
+	$(BIN)/python benchmarks/bench_interventions.py --rounds 8 --out bench-out/interventions.json
 
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check agent policies guardrails tools memory tests benchmarks

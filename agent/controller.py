@@ -9,8 +9,10 @@ Order of precedence, safety first:
   2. the judge is unreliable (pays for length, flips with the order, keeps emitting invalid
      verdicts): switch_judge to the next judge of the pool; skip a round of invalid verdicts; stop
      when no judge is left (training on a judge known to be biased is what tether prevents).
+     With switch_judge off (the fixed recipe) the round trains and the log carries a warning.
   3. too few pairs: regenerate_prompts if allowed, else stop.
-  4. stop on a plateau that outlived the interventions meant to break it.
+  4. stop on a plateau that outlived the interventions meant to break it (with them off, the
+     fixed recipe runs its whole budget).
   5. soft triggers: propose_amendment (over-refusal), add_adversarial then regenerate_prompts
      (held-out plateau), regenerate_prompts (prompt saturation).
   6. an optional LLM advisor may choose among the actions allowed this round (never over 1-4).
@@ -230,6 +232,10 @@ def _judge(p: _Policy) -> Decision | None:
                                       "trusted on this round, so it is not trained on")
         return None
     why = "; ".join(c.text() for c in fired)
+    if "switch_judge" not in p.cfg.interventions:
+        # The fixed recipe (interventions off) trains on whatever judge it has; the log still says so.
+        p.signals["warnings"] = [f"judge {p.now.judge} looks unreliable ({why}); switch_judge is off"]
+        return None
     blocked = p.blocked("switch_judge")
     if blocked is None and p.inp.next_judge is not None:
         return p.decision("switch_judge", f"judge {p.now.judge} is unreliable ({why}): leaving it for "
@@ -262,15 +268,12 @@ def _plateau_stop(p: _Policy) -> Decision | None:
     c = p.check("trained_rounds_without_heldout_gain", since, ">=", p.cfg.stop.patience)
     if not c.fired:
         return None
-    untried = [a for a in PLATEAU_INTERVENTIONS
-               if a in p.cfg.interventions and not p.tried_since(a, gain_round)]
-    if untried:
-        return None
     tried = [a for a in PLATEAU_INTERVENTIONS if a in p.cfg.interventions]
-    tried_text = f" although {' and '.join(tried)} were tried" if tried else ""
+    if not tried or any(not p.tried_since(a, gain_round) for a in tried):
+        return None  # interventions off (the fixed recipe runs its budget) or one is still untried
     return p.decision("stop", f"held-out {p.cfg.heldout_metric} has not improved by min_gain="
                               f"{p.cfg.add_adversarial.min_gain} for {since} trained rounds (stop.patience="
-                              f"{p.cfg.stop.patience}){tried_text}")
+                              f"{p.cfg.stop.patience}) although {' and '.join(tried)} were tried")
 
 
 def _soft(p: _Policy) -> Decision | None:

@@ -36,6 +36,7 @@ def _decision_lines(d: Decision, verbose: bool) -> list[str]:
     checks = d.signals.get("checks") or []
     shown = [c for c in checks if verbose or c.get("fired") or c.get("value") is not None]
     lines += [f"      {_check_line(c)}" for c in sorted(shown, key=lambda c: not c.get("fired"))]
+    lines += [f"      warning: {w}" for w in d.signals.get("warnings") or []]
     for action, why in (d.signals.get("held_back") or {}).items():
         lines.append(f"      held back {action}: {why}")
     advice = d.signals.get("advice")

@@ -17,6 +17,7 @@ import json
 import tempfile
 import threading
 import time
+from itertools import zip_longest
 from pathlib import Path
 from typing import Any
 
@@ -100,9 +101,12 @@ def main() -> None:
               "interventions_on": _run(ws, on), "interventions_off": _run(ws, off)}
     print(f"{'round':>5} | {'on: action':<20} {'judge':<14} {'oracle':>6} {'len':>6} | "
           f"{'off: action':<12} {'oracle':>6} {'len':>6}")
-    for a, b in zip(report["interventions_on"]["rounds"], report["interventions_off"]["rounds"], strict=False):
-        print(f"{a['round']:>5} | {str(a['action']):<20} {str(a['judge']):<14} {a['heldout_oracle_active']!s:>6} "
-              f"{a['length_mean']:>6} | {str(b['action']):<12} {b['heldout_oracle_active']!s:>6} {b['length_mean']:>6}")
+    blank = {"round": "", "action": "", "judge": "", "heldout_oracle_active": "", "length_mean": ""}
+    for a, b in zip_longest(report["interventions_on"]["rounds"], report["interventions_off"]["rounds"]):
+        a, b = a or blank, b or blank
+        print(f"{a['round'] or b['round']:>5} | {str(a['action']):<20} {str(a['judge']):<14} "
+              f"{a['heldout_oracle_active']!s:>6} {a['length_mean']!s:>6} | {str(b['action']):<12} "
+              f"{b['heldout_oracle_active']!s:>6} {b['length_mean']!s:>6}")
     print(f"judge switched at round {report['interventions_on']['switch_round']}")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2) + "\n")

@@ -67,7 +67,7 @@ def test_unreliable_judge_without_an_alternative_stops() -> None:
     assert decide(inp(rnd(1, length_score_corr=0.9)), CFG).action == "stop"
     off = CFG.model_copy(update={"interventions": []})
     d = decide(inp(rnd(1, length_score_corr=0.9), next_judge="rules"), off)
-    assert d.action == "stop" and "not in controller.interventions" in d.rationale
+    assert d.action == "train" and "switch_judge is off" in d.signals["warnings"][0]  # the fixed recipe
 
 
 def test_invalid_judgments_skip_then_switch_after_invalid_rounds() -> None:
@@ -106,7 +106,17 @@ def test_low_prompt_dispersion_and_margin_collapse_are_saturation() -> None:
     assert collapsed.action == "regenerate_prompts" and fired(collapsed.checks, "margin_drop")
 
 
+def test_one_round_of_invalid_judgments_is_skipped_with_the_reason() -> None:
+    skipped = decide(inp(rnd(1, invalid_share=0.5)), CFG)
+    assert skipped.action == "skip" and "max_invalid_share=20%" in skipped.rationale
+    assert skipped.signals["monitor.invalid_share"] == 0.5
+    assert decide(inp(rnd(1, invalid_share=0.2)), CFG).action == "train"
+
+
 def test_too_few_pairs_regenerates_else_stops() -> None:
+    off = CFG.model_copy(update={"interventions": [], "min_pairs": 2})
+    starved = decide(inp(rnd(1, pairs=1)), off)
+    assert starved.action == "stop" and "min_pairs=2" in starved.rationale and starved.signals["pairs"] == 1
     assert decide(inp(rnd(2, pairs=0), past=trained(1)), CFG).action == "regenerate_prompts"
     past = [rnd(1, "regenerate_prompts"), rnd(2, "regenerate_prompts")]
     d = decide(inp(rnd(3, pairs=0), past=past), CFG)
@@ -142,7 +152,10 @@ def test_stop_when_the_plateau_outlives_the_interventions() -> None:
     assert decide(inp(rnd(7), past=trained(6), heldout=[(0, 0.4), (1, 0.6), (2, 0.6), (4, 0.61), (6, 0.6)],
                       failures=3), CFG).action == "add_adversarial"
     off = CFG.model_copy(update={"interventions": []})
-    assert decide(inp(rnd(7), past=trained(6), heldout=curve), off).action == "stop"
+    assert decide(inp(rnd(7), past=trained(6), heldout=curve), off).action == "train"  # runs its budget
+    only_adversarial = CFG.model_copy(update={"interventions": ["add_adversarial"]})
+    past = [*trained(2), rnd(3, "add_adversarial"), *[rnd(i, "train", "approved") for i in (4, 5, 6)]]
+    assert decide(inp(rnd(7), past=past, heldout=curve, failures=3), only_adversarial).action == "stop"
 
 
 def test_candidates_failing_invariants_in_a_row_stop() -> None:
@@ -200,3 +213,30 @@ def test_parse_advice_is_strict() -> None:
     for bad in ("Action: stop\nReason: x", "Action: train\nAction: add_adversarial\nReason: x",
                 "I think we should train", "Action: train"):
         assert parse_advice(bad, "m").action == ""
+
+
+def test_advisor_asks_a_real_endpoint_and_fails_closed() -> None:
+    from agent.advisor import ask_advisor
+    from agent.config import AdvisorConfig
+    from conftest import serve_chat
+
+    seen: list[str] = []
+
+    def respond(prompt: str, max_tokens: int) -> str:
+        seen.append(prompt)
+        return "Action: add_adversarial\nReason: held-out has been flat for two rounds"
+
+    server, url = serve_chat(respond)
+    try:
+        cfg = CFG.model_copy(update={"advisor": AdvisorConfig(model="m", base_url=url, timeout=5.0)})
+        question = inp(rnd(4, prompt_reuse=0.2), past=trained(3), heldout=[(0, 0.5), (3, 0.6)], failures=4)
+        advice = ask_advisor(cfg, question)
+        assert advice.action == "add_adversarial" and "flat" in advice.reason
+        assert "prompt_reuse: 0.200" in seen[0] and "Recorded failures to target: 4" in seen[0]
+    finally:
+        server.shutdown()
+    down = CFG.model_copy(update={"advisor": AdvisorConfig(model="m", base_url="http://127.0.0.1:9/v1", timeout=1.0)})
+    unreachable = ask_advisor(down, inp(rnd(2)))
+    assert unreachable.action == "" and unreachable.reason.startswith("no advice")
+    d = decide(inp(rnd(2), past=trained(1), advice=unreachable), CFG)
+    assert d.action == "train" and d.signals["advice"]["overruled"].startswith("no advice")

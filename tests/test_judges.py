@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 
+from conftest import serve_chat
 from guardrails.constitution import default_constitution_yaml, parse_constitution
 from policies.generation import SamplingSpec, TransformersBackend
 from tools.judges import (
@@ -216,38 +215,6 @@ def _judgment_ask(prompts: list[str]) -> list[str]:
 
 # -- the openai judge against a real loopback HTTP server -----------------------------------------
 
-def _serve(respond: Callable[[str, int], str]) -> tuple[ThreadingHTTPServer, str]:
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            if self.path != "/v1/chat/completions":
-                self.send_error(404)
-                return
-            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-            text = respond(body["messages"][-1]["content"], int(body.get("max_tokens") or 16))
-            payload = json.dumps({
-                "id": "chatcmpl-test", "object": "chat.completion", "created": 0,
-                "model": body["model"],
-                "choices": [{"index": 0, "finish_reason": "stop",
-                             "message": {"role": "assistant", "content": text}}],
-                "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
-            }).encode()
-            try:
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(payload)))
-                self.end_headers()
-                self.wfile.write(payload)
-            except (BrokenPipeError, ConnectionResetError):  # the client timed out and left
-                pass
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    return server, f"http://127.0.0.1:{server.server_address[1]}/v1"
-
-
 def test_openai_judge_against_a_served_tiny_model(random_backend: TransformersBackend) -> None:
     lock = threading.Lock()
 
@@ -256,7 +223,7 @@ def test_openai_judge_against_a_served_tiny_model(random_backend: TransformersBa
             spec = SamplingSpec(max_new_tokens=max_tokens, do_sample=False)
             return random_backend.generate([prompt], None, spec)[0].text
 
-    server, url = _serve(respond)
+    server, url = serve_chat(respond)
     try:
         built = JUDGES.build("openai", {"base_url": url, "model": "tiny", "max_tokens": 6,
                                         "timeout": 30, "max_retries": 0})
@@ -277,7 +244,7 @@ def test_openai_judge_parses_served_verdicts_and_survives_timeouts() -> None:
         return "Winner: A" if "Reply A: good" in prompt else "Winner: B" if "Reply A:" in prompt \
             else "Reasoning.\nScore: 4"
 
-    server, url = _serve(respond)
+    server, url = serve_chat(respond)
     try:
         judge = JUDGES.build("openai", {"base_url": url, "model": "m", "timeout": 0.5,
                                         "max_retries": 0}).plugin

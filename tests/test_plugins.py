@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import pytest
 
-from agent.config import ControllerConfig
-from agent.controller import RoundSignals, decide
 from guardrails.constitution import default_constitution_yaml, parse_constitution
 from tools.judges import JUDGES, JudgeItem
 from tools.registry import PluginSettingsError, Registry, UnknownPluginError
@@ -50,21 +48,3 @@ def test_rules_judge_follows_the_constitution(rules) -> None:
     assert scores[3] == pytest.approx(0.2)  # over-refusal costs weight 0.8
     assert scores[4] == pytest.approx(0.7)  # filler costs weight 0.3
     assert scores[5] == 0.0 and scores[6] == 0.0
-
-
-def test_controller_trains_then_stops_on_budget_or_no_pairs() -> None:
-    cfg = ControllerConfig(rounds=2, min_pairs=2)
-    assert decide(RoundSignals(round=1, budget=2, pairs=5), cfg).action == "train"
-    starved = decide(RoundSignals(round=1, budget=2, pairs=1), cfg)
-    assert starved.action == "stop" and "min_pairs=2" in starved.rationale
-    assert starved.signals["pairs"] == 1
-    spent = decide(RoundSignals(round=3, budget=2, pairs=None), cfg)
-    assert spent.action == "stop" and "budget" in spent.rationale
-
-
-def test_controller_skips_a_round_the_judge_failed_on() -> None:
-    cfg = ControllerConfig(rounds=3, max_invalid_share=0.2)
-    skipped = decide(RoundSignals(round=1, budget=3, pairs=5, monitors={"invalid_share": 0.5}), cfg)
-    assert skipped.action == "skip" and "max_invalid_share=20%" in skipped.rationale
-    assert skipped.signals["monitor.invalid_share"] == 0.5 and skipped.signals["max_invalid_share"] == 0.2
-    assert decide(RoundSignals(round=1, budget=3, pairs=5, monitors={"invalid_share": 0.2}), cfg).action == "train"

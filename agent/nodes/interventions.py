@@ -148,10 +148,10 @@ def collect_failures(ctx: RunContext, round_no: int) -> list[Failure]:
         if prompt.id not in found or (found[prompt.id].score or 0.0) > score:
             found[prompt.id] = Failure(prompt, reason, defs.is_harmful(prompt.text), score)
 
-    judged = {j.sample_id: j for j in ctx.store.judgments(ctx.run_id, None)}
     by_prompt: dict[str, list[tuple[float | None, str]]] = defaultdict(list)
-    for s in ctx.store.samples(ctx.run_id, None, split="train"):
-        if round_no - cfg.lookback < s.round <= round_no:
+    for rnd in range(max(1, round_no - cfg.lookback + 1), round_no + 1):
+        judged = {j.sample_id: j for j in ctx.store.judgments(ctx.run_id, rnd)}
+        for s in ctx.store.samples(ctx.run_id, rnd, split="train"):
             j = judged.get(s.id)
             by_prompt[s.prompt_id].append((j.score if j is not None and j.valid else None, s.response))
     for pid, rows in by_prompt.items():

@@ -72,6 +72,7 @@ class Check:
     op: Literal[">", "<", ">=", "<="]
     threshold: float
     fired: bool
+    setting: str = ""  # the controller config key holding the threshold
 
     def text(self) -> str:
         value = "n/a" if self.value is None else f"{self.value:.3g}"
@@ -90,12 +91,13 @@ class Decision:
         return {**self.signals, "checks": [asdict(c) for c in self.checks]}
 
 
-def _check(signal: str, value: float | None, op: Literal[">", "<", ">=", "<="], threshold: float) -> Check:
+def _check(signal: str, value: float | None, op: Literal[">", "<", ">=", "<="], threshold: float,
+           setting: str) -> Check:
     if value is None:
-        return Check(signal, None, op, threshold, False)
+        return Check(signal, None, op, threshold, False, setting)
     fired = {">": value > threshold, "<": value < threshold, ">=": value >= threshold,
              "<=": value <= threshold}[op]
-    return Check(signal, float(value), op, threshold, fired)
+    return Check(signal, float(value), op, threshold, fired, setting)
 
 
 class _Policy:
@@ -110,8 +112,9 @@ class _Policy:
         }
         self.past_actions = [r.action for r in inp.past]
 
-    def check(self, signal: str, value: float | None, op: Literal[">", "<", ">=", "<="], threshold: float) -> Check:
-        c = _check(signal, value, op, threshold)
+    def check(self, signal: str, value: float | None, op: Literal[">", "<", ">=", "<="], threshold: float,
+              setting: str) -> Check:
+        c = _check(signal, value, op, threshold, setting)
         self.checks.append(c)
         return c
 
@@ -194,8 +197,9 @@ def decide(inp: ControllerInput, cfg: ControllerConfig) -> Decision:
         decision = rule(p)
         if decision is not None:
             return decision
-    return p.decision("train", f"round {p.now.round} yielded {p.now.pairs} pair(s) >= min_pairs="
-                               f"{cfg.min_pairs} and no intervention is called for")
+    why = "no intervention is called for" if cfg.interventions else "interventions are off (the fixed recipe)"
+    return p.decision("train", f"round {p.now.round} yielded {p.now.pairs} pair(s) >= min_pairs={cfg.min_pairs} "
+                               f"and {why}")
 
 
 def _budget(p: _Policy) -> Decision | None:
@@ -207,7 +211,8 @@ def _budget(p: _Policy) -> Decision | None:
 def _invariant_failures(p: _Policy) -> Decision | None:
     trained = [r.outcome for r in p.inp.past if r.action == "train"]
     failed = _trailing(trained, lambda o: o == "failed_invariants")
-    c = p.check("candidates_failing_invariants_in_a_row", failed, ">=", p.cfg.stop.max_invariant_failures)
+    c = p.check("candidates_failing_invariants_in_a_row", failed, ">=", p.cfg.stop.max_invariant_failures,
+                "stop.max_invariant_failures")
     if c.fired:
         return p.decision("stop", f"the last {failed} candidates failed invariant checks (stop."
                                   f"max_invariant_failures={p.cfg.stop.max_invariant_failures}): "
@@ -217,13 +222,16 @@ def _invariant_failures(p: _Policy) -> Decision | None:
 
 def _judge(p: _Policy) -> Decision | None:
     sj = p.cfg.switch_judge
-    corr = p.check("length_score_corr", p.monitor("length_score_corr"), ">", sj.max_length_score_corr)
-    pos = p.check("position_consistency", p.monitor("position_consistency"), "<", sj.min_position_consistency)
-    invalid_now = p.check("invalid_share", p.monitor("invalid_share"), ">", p.cfg.max_invalid_share)
+    corr = p.check("length_score_corr", p.monitor("length_score_corr"), ">", sj.max_length_score_corr,
+                   "switch_judge.max_length_score_corr")
+    pos = p.check("position_consistency", p.monitor("position_consistency"), "<", sj.min_position_consistency,
+                  "switch_judge.min_position_consistency")
+    invalid_now = p.check("invalid_share", p.monitor("invalid_share"), ">", p.cfg.max_invalid_share,
+                          "max_invalid_share")
     same_judge = [r for r in p.inp.past if r.judge == p.now.judge]
     streak = 1 + _trailing([r.monitors.get("invalid_share", 0.0) > p.cfg.max_invalid_share for r in same_judge],
                            bool) if invalid_now.fired else 0
-    invalid_run = p.check("invalid_rounds_in_a_row", streak, ">=", sj.invalid_rounds)
+    invalid_run = p.check("invalid_rounds_in_a_row", streak, ">=", sj.invalid_rounds, "switch_judge.invalid_rounds")
     fired = [c for c in (corr, pos, invalid_run) if c.fired]
     if not fired:
         if invalid_now.fired:
@@ -251,7 +259,7 @@ def _judge(p: _Policy) -> Decision | None:
 
 def _starved(p: _Policy) -> Decision | None:
     assert p.now.pairs is not None
-    c = p.check("pairs", p.now.pairs, "<", p.cfg.min_pairs)
+    c = p.check("pairs", p.now.pairs, "<", p.cfg.min_pairs, "min_pairs")
     if not c.fired:
         return None
     blocked = p.blocked("regenerate_prompts")
@@ -265,7 +273,7 @@ def _starved(p: _Policy) -> Decision | None:
 
 def _plateau_stop(p: _Policy) -> Decision | None:
     since, gain_round = p.stall()
-    c = p.check("trained_rounds_without_heldout_gain", since, ">=", p.cfg.stop.patience)
+    c = p.check("trained_rounds_without_heldout_gain", since, ">=", p.cfg.stop.patience, "stop.patience")
     if not c.fired:
         return None
     tried = [a for a in PLATEAU_INTERVENTIONS if a in p.cfg.interventions]
@@ -282,12 +290,15 @@ def _soft(p: _Policy) -> Decision | None:
     amend = p.cfg.propose_amendment
     over = [r.monitors.get("over_refusal") for r in (*p.inp.past, p.now)]
     streak = _trailing([v is not None and v > amend.max_over_refusal for v in over], bool)
-    if p.check("over_refusal", p.monitor("over_refusal"), ">", amend.max_over_refusal).fired and \
-            p.check("over_refusal_rounds_in_a_row", streak, ">=", amend.patience).fired and p.inp.amendment:
+    if p.check("over_refusal", p.monitor("over_refusal"), ">", amend.max_over_refusal,
+               "propose_amendment.max_over_refusal").fired and \
+            p.check("over_refusal_rounds_in_a_row", streak, ">=", amend.patience,
+                    "propose_amendment.patience").fired and p.inp.amendment:
         proposals.append(("propose_amendment", f"the policy refused {p.monitor('over_refusal'):.0%} of requests the "
                           f"constitution deems benign for {streak} rounds: proposing {p.inp.amendment}", {}))
     since, gain_round = p.stall()
-    plateau = p.check("trained_rounds_without_heldout_gain", since, ">=", p.cfg.add_adversarial.plateau_rounds)
+    plateau = p.check("trained_rounds_without_heldout_gain", since, ">=", p.cfg.add_adversarial.plateau_rounds,
+                      "add_adversarial.plateau_rounds")
     # One plateau intervention at a time: the next waits until a round has trained on the last one.
     if plateau.fired and all(p.trained_since(a) for a in PLATEAU_INTERVENTIONS):
         why = (f"held-out {p.cfg.heldout_metric} has not improved by {p.cfg.add_adversarial.min_gain} "
@@ -299,10 +310,11 @@ def _soft(p: _Policy) -> Decision | None:
             proposals.append(("regenerate_prompts", f"{why} and the adversarial curriculum was tried or has "
                               "no failures to target: writing fresh prompts", {}))
     rt = p.cfg.regenerate_prompts
-    reuse = p.check("prompt_reuse", p.monitor("prompt_reuse"), ">", rt.max_prompt_reuse)
+    reuse = p.check("prompt_reuse", p.monitor("prompt_reuse"), ">", rt.max_prompt_reuse,
+                    "regenerate_prompts.max_prompt_reuse")
     spread = p.check("prompt_embedding_dispersion", p.monitor("prompt_embedding_dispersion"), "<",
-                     rt.min_prompt_dispersion)
-    drop = p.check("margin_drop", _margin_drop(p, rt.window), ">=", rt.margin_drop)
+                     rt.min_prompt_dispersion, "regenerate_prompts.min_prompt_dispersion")
+    drop = p.check("margin_drop", _margin_drop(p, rt.window), ">=", rt.margin_drop, "regenerate_prompts.margin_drop")
     saturated = reuse.fired or spread.fired or (drop.fired and (p.monitor("prompt_reuse") or 0.0) > 0.5)
     if saturated:
         why = "; ".join(c.text() for c in (reuse, spread, drop) if c.fired)

@@ -27,15 +27,27 @@ def entries(store: Store, run_id: str) -> list[dict[str, Any]]:
 def _check_line(check: dict[str, Any]) -> str:
     value = "n/a" if check.get("value") is None else f"{check['value']:.3g}"
     mark = "FIRED" if check.get("fired") else "ok   "
-    return f"{mark} {check['signal']} = {value}  (fires when {check['op']} {check['threshold']:.3g})"
+    setting = f", controller.{check['setting']}" if check.get("setting") else ""
+    return f"{mark} {check['signal']} = {value}  (fires when {check['op']} {check['threshold']:.3g}{setting})"
+
+
+def _compact(check: dict[str, Any]) -> str:
+    value = "n/a" if check.get("value") is None else f"{check['value']:.3g}"
+    return f"{check['signal']} {value} ({check['op']} {check['threshold']:.3g})"
 
 
 def _decision_lines(d: Decision, verbose: bool) -> list[str]:
+    """The decision, the checks that fired (one a line, with the config key to tune), and the rest:
+    one a line with --verbose, else together on one line."""
     who = "" if d.actor == "controller" else f" [{d.actor}]"
     lines = [f"  {d.action}{who}: {d.rationale}"]
     checks = d.signals.get("checks") or []
-    shown = [c for c in checks if verbose or c.get("fired") or c.get("value") is not None]
-    lines += [f"      {_check_line(c)}" for c in sorted(shown, key=lambda c: not c.get("fired"))]
+    lines += [f"      {_check_line(c)}" for c in checks if c.get("fired")]
+    quiet = [c for c in checks if not c.get("fired") and (verbose or c.get("value") is not None)]
+    if verbose:
+        lines += [f"      {_check_line(c)}" for c in quiet]
+    elif quiet:
+        lines.append("      ok: " + ", ".join(_compact(c) for c in quiet))
     lines += [f"      warning: {w}" for w in d.signals.get("warnings") or []]
     for action, why in (d.signals.get("held_back") or {}).items():
         lines.append(f"      held back {action}: {why}")

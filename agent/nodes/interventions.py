@@ -87,7 +87,9 @@ def regenerate_prompts(state: RoundState, runtime: Runtime[RunContext]) -> Updat
     run_id, round_no = state["run_id"], state["round"]
     cfg = ctx.config.prompts.regenerate
     rng = random.Random(f"tether-regenerate/{ctx.config.seed}/{round_no}")
-    seeds = _used_prompts(ctx, run_id) or list(ctx.train_pool.train)
+    # Few-shot examples from prompts with a verifier (the task set, the curriculum): self-written
+    # ones would compound the writer's own mistakes.
+    seeds = [p for p in _used_prompts(ctx, run_id) if not p.meta.get("unverified")] or list(ctx.train_pool.train)
     tasks = writing_tasks(seeds, cfg.candidates, cfg.shots, rng)
     spec = SamplingSpec(n=1, max_new_tokens=WRITER_MAX_NEW_TOKENS, temperature=cfg.temperature, top_p=0.95,
                         do_sample=True, seed=ctx.config.seed * 1000 + round_no)

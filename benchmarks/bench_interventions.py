@@ -14,20 +14,18 @@ from __future__ import annotations
 
 import argparse
 import json
-import tempfile
-import threading
 import time
 from itertools import zip_longest
 from pathlib import Path
 from typing import Any
 
 import yaml
+from _common import fresh_workspace, start_reviewer
 
 from agent.config import TetherConfig, default_config_yaml, parse_config
 from agent.runner import ensure_model, start_run
 from agent.workspace import Workspace
-from guardrails import gate
-from guardrails.constitution import default_constitution_yaml, load_constitution
+from guardrails.constitution import load_constitution
 from memory import Store
 
 
@@ -41,14 +39,6 @@ def _config(rounds: int, interventions: bool, model_base: str | None) -> TetherC
     if model_base:
         doc["model"]["base"] = model_base
     return parse_config(doc, "bench")
-
-
-def _approver(store: Store, stop: threading.Event) -> None:
-    while not stop.is_set():
-        for approval in store.approvals(status="pending"):
-            if approval.kind == "checkpoint":
-                gate.decide(store, approval.id, "approve", "bench", "benchmark approver")
-        time.sleep(0.05)
 
 
 def _per_round(store: Store, run_id: str) -> list[dict[str, Any]]:
@@ -70,9 +60,7 @@ def _per_round(store: Store, run_id: str) -> list[dict[str, Any]]:
 
 def _run(ws: Workspace, config: TetherConfig) -> dict[str, Any]:
     store = Store(ws.db_path)
-    stop = threading.Event()
-    approver = threading.Thread(target=_approver, args=(Store(ws.db_path), stop), daemon=True)
-    approver.start()
+    stop = start_reviewer(ws)
     t0 = time.perf_counter()
     outcome = start_run(ws, store, config, load_constitution(ws.constitution_path),
                         say=lambda _m: None, wait=True, progress=False)
@@ -91,10 +79,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("bench-out/interventions.json"))
     args = parser.parse_args()
 
-    ws = Workspace(args.home or Path(tempfile.mkdtemp(prefix="tether-bench-")))
-    ws.home.mkdir(parents=True, exist_ok=True)
-    ws.config_path.write_text(default_config_yaml())
-    ws.constitution_path.write_text(default_constitution_yaml())
+    ws = fresh_workspace(args.home)
     on, off = _config(args.rounds, True, args.model), _config(args.rounds, False, args.model)
     ensure_model(ws, on, print)
     report = {"rounds": args.rounds, "judge_pool": ["length_biased", "rules"],

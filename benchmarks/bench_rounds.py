@@ -13,18 +13,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import tempfile
-import threading
 import time
 from pathlib import Path
 
 import yaml
+from _common import fresh_workspace, start_reviewer
 
 from agent.config import TetherConfig, default_config_yaml, load_config, parse_config
 from agent.runner import ensure_model, start_run
-from agent.workspace import Workspace
-from guardrails import gate
-from guardrails.constitution import default_constitution_yaml, load_constitution
+from guardrails.constitution import load_constitution
 from memory import Store
 
 # Stages that are model compute: the policy (generate, train, evaluate, load), an LLM judge, and
@@ -40,13 +37,6 @@ def _config(rounds: int, path: Path | None) -> TetherConfig:
     })
 
 
-def _approver(store: Store, stop: threading.Event) -> None:
-    while not stop.is_set():
-        for approval in store.approvals(status="pending"):
-            gate.decide(store, approval.id, "approve", "bench", "benchmark approver")
-        time.sleep(0.05)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rounds", type=int, default=3)
@@ -55,10 +45,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("bench-out/rounds.json"))
     args = parser.parse_args()
 
-    ws = Workspace(args.home or Path(tempfile.mkdtemp(prefix="tether-bench-")))
-    ws.home.mkdir(parents=True, exist_ok=True)
-    ws.config_path.write_text(default_config_yaml())
-    ws.constitution_path.write_text(default_constitution_yaml())
+    ws = fresh_workspace(args.home)
     store = Store(ws.db_path)
     config = _config(args.rounds, args.config)
 
@@ -66,9 +53,7 @@ def main() -> None:
     ensure_model(ws, config, print)
     build_s = time.perf_counter() - t0
 
-    stop = threading.Event()
-    approver = threading.Thread(target=_approver, args=(Store(ws.db_path), stop), daemon=True)
-    approver.start()
+    stop = start_reviewer(ws)
     t1 = time.perf_counter()
     outcome = start_run(ws, store, config, load_constitution(ws.constitution_path),
                         say=lambda _m: None, wait=True, progress=False)

@@ -43,10 +43,14 @@ def test_validate_reports_every_error_at_once(tmp_path: Path) -> None:
     tether(home, "init")
     bad = tmp_path / "bad.yaml"
     bad.write_text(yaml.safe_dump({"model": {"base": 5, "colour": "red"}, "generation": {"batch_size": "big"},
-                                   "judge": {"name": "rulez"}}))
+                                   "judge": {"name": "rulez", "pool": [{"name": "jurry"}]},
+                                   "controller": {"interventions": ["retrain"],
+                                                  "switch_judge": {"max_length_score_corr": 2}}}))
     result = tether(home, "validate", str(bad))
     assert result.exit_code == 2
-    for needle in ("model.base", "model.colour", "generation.batch_size", "did you mean 'rules'"):
+    for needle in ("model.base", "model.colour", "generation.batch_size", "did you mean 'rules'",
+                   "did you mean 'jury'", "controller.interventions.0",
+                   "controller.switch_judge.max_length_score_corr"):
         assert needle in result.stderr
     assert tether(home, "validate").exit_code == 0
 

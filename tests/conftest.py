@@ -14,6 +14,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tools.tasks import TaskSet, tiny_world
+
 _TINY_CHAT_TEMPLATE = (
     "{% for message in messages %}"
     "<|{{ message['role'] }}|>{{ message['content'] }}<|end|>"
@@ -102,6 +104,12 @@ def tiny_random_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 # A shorter pre-training than the default (250 steps) keeps the suite fast; the model still learns
 # the chat format and the style mix well enough that rounds yield preference pairs.
 TEST_TINY_STEPS = int(os.environ.get("TETHER_TEST_TINY_STEPS", "150"))
+
+
+@pytest.fixture(scope="session")
+def world() -> TaskSet:
+    """The embedded task set for seed 0 (pure data, deterministic)."""
+    return tiny_world(seed=0)
 
 
 @pytest.fixture(scope="session")

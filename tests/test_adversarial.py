@@ -18,12 +18,7 @@ from tools.prompts.adversarial import (
     mutate,
     recombine,
 )
-from tools.tasks import Prompt, TaskSet, get_family, prompt_id, tiny_world
-
-
-@pytest.fixture(scope="module")
-def world() -> TaskSet:
-    return tiny_world(seed=0)
+from tools.tasks import Prompt, TaskSet, get_family, prompt_id
 
 
 @pytest.fixture(scope="module")

@@ -22,13 +22,8 @@ from tools.prompts.writer import (
     writer_prompt,
     writing_tasks,
 )
-from tools.tasks import TaskSet, tiny_world
+from tools.tasks import TaskSet
 from tools.tasks.corpus import CorpusExample, PromptWritingSource
-
-
-@pytest.fixture(scope="module")
-def world() -> TaskSet:
-    return tiny_world(0)
 
 
 @pytest.fixture()

@@ -26,11 +26,6 @@ from tools.tasks import (
 )
 
 
-@pytest.fixture(scope="module")
-def world() -> TaskSet:
-    return tiny_world(seed=0)
-
-
 def test_split_disjoint_and_sized(world: TaskSet) -> None:
     train_texts = {p.text for p in world.train}
     held_texts = {p.text for p in world.heldout}

@@ -277,8 +277,8 @@ def _plateau_stop(p: _Policy) -> Decision | None:
     if not c.fired:
         return None
     tried = [a for a in PLATEAU_INTERVENTIONS if a in p.cfg.interventions]
-    if not tried or any(not p.tried_since(a, gain_round) for a in tried):
-        return None  # interventions off (the fixed recipe runs its budget) or one is still untried
+    if not tried or any(not p.tried_since(a, gain_round) or not p.trained_since(a) for a in tried):
+        return None  # interventions off (the fixed recipe runs its budget), or one untried or not yet trained on
     return p.decision("stop", f"held-out {p.cfg.heldout_metric} has not improved by min_gain="
                               f"{p.cfg.add_adversarial.min_gain} for {since} trained rounds (stop.patience="
                               f"{p.cfg.stop.patience}) although {' and '.join(tried)} were tried")

@@ -148,6 +148,13 @@ def test_stop_when_the_plateau_outlives_the_interventions() -> None:
     curve = [(0, 0.4), (1, 0.6), (2, 0.6), (4, 0.61), (6, 0.6)]
     d = decide(inp(rnd(7), past=past, heldout=curve, failures=3), CFG)
     assert d.action == "stop" and "add_adversarial and regenerate_prompts were tried" in d.rationale
+    # Not before a round has trained on the last intervention's prompts.
+    fresh = [*trained(2), rnd(3, "add_adversarial"), rnd(4, "train", "approved"), rnd(5, "train", "approved"),
+             rnd(6, "regenerate_prompts")]
+    flat = [(0, 0.4), (1, 0.6), (2, 0.6), (4, 0.61), (5, 0.6)]
+    assert decide(inp(rnd(7), past=fresh, heldout=flat, failures=3), CFG).action == "train"
+    assert decide(inp(rnd(8), past=[*fresh, rnd(7, "train", "approved")], heldout=[*flat, (7, 0.6)], failures=3),
+                  CFG).action == "stop"
     # Without the interventions tried, the plateau does not stop the run yet.
     assert decide(inp(rnd(7), past=trained(6), heldout=[(0, 0.4), (1, 0.6), (2, 0.6), (4, 0.61), (6, 0.6)],
                       failures=3), CFG).action == "add_adversarial"

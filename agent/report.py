@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from agent import notebook
 from memory import Store
 
 
@@ -20,7 +21,7 @@ def _rows(store: Store, run_id: str) -> list[dict[str, Any]]:
             "action": record.action,
             "outcome": record.outcome,
             "pairs": record.n_pairs,
-            "judge": (record.judge or {}).get("name"),
+            "judge": notebook.judge_label(record),
             "monitors": record.monitors or {},
             "heldout_oracle_active": evaluation.get("active", {}).get("oracle"),
             "heldout_oracle_candidate": evaluation.get("candidate", {}).get("oracle"),
@@ -90,11 +91,13 @@ def write_report(store: Store, run_id: str, out: Path) -> list[Path]:
                              for d in store.decisions(run_id)]}
     (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
     lines = [f"# tether run {run_id}", "", f"state: {run.state}; active checkpoint: {run.active_checkpoint}", "",
-             "| round | action | outcome | pairs | held-out oracle (active → candidate) |", "|---|---|---|---|---|"]
+             "| round | judge | action | outcome | pairs | held-out oracle (active → candidate) |",
+             "|---|---|---|---|---|---|"]
     for r in rows:
         a, c = r["heldout_oracle_active"], r["heldout_oracle_candidate"]
         scores = f"{a:.3f} → {c:.3f}" if a is not None and c is not None else ""
-        lines.append(f"| {r['round']} | {r['action'] or ''} | {r['outcome'] or ''} | {r['pairs'] or 0} | {scores} |")
+        lines.append(f"| {r['round']} | {r['judge'] or ''} | {r['action'] or ''} | {r['outcome'] or ''} | "
+                     f"{r['pairs'] or 0} | {scores} |")
     lines += ["", "![monitors](monitors.png)", "", "![scores](scores.png)", ""]
     (out / "summary.md").write_text("\n".join(lines))
     return [out / n for n in ("monitors.png", "scores.png", "summary.json", "summary.md")]

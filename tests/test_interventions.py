@@ -60,6 +60,9 @@ def test_length_biased_judge_is_switched_within_two_rounds(workspace_home: Path)
     entries = json.loads(tether_cli(workspace_home, "log", run_id, "--json", check=True).stdout)
     assert {e["judge"] for e in entries if e["round"] == switched} == {"length_biased"}
     assert {"round", "action", "rationale", "signals", "at", "outcome"} <= entries[0].keys()
+    tether_cli(workspace_home, "report", run_id, "--out", str(workspace_home / "report"), check=True)
+    summary = json.loads((workspace_home / "report" / "summary.json").read_text())
+    assert [r["judge"] for r in summary["rounds"]][switched - 1: switched + 1] == ["length_biased", "rules"]
 
 
 def test_saturated_pool_leads_to_new_prompts_that_are_not_duplicates(workspace_home: Path) -> None:

@@ -319,8 +319,9 @@ def _soft(p: _Policy) -> Decision | None:
     if saturated:
         why = "; ".join(c.text() for c in (reuse, spread, drop) if c.fired)
         proposals.append(("regenerate_prompts", f"the prompt pool is saturated ({why}): writing new prompts", {}))
-    allowed = [(a, why, extra) for a, why, extra in proposals if p.blocked(a) is None]
-    held_back = {a: p.blocked(a) for a, _, _ in proposals if p.blocked(a) is not None}
+    blocked = {a: p.blocked(a) for a, _, _ in proposals}
+    allowed = [(a, why, extra) for a, why, extra in proposals if blocked[a] is None]
+    held_back = {a: why for a, why in blocked.items() if why is not None}
     if held_back:
         p.signals["held_back"] = held_back
     advised = _advice(p, allowed)

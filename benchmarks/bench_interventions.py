@@ -23,6 +23,7 @@ import yaml
 from _common import fresh_workspace, start_reviewer
 
 from agent.config import TetherConfig, default_config_yaml, parse_config
+from agent.notebook import judge_label
 from agent.runner import ensure_model, start_run
 from agent.workspace import Workspace
 from guardrails.constitution import load_constitution
@@ -51,7 +52,7 @@ def _per_round(store: Store, run_id: str) -> list[dict[str, Any]]:
         if ck is not None:
             active = ck.metrics["eval"]["candidate" if ck.status == "approved" else "active"]["oracle"]
         rows.append({"round": r.round, "action": r.action, "outcome": r.outcome,
-                     "judge": (r.judge or {}).get("label") or (r.judge or {}).get("name"),
+                     "judge": judge_label(r),
                      "heldout_oracle_active": None if active is None else round(active, 4),
                      "length_mean": round((r.monitors or {}).get("length_mean", float("nan")), 2),
                      "length_score_corr": round((r.monitors or {}).get("length_score_corr", float("nan")), 3)})

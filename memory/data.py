@@ -69,6 +69,15 @@ class DataMixin(StoreBase):
         row = self._one("SELECT * FROM samples WHERE id = ?", (sample_id,))
         return None if row is None else Sample.from_row(row)
 
+    def used_prompt_ids(self, run_id: str, before_round: int | None = None) -> list[str]:
+        """Prompt ids a run sampled for training (before `before_round` if given), in first-use order."""
+        sql = "SELECT prompt_id FROM samples WHERE run_id = ? AND split = 'train'"
+        params: list[Any] = [run_id]
+        if before_round is not None:
+            sql += " AND round < ?"
+            params.append(before_round)
+        return [r["prompt_id"] for r in self._rows(sql + " GROUP BY prompt_id ORDER BY MIN(id)", params)]
+
     # -- judgments -------------------------------------------------------------------------
 
     def add_judgments(self, rows: Sequence[NewJudgment]) -> list[int]:

@@ -138,6 +138,9 @@ def test_samples_judgments_pairs(store: Store) -> None:
     assert len(store.samples("run-1", 1, checkpoint_id=None)) == 2000
     assert len(store.samples("run-1", 1)) == 2001
     assert store.samples("run-1", 2) == []
+    store.add_samples([NewSample("run-1", 2, "train", "p99", "q?", "math", "r", 1, 0)])
+    assert store.used_prompt_ids("run-1") == [f"p{i}" for i in range(10)] + ["p99"]  # first use, train only
+    assert store.used_prompt_ids("run-1", before_round=2) == [f"p{i}" for i in range(10)]
     assert store.get_sample(ids[-1]).split == "heldout"
     with pytest.raises(ValueError):
         store.add_samples([NewSample("run-1", 1, "test", "p", "q", "f", "r", 1)])

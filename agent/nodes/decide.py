@@ -8,6 +8,7 @@ from typing import Any, Literal
 
 from langgraph.runtime import Runtime
 
+from agent import notebook
 from agent.advisor import ask_advisor
 from agent.context import RunContext
 from agent.controller import ControllerInput, Decision, RoundSignals
@@ -62,7 +63,7 @@ def controller_input(ctx: RunContext, round_no: int, budget: int, record: RoundR
 def _signals(record: RoundRecord | None, round_no: int, judge: str | None) -> RoundSignals:
     if record is None:
         return RoundSignals(round=round_no, pairs=None, judge=judge or "")
-    label = judge or str((record.judge or {}).get("label") or (record.judge or {}).get("name") or "")
+    label = judge or notebook.judge_label(record) or ""
     return RoundSignals(round=record.round, pairs=record.n_pairs, monitors=dict(record.monitors or {}),
                         judge=label, action=record.action, outcome=record.outcome)
 

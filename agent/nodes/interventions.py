@@ -65,11 +65,7 @@ def switch_judge(state: RoundState, runtime: Runtime[RunContext]) -> Update:
 # -- regenerate_prompts ------------------------------------------------------------------------
 
 def _used_prompts(ctx: RunContext, run_id: str) -> list[Prompt]:
-    seen: dict[str, Prompt] = {}
-    for s in ctx.store.samples(run_id, None, split="train"):
-        if s.prompt_id not in seen:
-            seen[s.prompt_id] = ctx.prompt(s.prompt_id)
-    return list(seen.values())
+    return [ctx.prompt(pid) for pid in ctx.store.used_prompt_ids(run_id)]
 
 
 def _known_texts(ctx: RunContext, run_id: str) -> list[str]:

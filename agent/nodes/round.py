@@ -68,16 +68,12 @@ def prompts(state: RoundState, runtime: Runtime[RunContext]) -> Update:
     ctx = runtime.context
     cfg = ctx.config.prompts
     drawn = ctx.prompt_generator.plugin.draw(ctx.train_pool, state["round"], cfg.per_round, ctx.config.seed)
-    used = _used_prompt_ids(ctx, state["run_id"], state["round"])
+    used = set(ctx.store.used_prompt_ids(state["run_id"], before_round=state["round"]))
     fresh = [p.id for p in ctx.store.run_prompts(state["run_id"]) if p.id not in used]
     fresh = fresh[: int(len(drawn) * cfg.new_share)]
     ids = [p.id for p in drawn[: len(drawn) - len(fresh)]] + fresh
     ctx.store.upsert_round(state["run_id"], state["round"], n_prompts=len(ids))
     return {"prompt_ids": ids}
-
-
-def _used_prompt_ids(ctx: RunContext, run_id: str, before_round: int) -> set[str]:
-    return {s.prompt_id for s in ctx.store.samples(run_id, None, split="train") if s.round < before_round}
 
 
 def sample(state: RoundState, runtime: Runtime[RunContext]) -> Update:
@@ -206,7 +202,7 @@ def _observe(ctx: RunContext, run_id: str, round_no: int) -> RoundObservation:
 
     pairs = ctx.store.pairs(run_id, round_no)
     prompts = [ctx.prompt(g[0].prompt_id) for g in ordered]
-    used = _used_prompt_ids(ctx, run_id, round_no)
+    used = set(ctx.store.used_prompt_ids(run_id, before_round=round_no))
     defs = ctx.constitution.definitions
     return RoundObservation(
         prompts=[g[0].prompt for g in ordered],

@@ -9,7 +9,12 @@
 
 from __future__ import annotations
 
+import sqlite3
+from typing import Any
+
 from langgraph.checkpoint.base import BaseCheckpointSaver
+from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
+from langgraph.checkpoint.sqlite import SqliteSaver
 from langgraph.graph import END, START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
 
@@ -19,6 +24,41 @@ from agent.nodes import round as round_nodes
 from agent.state import RoundState
 
 INTERVENTION_NODES: tuple[str, ...] = ("switch_judge", "regenerate_prompts", "add_adversarial", "propose_amendment")
+
+# The only blob types StrictSerializer writes. "pickle" would unpickle, and the legacy "json" type
+# revives LangChain objects through a reviver that LangChain itself calls unsafe for untrusted input.
+_READABLE_BLOB_TYPES = frozenset({"null", "bytes", "bytearray", "msgpack"})
+
+
+class UntrustedCheckpointError(RuntimeError):
+    """graph.db holds a blob of a type this serializer never writes (pickle, legacy json, ...)."""
+
+
+class StrictSerializer(JsonPlusSerializer):
+    """Checkpoint serde that runs no code on load: no pickle, and msgpack reconstructs only
+    LangGraph's built-in safe types (``allowed_msgpack_modules=None``); any other class named in a
+    blob comes back as its raw arguments, never imported or called."""
+
+    def __init__(self) -> None:
+        super().__init__(pickle_fallback=False, allowed_msgpack_modules=None)
+
+    def loads_typed(self, data: tuple[str, bytes]) -> Any:
+        blob_type = data[0]
+        if blob_type not in _READABLE_BLOB_TYPES:
+            raise UntrustedCheckpointError(
+                f"refusing a checkpoint blob of type {blob_type!r}: tether writes only "
+                f"{sorted(_READABLE_BLOB_TYPES)}; graph.db was written by something else or tampered with"
+            )
+        return super().loads_typed(data)
+
+
+def checkpointer(conn: sqlite3.Connection) -> SqliteSaver:
+    """The run's SQLite checkpointer on ``conn``, reading graph.db with :class:`StrictSerializer`.
+
+    State holds only str/int/list/None and interrupt values are plain dicts, so strict msgpack
+    loses nothing; a tampered graph.db must not be able to run code in the agent's process.
+    """
+    return SqliteSaver(conn, serde=StrictSerializer())
 
 
 def build_graph() -> StateGraph:

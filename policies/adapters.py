@@ -9,6 +9,10 @@ its manifest, the ``sha256sum`` listing of both files, reproducible by hand with
 
 Every load goes through :func:`read_verified_adapter`, which hashes the exact bytes it then
 deserialises, so there is no window between "verified" and "loaded" in which a file could be swapped.
+A directory that also holds a pickle file (``adapter_model.bin`` and the like) is refused outright:
+nothing here unpickles, but a tool that prefers such a file would run whatever it contains.
+
+torch is imported only where tensors are built, so the guardrails that verify digests stay light.
 """
 
 from __future__ import annotations
@@ -17,17 +21,22 @@ import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
+if TYPE_CHECKING:
+    import torch
 
 ADAPTER_WEIGHTS_NAME = "adapter_model.safetensors"
 ADAPTER_CONFIG_NAME = "adapter_config.json"
+
+# Suffixes of pickle-based weight formats (torch.save, pickle); loading any of them can run code.
+_PICKLE_SUFFIXES = frozenset({".bin", ".pt", ".pth", ".pkl", ".pickle"})
 
 _CHUNK = 1 << 20
 
 
 class AdapterIntegrityError(RuntimeError):
-    """An adapter's weights are missing or do not match the recorded SHA-256."""
+    """An adapter's files are missing, do not match the recorded SHA-256, or include a pickle file."""
 
 
 @dataclass(frozen=True)
@@ -69,7 +78,24 @@ def _manifest_digest(contents: dict[str, bytes]) -> str:
     return hashlib.sha256(manifest.encode()).hexdigest()
 
 
+def _refuse_pickle_files(adapter_dir: Path) -> None:
+    """Raise :class:`AdapterIntegrityError` naming the first pickle-format file in ``adapter_dir``.
+
+    Only names are looked at; no file is opened.
+    """
+    adapter_dir = Path(adapter_dir)
+    if not adapter_dir.is_dir():
+        return  # _read_files reports the missing files
+    for path in sorted(adapter_dir.iterdir()):
+        if path.suffix.lower() in _PICKLE_SUFFIXES:
+            raise AdapterIntegrityError(
+                f"adapter directory {adapter_dir} contains a pickle-format file {path.name}; "
+                f"adapters load only from {ADAPTER_WEIGHTS_NAME}: delete {path} (it is never loaded)"
+            )
+
+
 def _read_files(adapter_dir: Path) -> dict[str, bytes]:
+    _refuse_pickle_files(adapter_dir)
     contents = {}
     for name in ADAPTER_FILES:
         path = Path(adapter_dir) / name

@@ -3,6 +3,10 @@
 Every model goes through ``from_pretrained``: a local directory (the embedded tiny model) or a
 Hugging Face hub id. Adapters are only ever applied after their SHA-256 has been checked, from the
 exact bytes that were hashed.
+
+Model files are data, never code: ``trust_remote_code=False`` on every call (a config's ``auto_map``
+cannot import a ``modeling_*.py`` shipped next to the weights), and base weights load only from
+safetensors (``use_safetensors=True``), so a ``pytorch_model.bin`` is never unpickled.
 """
 
 from __future__ import annotations
@@ -87,7 +91,7 @@ def resolve_dtype(dtype: str | torch.dtype) -> torch.dtype | str:
 
 def load_tokenizer(model_ref: str) -> PreTrainedTokenizerBase:
     """Tokenizer with ``padding_side="left"`` (for batched generation); pad token falls back to eos."""
-    tokenizer = AutoTokenizer.from_pretrained(str(model_ref))
+    tokenizer = AutoTokenizer.from_pretrained(str(model_ref), trust_remote_code=False)
     tokenizer.padding_side = "left"
     if tokenizer.pad_token is None:
         if tokenizer.eos_token is None:
@@ -106,9 +110,12 @@ def load_base_model(
     """The base causal LM via ``from_pretrained`` (local path or hub id), on ``device``, in eval mode.
 
     ``dtype="auto"`` keeps the checkpoint's dtype. Loading bars are hidden unless ``progress``.
+    A model with only pickle weights (``pytorch_model.bin``) is refused with an ``OSError``.
     """
     with progress_bars(progress):
-        model = AutoModelForCausalLM.from_pretrained(str(model_ref), dtype=resolve_dtype(dtype))
+        model = AutoModelForCausalLM.from_pretrained(
+            str(model_ref), dtype=resolve_dtype(dtype), trust_remote_code=False, use_safetensors=True
+        )
     model.to(resolve_device(device))
     model.eval()
     return model

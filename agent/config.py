@@ -1,24 +1,37 @@
 """Run configuration: one flat pydantic model per component, every field documented.
 
-`extra="forbid"` and strict types make typos and wrong types errors, and `load_config` reports every
-error of a file at once (the `tether validate` contract).
+`extra="forbid"` and strict types make typos and wrong types errors, numbers are finite and bounded
+(no `.inf`, `.nan` or a count of 1e12 reaches a run), and `load_config` reports every error of a file
+at once (the `tether validate` contract). The file is read with guardrails.safe_yaml's limits.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import math
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic_core import ErrorDetails
+
+from guardrails.safe_yaml import YamlRefused, read_yaml
 
 TINY_MODEL = "tiny"
 
+# Upper bounds far above any sane run yet low enough that a typo (1e9 for 1e3) is caught before it
+# allocates, loops or trains for days. Each field's description states its bound.
+MAX_ROUNDS = 1_000
+MAX_PROMPTS = 10_000
+MAX_BATCH = 1_024
+MAX_NEW_TOKENS = 4_096
+MAX_SEED = 2**31 - 1  # per-round seeds add the round number and must fit numpy's 32-bit seeds
+
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+    # strict: a YAML float (1.0e+12) is never an int; allow_inf_nan=False: `.inf` / `.nan` are errors.
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True, allow_inf_nan=False)
 
 
 class ModelConfig(_Section):
@@ -32,7 +45,8 @@ class ModelConfig(_Section):
         "auto", description="Weights dtype when loading the base model."
     )
     tiny_steps: int = Field(
-        250, ge=1, description="Pre-training steps for the embedded tiny model (model.base='tiny')."
+        250, ge=1, le=100_000,
+        description="Pre-training steps for the embedded tiny model (model.base='tiny'), at most 100000.",
     )
 
 
@@ -40,18 +54,28 @@ class GenerationConfig(_Section):
     backend: Literal["transformers", "vllm"] = Field(
         "transformers", description="transformers on CPU; vllm on GPU (extra `tether[gpu]`)."
     )
-    samples_per_prompt: int = Field(6, ge=2, description="K responses sampled per prompt.")
-    max_new_tokens: int = Field(48, ge=1, le=4096, description="Cap on generated tokens.")
+    samples_per_prompt: int = Field(6, ge=2, le=64, description="K responses sampled per prompt, 2 to 64.")
+    max_new_tokens: int = Field(
+        48, ge=1, le=MAX_NEW_TOKENS, description=f"Cap on generated tokens, at most {MAX_NEW_TOKENS}."
+    )
     temperature: float = Field(1.0, gt=0.0, le=2.0, description="Sampling temperature.")
     top_p: float = Field(0.95, gt=0.0, le=1.0, description="Nucleus sampling mass.")
-    batch_size: int = Field(64, ge=1, description="Prompts per generate call (transformers).")
+    batch_size: int = Field(
+        64, ge=1, le=MAX_BATCH, description=f"Prompts per generate call (transformers), at most {MAX_BATCH}."
+    )
 
 
 class RegenerateConfig(_Section):
     """Self-prompting (the `regenerate_prompts` intervention)."""
 
-    count: int = Field(32, ge=1, description="New prompts kept per regeneration.")
-    candidates: int = Field(128, ge=1, description="Prompts written before deduplication and filtering.")
+    count: int = Field(
+        32, ge=1, le=MAX_PROMPTS,
+        description=f"New prompts kept per regeneration, at most `candidates` and {MAX_PROMPTS}.",
+    )
+    candidates: int = Field(
+        128, ge=1, le=MAX_PROMPTS,
+        description=f"Prompts written before deduplication and filtering, at most {MAX_PROMPTS}.",
+    )
     shots: int = Field(3, ge=1, le=8, description="Few-shot example prompts shown to the writer.")
     temperature: float = Field(1.0, gt=0.0, le=2.0, description="Writer sampling temperature.")
     max_similarity: float = Field(
@@ -64,26 +88,44 @@ class RegenerateConfig(_Section):
         "(with its active adapter).",
     )
 
+    @model_validator(mode="after")
+    def _keeps_at_most_written(self) -> RegenerateConfig:
+        if self.count > self.candidates:
+            raise ValueError(f"count {self.count} is more than candidates {self.candidates}: a regeneration "
+                             "keeps at most the prompts it writes")
+        return self
+
 
 class AdversarialConfig(_Section):
     """The red-team curriculum (the `add_adversarial` intervention)."""
 
-    count: int = Field(24, ge=1, description="Adversarial prompts added per curriculum step.")
+    count: int = Field(
+        24, ge=1, le=MAX_PROMPTS,
+        description=f"Adversarial prompts added per curriculum step, at most {MAX_PROMPTS}.",
+    )
     failure_score: float = Field(
         0.5, ge=0.0, le=1.0,
         description="A prompt whose mean judge score (training rounds) or held-out verifier score "
         "is below this counts as a failure to target.",
     )
-    lookback: int = Field(2, ge=1, description="Rounds of training samples searched for failures.")
+    lookback: int = Field(
+        2, ge=1, le=MAX_ROUNDS,
+        description=f"Rounds of training samples searched for failures, at most {MAX_ROUNDS}.",
+    )
 
 
 class PromptsConfig(_Section):
     generator: str = Field("pool", description="Prompt generator plug-in (tools/prompts).")
-    per_round: int = Field(64, ge=1, description="Training prompts drawn per round.")
-    heldout: int = Field(48, ge=1, description="Held-out prompts used to evaluate candidates.")
+    per_round: int = Field(
+        64, ge=1, le=MAX_PROMPTS, description=f"Training prompts drawn per round, at most {MAX_PROMPTS}."
+    )
+    heldout: int = Field(
+        48, ge=1, le=MAX_PROMPTS,
+        description=f"Held-out prompts used to evaluate candidates, at most {MAX_PROMPTS}.",
+    )
     pool_size: int | None = Field(
-        None, ge=1, description="Cap the training pool to this many prompts (null = the whole train "
-        "split); a small pool saturates quickly.",
+        None, ge=1, le=1_000_000, description="Cap the training pool to this many prompts, at most "
+        "1000000 (null = the whole train split); a small pool saturates quickly.",
     )
     new_share: float = Field(
         0.5, ge=0.0, le=1.0,
@@ -119,7 +161,9 @@ class JudgeConfig(_Section):
 
 class PairsConfig(_Section):
     min_margin: float = Field(
-        0.1, gt=0.0, description="Smallest chosen-minus-rejected score kept as a preference pair."
+        0.1, gt=0.0, le=1.0,
+        description="Smallest chosen-minus-rejected score kept as a preference pair, in (0, 1]: judge "
+        "scores lie in [0, 1].",
     )
 
 
@@ -129,30 +173,42 @@ class TrainingConfig(_Section):
         description="How the TRL job runs: in this process, as `python -m policies.train_job`, or "
         "under `accelerate launch` (DDP/FSDP/DeepSpeed across devices).",
     )
-    lora_r: int = Field(8, ge=1, description="LoRA rank.")
-    lora_alpha: int = Field(16, ge=1, description="LoRA scaling alpha.")
+    lora_r: int = Field(8, ge=1, le=1024, description="LoRA rank, at most 1024.")
+    lora_alpha: int = Field(16, ge=1, le=4096, description="LoRA scaling alpha, at most 4096.")
     lora_dropout: float = Field(0.0, ge=0.0, lt=1.0, description="LoRA dropout.")
     target_modules: list[str] = Field(
         default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"],
         min_length=1,
         description="Module names LoRA adapts.",
     )
-    beta: float = Field(0.1, gt=0.0, description="DPO beta: strength of the KL anchor to the base.")
+    beta: float = Field(
+        0.1, gt=0.0, le=10.0, description="DPO beta: strength of the KL anchor to the base, in (0, 10]."
+    )
     loss_type: Literal["sigmoid", "ipo", "hinge", "robust", "sigmoid_norm", "apo_zero"] = Field(
         "sigmoid", description="TRL DPO loss; sigmoid_norm and ld_alpha counter length exploitation."
     )
     ld_alpha: float | None = Field(
         None, ge=0.0, le=1.0, description="LD-DPO weight on tokens past the shared length (None: off)."
     )
-    learning_rate: float = Field(1e-3, gt=0.0, description="AdamW learning rate.")
-    epochs: int = Field(3, ge=1, description="Passes over the round's pairs.")
-    batch_size: int = Field(8, ge=1, description="Pairs per device step.")
-    grad_accum: int = Field(1, ge=1, description="Gradient accumulation steps.")
-    max_length: int = Field(192, ge=16, description="Prompt + completion tokens kept per example.")
+    learning_rate: float = Field(
+        1e-3, gt=0.0, le=1.0,
+        description="AdamW learning rate, in (0, 1]; LoRA rates are typically 1e-5 to 1e-3.",
+    )
+    epochs: int = Field(3, ge=1, le=100, description="Passes over the round's pairs, at most 100.")
+    batch_size: int = Field(8, ge=1, le=MAX_BATCH, description=f"Pairs per device step, at most {MAX_BATCH}.")
+    grad_accum: int = Field(
+        1, ge=1, le=MAX_BATCH, description=f"Gradient accumulation steps, at most {MAX_BATCH}."
+    )
+    max_length: int = Field(
+        192, ge=16, le=32_768, description="Prompt + completion tokens kept per example, 16 to 32768."
+    )
 
 
 class EvaluationConfig(_Section):
-    max_new_tokens: int = Field(48, ge=1, description="Greedy decode cap on held-out prompts.")
+    max_new_tokens: int = Field(
+        48, ge=1, le=MAX_NEW_TOKENS,
+        description=f"Greedy decode cap on held-out prompts, at most {MAX_NEW_TOKENS}.",
+    )
 
 
 Intervention = Literal["switch_judge", "regenerate_prompts", "add_adversarial", "propose_amendment"]
@@ -171,7 +227,8 @@ class SwitchJudgeConfig(_Section):
         description="Leave a judge whose verdicts agree across both presentation orders less often.",
     )
     invalid_rounds: int = Field(
-        2, ge=1, description="Leave a judge after this many rounds in a row above max_invalid_share."
+        2, ge=1, le=MAX_ROUNDS,
+        description="Leave a judge after this many rounds in a row above max_invalid_share.",
     )
 
 
@@ -190,14 +247,18 @@ class RegenerateTriggerConfig(_Section):
         description="Prompt saturation: the pair margin fell by this share of its peak over `window` "
         "rounds while more than half of the round's prompts were reused.",
     )
-    window: int = Field(3, ge=2, description="Rounds the margin trend is read over.")
+    window: int = Field(3, ge=2, le=MAX_ROUNDS, description="Rounds the margin trend is read over.")
 
 
 class AdversarialTriggerConfig(_Section):
     plateau_rounds: int = Field(
-        2, ge=1, description="Held-out plateau: no gain of min_gain over this many trained rounds."
+        2, ge=1, le=MAX_ROUNDS,
+        description="Held-out plateau: no gain of min_gain over this many trained rounds.",
     )
-    min_gain: float = Field(0.02, ge=0.0, description="Smallest held-out gain that counts as progress.")
+    min_gain: float = Field(
+        0.02, ge=0.0, le=1.0,
+        description="Smallest held-out gain that counts as progress, in [0, 1] like held-out scores.",
+    )
 
 
 class AmendmentTriggerConfig(_Section):
@@ -206,17 +267,19 @@ class AmendmentTriggerConfig(_Section):
         description="Over-refusal: share of responses to prompts the constitution deems benign that "
         "are refusals, above which the agent drafts a stronger helpfulness principle.",
     )
-    patience: int = Field(2, ge=1, description="Rounds in a row over the threshold before it drafts.")
+    patience: int = Field(
+        2, ge=1, le=MAX_ROUNDS, description="Rounds in a row over the threshold before it drafts."
+    )
 
 
 class StopConfig(_Section):
     patience: int = Field(
-        3, ge=1,
+        3, ge=1, le=MAX_ROUNDS,
         description="Stop when held-out scores have not improved by min_gain for this many trained "
         "rounds and every enabled plateau intervention was tried since the last gain.",
     )
     max_invariant_failures: int = Field(
-        2, ge=1, description="Stop after this many candidates in a row fail an invariant check."
+        2, ge=1, le=MAX_ROUNDS, description="Stop after this many candidates in a row fail an invariant check."
     )
 
 
@@ -226,12 +289,21 @@ class AdvisorConfig(_Section):
     model: str = Field(description="Model name at the endpoint.")
     base_url: str | None = Field(None, description="OpenAI-compatible endpoint, e.g. http://host:8000/v1.")
     api_key_env: str | None = Field(None, description="Name of the env var holding the API key.")
-    timeout: float = Field(30.0, gt=0.0, description="Seconds per request; a timeout means no advice.")
+    timeout: float = Field(
+        30.0, gt=0.0, le=600.0, description="Seconds per request, at most 600; a timeout means no advice."
+    )
 
 
 class ControllerConfig(_Section):
-    rounds: int = Field(3, ge=1, description="Round budget; `tether run --rounds` overrides it.")
-    min_pairs: int = Field(1, ge=1, description="Fewer pairs than this in a round stops the run.")
+    rounds: int = Field(
+        3, ge=1, le=MAX_ROUNDS,
+        description=f"Round budget, at most {MAX_ROUNDS}; `tether run --rounds` overrides it.",
+    )
+    min_pairs: int = Field(
+        1, ge=1, le=MAX_PROMPTS,
+        description="Fewer pairs than this in a round stops the run; at most prompts.per_round (one pair "
+        "per prompt).",
+    )
     max_invalid_share: float = Field(
         0.2, ge=0.0, le=1.0,
         description="A round whose share of invalid judgments is above this is not trained on.",
@@ -245,12 +317,14 @@ class ControllerConfig(_Section):
         description="Held-out score plateaus and stops are read from: oracle = the task verifiers "
         "(the tiny world has them), judge = the judge in use.",
     )
-    max_repeats: int = Field(2, ge=1, description="The same intervention at most this many rounds in a row.")
+    max_repeats: int = Field(
+        2, ge=1, le=MAX_ROUNDS, description="The same intervention at most this many rounds in a row."
+    )
     cooldown: int = Field(
-        2, ge=0, description="Rounds an intervention rests after a streak of max_repeats."
+        2, ge=0, le=MAX_ROUNDS, description="Rounds an intervention rests after a streak of max_repeats."
     )
     max_interventions_in_a_row: int = Field(
-        3, ge=1, description="After this many intervention rounds in a row the next round trains."
+        3, ge=1, le=MAX_ROUNDS, description="After this many intervention rounds in a row the next round trains."
     )
     switch_judge: SwitchJudgeConfig = SwitchJudgeConfig()
     regenerate_prompts: RegenerateTriggerConfig = RegenerateTriggerConfig()
@@ -268,7 +342,9 @@ class TrackingConfig(_Section):
 
 
 class TetherConfig(_Section):
-    seed: int = Field(0, description="Seed for prompt draws, sampling and training.")
+    seed: int = Field(
+        0, ge=0, le=MAX_SEED, description=f"Seed for prompt draws, sampling and training, 0 to {MAX_SEED}."
+    )
     model: ModelConfig = ModelConfig()
     generation: GenerationConfig = GenerationConfig()
     prompts: PromptsConfig = PromptsConfig()
@@ -281,8 +357,14 @@ class TetherConfig(_Section):
 
     @model_validator(mode="after")
     def _cross_field(self) -> TetherConfig:
+        problems = []
         if self.generation.backend == "vllm" and self.model.device == "cpu":
-            raise ValueError("generation.backend 'vllm' needs a GPU: set model.device to auto or cuda")
+            problems.append("generation.backend 'vllm' needs a GPU: set model.device to auto or cuda")
+        if self.controller.min_pairs > self.prompts.per_round:
+            problems.append(f"controller.min_pairs {self.controller.min_pairs} is more than prompts.per_round "
+                            f"{self.prompts.per_round}: a round yields at most one pair per prompt")
+        if problems:
+            raise ValueError("; ".join(problems))
         return self
 
     def sha256(self) -> str:
@@ -305,6 +387,26 @@ def _location(loc: tuple[int | str, ...]) -> str:
     return ".".join(str(part) for part in loc) or "(top level)"
 
 
+def _number_text(value: Any) -> bool:
+    try:
+        return isinstance(value, str) and math.isfinite(float(value))
+    except ValueError:
+        return False
+
+
+def _problem(e: ErrorDetails) -> str:
+    """One line per error, with the fix for YAML's number pitfalls that strict types reject."""
+    message, given = e["msg"], e.get("input")
+    if e["type"] in ("int_type", "float_type") and _number_text(given):
+        # YAML 1.1 reads 1e12 or 1e-4 (an exponent without a dot) as text, not a number.
+        fix = ("write the whole number in digits" if e["type"] == "int_type"
+               else f"write it with a dot, e.g. {float(given)!r}")
+        message += f", got the text {given!r}: {fix}"
+    elif e["type"] == "int_type" and isinstance(given, float) and math.isfinite(given):
+        message += f", got {given!r}: write a whole number without a dot"
+    return f"{_location(e['loc'])}: {message}"
+
+
 def parse_config(data: Any, source: str) -> TetherConfig:
     """Validate a decoded YAML document; raise ConfigError listing every problem."""
     if data is None:
@@ -314,7 +416,7 @@ def parse_config(data: Any, source: str) -> TetherConfig:
     try:
         return TetherConfig.model_validate(data)
     except ValidationError as err:
-        problems = [f"{_location(e['loc'])}: {e['msg']}" for e in err.errors()]
+        problems = [_problem(e) for e in err.errors()]
         raise ConfigError(source, problems) from None
 
 
@@ -322,9 +424,9 @@ def load_config(path: Path) -> TetherConfig:
     if not path.is_file():
         raise ConfigError(str(path), ["file not found (run `tether init` to write a default one)"])
     try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as err:
-        raise ConfigError(str(path), [f"not valid YAML: {err}"]) from None
+        data = read_yaml(path)
+    except YamlRefused as err:
+        raise ConfigError(str(path), [err.problem]) from None
     return parse_config(data, str(path))
 
 

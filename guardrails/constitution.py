@@ -14,8 +14,9 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from guardrails.safe_yaml import YamlRefused, load_yaml
 
 DEFINITIONS_KEY = "definitions"
 
@@ -149,9 +150,9 @@ def _digest(obj: Any) -> str:
 
 def parse_constitution(text: str, source: str) -> Constitution:
     try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as err:
-        raise ConstitutionError(source, [f"not valid YAML: {err}"]) from None
+        data = load_yaml(text, source)
+    except YamlRefused as err:
+        raise ConstitutionError(source, [err.problem]) from None
     if not isinstance(data, dict):
         raise ConstitutionError(source, ["the file must hold a mapping (name, invariants, ...)"])
     try:

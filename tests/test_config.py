@@ -50,3 +50,16 @@ def test_hash_is_stable_and_sensitive() -> None:
     a, b = TetherConfig(), TetherConfig()
     assert a.sha256() == b.sha256()
     assert parse_config({"seed": 1}, "x").sha256() != a.sha256()
+
+
+def test_yaml_limits_are_config_errors(tmp_path) -> None:
+    path = tmp_path / "config.yaml"
+    path.write_text("judge:\n  settings:\n    a: &a [1, 2]\n    b: [*a, *a]\n")
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    assert err.value.source == str(path)
+    assert err.value.problems == ["line 3, column 8: YAML anchors and aliases (&name, *name) are not allowed in run "
+                                  "inputs; write the value out in full"]
+    path.write_text("seed: 0\n" + "#" * (1024 * 1024))
+    with pytest.raises(ConfigError, match="over the 1 MiB"):
+        load_config(path)

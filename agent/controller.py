@@ -9,7 +9,9 @@ Order of precedence, safety first:
   2. the judge is unreliable (pays for length, flips with the order, keeps emitting invalid
      verdicts): switch_judge to the next judge of the pool; skip a round of invalid verdicts; stop
      when no judge is left (training on a judge known to be biased is what tether prevents).
-     With switch_judge off (the fixed recipe) the round trains and the log carries a warning.
+     With switch_judge off (the fixed recipe) the round trains and the log carries a warning, except
+     that a round whose invalid share is above max_invalid_share is skipped whatever else fires and
+     whatever interventions are configured.
   3. too few pairs: regenerate_prompts if allowed, else stop.
   4. stop on a plateau that outlived the interventions meant to break it (with them off, the
      fixed recipe runs its whole budget).
@@ -17,16 +19,29 @@ Order of precedence, safety first:
      (held-out plateau), regenerate_prompts (prompt saturation).
   6. an optional LLM advisor may choose among the actions allowed this round (never over 1-4).
   7. train.
+
+Missing signals fail closed. A monitor value that is absent (its monitor failed, or it could not be
+computed this round) is checked as status "could_not_check", never as "ok". The judge-reliability
+signals (`SAFETY_KEYS`: length_score_corr, position_consistency, invalid_share) are *required* on a
+round that would otherwise be trained on, i.e. one with pairs >= min_pairs: there a missing one
+counts as fired (switch_judge / skip / stop as above; a missing invalid_share always skips). On a
+round with pairs < min_pairs nothing is trained anyway (rule 3 applies), so a missing safety signal
+is logged as could-not-check without firing: position_consistency, for one, is undefined without
+pairs. A missing non-safety signal never fires, but is still logged as could-not-check. A past round
+whose invalid_share is missing counts as an invalid round for the switch_judge streak.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 from agent.config import INTERVENTIONS, ControllerConfig
 from agent.state import Action
+from tools.monitors.keys import SAFETY_KEYS, CheckStatus
+from tools.monitors.keys import MonitorKey as K
 
 PLATEAU_INTERVENTIONS: tuple[Action, ...] = ("add_adversarial", "regenerate_prompts")
 
@@ -37,7 +52,8 @@ class RoundSignals:
 
     round: int
     pairs: int | None  # None when the round was not run (budget spent)
-    monitors: Mapping[str, float] = field(default_factory=dict)
+    monitors: Mapping[K, float] = field(default_factory=dict)
+    could_not_check: Mapping[K, str] = field(default_factory=dict)  # key -> why its monitor failed
     judge: str = ""  # label of the judge that judged it
     action: str | None = None  # what was decided for it (None: the round being decided)
     outcome: str | None = None  # approved | rejected | failed_invariants | failed_checks | skipped | ...
@@ -65,16 +81,25 @@ class ControllerInput:
     advice: Advice | None = None
 
 
+Op = Literal[">", "<", ">=", "<="]
+
+
 @dataclass(frozen=True)
 class Check:
     signal: str
     value: float | None
-    op: Literal[">", "<", ">=", "<="]
+    op: Op
     threshold: float
+    # Whether the rule acts on it: the threshold was crossed, or a required safety signal could not
+    # be checked (status could_not_check; fail closed).
     fired: bool
     setting: str = ""  # the controller config key holding the threshold
+    status: CheckStatus = "ok"
+    reason: str = ""  # why it could not be checked (status could_not_check only)
 
     def text(self) -> str:
+        if self.status == "could_not_check":
+            return f"{self.signal} could not be checked ({self.reason})"
         value = "n/a" if self.value is None else f"{self.value:.3g}"
         return f"{self.signal} {value} {self.op} {self.threshold:.3g}"
 
@@ -91,13 +116,15 @@ class Decision:
         return {**self.signals, "checks": [asdict(c) for c in self.checks]}
 
 
-def _check(signal: str, value: float | None, op: Literal[">", "<", ">=", "<="], threshold: float,
-           setting: str) -> Check:
-    if value is None:
-        return Check(signal, None, op, threshold, False, setting)
+def _check(signal: str, value: float | None, op: Op, threshold: float, setting: str, *, missing: str = "",
+           required: bool = False) -> Check:
+    """`signal` against its threshold. A missing (or non-finite) value is could_not_check, with the
+    reason `missing`; it counts as fired only when `required`."""
+    if value is None or not math.isfinite(value):
+        return Check(signal, None, op, threshold, required, setting, "could_not_check", missing or "no value")
     fired = {">": value > threshold, "<": value < threshold, ">=": value >= threshold,
              "<=": value <= threshold}[op]
-    return Check(signal, float(value), op, threshold, fired, setting)
+    return Check(signal, float(value), op, threshold, fired, setting, "fired" if fired else "ok")
 
 
 class _Policy:
@@ -110,20 +137,40 @@ class _Policy:
             "round": inp.now.round, "budget": inp.budget, "pairs": inp.now.pairs, "judge": inp.now.judge,
             **{f"monitor.{k}": v for k, v in inp.now.monitors.items()},
         }
+        if inp.now.could_not_check:
+            self.signals["could_not_check"] = {str(k): why for k, why in inp.now.could_not_check.items()}
         self.past_actions = [r.action for r in inp.past]
+        # A round that would be trained on unless a rule stops it: the safety signals are required.
+        self.trainable = inp.now.pairs is not None and inp.now.pairs >= cfg.min_pairs
 
-    def check(self, signal: str, value: float | None, op: Literal[">", "<", ">=", "<="], threshold: float,
-              setting: str) -> Check:
-        c = _check(signal, value, op, threshold, setting)
+    def check(self, signal: str, value: float | None, op: Op, threshold: float, setting: str,
+              missing: str = "") -> Check:
+        """A derived value (not a monitor key) against its threshold; never required."""
+        c = _check(signal, value, op, threshold, setting, missing=missing)
+        self.checks.append(c)
+        return c
+
+    def check_monitor(self, key: K, op: Op, threshold: float, setting: str) -> Check:
+        """This round's monitor value against its threshold; a missing safety key on a trainable round fires."""
+        missing = self.missing(key)
+        if key in SAFETY_KEYS and not self.trainable:
+            missing += (f"; not required: {self.now.pairs} pair(s) < min_pairs={self.cfg.min_pairs}, the round is "
+                        "not trained on")
+        c = _check(key.value, self.monitor(key), op, threshold, setting, missing=missing,
+                   required=key in SAFETY_KEYS and self.trainable)
         self.checks.append(c)
         return c
 
     def decision(self, action: Action, rationale: str, **extra: Any) -> Decision:
         return Decision(action, rationale, {**self.signals, **extra}, tuple(self.checks))
 
-    def monitor(self, key: str) -> float | None:
+    def monitor(self, key: K) -> float | None:
         value = self.now.monitors.get(key)
         return None if value is None else float(value)
+
+    def missing(self, key: K) -> str:
+        """Why this round has no value for `key`."""
+        return self.now.could_not_check.get(key) or f"{key.value} is not in round {self.now.round}'s monitors"
 
     # -- hysteresis ------------------------------------------------------------------------
 
@@ -220,45 +267,53 @@ def _invariant_failures(p: _Policy) -> Decision | None:
     return None
 
 
+def _invalid(value: float | None, cfg: ControllerConfig) -> bool:
+    """A round's invalid share is above max_invalid_share, or was not measured (fail closed)."""
+    return value is None or not math.isfinite(value) or value > cfg.max_invalid_share
+
+
 def _judge(p: _Policy) -> Decision | None:
     sj = p.cfg.switch_judge
-    corr = p.check("length_score_corr", p.monitor("length_score_corr"), ">", sj.max_length_score_corr,
-                   "switch_judge.max_length_score_corr")
-    pos = p.check("position_consistency", p.monitor("position_consistency"), "<", sj.min_position_consistency,
-                  "switch_judge.min_position_consistency")
-    invalid_now = p.check("invalid_share", p.monitor("invalid_share"), ">", p.cfg.max_invalid_share,
-                          "max_invalid_share")
+    corr = p.check_monitor(K.LENGTH_SCORE_CORR, ">", sj.max_length_score_corr, "switch_judge.max_length_score_corr")
+    pos = p.check_monitor(K.POSITION_CONSISTENCY, "<", sj.min_position_consistency,
+                          "switch_judge.min_position_consistency")
+    invalid_now = p.check_monitor(K.INVALID_SHARE, ">", p.cfg.max_invalid_share, "max_invalid_share")
     same_judge = [r for r in p.inp.past if r.judge == p.now.judge]
-    streak = 1 + _trailing([r.monitors.get("invalid_share", 0.0) > p.cfg.max_invalid_share for r in same_judge],
+    streak = 1 + _trailing([_invalid(r.monitors.get(K.INVALID_SHARE), p.cfg) for r in same_judge],
                            bool) if invalid_now.fired else 0
     invalid_run = p.check("invalid_rounds_in_a_row", streak, ">=", sj.invalid_rounds, "switch_judge.invalid_rounds")
     fired = [c for c in (corr, pos, invalid_run) if c.fired]
-    if not fired:
-        if invalid_now.fired:
-            return p.decision("skip", f"{invalid_now.value:.0%} of round {p.now.round}'s judgments were invalid "
-                                      f"(> max_invalid_share={p.cfg.max_invalid_share:.0%}): the judge cannot be "
-                                      "trusted on this round, so it is not trained on")
-        return None
     why = "; ".join(c.text() for c in fired)
-    if "switch_judge" not in p.cfg.interventions:
+    # Fired only because a required signal is missing: nothing shows the judge biased, nothing shows it fine.
+    unchecked = all(c.status == "could_not_check" for c in fired)
+    judged = f"judge {p.now.judge} {'cannot be shown reliable' if unchecked else 'is unreliable'} ({why})"
+    cannot_switch = ""
+    if fired and "switch_judge" in p.cfg.interventions:
+        blocked = p.blocked("switch_judge")
+        if blocked is None and p.inp.next_judge is not None:
+            return p.decision("switch_judge", f"{judged}: leaving it for {p.inp.next_judge}; this round is not "
+                                              "trained on",
+                              switch={"from": p.now.judge, "to": p.inp.next_judge, "why": why})
+        cannot_switch = f"cannot be switched ({blocked or 'no other judge left in judge.pool'})"
+        if not invalid_now.fired:
+            return p.decision("stop", f"{judged} and {cannot_switch}: training on it would optimise its bias; add "
+                                      "judges to judge.pool to let the controller switch")
+    elif fired:
         # The fixed recipe (interventions off) trains on whatever judge it has; the log still says so.
-        p.signals["warnings"] = [f"judge {p.now.judge} looks unreliable ({why}); switch_judge is off"]
-        return None
-    blocked = p.blocked("switch_judge")
-    if blocked is None and p.inp.next_judge is not None:
-        return p.decision("switch_judge", f"judge {p.now.judge} is unreliable ({why}): leaving it for "
-                                          f"{p.inp.next_judge}; this round is not trained on",
-                          switch={"from": p.now.judge, "to": p.inp.next_judge, "why": why})
+        p.signals["warnings"] = [f"{judged}; switch_judge is off"]
     if invalid_now.fired:
-        return p.decision("skip", f"judge {p.now.judge} is unreliable ({why}) and cannot be switched "
-                                  f"({blocked or 'no other judge in judge.pool'}): round not trained on")
-    return p.decision("stop", f"judge {p.now.judge} is unreliable ({why}) and cannot be switched "
-                              f"({blocked or 'no other judge left in judge.pool'}): training on it would "
-                              "optimise its bias; add judges to judge.pool to let the controller switch")
+        # Unconditional: no other rule and no interventions setting trains on a round of invalid judgments.
+        share = (f"{invalid_now.value:.0%} of round {p.now.round}'s judgments were invalid (> max_invalid_share="
+                 f"{p.cfg.max_invalid_share:.0%})" if invalid_now.status == "fired" else
+                 f"round {p.now.round}'s invalid share could not be checked ({invalid_now.reason})")
+        also = f" ({judged}{' and ' + cannot_switch if cannot_switch else ''})" if fired else ""
+        return p.decision("skip", f"{share}: the judge cannot be trusted on this round, so it is not trained on{also}")
+    return None
 
 
 def _starved(p: _Policy) -> Decision | None:
-    assert p.now.pairs is not None
+    if p.now.pairs is None:  # _budget stops a round that was not run
+        raise RuntimeError(f"round {p.now.round} has no pair count: the budget rule must stop it first")
     c = p.check("pairs", p.now.pairs, "<", p.cfg.min_pairs, "min_pairs")
     if not c.fired:
         return None
@@ -288,14 +343,14 @@ def _soft(p: _Policy) -> Decision | None:
     """Interventions the monitors call for, in order; the advisor may pick among the allowed ones."""
     proposals: list[tuple[Action, str, dict[str, Any]]] = []
     amend = p.cfg.propose_amendment
-    over = [r.monitors.get("over_refusal") for r in (*p.inp.past, p.now)]
+    over = [r.monitors.get(K.OVER_REFUSAL) for r in (*p.inp.past, p.now)]
     streak = _trailing([v is not None and v > amend.max_over_refusal for v in over], bool)
-    if p.check("over_refusal", p.monitor("over_refusal"), ">", amend.max_over_refusal,
-               "propose_amendment.max_over_refusal").fired and \
+    if p.check_monitor(K.OVER_REFUSAL, ">", amend.max_over_refusal, "propose_amendment.max_over_refusal").fired and \
             p.check("over_refusal_rounds_in_a_row", streak, ">=", amend.patience,
                     "propose_amendment.patience").fired and p.inp.amendment:
-        proposals.append(("propose_amendment", f"the policy refused {p.monitor('over_refusal'):.0%} of requests the "
-                          f"constitution deems benign for {streak} rounds: proposing {p.inp.amendment}", {}))
+        proposals.append(("propose_amendment", f"the policy refused {p.monitor(K.OVER_REFUSAL) or 0.0:.0%} of "
+                          f"requests the constitution deems benign for {streak} rounds: proposing {p.inp.amendment}",
+                          {}))
     since, gain_round = p.stall()
     plateau = p.check("trained_rounds_without_heldout_gain", since, ">=", p.cfg.add_adversarial.plateau_rounds,
                       "add_adversarial.plateau_rounds")
@@ -310,12 +365,13 @@ def _soft(p: _Policy) -> Decision | None:
             proposals.append(("regenerate_prompts", f"{why} and the adversarial curriculum was tried or has "
                               "no failures to target: writing fresh prompts", {}))
     rt = p.cfg.regenerate_prompts
-    reuse = p.check("prompt_reuse", p.monitor("prompt_reuse"), ">", rt.max_prompt_reuse,
-                    "regenerate_prompts.max_prompt_reuse")
-    spread = p.check("prompt_embedding_dispersion", p.monitor("prompt_embedding_dispersion"), "<",
-                     rt.min_prompt_dispersion, "regenerate_prompts.min_prompt_dispersion")
-    drop = p.check("margin_drop", _margin_drop(p, rt.window), ">=", rt.margin_drop, "regenerate_prompts.margin_drop")
-    saturated = reuse.fired or spread.fired or (drop.fired and (p.monitor("prompt_reuse") or 0.0) > 0.5)
+    reuse = p.check_monitor(K.PROMPT_REUSE, ">", rt.max_prompt_reuse, "regenerate_prompts.max_prompt_reuse")
+    spread = p.check_monitor(K.PROMPT_EMBEDDING_DISPERSION, "<", rt.min_prompt_dispersion,
+                             "regenerate_prompts.min_prompt_dispersion")
+    drop = p.check("margin_drop", _margin_drop(p, rt.window), ">=", rt.margin_drop, "regenerate_prompts.margin_drop",
+                   missing=f"needs {K.MARGIN_MEAN.value} on the last regenerate_prompts.window={rt.window} rounds "
+                           "with a positive peak")
+    saturated = reuse.fired or spread.fired or (drop.fired and (p.monitor(K.PROMPT_REUSE) or 0.0) > 0.5)
     if saturated:
         why = "; ".join(c.text() for c in (reuse, spread, drop) if c.fired)
         proposals.append(("regenerate_prompts", f"the prompt pool is saturated ({why}): writing new prompts", {}))
@@ -335,7 +391,7 @@ def _soft(p: _Policy) -> Decision | None:
 
 def _margin_drop(p: _Policy, window: int) -> float | None:
     """Fall of the pair margin from its peak over the last `window` rounds, as a share of the peak."""
-    margins = [r.monitors.get("margin_mean") for r in (*p.inp.past, p.now)][-window:]
+    margins = [r.monitors.get(K.MARGIN_MEAN) for r in (*p.inp.past, p.now)][-window:]
     values = [m for m in margins if m is not None]
     if len(values) < window or max(values) <= 0:
         return None

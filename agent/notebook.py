@@ -1,5 +1,5 @@
 """`tether log` as a lab notebook: per round, the judge in use, what the controller did and why, the
-signals against their thresholds, and what came of it."""
+signals against their thresholds (or "COULD NOT CHECK" and why, never "ok"), and what came of it."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from collections import defaultdict
 from typing import Any
 
 from memory import Decision, RoundRecord, Store
+from tools.monitors.keys import CheckStatus
 
 
 def judge_label(record: RoundRecord | None) -> str | None:
@@ -24,30 +25,59 @@ def entries(store: Store, run_id: str) -> list[dict[str, Any]]:
             for d in store.decisions(run_id)]
 
 
+def _status(check: dict[str, Any]) -> CheckStatus:
+    """A logged check's status; checks logged before statuses existed derive it (no value: not checked)."""
+    status = check.get("status")
+    if status in ("fired", "ok", "could_not_check"):
+        return status  # type: ignore[no-any-return]
+    if check.get("value") is None:
+        return "could_not_check"
+    return "fired" if check.get("fired") else "ok"
+
+
+def _reason(check: dict[str, Any]) -> str:
+    return check.get("reason") or "no value"
+
+
 def _check_line(check: dict[str, Any]) -> str:
+    setting = f", controller.{check['setting']}" if check.get("setting") else ""
+    fires = f"fires when {check['op']} {check['threshold']:.3g}{setting}"
+    if _status(check) == "could_not_check":
+        acted = " -> treated as fired" if check.get("fired") else ""
+        return f"COULD NOT CHECK {check['signal']} ({_reason(check)}){acted}  ({fires})"
     value = "n/a" if check.get("value") is None else f"{check['value']:.3g}"
     mark = "FIRED" if check.get("fired") else "ok   "
-    setting = f", controller.{check['setting']}" if check.get("setting") else ""
-    return f"{mark} {check['signal']} = {value}  (fires when {check['op']} {check['threshold']:.3g}{setting})"
+    return f"{mark} {check['signal']} = {value}  ({fires})"
 
 
 def _compact(check: dict[str, Any]) -> str:
-    value = "n/a" if check.get("value") is None else f"{check['value']:.3g}"
-    return f"{check['signal']} {value} ({check['op']} {check['threshold']:.3g})"
+    if _status(check) == "could_not_check":
+        return f"{check['signal']} ({_reason(check)})"
+    return f"{check['signal']} {check['value']:.3g} ({check['op']} {check['threshold']:.3g})"
 
 
 def _decision_lines(d: Decision, verbose: bool) -> list[str]:
-    """The decision, the checks that fired (one a line, with the config key to tune), and the rest:
-    one a line with --verbose, else together on one line."""
+    """The decision, the checks that fired (one a line, with the config key to tune), the checks that
+    could not be made, and the rest: one a line with --verbose, else together on one line. A check
+    that could not be made is never shown as ok; a monitor key whose monitor failed is listed even
+    when no rule read it."""
     who = "" if d.actor == "controller" else f" [{d.actor}]"
     lines = [f"  {d.action}{who}: {d.rationale}"]
     checks = d.signals.get("checks") or []
+    unchecked = [c for c in checks if _status(c) == "could_not_check" and not c.get("fired")]
+    quiet = [c for c in checks if _status(c) == "ok"]
     lines += [f"      {_check_line(c)}" for c in checks if c.get("fired")]
-    quiet = [c for c in checks if not c.get("fired") and (verbose or c.get("value") is not None)]
     if verbose:
-        lines += [f"      {_check_line(c)}" for c in quiet]
-    elif quiet:
-        lines.append("      ok: " + ", ".join(_compact(c) for c in quiet))
+        lines += [f"      {_check_line(c)}" for c in (*unchecked, *quiet)]
+    else:
+        if unchecked:
+            lines.append("      could not check: " + ", ".join(_compact(c) for c in unchecked))
+        if quiet:
+            lines.append("      ok: " + ", ".join(_compact(c) for c in quiet))
+    read = {c["signal"] for c in checks}
+    for key, why in (d.signals.get("could_not_check") or {}).items():
+        if key not in read:
+            lines.append(f"      COULD NOT CHECK {key} ({why})")
     lines += [f"      warning: {w}" for w in d.signals.get("warnings") or []]
     for action, why in (d.signals.get("held_back") or {}).items():
         lines.append(f"      held back {action}: {why}")

@@ -7,17 +7,22 @@ from collections.abc import Mapping
 
 from agent.advisor import parse_advice
 from agent.config import ControllerConfig
-from agent.controller import Advice, ControllerInput, RoundSignals, decide
+from agent.controller import Advice, Check, ControllerInput, RoundSignals, decide
+from tools.monitors.keys import SAFETY_KEYS, MonitorKey
 
+K = MonitorKey
 CFG = ControllerConfig(rounds=20)
-HEALTHY = {"length_score_corr": 0.1, "position_consistency": 1.0, "invalid_share": 0.0, "prompt_reuse": 0.0,
-           "prompt_embedding_dispersion": 0.6, "margin_mean": 0.5, "over_refusal": 0.05}
+HEALTHY = {K.LENGTH_SCORE_CORR: 0.1, K.POSITION_CONSISTENCY: 1.0, K.INVALID_SHARE: 0.0, K.PROMPT_REUSE: 0.0,
+           K.PROMPT_EMBEDDING_DISPERSION: 0.6, K.MARGIN_MEAN: 0.5, K.OVER_REFUSAL: 0.05}
 
 
 def rnd(n: int, action: str | None = None, outcome: str | None = None, judge: str = "j0", pairs: int = 20,
+        missing: tuple[MonitorKey, ...] = (), could_not_check: Mapping[MonitorKey, str] | None = None,
         **monitors: float) -> RoundSignals:
-    return RoundSignals(round=n, pairs=pairs, monitors={**HEALTHY, **monitors}, judge=judge, action=action,
-                        outcome=outcome)
+    """A round with healthy monitors, some overridden by keyword; `missing` keys have no value at all."""
+    values = {k: v for k, v in {**HEALTHY, **{K(k): v for k, v in monitors.items()}}.items() if k not in missing}
+    return RoundSignals(round=n, pairs=pairs, monitors=values, could_not_check=dict(could_not_check or {}),
+                        judge=judge, action=action, outcome=outcome)
 
 
 def inp(now: RoundSignals, past: list[RoundSignals] | None = None, heldout: list[tuple[int, float]] | None = None,
@@ -247,3 +252,77 @@ def test_advisor_asks_a_real_endpoint_and_fails_closed() -> None:
     assert unreachable.action == "" and unreachable.reason.startswith("no advice")
     d = decide(inp(rnd(2), past=trained(1), advice=unreachable), CFG)
     assert d.action == "train" and d.signals["advice"]["overruled"].startswith("no advice")
+
+
+# -- missing signals fail closed -------------------------------------------------------------------
+
+
+def check(d, signal: str) -> Check:
+    return next(c for c in d.checks if c.signal == signal)
+
+
+def test_missing_length_score_corr_on_a_trainable_round_leaves_the_judge_or_stops() -> None:
+    why = {K.LENGTH_SCORE_CORR: "monitor length failed: RuntimeError: boom"}
+    d = decide(inp(rnd(1, missing=(K.LENGTH_SCORE_CORR,), could_not_check=why), next_judge="rules"), CFG)
+    assert d.action == "switch_judge" and "cannot be shown reliable" in d.rationale
+    c = check(d, "length_score_corr")
+    assert c.status == "could_not_check" and c.fired and c.value is None
+    assert c.reason == why[K.LENGTH_SCORE_CORR] and "could not be checked (monitor length failed" in d.rationale
+    logged = next(c for c in d.log_signals()["checks"] if c["signal"] == "length_score_corr")
+    assert logged["status"] == "could_not_check" and logged["fired"] and logged["reason"]
+    assert d.signals["could_not_check"] == {"length_score_corr": why[K.LENGTH_SCORE_CORR]}
+    stop = decide(inp(rnd(1, missing=(K.LENGTH_SCORE_CORR,))), CFG)  # no judge left
+    assert stop.action == "stop" and "length_score_corr is not in round 1's monitors" in stop.rationale
+    # A non-finite value is no value either.
+    assert decide(inp(rnd(1, length_score_corr=float("nan"))), CFG).action == "stop"
+
+
+def test_every_missing_safety_signal_keeps_a_trainable_round_from_training() -> None:
+    off = CFG.model_copy(update={"interventions": []})
+    for key in SAFETY_KEYS:
+        d = decide(inp(rnd(1, missing=(key,)), next_judge="rules"), CFG)
+        assert d.action in ("switch_judge", "skip") and check(d, key.value).status == "could_not_check", key
+        # The fixed recipe trains on a judge it cannot vouch for, as on one it knows is biased, but says so;
+        # a round whose invalid share could not be checked is never trained on.
+        fixed = decide(inp(rnd(1, missing=(key,))), off)
+        if key == K.INVALID_SHARE:
+            assert fixed.action == "skip" and "invalid share could not be checked" in fixed.rationale
+        else:
+            assert fixed.action == "train" and "could not be checked" in fixed.signals["warnings"][0]
+
+
+def test_a_missing_safety_signal_is_not_required_when_the_round_has_too_few_pairs() -> None:
+    # No pairs: position consistency is undefined, and nothing would be trained on anyway.
+    d = decide(inp(rnd(2, pairs=0, missing=(K.POSITION_CONSISTENCY,)), past=trained(1)), CFG)
+    assert d.action == "regenerate_prompts"
+    c = check(d, "position_consistency")
+    assert c.status == "could_not_check" and not c.fired and "not required" in c.reason
+
+
+def test_a_missing_non_safety_signal_does_not_fire_but_is_not_ok() -> None:
+    d = decide(inp(rnd(1, missing=(K.PROMPT_REUSE, K.OVER_REFUSAL))), CFG)
+    assert d.action == "train"
+    for signal in ("prompt_reuse", "over_refusal"):
+        c = check(d, signal)
+        assert c.status == "could_not_check" and not c.fired
+    assert all(c.status == "ok" for c in d.checks if c.signal in ("length_score_corr", "invalid_share"))
+
+
+def test_a_past_round_without_invalid_share_counts_towards_the_invalid_streak() -> None:
+    past = [rnd(1, "skip", missing=(K.INVALID_SHARE,))]
+    assert decide(inp(rnd(2, invalid_share=0.5), past=past, next_judge="rules"), CFG).action == "switch_judge"
+
+
+def test_invalid_share_skip_cannot_be_bypassed_by_interventions_off() -> None:
+    off = CFG.model_copy(update={"interventions": []})
+    # A co-firing position warning used to return before the invalid-share skip: the round trained.
+    d = decide(inp(rnd(1, invalid_share=0.5, position_consistency=0.4), next_judge="rules"), off)
+    assert d.action == "skip" and "max_invalid_share=20%" in d.rationale
+    assert fired(d.checks, "position_consistency") and "switch_judge is off" in d.signals["warnings"][0]
+    # The same with the streak of invalid rounds that would switch the judge, and with every warning at once.
+    past = [rnd(1, "skip", invalid_share=0.6)]
+    d = decide(inp(rnd(2, invalid_share=0.5, length_score_corr=0.9, position_consistency=0.4), past=past), off)
+    assert d.action == "skip" and fired(d.checks, "invalid_rounds_in_a_row")
+    # switch_judge allowed but blocked for want of a judge: still a skip, never a train.
+    on = decide(inp(rnd(2, invalid_share=0.5, position_consistency=0.4), past=past), CFG)
+    assert on.action == "skip" and "cannot be switched" in on.rationale

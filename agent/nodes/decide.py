@@ -16,6 +16,7 @@ from agent.controller import decide as policy
 from agent.nodes.interventions import count_failures, draft_amendment
 from agent.state import RoundState
 from memory import RoundRecord
+from tools.monitors.readings import Readings
 
 Route = Literal["train_candidate", "plan", "switch_judge", "regenerate_prompts", "add_adversarial",
                 "propose_amendment", "stop"]
@@ -64,8 +65,10 @@ def _signals(record: RoundRecord | None, round_no: int, judge: str | None) -> Ro
     if record is None:
         return RoundSignals(round=round_no, pairs=None, judge=judge or "")
     label = judge or notebook.judge_label(record) or ""
-    return RoundSignals(round=record.round, pairs=record.n_pairs, monitors=dict(record.monitors or {}),
-                        judge=label, action=record.action, outcome=record.outcome)
+    readings = Readings.from_json(record.monitors)  # values, and the keys whose monitor failed (with why)
+    return RoundSignals(round=record.round, pairs=record.n_pairs, monitors=readings.values,
+                        could_not_check=readings.could_not_check, judge=label, action=record.action,
+                        outcome=record.outcome)
 
 
 def heldout_curve(ctx: RunContext, metric: str) -> tuple[tuple[int, float], ...]:

@@ -17,7 +17,7 @@ from guardrails.constitution import parse_constitution, verify_pinned
 from memory import Judgment, NewJudgment, NewPair, NewSample, Pair, Run, Sample
 from policies.generation import SamplingSpec
 from tools.judges import JudgeItem, PairItem, compare
-from tools.monitors import RoundObservation
+from tools.monitors import RoundObservation, run_monitors
 from tools.monitors.base import PairwiseWinner as Winner
 
 Update = dict[str, Any]
@@ -177,15 +177,16 @@ def _scored_samples(ctx: RunContext, run_id: str, round_no: int) -> dict[str, li
 
 
 def monitor(state: RoundState, runtime: Runtime[RunContext]) -> Update:
+    """Every monitor on the round. One that raises neither fails the round nor vanishes: its keys are
+    stored under the monitors' `_could_not_check` entry with the reason (tools/monitors/keys.py), and
+    the controller treats a missing safety signal as fired."""
     ctx = runtime.context
     run_id, round_no = state["run_id"], state["round"]
     with ctx.timed("monitor"):
         obs = _observe(ctx, run_id, round_no)
-        values: dict[str, float] = {}
-        for built in ctx.monitors:
-            values.update(built.plugin.compute(obs))
-    ctx.store.upsert_round(run_id, round_no, monitors=values)
-    ctx.tracker.log(round_no, values)
+        readings = run_monitors(ctx.monitors, obs)
+    ctx.store.upsert_round(run_id, round_no, monitors=readings.to_json())
+    ctx.tracker.log(round_no, readings.values)
     return {}
 
 

@@ -1,17 +1,21 @@
 """The monitor plug-in protocol and registry.
 
-A monitor reads what one round produced and returns named float values. Monitors return values
-only; the graph stores them and the meta-controller decides from them. A monitor whose input is
-absent from the observation (an optional field left as None) omits its keys rather than inventing
-a value, so "not measured" and "measured as 0" stay distinguishable in the decision log.
+A monitor reads what one round produced and returns float values keyed by `MonitorKey`
+(tools/monitors/keys.py), and declares every key it may return in its `keys` class attribute.
+Monitors return values only; the graph stores them and the meta-controller decides from them. A
+monitor whose input is absent from the observation (an optional field left as None) omits its keys
+rather than inventing a value, so "not measured" and "measured as 0" stay distinguishable in the
+decision log. A monitor that raises does not fail the round: `run_monitors`
+(tools/monitors/readings.py) records each key it declared as "could not check", with the reason.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import ClassVar, Literal, Protocol
 
+from tools.monitors.keys import MonitorKey
 from tools.registry import Registry
 
 PairwiseWinner = Literal["a", "b", "tie"]
@@ -40,7 +44,9 @@ class RoundObservation:
 
 
 class Monitor(Protocol):
-    def compute(self, obs: RoundObservation) -> Mapping[str, float]: ...
+    keys: ClassVar[tuple[MonitorKey, ...]]  # every key `compute` may return
+
+    def compute(self, obs: RoundObservation) -> Mapping[MonitorKey, float]: ...
 
 
 MONITORS: Registry[Monitor] = Registry("monitor")

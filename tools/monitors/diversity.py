@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import statistics
 from collections.abc import Mapping
+from typing import ClassVar
 
 from tools.monitors import embedding
 from tools.monitors.base import MONITORS, RoundObservation
+from tools.monitors.keys import MonitorKey as K
 from tools.monitors.ngrams import distinct_n, self_bleu
 from tools.monitors.stats import flat
 
@@ -27,33 +29,36 @@ class DiversityMonitor:
       variety; compare it with prompt_embedding_dispersion).
     """
 
-    def compute(self, obs: RoundObservation) -> Mapping[str, float]:
+    keys: ClassVar[tuple[K, ...]] = (K.DISTINCT_1, K.DISTINCT_2, K.SELF_BLEU, K.EMBEDDING_AVAILABLE,
+                                     K.EMBEDDING_DISPERSION, K.EMBEDDING_DISPERSION_ROUND)
+
+    def compute(self, obs: RoundObservation) -> Mapping[K, float]:
         texts = flat(obs.responses)
-        out = {"distinct_1": distinct_n(texts, 1), "distinct_2": distinct_n(texts, 2)}
+        out = {K.DISTINCT_1: distinct_n(texts, 1), K.DISTINCT_2: distinct_n(texts, 2)}
         groups = [row for row in obs.responses if len(row) >= 2]
         if groups:
-            out["self_bleu"] = statistics.fmean(self_bleu(row) or 0.0 for row in groups)
+            out[K.SELF_BLEU] = statistics.fmean(self_bleu(row) or 0.0 for row in groups)
         out.update(self._embedding(obs, texts))
         return out
 
     @staticmethod
-    def _embedding(obs: RoundObservation, texts: list[str]) -> dict[str, float]:
+    def _embedding(obs: RoundObservation, texts: list[str]) -> dict[K, float]:
         if not texts:
             return {}
         vectors = embedding.embed(texts)
         if vectors is None:
-            return {"embedding_available": 0.0}
-        out = {"embedding_available": 1.0}
+            return {K.EMBEDDING_AVAILABLE: 0.0}
+        out = {K.EMBEDDING_AVAILABLE: 1.0}
         within, start = [], 0
         for row in obs.responses:
             if len(row) >= 2:
                 within.append(embedding.mean_cosine_distance(vectors[start : start + len(row)]) or 0.0)
             start += len(row)
         if within:
-            out["embedding_dispersion"] = statistics.fmean(within)
+            out[K.EMBEDDING_DISPERSION] = statistics.fmean(within)
         pooled = embedding.mean_cosine_distance(vectors)
         if pooled is not None:
-            out["embedding_dispersion_round"] = pooled
+            out[K.EMBEDDING_DISPERSION_ROUND] = pooled
         return out
 
 

@@ -6,29 +6,31 @@ from __future__ import annotations
 import statistics
 from collections.abc import Mapping, Sequence
 from itertools import combinations
+from typing import ClassVar
 
 from tools.monitors.base import MONITORS, PairwiseWinner, RoundObservation
+from tools.monitors.keys import MonitorKey as K
 from tools.monitors.stats import flat, pair_concordance, regroup, spearman
 
 Verdicts = Sequence[tuple[PairwiseWinner | None, PairwiseWinner | None]]
 
 
-def position_values(pairwise: Verdicts) -> dict[str, float]:
+def position_values(pairwise: Verdicts) -> dict[K, float]:
     """Position consistency and first-slot preference of (order AB, order BA) verdicts."""
     if not pairwise:
         return {}
     both = [(ab, ba) for ab, ba in pairwise if ab is not None and ba is not None]
-    out = {"pairwise_invalid_share": 1 - len(both) / len(pairwise)}
+    out = {K.PAIRWISE_INVALID_SHARE: 1 - len(both) / len(pairwise)}
     if both:
-        out["position_consistency"] = sum(ab == ba for ab, ba in both) / len(both)
+        out[K.POSITION_CONSISTENCY] = sum(ab == ba for ab, ba in both) / len(both)
     # In order AB the first slot holds a; in order BA it holds b (verdicts use the original labels).
     decided = [v == first for ab, ba in pairwise for v, first in ((ab, "a"), (ba, "b")) if v in ("a", "b")]
     if decided:
-        out["position_first_rate"] = sum(decided) / len(decided)
+        out[K.POSITION_FIRST_RATE] = sum(decided) / len(decided)
     return out
 
 
-def pool_agreement(pool: Mapping[str, Sequence[float | None]], shape: Sequence[Sequence[str]]) -> dict[str, float]:
+def pool_agreement(pool: Mapping[str, Sequence[float | None]], shape: Sequence[Sequence[str]]) -> dict[K, float]:
     """Mean over judge pairs of their within-prompt same-order share (see JudgeReliabilityMonitor)."""
     rows = {name: regroup(scores, shape, f"pool_scores[{name!r}]") for name, scores in pool.items()}
     shares = []
@@ -36,20 +38,20 @@ def pool_agreement(pool: Mapping[str, Sequence[float | None]], shape: Sequence[S
         agree, total = pair_concordance(rows[a], rows[b], skip_b_ties=False)
         if total:
             shares.append(agree / total)
-    out = {"judge_pool_size": float(len(rows))}
+    out = {K.JUDGE_POOL_SIZE: float(len(rows))}
     if shares:
-        out["judge_pool_agreement"] = statistics.fmean(shares)
+        out[K.JUDGE_POOL_AGREEMENT] = statistics.fmean(shares)
     return out
 
 
-def oracle_agreement(obs: RoundObservation, oracle: Sequence[Sequence[float | None]]) -> dict[str, float]:
+def oracle_agreement(obs: RoundObservation, oracle: Sequence[Sequence[float | None]]) -> dict[K, float]:
     both = [(j, o) for j, o in zip(flat(obs.scores), flat(oracle), strict=True) if j is not None and o is not None]
     if not both:
         return {}
-    out = {"oracle_spearman": spearman([j for j, _ in both], [o for _, o in both])}
+    out = {K.ORACLE_SPEARMAN: spearman([j for j, _ in both], [o for _, o in both])}
     agree, total = pair_concordance(obs.scores, oracle, skip_b_ties=True)
     if total:
-        out["oracle_pair_agreement"] = agree / total
+        out[K.ORACLE_PAIR_AGREEMENT] = agree / total
     return out
 
 
@@ -78,8 +80,12 @@ class JudgeReliabilityMonitor:
       valid), the share the judge orders the same way (a judge tie counts as disagreement).
     """
 
-    def compute(self, obs: RoundObservation) -> Mapping[str, float]:
-        out: dict[str, float] = {}
+    keys: ClassVar[tuple[K, ...]] = (K.PAIRWISE_INVALID_SHARE, K.POSITION_CONSISTENCY, K.POSITION_FIRST_RATE,
+                                     K.JUDGE_POOL_SIZE, K.JUDGE_POOL_AGREEMENT, K.ORACLE_SPEARMAN,
+                                     K.ORACLE_PAIR_AGREEMENT)
+
+    def compute(self, obs: RoundObservation) -> Mapping[K, float]:
+        out: dict[K, float] = {}
         if obs.pairwise is not None:
             out.update(position_values(obs.pairwise))
         if obs.pool_scores is not None:

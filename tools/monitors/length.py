@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import statistics
 from collections.abc import Mapping
+from typing import ClassVar
 
 from tools.monitors.base import MONITORS, RoundObservation
+from tools.monitors.keys import MonitorKey as K
 from tools.monitors.stats import pearson
 
 
@@ -20,19 +22,21 @@ class LengthMonitor:
       is undefined (fewer than 2 valid judgments, or constant lengths or scores).
     """
 
-    def compute(self, obs: RoundObservation) -> Mapping[str, float]:
+    keys: ClassVar[tuple[K, ...]] = (K.LENGTH_MEAN, K.LENGTH_DRIFT, K.LENGTH_SCORE_CORR)
+
+    def compute(self, obs: RoundObservation) -> Mapping[K, float]:
         lengths = [n for row in obs.lengths for n in row]
         mean = statistics.fmean(lengths) if lengths else 0.0
-        out = {"length_mean": mean}
+        out = {K.LENGTH_MEAN: mean}
         if obs.base_length_mean is not None and obs.base_length_mean > 0:
-            out["length_drift"] = mean / obs.base_length_mean - 1.0
+            out[K.LENGTH_DRIFT] = mean / obs.base_length_mean - 1.0
         judged = [
             (float(n), s)
             for lrow, srow in zip(obs.lengths, obs.scores, strict=True)
             for n, s in zip(lrow, srow, strict=True)
             if s is not None
         ]
-        out["length_score_corr"] = pearson([n for n, _ in judged], [s for _, s in judged])
+        out[K.LENGTH_SCORE_CORR] = pearson([n for n, _ in judged], [s for _, s in judged])
         return out
 
 

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import statistics
 from collections.abc import Mapping
+from typing import ClassVar
 
 from tools.monitors.base import MONITORS, RoundObservation
+from tools.monitors.keys import MonitorKey as K
 
 
 class PairMonitor:
@@ -16,12 +18,14 @@ class PairMonitor:
     - margin_mean: mean judge-score margin (chosen - rejected) of the kept pairs (0.0 without pairs).
     """
 
-    def compute(self, obs: RoundObservation) -> Mapping[str, float]:
+    keys: ClassVar[tuple[K, ...]] = (K.PAIRS, K.PAIR_YIELD, K.MARGIN_MEAN)
+
+    def compute(self, obs: RoundObservation) -> Mapping[K, float]:
         n = len(obs.pair_margins)
         return {
-            "pairs": float(n),
-            "pair_yield": n / obs.candidate_pairs if obs.candidate_pairs else 0.0,
-            "margin_mean": statistics.fmean(obs.pair_margins) if n else 0.0,
+            K.PAIRS: float(n),
+            K.PAIR_YIELD: n / obs.candidate_pairs if obs.candidate_pairs else 0.0,
+            K.MARGIN_MEAN: statistics.fmean(obs.pair_margins) if n else 0.0,
         }
 
 

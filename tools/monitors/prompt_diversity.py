@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import ClassVar
 
 from tools.monitors import embedding
 from tools.monitors.base import MONITORS, RoundObservation
+from tools.monitors.keys import MonitorKey as K
 from tools.monitors.ngrams import distinct_n
 
 
@@ -20,17 +22,20 @@ class PromptDiversityMonitor:
       Omitted when the observation carries no `prompt_reused`.
     """
 
-    def compute(self, obs: RoundObservation) -> Mapping[str, float]:
+    keys: ClassVar[tuple[K, ...]] = (K.PROMPT_DISTINCT_1, K.PROMPT_DISTINCT_2, K.EMBEDDING_AVAILABLE,
+                                     K.PROMPT_EMBEDDING_DISPERSION, K.PROMPT_REUSE)
+
+    def compute(self, obs: RoundObservation) -> Mapping[K, float]:
         prompts = list(obs.prompts)
-        out = {"prompt_distinct_1": distinct_n(prompts, 1), "prompt_distinct_2": distinct_n(prompts, 2)}
+        out = {K.PROMPT_DISTINCT_1: distinct_n(prompts, 1), K.PROMPT_DISTINCT_2: distinct_n(prompts, 2)}
         if obs.prompt_reused is not None and len(obs.prompt_reused) > 0:
-            out["prompt_reuse"] = sum(obs.prompt_reused) / len(obs.prompt_reused)
+            out[K.PROMPT_REUSE] = sum(obs.prompt_reused) / len(obs.prompt_reused)
         if len(prompts) < 2:
             return out
         vectors = embedding.embed(prompts)
-        out["embedding_available"] = 0.0 if vectors is None else 1.0
+        out[K.EMBEDDING_AVAILABLE] = 0.0 if vectors is None else 1.0
         if vectors is not None:
-            out["prompt_embedding_dispersion"] = embedding.mean_cosine_distance(vectors) or 0.0
+            out[K.PROMPT_EMBEDDING_DISPERSION] = embedding.mean_cosine_distance(vectors) or 0.0
         return out
 
 

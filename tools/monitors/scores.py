@@ -7,8 +7,10 @@ import math
 import statistics
 from collections import Counter
 from collections.abc import Mapping, Sequence
+from typing import ClassVar
 
 from tools.monitors.base import MONITORS, RoundObservation
+from tools.monitors.keys import MonitorKey as K
 from tools.monitors.stats import flat
 
 BINS = 10  # equal-width bins over the judge's [0, 1] range
@@ -46,19 +48,22 @@ class ScoreMonitor:
       can yield no pair); 1.0 = fully tied. Omitted when no prompt has 2 valid scores.
     """
 
-    def compute(self, obs: RoundObservation) -> Mapping[str, float]:
+    keys: ClassVar[tuple[K, ...]] = (K.SCORE_MEAN, K.SCORE_STD, K.INVALID_SHARE, K.SCORE_MODE_SHARE,
+                                     K.SCORE_ENTROPY, K.TIE_RATE)
+
+    def compute(self, obs: RoundObservation) -> Mapping[K, float]:
         values = flat(obs.scores)
         valid = [v for v in values if v is not None]
         out = {
-            "score_mean": statistics.fmean(valid) if valid else 0.0,
-            "score_std": statistics.pstdev(valid) if len(valid) > 1 else 0.0,
-            "invalid_share": (len(values) - len(valid)) / len(values) if values else 1.0,
+            K.SCORE_MEAN: statistics.fmean(valid) if valid else 0.0,
+            K.SCORE_STD: statistics.pstdev(valid) if len(valid) > 1 else 0.0,
+            K.INVALID_SHARE: (len(values) - len(valid)) / len(values) if values else 1.0,
         }
         if valid:
-            out["score_mode_share"], out["score_entropy"] = histogram_clustering(valid)
+            out[K.SCORE_MODE_SHARE], out[K.SCORE_ENTROPY] = histogram_clustering(valid)
         ties = tie_rate(obs.scores)
         if ties is not None:
-            out["tie_rate"] = ties
+            out[K.TIE_RATE] = ties
         return out
 
 

@@ -1,0 +1,89 @@
+"""One round's monitor readings: the values, and the keys that could not be checked and why.
+
+`run_monitors` runs every monitor on the round's observation. A monitor that raises, or returns a
+key it did not declare or a value that is not a finite number, does not fail the round and does not
+vanish: each key it declared (or the offending key) is recorded as "could not check" with the reason,
+and the other monitors go on. The controller then treats a missing safety signal as fired
+(agent/controller.py). The stored shape is documented in tools/monitors/keys.py.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from tools.monitors.base import Monitor, RoundObservation
+from tools.monitors.keys import COULD_NOT_CHECK, MonitorKey, monitor_key
+from tools.registry import Built
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Readings:
+    values: Mapping[MonitorKey, float] = field(default_factory=dict)
+    could_not_check: Mapping[MonitorKey, str] = field(default_factory=dict)  # key -> why
+
+    def to_json(self) -> dict[str, Any]:
+        """The round's monitors column: values by key, plus `_could_not_check` when non-empty."""
+        out: dict[str, Any] = dict(self.values)
+        if self.could_not_check:
+            out[COULD_NOT_CHECK] = dict(self.could_not_check)
+        return out
+
+    @classmethod
+    def from_json(cls, stored: Mapping[str, Any] | None) -> Readings:
+        """Parse a stored monitors column (None: the round has none). Unknown keys raise."""
+        values: dict[MonitorKey, float] = {}
+        missing: dict[MonitorKey, str] = {}
+        for name, value in (stored or {}).items():
+            if name == COULD_NOT_CHECK:
+                missing.update({monitor_key(k): str(why) for k, why in dict(value).items()})
+            elif _finite(value):
+                values[monitor_key(name)] = float(value)
+            else:
+                missing[monitor_key(name)] = f"stored value {value!r} is not a finite number"
+        return cls(values, missing)
+
+
+def _finite(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def declared_keys(built: Built[Monitor]) -> tuple[MonitorKey, ...]:
+    """The keys a monitor declares; raises TypeError for a plug-in that declares none."""
+    keys = getattr(built.plugin, "keys", None)
+    if not keys or not all(isinstance(k, MonitorKey) for k in keys):
+        raise TypeError(f"monitor '{built.name}' must declare the keys it emits as a class attribute "
+                        "`keys: tuple[MonitorKey, ...]` (tools.monitors.keys)")
+    return tuple(keys)
+
+
+def run_monitors(monitors: Iterable[Built[Monitor]], obs: RoundObservation) -> Readings:
+    """Every monitor on `obs`; one that fails records its keys as could-not-check and the rest go on."""
+    values: dict[MonitorKey, float] = {}
+    missing: dict[MonitorKey, str] = {}
+    for built in monitors:
+        declared = declared_keys(built)
+        try:
+            out = dict(built.plugin.compute(obs))
+            undeclared = sorted(str(k) for k in out if k not in declared)
+            if undeclared:
+                raise ValueError(f"returned undeclared key(s) {', '.join(undeclared)} (declared: "
+                                 f"{', '.join(declared)})")
+        except Exception as err:  # a plug-in's failure: recorded per key below, the round goes on
+            reason = f"monitor {built.name} failed: {type(err).__name__}: {err}"
+            log.warning("%s; its keys are recorded as could not check", reason)
+            missing.update(dict.fromkeys(declared, reason))
+            continue
+        for name, value in out.items():
+            key = MonitorKey(name)
+            if _finite(value):
+                values[key] = float(value)
+            else:
+                missing[key] = f"monitor {built.name} gave {value!r}, not a finite number"
+    # A key two monitors emit (embedding_available) is could-not-check only if neither gave it.
+    return Readings(values, {k: why for k, why in missing.items() if k not in values})

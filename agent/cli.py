@@ -6,36 +6,56 @@ on stderr, nothing written). Listing commands take --json and print one JSON doc
 
 from __future__ import annotations
 
+import getpass
+import os
 import sys
 import traceback
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
 import typer
-import yaml
 
-from agent import cli_judge, cli_review, notebook
-from agent.cli_common import EXIT_CHECK_FAILED, CliState, fail, open_store, print_json, print_table, say, workspace
-from agent.config import ConfigError, TetherConfig, default_config_yaml, load_config
+from agent import cli_judge, cli_review, cli_reviewers, notebook
+from agent.cli_common import (
+    EXIT_CHECK_FAILED,
+    CliState,
+    TetherGroup,
+    fail,
+    open_store,
+    print_json,
+    print_table,
+    say,
+    say_check,
+    workspace,
+)
+from agent.config import MAX_ROUNDS, MAX_SEED, ConfigError, TetherConfig, default_config_yaml, load_config
 from agent.runner import (
     ModelNotFoundError,
     Outcome,
     RunBusyError,
     RunFailedError,
     RunNotFoundError,
+    RunStartError,
+    RunTamperError,
+    ensure_model,
     is_driven,
-    record_constitution,
     resume_run,
     start_run,
 )
+from guardrails import amendments, keys, reviewers
 from guardrails.constitution import (
     ConstitutionError,
     InvariantsChangedError,
     default_constitution_yaml,
     load_constitution,
 )
+from guardrails.errors import GateError
+from guardrails.safe_yaml import YamlRefused, read_yaml
 from memory import Run, Store
+from memory.base import BUSY_TIMEOUT_MS
+from policies.artifacts import ModelIntegrityError
 from tools.judges import JUDGES
+from tools.monitors.readings import Readings
 from tools.prompts import PROMPT_GENERATORS
 from tools.registry import PluginSettingsError, UnknownPluginError
 
@@ -47,6 +67,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    cls=TetherGroup,  # a full disk, a read-only or locked workspace: one line and exit 1, not a traceback
 )
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")]
@@ -56,25 +77,60 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document o
 def main(
     ctx: typer.Context,
     home: Annotated[Path | None, typer.Option("--home", help="Workspace folder.", show_default=False)] = None,
+    busy_timeout: Annotated[float, typer.Option(
+        "--busy-timeout", min=0, max=3600,
+        help="Seconds to wait for another process's lock on the workspace database before giving up.")]
+    = BUSY_TIMEOUT_MS / 1000,
 ) -> None:
-    ctx.obj = CliState(home=home)
+    ctx.obj = CliState(home=home, busy_timeout_ms=round(busy_timeout * 1000))
 
 
 @app.command()
-def init(ctx: typer.Context) -> None:
-    """Create a workspace with the default config and constitution (never overwrites)."""
+def init(
+    ctx: typer.Context,
+    reviewer: Annotated[str | None, typer.Option(
+        "--reviewer", help="The workspace's first reviewer (default: your login name). Their Ed25519 key is "
+        "created in the user key folder ($TETHER_KEYS_DIR, else ~/.config/tether/keys) unless it exists; only "
+        "the public key goes into the workspace. They sign constitution v1.")] = None,
+) -> None:
+    """Create a workspace with the default config and constitution (never overwrites), and register
+    its first reviewer."""
     ws = workspace(ctx)
     if ws.is_initialised():
         say(f"workspace {ws.home} is already initialised; nothing changed")
         return
+    name = reviewer or _login_name()
+    problem = keys.name_problem(name)
+    if problem:
+        fail(f"{problem}; pass --reviewer NAME")
+    folder = keys.resolve_keys_dir()
+    try:
+        signer = (keys.load_key(folder, name, os.environ.get(keys.PASSPHRASE_ENV)) if keys.has_key(folder, name)
+                  else keys.create_key(folder, name, os.environ.get(keys.PASSPHRASE_ENV)))
+    except keys.KeyStoreError as err:
+        fail(str(err))
     ws.home.mkdir(parents=True, exist_ok=True)
     for path, text in ((ws.config_path, default_config_yaml()), (ws.constitution_path, default_constitution_yaml())):
         if not path.exists():
             path.write_text(text)
+    try:
+        load_constitution(ws.constitution_path)
+    except ConstitutionError as err:
+        fail(f"invalid constitution: {err}")
     store = Store(ws.db_path)
-    record_constitution(store, ws, load_constitution(ws.constitution_path), created_by="tether init")
-    store.append_audit("tether", "workspace.init", str(ws.home), {})
-    say(f"initialised {ws.home}: edit {ws.config_path.name} and {ws.constitution_path.name}, then `tether run`")
+    with store.transaction():
+        store.append_audit("tether", "workspace.init", None, {"reviewer": name})
+        reviewers.register_first(store, signer)
+        amendments.init(store, ws.constitution_path.read_text(), signer)
+    say(f"initialised {ws.home} with reviewer {name} (key {signer.fingerprint[:16]} in {folder}): edit "
+        f"{ws.config_path.name}, then `tether run`")
+
+
+def _login_name() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return ""
 
 
 def _plugin_problems(data: Any) -> list[str]:
@@ -106,8 +162,8 @@ def _config_problems(config_path: Path) -> tuple[TetherConfig | None, list[str]]
         config, problems = None, list(err.problems)
     if config_path.is_file():
         try:
-            problems += _plugin_problems(yaml.safe_load(config_path.read_text()))
-        except yaml.YAMLError:
+            problems += _plugin_problems(read_yaml(config_path))
+        except (YamlRefused, OSError):
             pass  # already reported by load_config
     problems = [f"{config_path}: {p}" for p in problems]
     return (config if not problems else None), problems
@@ -129,12 +185,14 @@ def validate(
             problems += [f"{err.source}: {p}" for p in err.problems]
     if problems:
         for problem in problems:
-            say(f"[red]✗[/] {problem}")
+            say_check(False, problem)
         fail(f"{len(problems)} problem(s) found")
-    say(f"[green]✓[/] {path} is valid")
+    say_check(True, f"{path} is valid")
 
 
 def _report(outcome: Outcome) -> None:
+    if outcome.state == "paused" and outcome.approval_id is None:
+        fail(outcome.message, EXIT_CHECK_FAILED)  # paused on a check that could not run (a missing file)
     if outcome.state == "paused":
         say(f"paused at the approval gate. Review with `tether approvals`, then "
             f"`tether approve {outcome.approval_id} --by NAME` (or reject), and `tether resume {outcome.run_id}`")
@@ -146,29 +204,38 @@ def _report(outcome: Outcome) -> None:
 def run(
     ctx: typer.Context,
     config: Annotated[Path | None, typer.Option("--config", help="Config file (default: the workspace's).")] = None,
-    rounds: Annotated[int | None, typer.Option("--rounds", min=1, help="Round budget (overrides the config).")] = None,
-    seed: Annotated[int | None, typer.Option("--seed", help="Seed (overrides the config).")] = None,
+    rounds: Annotated[int | None, typer.Option("--rounds", min=1, max=MAX_ROUNDS,
+                                               help="Round budget (overrides the config).")] = None,
+    seed: Annotated[int | None, typer.Option("--seed", min=0, max=MAX_SEED,
+                                             help="Seed (overrides the config).")] = None,
     wait: Annotated[bool, typer.Option("--wait", help="Block at the approval gate until someone decides.")] = False,
+    rebuild_model: Annotated[bool, typer.Option(
+        "--rebuild-model", help="Build the embedded tiny model (model.base 'tiny') again, replacing its folder, "
+        "e.g. when an interrupted copy left it incomplete.")] = False,
 ) -> None:
     """Start a run. Prints `run <RUN_ID>`; runs until it stops or reaches the approval gate."""
     ws, store = open_store(ctx)
     cfg, problems = _config_problems(config or ws.config_path)
     if cfg is None:
         for problem in problems:
-            say(f"[red]✗[/] {problem}")
+            say_check(False, problem)
         fail("invalid config; nothing was started (see `tether validate`)")
     if rounds is not None:
         cfg = cfg.model_copy(update={"controller": cfg.controller.model_copy(update={"rounds": rounds})})
     if seed is not None:
         cfg = cfg.model_copy(update={"seed": seed})
     try:
-        constitution = load_constitution(ws.constitution_path)
+        load_constitution(ws.constitution_path)
     except ConstitutionError as err:
         fail(f"invalid constitution: {err}")
     try:
-        outcome = start_run(ws, store, cfg, constitution, say=_say_run, wait=wait)
-    except ModelNotFoundError as err:
-        fail(str(err))
+        if rebuild_model:  # start_run then finds it built
+            ensure_model(ws, cfg, say, rebuild=True)
+        outcome = start_run(ws, store, cfg, say=_say_run, wait=wait)
+    except (ModelNotFoundError, RunStartError, GateError) as err:
+        fail(f"{err}; nothing was started")
+    except (ModelIntegrityError, RunTamperError) as err:
+        fail(str(err), EXIT_CHECK_FAILED)
     except RunFailedError as err:
         _failed(err)
     _report(outcome)
@@ -207,6 +274,8 @@ def resume(
         fail(str(err), EXIT_CHECK_FAILED)
     except RunFailedError as err:
         _failed(err)
+    except RunTamperError as err:
+        fail(str(err), EXIT_CHECK_FAILED)
     except ConstitutionError as err:
         fail(f"invalid constitution: {err}")
     _report(outcome)
@@ -247,8 +316,10 @@ def status(
                 [[d["run_id"], d["state"], f"{d['round']}/{d['rounds_budget']}", d["judge"], d["action"],
                   d["active_checkpoint"], ", ".join(d["pending_approvals"]), d["error"]] for d in docs])
     if run_id is not None and docs[0]["monitors"]:
-        print_table(f"monitors of round {docs[0]['round']}", ["monitor", "value"],
-                    [[k, f"{v:.4g}" if isinstance(v, float) else v] for k, v in sorted(docs[0]["monitors"].items())])
+        readings = Readings.from_json(docs[0]["monitors"])
+        rows = [[str(k), f"{v:.4g}"] for k, v in sorted(readings.values.items())]
+        rows += [[str(k), f"could not check: {why}"] for k, why in sorted(readings.could_not_check.items())]
+        print_table(f"monitors of round {docs[0]['round']}", ["monitor", "value"], rows)
 
 
 # The review commands come after the run commands in --help.
@@ -256,6 +327,7 @@ cli_review.register(app)
 app.add_typer(cli_review.constitution_app, name="constitution")
 app.add_typer(cli_review.audit_app, name="audit")
 app.add_typer(cli_judge.judge_app, name="judge")
+app.add_typer(cli_reviewers.reviewer_app, name="reviewer")
 
 if __name__ == "__main__":  # pragma: no cover
     app()

@@ -15,7 +15,7 @@ from typing import Annotated, Any
 import typer
 
 from agent.cli_common import err_console, fail, out_console, print_json, print_table, say, workspace
-from agent.config import ConfigError, load_config
+from agent.config import MAX_SEED, ConfigError, load_config
 from agent.workspace import WorkspaceError
 from guardrails.constitution import ConstitutionError, load_constitution
 from tools.judges import JUDGES, BackendPolicy
@@ -35,7 +35,8 @@ def judge_audit(
     config: Annotated[Path | None, typer.Option("--config", help="Config file (default: the workspace's).")] = None,
     probes: Annotated[int, typer.Option("--probes", min=1, help="Held-out probe prompts, balanced across "
                                         "families.")] = DEFAULT_PROBES,
-    seed: Annotated[int | None, typer.Option("--seed", help="Probe draw seed (default: the config's).")] = None,
+    seed: Annotated[int | None, typer.Option("--seed", min=0, max=MAX_SEED,
+                                             help="Probe draw seed (default: the config's).")] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Bias audit of a judge on held-out tiny-world probes: position bias, length bias,

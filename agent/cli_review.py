@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from dataclasses import asdict
 from pathlib import Path
 from typing import Annotated
@@ -9,13 +10,25 @@ from typing import Annotated
 import typer
 
 from agent import notebook
-from agent.cli_common import EXIT_CHECK_FAILED, fail, open_store, out_console, print_json, print_table, say
+from agent.cli_common import (
+    EXIT_CHECK_FAILED,
+    fail,
+    open_store,
+    out_console,
+    print_json,
+    print_table,
+    say,
+    signer,
+)
+from agent.config import ConfigError, load_config
 from agent.report import write_report
-from guardrails import amendments, gate
+from agent.workspace import Workspace
+from guardrails import amendments, audit, gate, signoff
 from guardrails.constitution import ConstitutionError
+from guardrails.errors import DeniedError, GateError, TamperError, TransientError
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")]
-ByOpt = Annotated[str, typer.Option("--by", help="Who decides (recorded in the audit log).")]
+ByOpt = Annotated[str, typer.Option("--by", help="The reviewer deciding: their key in the user key folder signs.")]
 
 constitution_app = typer.Typer(help="Show the constitution in force; propose amendments to its principles.",
                                no_args_is_help=True)
@@ -39,22 +52,36 @@ def approvals(ctx: typer.Context, as_json: JsonOpt = False) -> None:
                 [[r["id"], r["kind"], r["run_id"], r["created_at"], r["summary"]] for r in rows])
 
 
-def _decide(ctx: typer.Context, approval_id: str, decision: gate.HumanDecision, by: str, note: str | None) -> None:
+def _decide(ctx: typer.Context, approval_id: str, decision: signoff.HumanDecision, by: str, note: str | None,
+            as_json: bool) -> None:
     ws, store = open_store(ctx)
     pending = store.get_approval(approval_id)
+    if pending is None:
+        fail(f"no approval '{approval_id}' (see `tether approvals`)")
+    key = signer(store, by, approval_id)
+    version = None
     try:
-        if pending is not None and pending.kind == "constitution" and decision == "approve":
-            version = amendments.approve(store, approval_id, by, note, ws.constitution_path)
-            say(f"{approval_id} approved by {by}: constitution v{version.version} is in force; "
-                "runs use it from their next round")
-            return
-        decided = gate.decide(store, approval_id, decision, by, note)
-    except gate.TamperError as err:
+        if pending.kind == "constitution":
+            decided, version = amendments.decide(store, approval_id, decision, key, note, ws.constitution_path)
+        else:
+            decided = gate.decide(store, approval_id, decision, key, note)
+    except (TamperError, DeniedError) as err:
         fail(str(err), EXIT_CHECK_FAILED)
-    except (gate.GateError, ConstitutionError) as err:
+    except (GateError, ConstitutionError) as err:
         fail(str(err))
-    say(f"{decided.id} {decided.status} by {decided.decided_by}"
-        + (f"; `tether resume {decided.run_id}` continues the run" if decided.run_id else ""))
+    if as_json:
+        print_json({"id": decided.id, "kind": decided.kind, "status": decided.status, "decided_by": decided.decided_by,
+                    "run_id": decided.run_id, "signed_by": by,
+                    "constitution_version": version.version if version else None})
+        return
+    if decided.status == "pending":
+        say(f"{decided.id}: signed by {by}; it needs more reviewers (approvals.required) before it is decided")
+    elif version is not None:
+        say(f"{decided.id} approved by {decided.decided_by}: constitution v{version.version} is in force; runs use it "
+            "from their next round")
+    else:
+        say(f"{decided.id} {decided.status} by {decided.decided_by}"
+            + (f"; `tether resume {decided.run_id}` continues the run" if decided.run_id else ""))
 
 
 def approve(
@@ -62,9 +89,12 @@ def approve(
     approval_id: Annotated[str, typer.Argument(help="From `tether approvals`.")],
     by: ByOpt,
     note: Annotated[str | None, typer.Option("--note", help="Why (optional).")] = None,
+    as_json: JsonOpt = False,
 ) -> None:
-    """Approve a pending checkpoint or constitution change. The adapter's hash is checked first."""
-    _decide(ctx, approval_id, "approve", by, note)
+    """Approve a pending checkpoint or constitution change, signed with your reviewer key. The adapter's
+    hash is checked first; the signature binds the adapter, its parent, the base model, the constitution,
+    the evaluation report you were shown and the audit log's head."""
+    _decide(ctx, approval_id, "approve", by, note, as_json)
 
 
 def reject(
@@ -72,9 +102,11 @@ def reject(
     approval_id: Annotated[str, typer.Argument(help="From `tether approvals`.")],
     by: ByOpt,
     note: Annotated[str, typer.Option("--note", help="Why (required).")],
+    as_json: JsonOpt = False,
 ) -> None:
-    """Reject a pending approval; a rejected candidate is discarded when the run resumes."""
-    _decide(ctx, approval_id, "reject", by, note)
+    """Reject a pending approval, signed with your reviewer key; a rejected candidate is discarded when
+    the run resumes."""
+    _decide(ctx, approval_id, "reject", by, note, as_json)
 
 
 def log(
@@ -122,13 +154,19 @@ def rollback(
     by: ByOpt,
     reason: Annotated[str, typer.Option("--reason", help="Why (recorded in the audit log).")],
 ) -> None:
-    """Make an earlier approved checkpoint (or the base model) active; the next round uses it."""
+    """Make an earlier approved checkpoint (or the base model) active, signed with your reviewer key;
+    the next round uses it."""
     _, store = open_store(ctx)
+    if store.get_checkpoint(checkpoint_id) is None:
+        fail(f"no checkpoint '{checkpoint_id}' (see `tether checkpoints`)")
+    key = signer(store, by, checkpoint_id)
     try:
-        ck = gate.rollback(store, checkpoint_id, by, reason)
-    except gate.TamperError as err:
+        ck = gate.rollback(store, checkpoint_id, key, reason)
+    except (TamperError, DeniedError) as err:
         fail(str(err), EXIT_CHECK_FAILED)
-    except gate.GateError as err:
+    except TransientError as err:
+        fail(str(err), EXIT_CHECK_FAILED)
+    except GateError as err:
         fail(str(err))
     say(f"{ck.id} is now the active checkpoint of {ck.run_id}")
 
@@ -147,16 +185,27 @@ def report(
 
 
 @constitution_app.command("show")
-def constitution_show(ctx: typer.Context, as_json: JsonOpt = False) -> None:
-    """The constitution in force: invariants (immutable) and principles (amendable), with versions."""
+def constitution_show(
+    ctx: typer.Context,
+    as_json: JsonOpt = False,
+    as_yaml: Annotated[bool, typer.Option("--yaml", help="Print the version in force as YAML (to restore the "
+                                                        "workspace file, or to start a proposal from).")] = False,
+) -> None:
+    """The constitution in force: invariants (immutable) and principles (amendable), with versions. Only
+    a version with a verified human approval is ever in force."""
     ws, store = open_store(ctx)
     try:
         version, current = amendments.in_force(store)
-    except (gate.GateError, ConstitutionError) as err:
+    except (GateError, ConstitutionError) as err:
         fail(str(err))
+    if as_yaml:
+        sys.stdout.write(version.content)
+        return
     file_differs = ws.constitution_path.is_file() and ws.constitution_path.read_text() != version.content
+    unverified = set(amendments.unverified(store))
     versions = [{"version": v.version, "sha256": v.sha256, "created_at": v.created_at, "created_by": v.created_by,
-                 "approval_id": v.approval_id, "in_force": v.version == version.version}
+                 "approval_id": v.approval_id, "in_force": v.version == version.version,
+                 "verified": v.version not in unverified}
                 for v in store.constitution_versions()]
     if as_json:
         print_json({"in_force": version.version, "constitution": current.model_dump(mode="json"),
@@ -168,12 +217,14 @@ def constitution_show(ctx: typer.Context, as_json: JsonOpt = False) -> None:
                 [[i.id, i.check.kind, i.check.max_rate, i.text] for i in current.invariants])
     print_table("principles (amendable)", ["id", "weight", "rule", "text"],
                 [[p.id, p.weight, p.rule.kind if p.rule else "", p.text] for p in current.principles])
-    print_table("versions", ["version", "in force", "created_by", "approval", "created_at", "sha256"],
-                [[v["version"], "*" if v["in_force"] else "", v["created_by"], v["approval_id"], v["created_at"],
-                  v["sha256"][:12]] for v in versions])
+    print_table("versions", ["version", "in force", "signed approval", "created_by", "approval", "created_at",
+                             "sha256"],
+                [[v["version"], "*" if v["in_force"] else "", "yes" if v["verified"] else "NO (never in force)",
+                  v["created_by"], v["approval_id"], v["created_at"], v["sha256"][:12]] for v in versions])
     if file_differs:
-        say(f"note: {ws.constitution_path} differs from v{version.version}; the next `tether run` records it as a "
-            "new version (its invariants are pinned then)")
+        say(f"note: {ws.constitution_path} differs from v{version.version}; runs refuse to start until the edit is "
+            f"proposed (`tether constitution propose {ws.constitution_path} --by NAME`) and approved, or the file "
+            "is restored (`tether constitution show --yaml`)")
 
 
 @constitution_app.command("propose")
@@ -184,28 +235,62 @@ def constitution_propose(
 ) -> None:
     """Propose an amendment to the principles: an approval of kind constitution. A proposal that
     touches an invariant (or its definitions) is refused with exit 2 and nothing is written."""
-    _, store = open_store(ctx)
+    ws, store = open_store(ctx)
     if not file.is_file():
         fail(f"{file}: no such file")
     try:
-        approval = amendments.propose(store, file.read_text(), str(file), by)
+        approval = amendments.propose(store, file.read_text(), str(file), by, required=_required(ws))
     except ConstitutionError as err:
         fail("invalid constitution:\n  " + "\n  ".join(err.problems))
-    except gate.GateError as err:
+    except GateError as err:
         fail(str(err))
     say(f"proposed as {approval.id}: {approval.summary}. `tether approve {approval.id} --by NAME` puts it in force.")
 
 
+def _required(ws: Workspace) -> int:
+    """approvals.required of the workspace config: how many reviewers a constitution change needs."""
+    try:
+        return load_config(ws.config_path).approvals.required
+    except ConfigError as err:
+        fail(f"the workspace config is invalid, so approvals.required is unknown: {err}")
+
+
 @audit_app.command("verify")
 def audit_verify(ctx: typer.Context, as_json: JsonOpt = False) -> None:
-    """Recompute the audit hash chain; exit 1 naming the first bad entry if it is broken."""
+    """Recompute the audit hash chain and check it against every signed head (approvals, rollbacks,
+    reviewer changes): exit 1 naming the first bad entry if it was edited, deleted, reordered,
+    recomputed or cut short."""
     _, store = open_store(ctx)
-    report = store.verify_audit()
+    report = audit.verify(store)
     if as_json:
         print_json(asdict(report))
     if not report.ok:
-        fail(f"audit chain broken at entry {report.first_bad_seq}: {report.reason}", EXIT_CHECK_FAILED)
+        where = f"entry {report.first_bad_seq}" if report.first_bad_seq is not None else "a signature"
+        fail(f"audit log broken at {where}: {report.reason}", EXIT_CHECK_FAILED)
     if not as_json:
-        say(f"audit chain intact ({report.entries} entries)")
+        say(f"audit chain intact ({report.entries} entries, every signed head matches)")
 
 
+@audit_app.command("list")
+def audit_list(
+    ctx: typer.Context,
+    limit: Annotated[int | None, typer.Option("--limit", min=1, help="Only the newest N entries.")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """The audit log: seq, at, actor, action, subject, details (oldest first)."""
+    _, store = open_store(ctx)
+    entries = store.audit_entries()
+    if limit is not None:
+        entries = entries[-limit:]
+    rows = [{"seq": e.seq, "at": e.at, "actor": e.actor, "action": e.action, "subject": e.subject,
+             "details": e.details, "hash": e.hash} for e in entries]
+    if as_json:
+        print_json(rows)
+        return
+    print_table("audit log", ["seq", "at", "actor", "action", "subject", "details"],
+                [[r["seq"], r["at"], r["actor"], r["action"], r["subject"], _short(r["details"])] for r in rows])
+
+
+def _short(details: dict) -> str:
+    text = ", ".join(f"{k}={v}" for k, v in details.items() if not isinstance(v, dict | list))
+    return text if len(text) <= 120 else text[:117] + "..."

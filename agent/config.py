@@ -13,25 +13,20 @@ import math
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import Field, ValidationError, model_validator
 from pydantic_core import ErrorDetails
 
+from agent.config_base import MAX_BATCH, MAX_NEW_TOKENS, MAX_PROMPTS, MAX_ROUNDS, MAX_SEED, _Section
+from agent.config_controller import (  # noqa: F401  (re-exported: the controller's settings are config too)
+    INTERVENTIONS,
+    AdvisorConfig,
+    ControllerConfig,
+    Intervention,
+)
 from guardrails.safe_yaml import YamlRefused, read_yaml
 
 TINY_MODEL = "tiny"
 
-# Upper bounds far above any sane run yet low enough that a typo (1e9 for 1e3) is caught before it
-# allocates, loops or trains for days. Each field's description states its bound.
-MAX_ROUNDS = 1_000
-MAX_PROMPTS = 10_000
-MAX_BATCH = 1_024
-MAX_NEW_TOKENS = 4_096
-MAX_SEED = 2**31 - 1  # per-round seeds add the round number and must fit numpy's 32-bit seeds
-
-
-class _Section(BaseModel):
-    # strict: a YAML float (1.0e+12) is never an int; allow_inf_nan=False: `.inf` / `.nan` are errors.
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=True, allow_inf_nan=False)
 
 
 class ModelConfig(_Section):
@@ -211,127 +206,13 @@ class EvaluationConfig(_Section):
     )
 
 
-Intervention = Literal["switch_judge", "regenerate_prompts", "add_adversarial", "propose_amendment"]
-INTERVENTIONS: tuple[Intervention, ...] = ("switch_judge", "regenerate_prompts", "add_adversarial",
-                                           "propose_amendment")
-
-
-class SwitchJudgeConfig(_Section):
-    max_length_score_corr: float = Field(
-        0.6, ge=-1.0, le=1.0,
-        description="Leave a judge whose length-score correlation on a round is above this (it pays "
-        "for length).",
+class ApprovalsConfig(_Section):
+    required: int = Field(
+        1, ge=1, le=10,
+        description="Distinct registered reviewers whose signed approvals a checkpoint or constitution change "
+        "needs (at most 10); the proposer of a constitution change is never one of them. Fixed for a run "
+        "once it starts.",
     )
-    min_position_consistency: float = Field(
-        0.7, ge=0.0, le=1.0,
-        description="Leave a judge whose verdicts agree across both presentation orders less often.",
-    )
-    invalid_rounds: int = Field(
-        2, ge=1, le=MAX_ROUNDS,
-        description="Leave a judge after this many rounds in a row above max_invalid_share.",
-    )
-
-
-class RegenerateTriggerConfig(_Section):
-    max_prompt_reuse: float = Field(
-        0.5, ge=0.0, le=1.0,
-        description="Prompt saturation: more than this share of a round's prompts was used before.",
-    )
-    min_prompt_dispersion: float = Field(
-        0.2, ge=0.0, le=2.0,
-        description="Prompt saturation: the round's prompts are less spread out than this (mean "
-        "pairwise MiniLM cosine distance).",
-    )
-    margin_drop: float = Field(
-        0.5, gt=0.0, le=1.0,
-        description="Prompt saturation: the pair margin fell by this share of its peak over `window` "
-        "rounds while more than half of the round's prompts were reused.",
-    )
-    window: int = Field(3, ge=2, le=MAX_ROUNDS, description="Rounds the margin trend is read over.")
-
-
-class AdversarialTriggerConfig(_Section):
-    plateau_rounds: int = Field(
-        2, ge=1, le=MAX_ROUNDS,
-        description="Held-out plateau: no gain of min_gain over this many trained rounds.",
-    )
-    min_gain: float = Field(
-        0.02, ge=0.0, le=1.0,
-        description="Smallest held-out gain that counts as progress, in [0, 1] like held-out scores.",
-    )
-
-
-class AmendmentTriggerConfig(_Section):
-    max_over_refusal: float = Field(
-        0.3, ge=0.0, le=1.0,
-        description="Over-refusal: share of responses to prompts the constitution deems benign that "
-        "are refusals, above which the agent drafts a stronger helpfulness principle.",
-    )
-    patience: int = Field(
-        2, ge=1, le=MAX_ROUNDS, description="Rounds in a row over the threshold before it drafts."
-    )
-
-
-class StopConfig(_Section):
-    patience: int = Field(
-        3, ge=1, le=MAX_ROUNDS,
-        description="Stop when held-out scores have not improved by min_gain for this many trained "
-        "rounds and every enabled plateau intervention was tried since the last gain.",
-    )
-    max_invariant_failures: int = Field(
-        2, ge=1, le=MAX_ROUNDS, description="Stop after this many candidates in a row fail an invariant check."
-    )
-
-
-class AdvisorConfig(_Section):
-    """An LLM that proposes an action with its reason; the rule policy validates it and may overrule it."""
-
-    model: str = Field(description="Model name at the endpoint.")
-    base_url: str | None = Field(None, description="OpenAI-compatible endpoint, e.g. http://host:8000/v1.")
-    api_key_env: str | None = Field(None, description="Name of the env var holding the API key.")
-    timeout: float = Field(
-        30.0, gt=0.0, le=600.0, description="Seconds per request, at most 600; a timeout means no advice."
-    )
-
-
-class ControllerConfig(_Section):
-    rounds: int = Field(
-        3, ge=1, le=MAX_ROUNDS,
-        description=f"Round budget, at most {MAX_ROUNDS}; `tether run --rounds` overrides it.",
-    )
-    min_pairs: int = Field(
-        1, ge=1, le=MAX_PROMPTS,
-        description="Fewer pairs than this in a round stops the run; at most prompts.per_round (one pair "
-        "per prompt).",
-    )
-    max_invalid_share: float = Field(
-        0.2, ge=0.0, le=1.0,
-        description="A round whose share of invalid judgments is above this is not trained on.",
-    )
-    interventions: list[Intervention] = Field(
-        default_factory=lambda: list(INTERVENTIONS),
-        description="Interventions the controller may choose; [] = train / skip / stop only.",
-    )
-    heldout_metric: Literal["oracle", "judge"] = Field(
-        "oracle",
-        description="Held-out score plateaus and stops are read from: oracle = the task verifiers "
-        "(the tiny world has them), judge = the judge in use.",
-    )
-    max_repeats: int = Field(
-        2, ge=1, le=MAX_ROUNDS, description="The same intervention at most this many rounds in a row."
-    )
-    cooldown: int = Field(
-        2, ge=0, le=MAX_ROUNDS, description="Rounds an intervention rests after a streak of max_repeats."
-    )
-    max_interventions_in_a_row: int = Field(
-        3, ge=1, le=MAX_ROUNDS, description="After this many intervention rounds in a row the next round trains."
-    )
-    switch_judge: SwitchJudgeConfig = SwitchJudgeConfig()
-    regenerate_prompts: RegenerateTriggerConfig = RegenerateTriggerConfig()
-    add_adversarial: AdversarialTriggerConfig = AdversarialTriggerConfig()
-    propose_amendment: AmendmentTriggerConfig = AmendmentTriggerConfig()
-    stop: StopConfig = StopConfig()
-    advisor: AdvisorConfig | None = Field(None, description="Optional LLM advisor (null = rules only).")
 
 
 class TrackingConfig(_Section):
@@ -353,6 +234,7 @@ class TetherConfig(_Section):
     training: TrainingConfig = TrainingConfig()
     evaluation: EvaluationConfig = EvaluationConfig()
     controller: ControllerConfig = ControllerConfig()
+    approvals: ApprovalsConfig = ApprovalsConfig()
     tracking: TrackingConfig = TrackingConfig()
 
     @model_validator(mode="after")

@@ -6,6 +6,7 @@ per process: a resumed run rebuilds them from the store and the workspace.
 
 from __future__ import annotations
 
+import itertools
 import random
 import time
 from collections import defaultdict
@@ -13,15 +14,18 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import cached_property
-from pathlib import Path
 from typing import Any
 
 from agent.config import TetherConfig
+from agent.faults import Fault
 from agent.tracking import Tracker
 from agent.workspace import Workspace
+from guardrails import gate
 from guardrails.constitution import Constitution
-from memory import RunPrompt, Store
+from guardrails.errors import TransientError
+from memory import Run, RunPrompt, Store
 from policies.adapters import AdapterRef
+from policies.artifacts import ModelIntegrityError, model_folder, verify_model
 from policies.generation import GenerationBackend, SamplingSpec, make_backend
 from tools.judges import JUDGES, Judge
 from tools.monitors import MONITORS, Monitor
@@ -52,13 +56,35 @@ class RunContext:
     constitution: Constitution
     tracker: Tracker
     progress: bool = False
+    fault: Fault | None = None  # fault injection for the kill tests (agent/faults.py)
     timings: dict[str, float] = field(default_factory=lambda: defaultdict(float))  # seconds per stage
     counts: dict[str, float] = field(default_factory=lambda: defaultdict(float))  # e.g. generated tokens
     _run_prompts: dict[str, Prompt] = field(default_factory=dict, repr=False)
 
     @cached_property
     def model_ref(self) -> str:
-        return self.workspace.model_ref(self.config)
+        """What `from_pretrained` loads: the pinned base, resolved against the workspace (not the
+        working directory) when it lives inside it."""
+        base = self.run.base_model or {}
+        ref = str(base.get("ref") or self.workspace.model_ref(self.config))
+        return str(self.store.resolve(ref)) if base.get("in_workspace") else ref
+
+    @property
+    def run(self) -> Run:
+        run = self.store.get_run(self.run_id)
+        if run is None:
+            raise LookupError(f"run {self.run_id} is not in the store")
+        return run
+
+    def verify_base(self) -> None:
+        """Every load of the base model checks its files against the digest pinned at run start."""
+        base = self.run.base_model
+        if not base:
+            raise ModelIntegrityError(f"run {self.run_id} has no pinned base model (started before pinning existed?)")
+        try:
+            verify_model(model_folder(self.model_ref), base)
+        except OSError as err:  # moved or unmounted: nothing to decide on, so the run pauses
+            raise TransientError(f"the base model could not be read ({err}); restore it and `tether resume`") from None
 
     @cached_property
     def taskset(self) -> TaskSet:
@@ -68,6 +94,7 @@ class RunContext:
     def backend(self) -> GenerationBackend:
         gen = self.config.generation
         with self.timed("load_model"):
+            self.verify_base()
             return make_backend(
                 gen.backend,
                 self.model_ref,
@@ -143,15 +170,19 @@ class RunContext:
         self._drop_judge()
 
     def adapter(self, checkpoint_id: str | None) -> AdapterRef | None:
-        """The adapter a checkpoint id stands for; None for a base checkpoint."""
+        """The adapter a checkpoint id stands for; None for a base checkpoint. The run's active
+        checkpoint is checked against its audited activation and signed approval on every load."""
         if checkpoint_id is None:
             return None
         ck = self.store.get_checkpoint(checkpoint_id)
         if ck is None:
             raise LookupError(f"checkpoint {checkpoint_id} is not in the store")
+        run = self.run
+        if checkpoint_id == run.active_checkpoint:
+            gate.verified_active(self.store, run)
         if ck.sha256 is None:
             return None
-        return AdapterRef(id=ck.id, path=Path(ck.path), sha256=ck.sha256)
+        return AdapterRef(id=ck.id, path=self.store.resolve(ck.path), sha256=ck.sha256)
 
     @contextmanager
     def timed(self, stage: str) -> Iterator[None]:
@@ -170,6 +201,15 @@ class RunContext:
 
     def describe(self) -> dict[str, Any]:
         return {"judge": self.judge.spec(), "prompts": self.prompt_generator.spec()}
+
+
+def heldout_slice(taskset: TaskSet, n: int) -> list[Prompt]:
+    """A fixed slice of the held-out split, balanced across families (round-robin)."""
+    by_family: dict[str, list[Prompt]] = {}
+    for p in taskset.heldout:
+        by_family.setdefault(p.family, []).append(p)
+    interleaved = [p for group in itertools.zip_longest(*by_family.values()) for p in group if p is not None]
+    return interleaved[:n]
 
 
 def _as_prompt(p: RunPrompt) -> Prompt:

@@ -19,6 +19,7 @@ from langgraph.graph import END, START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
 
 from agent.context import RunContext
+from agent.faults import with_fault_points
 from agent.nodes import candidate, decide, interventions
 from agent.nodes import round as round_nodes
 from agent.state import RoundState
@@ -61,23 +62,28 @@ def checkpointer(conn: sqlite3.Connection) -> SqliteSaver:
     return SqliteSaver(conn, serde=StrictSerializer())
 
 
+NODES: dict[str, Any] = {
+    "plan": round_nodes.plan,
+    "prompts": round_nodes.prompts,
+    "sample": round_nodes.sample,
+    "judge": round_nodes.judge,
+    "pairs": round_nodes.pairs,
+    "monitor": round_nodes.monitor,
+    "decide": decide.decide,
+    "train_candidate": candidate.train_candidate,
+    "evaluate": candidate.evaluate,
+    "check_invariants": candidate.check_invariants,
+    "approval_gate": candidate.approval_gate,
+    "commit": candidate.commit,
+    "discard": candidate.discard,
+    **{name: getattr(interventions, name) for name in INTERVENTION_NODES},
+}
+
+
 def build_graph() -> StateGraph:
     graph = StateGraph(RoundState, context_schema=RunContext)
-    graph.add_node("plan", round_nodes.plan)
-    graph.add_node("prompts", round_nodes.prompts)
-    graph.add_node("sample", round_nodes.sample)
-    graph.add_node("judge", round_nodes.judge)
-    graph.add_node("pairs", round_nodes.pairs)
-    graph.add_node("monitor", round_nodes.monitor)
-    graph.add_node("decide", decide.decide)
-    graph.add_node("train_candidate", candidate.train_candidate)
-    graph.add_node("evaluate", candidate.evaluate)
-    graph.add_node("check_invariants", candidate.check_invariants)
-    graph.add_node("approval_gate", candidate.approval_gate)
-    graph.add_node("commit", candidate.commit)
-    graph.add_node("discard", candidate.discard)
-    for name in INTERVENTION_NODES:
-        graph.add_node(name, getattr(interventions, name))
+    for name, fn in NODES.items():
+        graph.add_node(name, with_fault_points(name, fn))
 
     graph.add_edge(START, "plan")
     graph.add_conditional_edges("plan", round_nodes.route_plan)
@@ -92,7 +98,7 @@ def build_graph() -> StateGraph:
     )
     for name in INTERVENTION_NODES:
         graph.add_edge(name, "plan")
-    graph.add_edge("train_candidate", "evaluate")
+    graph.add_conditional_edges("train_candidate", candidate.route_trained)
     graph.add_edge("evaluate", "check_invariants")
     graph.add_conditional_edges("check_invariants", candidate.route_invariants)
     graph.add_conditional_edges("approval_gate", candidate.route_gate)

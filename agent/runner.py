@@ -8,7 +8,6 @@ run at a time (an advisory file lock); approvals arrive through the store from a
 from __future__ import annotations
 
 import fcntl
-import hashlib
 import os
 import secrets
 import sqlite3
@@ -19,17 +18,21 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
-from langgraph.checkpoint.sqlite import SqliteSaver
 from langgraph.types import Command
 
 from agent.config import TINY_MODEL, TetherConfig
-from agent.context import RunContext
-from agent.graph import compile_graph
+from agent.context import RunContext, heldout_slice
+from agent.faults import Fault
+from agent.graph import checkpointer, compile_graph
 from agent.tracking import Tracker
 from agent.workspace import Workspace
+from guardrails import amendments, candidates, checks
 from guardrails.constitution import Constitution, load_constitution, parse_constitution, verify_pinned
-from memory import Checkpoint, ConstitutionVersion, Run, Store
+from guardrails.errors import DeniedError, TamperError, TransientError
+from memory import ConstitutionVersion, Run, Store
+from policies.artifacts import ModelIntegrityError, model_folder
 from policies.tiny import TinySpec, ensure_tiny_model
+from tools.tasks import tiny_world
 
 Say = Callable[[str], None]
 POLL_SECONDS = 1.0
@@ -45,6 +48,15 @@ class RunNotFoundError(LookupError):
 
 class ModelNotFoundError(FileNotFoundError):
     pass
+
+
+class RunTamperError(RuntimeError):
+    """A check found tampering (a forged approval, a changed base model): the run is marked failed and
+    stays so until a person has looked; nothing was activated."""
+
+    def __init__(self, run_id: str, error: str) -> None:
+        self.run_id = run_id
+        super().__init__(f"run {run_id} stopped: {error}")
 
 
 class RunFailedError(RuntimeError):
@@ -92,6 +104,10 @@ def is_driven(ws: Workspace, run_id: str) -> bool:
         return True
 
 
+class RunStartError(ValueError):
+    """The run cannot start as configured; nothing was written (CLI exit 2)."""
+
+
 def ensure_model(ws: Workspace, config: TetherConfig, say: Say, progress: bool = True) -> str:
     if config.model.base == TINY_MODEL:
         target = ws.tiny_model_dir(config)
@@ -106,24 +122,45 @@ def ensure_model(ws: Workspace, config: TetherConfig, say: Say, progress: bool =
     return ws.model_ref(config)
 
 
-def start_run(ws: Workspace, store: Store, config: TetherConfig, constitution: Constitution,
-              *, say: Say, wait: bool, progress: bool = True) -> Outcome:
+def probe_prompts(config: TetherConfig) -> list[str]:
+    """The prompts every candidate's invariants are checked on: the evaluation's held-out slice."""
+    return [p.text for p in heldout_slice(tiny_world(seed=config.seed), config.prompts.heldout)]
+
+
+def _require_constitution_file(ws: Workspace, version: ConstitutionVersion) -> None:
+    """The workspace file is an input to `constitution propose`, never a silent new version."""
+    if ws.constitution_path.is_file() and ws.constitution_path.read_text() != version.content:
+        raise RunStartError(
+            f"{ws.constitution_path} differs from constitution v{version.version}, the version in force. A run "
+            f"uses only approved versions: propose the edit with `tether constitution propose "
+            f"{ws.constitution_path} --by NAME`, or restore the file (`tether constitution show --yaml`)")
+
+
+def start_run(ws: Workspace, store: Store, config: TetherConfig, *, say: Say, wait: bool,
+              progress: bool = True) -> Outcome:
+    version, constitution = amendments.in_force(store)
+    _require_constitution_file(ws, version)
+    problems = checks.preflight(constitution, probe_prompts(config))
+    if problems:
+        raise RunStartError("; ".join(problems))
     model_ref = ensure_model(ws, config, say, progress=progress)
-    version = record_constitution(store, ws, constitution, created_by="workspace file")
+    try:
+        folder = model_folder(model_ref)
+    except FileNotFoundError as err:
+        raise RunStartError(str(err)) from None
+    manifest = candidates.pin_base(folder)
     run_id = f"run-{time.strftime('%Y%m%d')}-{secrets.token_hex(3)}"
-    base_id = f"{run_id}-base"
     with store.transaction():
         store.create_run(Run(
             id=run_id, config=config.model_dump(mode="json"), config_sha256=config.sha256(),
             seed=config.seed, rounds_budget=config.controller.rounds, constitution_version=version.version,
             invariants=constitution.invariant_digests(), invariants_sha256=constitution.invariants_sha256(),
-            state="running", round=0, active_checkpoint=base_id, thread_id=run_id, error=None,
+            state="running", round=0, thread_id=run_id, error=None,
         ))
-        store.add_checkpoint(Checkpoint(id=base_id, run_id=run_id, round=0, status="base", path=model_ref,
-                                        sha256=None, parent=None, metrics={}, invariant_ok=None))
         store.append_audit("tether", "run.start", run_id,
                            {"config_sha256": config.sha256(), "invariants_sha256": constitution.invariants_sha256(),
-                            "constitution_version": version.version})
+                            "constitution_version": version.version, "base_sha256": manifest.sha256})
+        candidates.register_base(store, run_id, model_ref, folder, manifest)
     say(f"run {run_id}")
     return drive(ws, store, run_id, {"run_id": run_id, "round": 0}, say=say, wait=wait, progress=progress)
 
@@ -141,16 +178,9 @@ def resume_run(ws: Workspace, store: Store, run_id: str, *, say: Say, wait: bool
 
 def _recorded_constitution(store: Store, version: int) -> Constitution:
     recorded = store.get_constitution_version(version)
-    assert recorded is not None, f"constitution v{version} is not in the store"
+    if recorded is None:
+        raise RunStartError(f"constitution v{version} of this run is not in the store")
     return parse_constitution(recorded.content, f"constitution v{version}")
-
-
-def record_constitution(store: Store, ws: Workspace, constitution: Constitution,
-                        created_by: str) -> ConstitutionVersion:
-    """Record the workspace constitution as a version (a no-op when it is unchanged)."""
-    text = ws.constitution_path.read_text()
-    return store.add_constitution_version(text, hashlib.sha256(text.encode()).hexdigest(),
-                                          constitution.invariants_sha256(), created_by=created_by)
 
 
 def drive(ws: Workspace, store: Store, run_id: str, initial: dict[str, Any] | None, *, say: Say,
@@ -165,10 +195,10 @@ def drive(ws: Workspace, store: Store, run_id: str, initial: dict[str, Any] | No
         verify_pinned(run.invariants, load_constitution(ws.constitution_path))
         constitution = _recorded_constitution(store, run.constitution_version)
         tracker = Tracker(config.tracking, run_id, ws.wandb_dir, run.config)
-        ctx = RunContext(run_id, ws, store, config, constitution, tracker, progress=progress)
+        ctx = RunContext(run_id, ws, store, config, constitution, tracker, progress=progress, fault=Fault.from_env())
         conn = sqlite3.connect(ws.graph_db_path, check_same_thread=False)
         try:
-            graph = compile_graph(SqliteSaver(conn))
+            graph = compile_graph(checkpointer(conn))
             outcome = _drive(graph, ctx, run_id, initial, say=say, wait=wait)
             return replace(outcome, timings=dict(ctx.timings), counts=dict(ctx.counts))
         finally:
@@ -200,6 +230,17 @@ def _drive(graph: Any, ctx: RunContext, run_id: str, initial: dict[str, Any] | N
                     if node != "__interrupt__":
                         say(f"  {node} done ({time.perf_counter() - started:.1f}s)")
                 started = time.perf_counter()
+        except (TamperError, DeniedError, ModelIntegrityError) as err:
+            with store.transaction():
+                store.update_run(run_id, state="failed", error=f"tampering: {err}")
+                store.append_audit("tether", "run.failed", run_id, {"error": str(err), "tampering": True})
+            raise RunTamperError(run_id, str(err)) from None
+        except TransientError as err:
+            # A check could not run (an approved adapter missing, a busy disk): nothing was decided on it.
+            with store.transaction():
+                store.update_run(run_id, state="paused", error=str(err))
+                store.append_audit("tether", "run.paused", run_id, {"error": str(err)})
+            return Outcome(run_id, "paused", None, f"run {run_id} paused: {err}")
         except BaseException as err:  # KeyboardInterrupt too: the run is resumable either way
             error = "interrupted" if isinstance(err, KeyboardInterrupt) else f"{type(err).__name__}: {err}"
             with store.transaction():

@@ -26,7 +26,12 @@ def resolve_home(cli_home: Path | None) -> Path:
 
 @dataclass(frozen=True)
 class Workspace:
+    """A workspace folder, held as an absolute path: nothing depends on the working directory."""
+
     home: Path
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "home", Path(self.home).expanduser().resolve())
 
     @property
     def config_path(self) -> Path:

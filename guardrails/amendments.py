@@ -12,19 +12,69 @@ import hashlib
 import os
 from pathlib import Path
 
-import yaml
-
-from guardrails.constitution import Constitution, changed_invariants, parse_constitution
-from guardrails.gate import SYSTEM_ACTOR, GateError, TamperError
-from memory import Approval, ApprovalStateError, ConstitutionVersion, Store
+from guardrails import keys, signoff
+from guardrails.constitution import Constitution, changed_invariants, parse_constitution, verify_pinned
+from guardrails.errors import GateError, TamperError
+from guardrails.safe_yaml import dump_yaml, load_yaml
+from guardrails.signoff import SYSTEM_ACTOR, HumanDecision
+from memory import Approval, ConstitutionVersion, Run, Store
+from memory.guarded import GuardedWrites
 
 
 def in_force(store: Store) -> tuple[ConstitutionVersion, Constitution]:
-    """The constitution version in force (the latest recorded) and its parsed content."""
-    latest = store.latest_constitution()
-    if latest is None:
-        raise GateError("no constitution is recorded in this workspace (run `tether init`)")
-    return latest, parse_constitution(latest.content, f"constitution v{latest.version}")
+    """The constitution version in force: the newest one that carries a verified human approval.
+    A version row written without one (by hand, or by an older tether from the workspace file) is
+    never in force; `unverified` lists them."""
+    for version in reversed(store.constitution_versions()):
+        if _verified(store, version):
+            return version, parse_constitution(version.content, f"constitution v{version.version}")
+    raise GateError("no constitution with a verified approval is recorded in this workspace (run `tether init`)")
+
+
+def unverified(store: Store) -> list[int]:
+    """Versions that carry no verified approval (never in force)."""
+    return [v.version for v in store.constitution_versions() if not _verified(store, v)]
+
+
+def _verified(store: Store, version: ConstitutionVersion) -> bool:
+    approval = store.get_approval(version.approval_id) if version.approval_id else None
+    if approval is None or approval.kind != "constitution" or approval.status != "approved" \
+            or approval.subject_sha256 != version.sha256:
+        return False
+    try:
+        signoff.verify_decided(store, approval)
+    except TamperError:
+        return False
+    return hashlib.sha256(version.content.encode()).hexdigest() == version.sha256
+
+
+def adopt(store: Store, run: Run) -> tuple[ConstitutionVersion, Constitution] | None:
+    """Move a run to the version in force when it is newer than the run's: only a version with a
+    verified human approval, and only if the run's pinned invariants are unchanged in it."""
+    version, constitution = in_force(store)
+    if version.version <= run.constitution_version:
+        return None
+    verify_pinned(run.invariants, constitution)
+    with store.transaction():
+        GuardedWrites(store).set_constitution_version(run.id, version.version)
+        store.append_audit(SYSTEM_ACTOR, "constitution.adopt", run.id,
+                           {"run": run.id, "version": version.version, "approval": version.approval_id})
+    return version, constitution
+
+
+def init(store: Store, text: str, signer: keys.Signer) -> ConstitutionVersion:
+    """Version 1 at `tether init`: proposed by the workspace, signed by its first reviewer."""
+    constitution = parse_constitution(text, "constitution.yaml")
+    sha = hashlib.sha256(text.encode()).hexdigest()
+    writes = GuardedWrites(store)
+    with store.transaction():
+        approval = writes.create_approval("constitution", "v1", sha, f"constitution v1 '{constitution.name}'",
+                                          payload={"content": text, "proposed_by": "tether init", "base_version": 0,
+                                                   "changes": ["initial version"]})
+        store.append_audit(SYSTEM_ACTOR, "constitution.init", approval.id, {"sha256": sha, "required": 1})
+        signoff.sign(store, approval, "approve", signer, "initial constitution")
+        return writes.add_constitution_version(text, sha, constitution.invariants_sha256(), created_by="tether init",
+                                               approval_id=approval.id, note="initial version")
 
 
 def principle_changes(old: Constitution, new: Constitution) -> list[str]:
@@ -58,7 +108,7 @@ def draft_over_refusal(current: Constitution, text: str) -> tuple[str, str] | No
     benign requests (weight +0.2, up to 1.0, and a clarifying sentence), or add one. Only principles
     change; `propose` re-checks that. Returns (amended YAML, what it changes), or None when the
     principle is already as strong as a draft can make it."""
-    doc = yaml.safe_load(text)
+    doc = load_yaml(text, "constitution")
     principles = doc.setdefault("principles", [])
     target = next((p for p in principles if (p.get("rule") or {}).get("kind") == "over_refusal"), None)
     if target is None:
@@ -66,7 +116,7 @@ def draft_over_refusal(current: Constitution, text: str) -> tuple[str, str] | No
         new_id = "helpful" if "helpful" not in taken else "answer-benign-requests"
         principles.append({"id": new_id, "text": OVER_REFUSAL_CLARIFICATION, "weight": 0.8,
                            "rule": {"kind": "over_refusal"}})
-        return yaml.safe_dump(doc, sort_keys=False), f"adds principle '{new_id}' against over-refusal"
+        return dump_yaml(doc), f"adds principle '{new_id}' against over-refusal"
     weight = float(target.get("weight", 1.0))
     new_weight = min(1.0, round(weight + 0.2, 2))
     clarified = OVER_REFUSAL_CLARIFICATION in str(target.get("text", ""))
@@ -75,13 +125,14 @@ def draft_over_refusal(current: Constitution, text: str) -> tuple[str, str] | No
     target["weight"] = new_weight
     if not clarified:
         target["text"] = f"{str(target.get('text', '')).rstrip()} {OVER_REFUSAL_CLARIFICATION}".strip()
-    return (yaml.safe_dump(doc, sort_keys=False),
+    return (dump_yaml(doc),
             f"principle '{target['id']}': weight {weight:g} -> {new_weight:g}"
             + ("" if clarified else " and the clarification \"" + OVER_REFUSAL_CLARIFICATION + "\""))
 
 
-def propose(store: Store, text: str, source: str, by: str, run_id: str | None = None) -> Approval:
-    """Create a pending approval of kind `constitution`. Raises ConstitutionError or GateError."""
+def propose(store: Store, text: str, source: str, by: str, run_id: str | None = None, required: int = 1) -> Approval:
+    """Create a pending approval of kind `constitution`. Raises ConstitutionError or GateError.
+    `required` distinct reviewers must approve it, none of them the proposer."""
     if not by.strip():
         raise GateError("--by must name who proposes the change")
     proposed = parse_constitution(text, source)
@@ -92,7 +143,7 @@ def propose(store: Store, text: str, source: str, by: str, run_id: str | None = 
         raise GateError(f"the proposal changes nothing in constitution v{version.version}")
     sha = hashlib.sha256(text.encode()).hexdigest()
     with store.transaction():
-        approval = store.create_approval(
+        approval = GuardedWrites(store).create_approval(
             kind="constitution",
             subject=f"v{version.version}+{sha[:12]}",
             subject_sha256=sha,
@@ -101,19 +152,24 @@ def propose(store: Store, text: str, source: str, by: str, run_id: str | None = 
             run_id=run_id,
         )
         store.append_audit(by, "constitution.propose", approval.id, {"base_version": version.version,
-                                                                     "changes": changes, "sha256": sha})
+                                                                     "changes": changes, "sha256": sha,
+                                                                     "required": required})
     return approval
 
 
-def approve(store: Store, approval_id: str, by: str, note: str | None, constitution_path: Path) -> ConstitutionVersion:
-    """Approve an amendment: every check again, then a new version in force and the file rewritten."""
+def decide(store: Store, approval_id: str, decision: HumanDecision, signer: keys.Signer, note: str | None,
+           constitution_path: Path) -> tuple[Approval, ConstitutionVersion | None]:
+    """A reviewer's signed decision on an amendment. Approving re-checks everything; once enough
+    reviewers approved, the new version is in force and the workspace file mirrors it."""
     approval = store.get_approval(approval_id)
     if approval is None or approval.kind != "constitution":
         raise GateError(f"no constitution proposal '{approval_id}' (see `tether approvals`)")
     if approval.status != "pending":
         raise GateError(f"approval {approval_id} is already {approval.status} by {approval.decided_by}")
-    if not by.strip():
-        raise GateError("--by must name the person deciding")
+    if decision == "reject":
+        if not (note or "").strip():
+            raise GateError("a rejection needs --note saying why")
+        return signoff.sign(store, approval, "reject", signer, note), None
     text = str(approval.payload.get("content", ""))
     if hashlib.sha256(text.encode()).hexdigest() != approval.subject_sha256:
         raise TamperError(f"proposal {approval_id} no longer matches the text that was proposed")
@@ -125,20 +181,18 @@ def approve(store: Store, approval_id: str, by: str, note: str | None, constitut
         )
     proposed = parse_constitution(text, f"proposal {approval_id}")
     _refuse_invariant_changes(current, proposed)
-    try:
-        with store.transaction():
-            store.decide_approval(approval_id, "approved", by, note)
-            amended = store.add_constitution_version(
-                text, approval.subject_sha256, proposed.invariants_sha256(),
-                created_by=str(approval.payload.get("proposed_by", by)), approval_id=approval_id, note=note,
-            )
-            store.append_audit(by, "approval.approved", approval_id, {"note": note, "subject": approval.subject})
-            store.append_audit(SYSTEM_ACTOR, "constitution.amend", f"v{amended.version}",
-                               {"approval": approval_id, "changes": approval.payload.get("changes")})
-    except ApprovalStateError as err:
-        raise GateError(str(err)) from None
+    with store.transaction():
+        decided = signoff.sign(store, approval, "approve", signer, note)
+        if decided.status != "approved":
+            return decided, None  # waits for more reviewers (approvals.required)
+        amended = GuardedWrites(store).add_constitution_version(
+            text, approval.subject_sha256, proposed.invariants_sha256(),
+            created_by=str(approval.payload.get("proposed_by", signer.name)), approval_id=approval_id, note=note,
+        )
+        store.append_audit(SYSTEM_ACTOR, "constitution.amend", f"v{amended.version}",
+                           {"approval": approval_id, "changes": approval.payload.get("changes")})
     _write_atomically(constitution_path, text)
-    return amended
+    return decided, amended
 
 
 def _write_atomically(path: Path, text: str) -> None:

@@ -70,7 +70,18 @@ def _matches(pattern: re.Pattern[str], text: str) -> bool:
 
 class InvariantCheck(_Strict):
     kind: Literal["harmful_compliance", "abusive_language"]
-    max_rate: float = Field(ge=0.0, le=1.0, description="Highest tolerated violation rate.")
+    max_rate: float = Field(ge=0.0, le=1.0, description="Highest tolerated violation rate: the target.")
+    ratchet: bool = Field(
+        False,
+        description="Improve-only, for a model that starts above its target: a candidate passes while its rate "
+        "is within the best rate any approved checkpoint of the run (the base included) reached, plus "
+        "ratchet_margin. It still has to meet max_rate once the run has met it.",
+    )
+    ratchet_margin: float = Field(
+        0.0, ge=0.0, le=0.5,
+        description="Absolute allowance above the best approved rate, for sampling noise on the probe set: "
+        "with n probes a rate's standard error is about sqrt(p(1-p)/n), e.g. 0.07 at p=0.5, n=48.",
+    )
 
 
 class Invariant(_Strict):
@@ -117,8 +128,9 @@ class Constitution(_Strict):
 
     def invariant_digests(self) -> dict[str, str]:
         """A digest per invariant id, plus one for the definitions they are checked by."""
-        digests = {inv.id: _digest(inv.model_dump(mode="json")) for inv in self.invariants}
-        digests[DEFINITIONS_KEY] = _digest(self.definitions.model_dump(mode="json"))
+        # exclude_defaults: a field added later with a default leaves earlier pins unchanged.
+        digests = {inv.id: _digest(inv.model_dump(mode="json", exclude_defaults=True)) for inv in self.invariants}
+        digests[DEFINITIONS_KEY] = _digest(self.definitions.model_dump(mode="json", exclude_defaults=True))
         return digests
 
     def invariants_sha256(self) -> str:

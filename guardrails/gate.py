@@ -1,56 +1,82 @@
 """The approval gate and the only path to an active adapter.
 
 Deny by default over a closed set of decisions: an adapter becomes active only through `activate`
-(after a human approval of exactly that file) or `rollback` (to a checkpoint a human approved
-before, or the base model). Every check fails closed and every change is audited.
+(after enough verified human signatures on exactly that adapter) or `rollback` (signed, to a
+checkpoint a human approved before, or the base model). Every check fails closed and every change is
+audited. A check that cannot run (a missing file, a busy disk) raises TransientError and changes
+nothing: what is approved stays approved, on record and on disk.
 """
 
 from __future__ import annotations
 
+import hashlib
 import shutil
-from pathlib import Path
-from typing import Literal
+import sqlite3
+from typing import Any
 
-from memory import Approval, ApprovalStateError, Checkpoint, Store
+from guardrails import keys, reviewers, signoff
+from guardrails.checks import report_passes
+from guardrails.constitution import Constitution, parse_constitution
+from guardrails.errors import DeniedError, GateError, TamperError, TransientError
+from guardrails.signoff import SYSTEM_ACTOR, HumanDecision
+from guardrails.statements import Statement
+from memory import Approval, Checkpoint, Run, Store
+from memory.guarded import GuardedWrites
 from policies.adapters import AdapterIntegrityError, verify_adapter
 
-HumanDecision = Literal["approve", "reject"]
-SYSTEM_ACTOR = "tether"
+__all__ = ["SYSTEM_ACTOR", "DeniedError", "GateError", "HumanDecision", "TamperError", "TransientError", "activate",
+           "decide", "discard", "request_approval", "rollback", "verified_active"]
+
+ACTIVE_ACTIONS = ("checkpoint.activate", "checkpoint.rollback", "checkpoint.base")
 
 
-class GateError(RuntimeError):
-    """The request is refused; nothing changed."""
+def _adapter_check(store: Store, ck: Checkpoint) -> None:
+    """The adapter's files hash to what was recorded: TamperError if not, TransientError if unreadable."""
+    path = store.resolve(ck.path)
+    if not path.is_dir():
+        raise TransientError(f"adapter of {ck.id} not found at {path} (moved or on an unmounted disk?); restore it "
+                             "there and `tether resume` the run. Nothing was changed.")
+    try:
+        verify_adapter(path, ck.sha256 or "")
+    except AdapterIntegrityError as err:
+        if "not found" in str(err):
+            raise TransientError(f"{err}; restore the file and `tether resume` the run. Nothing was changed.") from None
+        raise TamperError(str(err)) from None
+    except OSError as err:
+        raise TransientError(f"adapter of {ck.id} at {path} could not be read ({err}); nothing was changed") from None
 
 
-class TamperError(RuntimeError):
-    """An artifact no longer matches its recorded hash."""
-
-
-def request_approval(store: Store, checkpoint: Checkpoint, summary: str) -> Approval:
-    """The pending approval for a candidate, created once (the gate node may run again on resume)."""
+def request_approval(store: Store, checkpoint: Checkpoint, summary: str, required: int) -> Approval:
+    """The pending approval for a candidate, created once (the gate node may run again on resume).
+    Only a candidate whose invariant report guardrails wrote, and that passes, may be requested."""
     existing = store.approval_for_subject("checkpoint", checkpoint.id)
     if existing is not None:
         return existing
-    if checkpoint.invariant_ok is not True or checkpoint.sha256 is None:
+    constitution = _report_constitution(store, checkpoint)
+    if checkpoint.sha256 is None or checkpoint.invariant_ok is not True or not report_passes(
+            checkpoint.invariant_report, constitution):
         raise GateError(f"checkpoint {checkpoint.id} did not pass its invariant checks; it cannot be approved")
+    writes = GuardedWrites(store)
     with store.transaction():
-        approval = store.create_approval(
-            kind="checkpoint",
-            run_id=checkpoint.run_id,
-            subject=checkpoint.id,
-            subject_sha256=checkpoint.sha256,
-            summary=summary,
-            payload=checkpoint.metrics or {},
-        )
-        store.update_checkpoint(checkpoint.id, status="pending")
-        store.append_audit(SYSTEM_ACTOR, "approval.request", approval.id, {"checkpoint": checkpoint.id})
+        approval = writes.create_approval("checkpoint", checkpoint.id, checkpoint.sha256, summary,
+                                          payload={"run_id": checkpoint.run_id}, run_id=checkpoint.run_id)
+        writes.set_checkpoint_status(checkpoint.id, "pending")
+        store.append_audit(SYSTEM_ACTOR, "approval.request", approval.id,
+                           {"checkpoint": checkpoint.id, "sha256": checkpoint.sha256, "required": required})
     return approval
 
 
-def decide(store: Store, approval_id: str, decision: HumanDecision, by: str, note: str | None) -> Approval:
-    """Record a human decision on a pending approval (from any process)."""
-    if not by.strip():
-        raise GateError("--by must name the person deciding")
+def _report_constitution(store: Store, ck: Checkpoint) -> Constitution:
+    """The constitution version the candidate's invariants were checked under."""
+    version = ((ck.invariant_report or {}).get("constitution") or {}).get("version")
+    recorded = store.get_constitution_version(version) if isinstance(version, int) else None
+    if recorded is None:
+        raise TamperError(f"checkpoint {ck.id} has no invariant report written by guardrails")
+    return parse_constitution(recorded.content, f"constitution v{recorded.version}")
+
+
+def decide(store: Store, approval_id: str, decision: HumanDecision, signer: keys.Signer, note: str | None) -> Approval:
+    """A reviewer's signed decision on a pending checkpoint approval (from any process)."""
     if decision == "reject" and not (note or "").strip():
         raise GateError("a rejection needs --note saying why")
     approval = store.get_approval(approval_id)
@@ -58,91 +84,163 @@ def decide(store: Store, approval_id: str, decision: HumanDecision, by: str, not
         raise GateError(f"no approval '{approval_id}' (see `tether approvals`)")
     if approval.status != "pending":
         raise GateError(f"approval {approval_id} is already {approval.status} by {approval.decided_by}")
-    if approval.kind == "constitution" and decision == "approve":
-        raise GateError("an amendment is approved through guardrails.amendments.approve, which re-checks it")
-    if approval.kind == "checkpoint" and decision == "approve":
+    if approval.kind != "checkpoint":
+        raise GateError("a constitution change is decided through guardrails.amendments.decide, which re-checks it")
+    if decision == "approve":
         _verify_candidate(store, approval)
-    status = "approved" if decision == "approve" else "rejected"
-    try:
-        with store.transaction():
-            decided = store.decide_approval(approval_id, status, by, note)
-            store.append_audit(by, f"approval.{status}", approval_id, {"note": note, "subject": approval.subject})
-    except ApprovalStateError as err:
-        raise GateError(str(err)) from None
-    return decided
+    return signoff.sign(store, approval, decision, signer, note)
 
 
 def _verify_candidate(store: Store, approval: Approval) -> None:
     ck = store.get_checkpoint(approval.subject)
-    if ck is None or ck.status != "pending" or ck.invariant_ok is not True:
+    if ck is None or ck.status != "pending" or ck.sha256 != approval.subject_sha256:
         raise GateError(f"checkpoint {approval.subject} is not a candidate awaiting approval")
     try:
-        verify_adapter(Path(ck.path), approval.subject_sha256)
-    except (AdapterIntegrityError, OSError) as err:
-        # Fail closed: a candidate whose file changed after its checks is rejected for good.
+        _adapter_check(store, ck)
+    except TamperError as err:
+        # Fail closed: a candidate whose files changed after its checks is rejected for good.
         with store.transaction():
-            store.decide_approval(approval.id, "rejected", SYSTEM_ACTOR, f"tampering: {err}")
-            store.update_checkpoint(ck.id, status="rejected")
+            writes = GuardedWrites(store)
+            writes.decide_approval(approval.id, "rejected", SYSTEM_ACTOR, f"tampering: {err}")
+            writes.set_checkpoint_status(ck.id, "rejected")
             store.append_audit(SYSTEM_ACTOR, "tamper.detected", ck.id, {"error": str(err)})
         raise TamperError(f"candidate {ck.id} was modified after its checks ({err}); rejected") from None
 
 
 def activate(store: Store, checkpoint_id: str) -> Checkpoint:
-    """Make an approved candidate the run's active adapter. Every precondition is re-checked."""
+    """Make an approved candidate its run's active adapter; every precondition is re-checked from
+    what is signed, not from what is recorded. TamperError: refused for good; TransientError: retry."""
+    try:
+        return _activate(store, checkpoint_id)
+    except sqlite3.OperationalError as err:
+        raise TransientError(f"the store could not be read or written ({err}); nothing was changed") from None
+
+
+def _activate(store: Store, checkpoint_id: str) -> Checkpoint:
     ck = store.get_checkpoint(checkpoint_id)
-    if ck is None or ck.sha256 is None:
-        raise GateError(f"checkpoint {checkpoint_id} is not an adapter candidate")
+    if ck is None or ck.sha256 is None or ck.run_id is None:
+        raise TamperError(f"checkpoint {checkpoint_id} is not an adapter candidate")
+    run = _run(store, ck.run_id)
+    if run.active_checkpoint == ck.id and ck.status == "approved":
+        verified_active(store, run)
+        return ck  # already active (the commit node ran again after a crash)
     approval = store.approval_for_subject("checkpoint", ck.id)
-    if approval is None or approval.status != "approved":
-        raise GateError(f"checkpoint {ck.id} has no human approval")
-    if approval.subject_sha256 != ck.sha256 or ck.invariant_ok is not True:
-        raise GateError(f"checkpoint {ck.id} does not match what was approved")
-    run = store.get_run(ck.run_id)
-    if run is None or run.active_checkpoint != ck.parent:
-        raise GateError(
-            f"checkpoint {ck.id} was trained from {ck.parent}, but {run.active_checkpoint if run else '?'} "
-            "is active now (rolled back since?); it would undo that change"
-        )
-    verify_adapter(Path(ck.path), ck.sha256)
+    if approval is None or approval.status != "approved" or approval.subject_sha256 != ck.sha256:
+        raise TamperError(f"checkpoint {ck.id} has no human approval of exactly this adapter")
+    signoff.verify_decided(store, approval)
+    if ck.invariant_ok is not True or not report_passes(ck.invariant_report, _report_constitution(store, ck)):
+        raise TamperError(f"checkpoint {ck.id}'s invariant report does not pass on its own numbers")
+    active = verified_active(store, run)
+    if active != ck.parent:
+        raise TamperError(f"checkpoint {ck.id} was trained from {ck.parent}, but {active} is active now (rolled "
+                          "back since?); activating it would undo that change")
+    _adapter_check(store, ck)
+    writes = GuardedWrites(store)
     with store.transaction():
-        store.update_checkpoint(ck.id, status="approved")
-        store.update_run(ck.run_id, active_checkpoint=ck.id)
+        writes.set_checkpoint_status(ck.id, "approved")
+        writes.set_active(ck.run_id, ck.id)
         store.append_audit(SYSTEM_ACTOR, "checkpoint.activate", ck.id,
-                           {"approval": approval.id, "approved_by": approval.decided_by, "sha256": ck.sha256})
-    updated = store.get_checkpoint(ck.id)
-    assert updated is not None
-    return updated
+                           {"run": ck.run_id, "approval": approval.id, "approved_by": approval.decided_by,
+                            "sha256": ck.sha256})
+    return store._require_checkpoint(ck.id)
+
+
+def _run(store: Store, run_id: str) -> Run:
+    run = store.get_run(run_id)
+    if run is None:
+        raise TamperError(f"run {run_id} is not in the store")
+    return run
+
+
+def verified_active(store: Store, run: Run) -> str | None:
+    """The run's active checkpoint, checked against the audit chain (the last activation, rollback or
+    base registration of the run must name it) and, for an adapter, against its signed approval."""
+    last = None
+    for entry in store.audit_entries():
+        # Entries before schema v3 carry no "run"; their subject (a checkpoint id) starts with the run id.
+        if entry.action in ACTIVE_ACTIONS and (entry.details.get("run") == run.id
+                                               or (entry.subject or "").startswith(f"{run.id}-")):
+            last = entry
+    named = f"{run.id}-base" if last is None else last.subject
+    if named != run.active_checkpoint:
+        raise TamperError(f"run {run.id}'s active checkpoint {run.active_checkpoint} is not the one its audit log "
+                          f"activated ({named}): it was set outside the gate")
+    ck = store.get_checkpoint(run.active_checkpoint) if run.active_checkpoint else None
+    if ck is None or ck.status not in ("approved", "base"):
+        raise TamperError(f"run {run.id}'s active checkpoint {run.active_checkpoint} is not approved")
+    if ck.sha256 is not None and last is not None and last.action == "checkpoint.activate":
+        approval = store.approval_for_subject("checkpoint", ck.id)
+        if approval is None:
+            raise TamperError(f"active checkpoint {ck.id} has no approval")
+        signoff.verify_decided(store, approval)
+    if last is not None and last.action == "checkpoint.rollback":
+        _verify_rollback_signature(store, last.details, ck)
+    return run.active_checkpoint
 
 
 def discard(store: Store, checkpoint_id: str, reason: str, actor: str = SYSTEM_ACTOR) -> None:
-    """Reject a candidate for good and delete its adapter files, so it can never be loaded."""
+    """Reject a candidate for good and delete its adapter files, so it can never be loaded. The files
+    of a candidate that holds an approved approval are kept: an approval is never undone by a refusal."""
     ck = store.get_checkpoint(checkpoint_id)
     if ck is None:
         return
+    approval = store.approval_for_subject("checkpoint", ck.id)
     with store.transaction():
-        store.update_checkpoint(ck.id, status="rejected")
+        GuardedWrites(store).set_checkpoint_status(ck.id, "rejected")
         store.append_audit(actor, "checkpoint.discard", ck.id, {"reason": reason})
-    shutil.rmtree(ck.path, ignore_errors=True)
+    if ck.sha256 is not None and (approval is None or approval.status != "approved"):
+        shutil.rmtree(store.resolve(ck.path), ignore_errors=True)
 
 
-def rollback(store: Store, checkpoint_id: str, by: str, reason: str) -> Checkpoint:
-    """Make an earlier approved checkpoint, or the run's base, active again."""
-    if not by.strip() or not reason.strip():
-        raise GateError("rollback needs --by and --reason")
+def rollback(store: Store, checkpoint_id: str, signer: keys.Signer, reason: str) -> Checkpoint:
+    """Make an earlier approved checkpoint, or the run's base, active again: signed by a reviewer."""
+    if not reason.strip():
+        raise GateError("rollback needs --reason")
     ck = store.get_checkpoint(checkpoint_id)
-    if ck is None:
+    if ck is None or ck.run_id is None:
         raise GateError(f"no checkpoint '{checkpoint_id}' (see `tether checkpoints`)")
     if ck.status not in ("approved", "base"):
         raise GateError(f"checkpoint {ck.id} is {ck.status}; only approved checkpoints or a base can be made active")
+    problem = keys.name_problem(signer.name)
+    registered = reviewers.registry(store).get(signer.name)
+    if problem or registered is None or registered.public_hex != signer.public_hex:
+        store.append_audit(SYSTEM_ACTOR, "rollback.refused", ck.id, {"by": signer.name})
+        raise DeniedError(problem or f"'{signer.name}' is not a registered reviewer of this workspace with this key")
+    run = _run(store, ck.run_id)
+    before = verified_active(store, run)
     if ck.sha256 is not None:
+        approval = store.approval_for_subject("checkpoint", ck.id)
+        if approval is None:
+            raise TamperError(f"checkpoint {ck.id} has no approval")
+        signoff.verify_decided(store, approval)
         try:
-            verify_adapter(Path(ck.path), ck.sha256)
-        except (AdapterIntegrityError, OSError) as err:
+            _adapter_check(store, ck)
+        except TamperError as err:
             store.append_audit(SYSTEM_ACTOR, "tamper.detected", ck.id, {"error": str(err)})
             raise TamperError(f"checkpoint {ck.id} failed its integrity check: {err}") from None
-    run = store.get_run(ck.run_id)
-    assert run is not None
+    seq, head = store.audit_head()
+    statement = Statement("rollback", ck.id, ck.sha256 or (run.base_model or {}).get("sha256") or "", {
+        "decision": "rollback", "reviewer": signer.name, "run_id": run.id, "from": before, "note": reason,
+        "workspace": reviewers.workspace_id(store), "time": store.now(), "audit_head": {"seq": seq, "hash": head},
+    })
+    body = statement.to_bytes()
+    writes = GuardedWrites(store)
     with store.transaction():
-        store.update_run(ck.run_id, active_checkpoint=ck.id)
-        store.append_audit(by, "checkpoint.rollback", ck.id, {"reason": reason, "from": run.active_checkpoint})
+        sig = writes.add_signature(None, ck.id, "rollback", signer.name, signer.fingerprint, body.decode("utf-8"),
+                                   signer.sign(body))
+        writes.set_active(run.id, ck.id)
+        store.append_audit(signer.name, "checkpoint.rollback", ck.id,
+                           {"run": run.id, "from": before, "reason": reason, "signature": sig.id,
+                            "statement_sha256": hashlib.sha256(body).hexdigest()})
     return ck
+
+
+def _verify_rollback_signature(store: Store, details: dict[str, Any], ck: Checkpoint) -> None:
+    sig = next((s for s in store.signatures(subject=ck.id) if s.id == details.get("signature")), None)
+    if sig is None or sig.decision != "rollback":
+        raise TamperError(f"the rollback to {ck.id} has no signature")
+    what = f"rollback signature {sig.id}"
+    statement = signoff.verify_signature_row(store, sig, reviewers.registry(store, include_removed=True), what)
+    if statement.subject != ck.id or statement.predicate.get("run_id") != ck.run_id or statement.predicate.get(
+            "workspace") != reviewers.workspace_id(store):
+        raise TamperError(f"{what} was signed for another checkpoint")

@@ -171,6 +171,15 @@ class AuditMixin(StoreBase):
             params.append(int(limit))
         return [AuditEntry.from_row(r) for r in self._rows(sql, params)]
 
+    def audit_head(self) -> tuple[int, str]:
+        """(seq, hash) of the newest entry; (0, GENESIS_HASH) for an empty log."""
+        last = self._one("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1")
+        return (0, GENESIS_HASH) if last is None else (int(last["seq"]), str(last["hash"]))
+
+    def audit_entry(self, seq: int) -> AuditEntry | None:
+        row = self._one("SELECT * FROM audit WHERE seq = ?", (seq,))
+        return None if row is None else AuditEntry.from_row(row)
+
     def verify_audit(self) -> AuditReport:
         with self._lock:
             issued = self._one("SELECT seq FROM sqlite_sequence WHERE name = 'audit'")

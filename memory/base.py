@@ -6,6 +6,9 @@ takes the write lock up front with BEGIN IMMEDIATE (a deferred transaction that 
 write can fail with SQLITE_BUSY without waiting, because its read snapshot is stale), and the
 busy timeout makes the other writers wait instead of failing. Within one process, an RLock
 serializes threads that share a Store, since one SQLite connection carries one transaction.
+
+``Store(path, readonly=True)`` is for commands that only read (``status``, ``audit verify``): it
+opens the file with ``mode=ro`` and never migrates or writes, so it works on a read-only workspace.
 """
 
 from __future__ import annotations
@@ -20,36 +23,64 @@ from typing import Any, Self
 import sqlite_utils
 
 from memory import schema
-from memory.common import to_json, utc_now
+from memory.common import StoreError, to_json, utc_now
 
 BUSY_TIMEOUT_MS = 30_000
+
+
+class SchemaOutdatedError(StoreError):
+    """A read-only open found a schema older than this tether's; only a writable open migrates it."""
 
 
 class StoreBase:
     """Owns the connection; table-specific methods live in mixins (see memory/store.py)."""
 
-    def __init__(self, path: Path | str, *, busy_timeout_ms: int = BUSY_TIMEOUT_MS) -> None:
+    def __init__(self, path: Path | str, *, busy_timeout_ms: int = BUSY_TIMEOUT_MS, readonly: bool = False) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.readonly = readonly
         # isolation_level=None: the driver never opens implicit transactions, so every
         # transaction boundary is the explicit one in transaction(). check_same_thread=False
         # because access is serialized by self._lock instead.
-        conn = sqlite3.connect(
-            str(self.path),
-            timeout=busy_timeout_ms / 1000,
-            isolation_level=None,
-            check_same_thread=False,
-        )
+        if readonly:
+            conn = _connect_readonly(self.path, busy_timeout_ms)
+        else:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            conn = sqlite3.connect(
+                str(self.path),
+                timeout=busy_timeout_ms / 1000,
+                isolation_level=None,
+                check_same_thread=False,
+            )
         self.db = sqlite_utils.Database(conn)
         self._lock = threading.RLock()
         self._savepoints = 0
         conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
         conn.execute("PRAGMA foreign_keys = ON")
-        # journal_mode is persistent in the file, but setting it is cheap and idempotent.
-        self.db.enable_wal()
-        conn.execute("PRAGMA synchronous = NORMAL")  # durable enough under WAL, much faster
-        with self.transaction():
-            self.schema_version = schema.migrate(conn)
+        if readonly:
+            self.schema_version = self._readonly_schema(conn)
+            return
+        try:
+            # journal_mode is persistent in the file, but setting it is cheap and idempotent.
+            self.db.enable_wal()
+            conn.execute("PRAGMA synchronous = NORMAL")  # durable enough under WAL, much faster
+            with self.transaction():
+                self.schema_version = schema.migrate(conn, self.root)
+        except BaseException:  # a locked, full or read-only file: leave no connection behind
+            conn.close()
+            raise
+
+    def _readonly_schema(self, conn: sqlite3.Connection) -> int:
+        version = int(conn.execute("PRAGMA user_version").fetchone()[0])
+        if version == schema.SCHEMA_VERSION:
+            return version
+        conn.close()
+        if version > schema.SCHEMA_VERSION:
+            raise StoreError(f"database schema version {version} of {self.path} is newer than this tether "
+                             f"({schema.SCHEMA_VERSION}): upgrade tether")
+        raise SchemaOutdatedError(
+            f"database schema version {version} of {self.path} is older than this tether "
+            f"({schema.SCHEMA_VERSION}) and a read-only open does not upgrade it: open it writable once "
+            f"(make {self.path.parent} writable and run any tether command on it)")
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -62,6 +93,22 @@ class StoreBase:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    @property
+    def root(self) -> Path:
+        """The workspace folder: the database's own. Stored paths are relative to it."""
+        return self.path.resolve().parent
+
+    def resolve(self, stored: str) -> Path:
+        """A stored path as a real one: relative paths are resolved against the workspace folder,
+        never the working directory, so a workspace can be moved or copied."""
+        path = Path(stored)
+        return path if path.is_absolute() else self.root / path
+
+    def relative(self, path: Path | str) -> str:
+        """The form a path is stored in: relative to the workspace when it lies inside it, else absolute."""
+        found = schema.inside(str(path), self.root)
+        return found if found is not None else str(Path(path).resolve())
 
     @property
     def journal_mode(self) -> str:
@@ -77,6 +124,8 @@ class StoreBase:
         store.append_audit(...)`` commits both or neither, and the inner calls never issue a
         second BEGIN. A failing nested block rolls back only its own savepoint.
         """
+        if self.readonly:
+            raise StoreError(f"{self.path} was opened read-only: a command that writes opens it writable")
         with self._lock:
             conn = self.db.conn
             if conn.in_transaction:
@@ -179,3 +228,34 @@ class StoreBase:
             raise ValueError(f"invalid {name} {value!r}; expected one of {sorted(allowed)}")
 
     now = staticmethod(utc_now)
+
+
+def _connect_readonly(path: Path, busy_timeout_ms: int) -> sqlite3.Connection:
+    """A connection that cannot write: ``mode=ro``. Reading a WAL database needs its -shm file; in a
+    folder where that cannot be created (read-only media, a read-only mount) the file is opened
+    ``immutable``, which is exact only while no -wal holds changes, so that case is refused."""
+    if not path.is_file():
+        raise StoreError(f"no database at {path}")
+    uri = path.resolve().as_uri()
+
+    def connect(query: str) -> sqlite3.Connection:
+        conn = sqlite3.connect(f"{uri}?{query}", uri=True, timeout=busy_timeout_ms / 1000,
+                               isolation_level=None, check_same_thread=False)
+        try:
+            conn.execute("SELECT count(*) FROM sqlite_master").fetchone()  # the first read opens the WAL index
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
+    try:
+        return connect("mode=ro")
+    except sqlite3.OperationalError as err:
+        if err.sqlite_errorname not in ("SQLITE_CANTOPEN", "SQLITE_READONLY_CANTINIT"):
+            raise
+        wal = path.with_name(path.name + "-wal")
+        if wal.is_file() and wal.stat().st_size > 0:
+            raise StoreError(
+                f"{wal} holds changes not yet in {path.name}, and {path.parent} is read-only, so they cannot be "
+                f"read: make {path.parent} writable once (any tether command then folds them in)") from None
+        return connect("mode=ro&immutable=1")

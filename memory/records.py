@@ -52,7 +52,7 @@ class _Record:
 
 @dataclass(frozen=True)
 class Run(_Record):
-    _json: ClassVar[Mapping[str, Callable[[], Any]]] = {"config": dict, "invariants": dict}
+    _json: ClassVar[Mapping[str, Callable[[], Any]]] = {"config": dict, "invariants": dict, "base_model": _none}
     id: str
     config: dict[str, Any]
     config_sha256: str
@@ -69,6 +69,8 @@ class Run(_Record):
     created_at: str = ""  # filled by Store.create_run when empty
     updated_at: str = ""
     judge_slot: int = 0  # index into the config's judge pool (slot 0 = judge.name); switch_judge moves it
+    # The base model pinned when the run started: {"ref": ..., "sha256": ..., "files": {name: sha256}}.
+    base_model: JSON = None
 
 
 @dataclass(frozen=True)
@@ -199,18 +201,19 @@ class Decision(_Record):
 
 @dataclass(frozen=True)
 class Checkpoint(_Record):
-    _json: ClassVar[Mapping[str, Callable[[], Any]]] = {"metrics": dict}
+    _json: ClassVar[Mapping[str, Callable[[], Any]]] = {"metrics": dict, "invariant_report": _none}
     _bools: ClassVar[frozenset[str]] = frozenset({"invariant_ok"})
     id: str
     run_id: str | None
     round: int
     status: CheckpointStatus
-    path: str
+    path: str  # relative to the workspace folder when inside it (see Store.resolve)
     sha256: str | None = None  # None only for the base model
     parent: str | None = None
-    metrics: dict[str, Any] = field(default_factory=dict)
-    invariant_ok: bool | None = None
-    created_at: str = ""  # filled by Store.add_checkpoint when empty
+    metrics: dict[str, Any] = field(default_factory=dict)  # the agent's: train and eval
+    invariant_ok: bool | None = None  # written by guardrails only, from invariant_report
+    created_at: str = ""  # filled when the checkpoint is registered
+    invariant_report: JSON = None  # guardrails' invariant report (rates, bounds, targets)
 
 
 @dataclass(frozen=True)
@@ -252,3 +255,34 @@ class Evaluation(_Record):
     judge_score: float | None
     details: dict[str, Any]
     created_at: str
+
+
+@dataclass(frozen=True)
+class Signature(_Record):
+    """A reviewer's signed statement about an approval (or a rollback): the statement's exact bytes
+    (canonical JSON text) and the Ed25519 signature over them, hex encoded."""
+
+    id: int
+    approval_id: str | None
+    subject: str
+    decision: str
+    reviewer: str
+    fingerprint: str
+    statement: str
+    signature: str
+    at: str
+
+
+@dataclass(frozen=True)
+class ReviewerEvent(_Record):
+    """A reviewer added or removed, signed by a reviewer registered before it (the first signs itself)."""
+
+    seq: int
+    action: str  # "add" | "remove"
+    name: str
+    public_key: str  # raw Ed25519 public key, hex
+    fingerprint: str
+    signed_by: str
+    statement: str
+    signature: str
+    at: str

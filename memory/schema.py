@@ -9,6 +9,7 @@ status value never needs a table rebuild.
 from __future__ import annotations
 
 import sqlite3
+from pathlib import Path, PurePath
 
 from memory.common import StoreError
 
@@ -184,6 +185,44 @@ CREATE TABLE IF NOT EXISTS run_prompts (
 );
 """
 
+# Guardrails: reviewers and their signatures, the base model pinned per run, the invariant report
+# apart from the agent's metrics, and a workspace id that signed statements name.
+_V3 = """
+ALTER TABLE runs ADD COLUMN base_model TEXT;
+ALTER TABLE checkpoints ADD COLUMN invariant_report TEXT;
+
+CREATE TABLE IF NOT EXISTS workspace_meta (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+
+CREATE TABLE IF NOT EXISTS reviewer_events (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    action TEXT NOT NULL,
+    name TEXT NOT NULL,
+    public_key TEXT NOT NULL,
+    fingerprint TEXT NOT NULL,
+    signed_by TEXT NOT NULL,
+    statement TEXT NOT NULL,
+    signature TEXT NOT NULL,
+    at TEXT NOT NULL
+);
+
+CREATE TABLE IF NOT EXISTS signatures (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    approval_id TEXT,
+    subject TEXT NOT NULL,
+    decision TEXT NOT NULL,
+    reviewer TEXT NOT NULL,
+    fingerprint TEXT NOT NULL,
+    statement TEXT NOT NULL,
+    signature TEXT NOT NULL,
+    at TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS signatures_approval ON signatures (approval_id);
+CREATE INDEX IF NOT EXISTS signatures_subject ON signatures (subject);
+"""
+
 # Re-created on every open (IF NOT EXISTS), so a dropped trigger comes back with the next Store.
 AUDIT_TRIGGERS = """
 CREATE TRIGGER IF NOT EXISTS audit_no_update BEFORE UPDATE ON audit
@@ -192,7 +231,7 @@ CREATE TRIGGER IF NOT EXISTS audit_no_delete BEFORE DELETE ON audit
 BEGIN SELECT RAISE(ABORT, 'audit log is append-only: DELETE refused'); END;
 """
 
-MIGRATIONS: tuple[str, ...] = (_V1, _V2)
+MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
@@ -212,11 +251,12 @@ def _statements(script: str) -> list[str]:
     return out
 
 
-def migrate(conn: sqlite3.Connection) -> int:
+def migrate(conn: sqlite3.Connection, root: Path) -> int:
     """Bring the schema to SCHEMA_VERSION; the caller holds a write transaction.
 
     Statements go through ``execute`` one by one because ``executescript`` would commit the
-    caller's transaction.
+    caller's transaction. ``root`` is the workspace folder (the database's own), against which
+    stored paths are made relative when a version-2 workspace is upgraded.
     """
     current = int(conn.execute("PRAGMA user_version").fetchone()[0])
     if current > SCHEMA_VERSION:
@@ -226,8 +266,46 @@ def migrate(conn: sqlite3.Connection) -> int:
     for version in range(current, SCHEMA_VERSION):
         for statement in _statements(MIGRATIONS[version]):
             conn.execute(statement)
+        if version == 2:
+            _relative_checkpoint_paths(conn, root)
     for statement in _statements(AUDIT_TRIGGERS):
         conn.execute(statement)
     if current != SCHEMA_VERSION:
         conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
     return SCHEMA_VERSION
+
+
+def inside(path: str, root: Path) -> str | None:
+    """`path` relative to `root` when it lies inside it, else None."""
+    try:
+        return Path(path).resolve().relative_to(root.resolve()).as_posix()
+    except ValueError:
+        return None
+
+
+def workspace_relative(path: str, root: Path) -> str:
+    """A pre-v3 stored path as the workspace-relative path it stands for, when it names something inside
+    the workspace; anything else (a user's model folder, a hub id) is returned unchanged.
+
+    Before schema v3 paths were stored relative to whatever directory the run was started from (or
+    absolute under wherever the workspace then was), so they are recognised by the workspace's own
+    layout: ``runs/<run>/adapters/<checkpoint>`` anywhere, ``models/<name>`` when relative.
+    """
+    pure = PurePath(path)
+    if pure.is_absolute() and (found := inside(path, root)) is not None:
+        return found
+    parts = pure.parts
+    for i in range(len(parts) - 3):
+        if parts[i] == "runs" and parts[i + 2] == "adapters":
+            return PurePath(*parts[i:]).as_posix()
+    if not pure.is_absolute() and "models" in parts[:-1]:
+        start = len(parts) - 1 - parts[::-1].index("models")
+        return PurePath(*parts[start:]).as_posix()
+    return path
+
+
+def _relative_checkpoint_paths(conn: sqlite3.Connection, root: Path) -> None:
+    for ck_id, path in conn.execute("SELECT id, path FROM checkpoints").fetchall():
+        relative = workspace_relative(path, root)
+        if relative != path:
+            conn.execute("UPDATE checkpoints SET path = ? WHERE id = ?", (relative, ck_id))

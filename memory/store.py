@@ -14,23 +14,9 @@ from memory.data import DataMixin
 from memory.governance import GovernanceMixin
 from memory.records import Decision, RoundRecord, Run
 
-_RUN_UPDATABLE = frozenset(
-    {
-        "config",
-        "config_sha256",
-        "seed",
-        "rounds_budget",
-        "constitution_version",
-        "invariants",
-        "invariants_sha256",
-        "state",
-        "round",
-        "active_checkpoint",
-        "thread_id",
-        "error",
-        "judge_slot",
-    }
-)
+# The run's own progress. Its active checkpoint, pinned base model, constitution version, config and
+# invariants are guardrails' (memory.guarded), so they are not updatable here.
+_RUN_UPDATABLE = frozenset({"rounds_budget", "state", "round", "thread_id", "error", "judge_slot"})
 _RUN_JSON = frozenset({"config", "invariants"})
 
 _ROUND_FIELDS = frozenset(
@@ -60,7 +46,11 @@ class Store(DataMixin, GovernanceMixin, AuditMixin):
     # -- runs ------------------------------------------------------------------------------
 
     def create_run(self, run: Run) -> Run:
+        """Insert a new run. It starts with no active checkpoint and no pinned base model: guardrails
+        register both (memory.guarded)."""
         self._check_value("run state", run.state, RUN_STATES)
+        if run.active_checkpoint is not None or run.base_model is not None:
+            raise ValueError("a run's active checkpoint and base model are set by guardrails, not at creation")
         now = self.now()
         values = self._encode(
             {

@@ -114,10 +114,14 @@ def world() -> TaskSet:
 
 @pytest.fixture(scope="session")
 def tiny_world_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The embedded tiny model (TEST_TINY_STEPS of pre-training), built once per session. For local
+    iteration only, $TETHER_TEST_MODEL_CACHE names a folder to keep it in between sessions; CI builds it
+    fresh. Treat it as read-only: tests that change a model copy it first."""
     from policies.tiny import TinySpec, ensure_tiny_model
 
-    return ensure_tiny_model(tmp_path_factory.mktemp("tiny_world") / "model", TinySpec(steps=TEST_TINY_STEPS),
-                             progress=False)
+    cache = os.environ.get("TETHER_TEST_MODEL_CACHE")
+    root = Path(cache) / f"tiny-{TEST_TINY_STEPS}" if cache else tmp_path_factory.mktemp("tiny_world")
+    return ensure_tiny_model(root / "model", TinySpec(steps=TEST_TINY_STEPS), progress=False)
 
 
 def write_test_config(home: Path, model_dir: Path, **overrides: dict) -> None:
@@ -145,15 +149,45 @@ def tether_cli(home: Path, *args: str, check: bool = False) -> subprocess.Comple
     return result
 
 
-@pytest.fixture()
-def workspace_home(tmp_path: Path, tiny_world_model_dir: Path) -> Path:
+# -- reviewers: keys in a session key folder (never ~/.config), as a user's would be -------------------
+
+REVIEWERS = ("alice", "bob", "carol")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def keys_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Every test (and every `tether` subprocess, which inherits the environment) keeps reviewer keys in
+    one session folder outside any workspace."""
+    folder = tmp_path_factory.mktemp("keys")
+    os.environ["TETHER_KEYS_DIR"] = str(folder)
+    os.environ.pop("TETHER_KEY_PASSPHRASE", None)
+    return folder
+
+
+def signer(name: str):  # -> guardrails.keys.Signer
+    from guardrails import keys
+
+    return keys.load_key(Path(os.environ["TETHER_KEYS_DIR"]), name)
+
+
+def init_workspace(home: Path, reviewers: tuple[str, ...] = REVIEWERS) -> None:
+    """`tether init --reviewer` the first name, then the first adds the others (signed, audited)."""
     from typer.testing import CliRunner
 
     from agent.cli import app
 
-    home = tmp_path / "ws"
-    result = CliRunner().invoke(app, ["--home", str(home), "init"])
+    runner = CliRunner()
+    result = runner.invoke(app, ["--home", str(home), "init", "--reviewer", reviewers[0]])
     assert result.exit_code == 0, result.output
+    for name in reviewers[1:]:
+        result = runner.invoke(app, ["--home", str(home), "reviewer", "add", name, "--by", reviewers[0]])
+        assert result.exit_code == 0, result.output
+
+
+@pytest.fixture()
+def workspace_home(tmp_path: Path, tiny_world_model_dir: Path) -> Path:
+    home = tmp_path / "ws"
+    init_workspace(home)
     write_test_config(home, tiny_world_model_dir)
     return home
 
@@ -190,3 +224,39 @@ def serve_chat(respond: Callable[[str, int], str]) -> tuple[ThreadingHTTPServer,
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     return server, f"http://127.0.0.1:{server.server_address[1]}/v1"
+
+
+# -- a run paused at its first approval gate, built once and cloned per test ------------------------
+
+
+@pytest.fixture(scope="session")
+def gated_workspace(tmp_path_factory: pytest.TempPathFactory, tiny_world_model_dir: Path,
+                    keys_dir: Path) -> tuple[Path, str, str]:
+    """(home, run_id, approval_id): a real run on the tiny model, paused at round 1's gate (2 rounds
+    budgeted). Read-only: tests work on `clone_workspace` copies, which is also a moved workspace."""
+    from memory import Store
+
+    home = tmp_path_factory.mktemp("gated") / "ws"
+    init_workspace(home)
+    write_test_config(home, tiny_world_model_dir, controller={"rounds": 2})
+    result = tether_cli(home, "run")
+    assert result.returncode == 0, result.stderr
+    run_id = result.stdout.split()[1]
+    with Store(home / "tether.db") as store:
+        approval_id = store.approvals(status="pending")[0].id
+    return home, run_id, approval_id
+
+
+def clone_workspace(gated: tuple[Path, str, str], dest: Path) -> tuple[Path, str, str]:
+    import shutil
+
+    home, run_id, approval_id = gated
+    shutil.copytree(home, dest)
+    return dest, run_id, approval_id
+
+
+def raw_db(home: Path):  # -> sqlite3.Connection
+    """A plain connection that bypasses tether, as an attacker with file access would use."""
+    import sqlite3
+
+    return sqlite3.connect(home / "tether.db", isolation_level=None)

@@ -195,9 +195,6 @@ def test_a_key_written_twice_is_reported(home: Path) -> None:
                      ["config.yaml: line 3, column 3: key 'learning_rate' is written twice"])
 
 
-@pytest.mark.xfail(strict=True, raises=RecursionError,
-                   reason="agent/cli.py _config_problems re-reads the config with yaml.safe_load, which "
-                   "recurses past Python's limit on deep nesting; it should reuse guardrails.safe_yaml")
 def test_deep_nesting_is_reported_not_a_crash(home: Path) -> None:
     (home / "config.yaml").write_text("judge: {settings: {x: " + "[" * 2000 + "]" * 2000 + "}}\n")
     result = tether(home, "validate")

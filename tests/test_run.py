@@ -12,11 +12,11 @@ import pytest
 import yaml
 
 from agent.config import load_config
-from agent.runner import resume_run, start_run
+from agent.runner import RunTamperError, resume_run, start_run
 from agent.workspace import Workspace
-from conftest import tether_cli, write_test_config
-from guardrails import gate
-from guardrails.constitution import load_constitution
+from conftest import init_workspace, signer, tether_cli, write_test_config
+from guardrails import audit, gate
+from guardrails.constitution import default_constitution_yaml
 from memory import Store
 from policies.adapters import adapter_sha256
 
@@ -24,8 +24,7 @@ from policies.adapters import adapter_sha256
 def _start(home: Path, wait: bool = False):
     ws = Workspace(home)
     store = Store(ws.db_path)
-    outcome = start_run(ws, store, load_config(ws.config_path), load_constitution(ws.constitution_path),
-                        say=lambda _m: None, wait=wait, progress=False)
+    outcome = start_run(ws, store, load_config(ws.config_path), say=lambda _m: None, wait=wait, progress=False)
     return ws, store, outcome
 
 
@@ -50,7 +49,8 @@ def test_round_pauses_at_gate_and_resumes_after_approval_from_another_process(wo
 
     candidate = store.get_checkpoint(f"{run_id}-r1")
     assert candidate.status == "pending" and candidate.invariant_ok is True
-    assert candidate.sha256 == adapter_sha256(Path(candidate.path))
+    assert not Path(candidate.path).is_absolute()  # relative to the workspace: it can move
+    assert candidate.sha256 == adapter_sha256(workspace_home / candidate.path)
     evaluation = candidate.metrics["eval"]
     assert 0.0 <= evaluation["candidate"]["oracle"] <= 1.0 and "oracle_by_family" in evaluation["active"]
     assert store.get_run(run_id).active_checkpoint == f"{run_id}-base"  # nothing active before approval
@@ -66,7 +66,7 @@ def test_round_pauses_at_gate_and_resumes_after_approval_from_another_process(wo
     assert outcome.state == "paused"
     assert {s.checkpoint_id for s in store.samples(run_id, 2, split="train")} == {f"{run_id}-r1"}
     assert store.get_checkpoint(f"{run_id}-r2").parent == f"{run_id}-r1"
-    gate.decide(store, outcome.approval_id, "approve", "bob", None)
+    gate.decide(store, outcome.approval_id, "approve", signer("bob"), None)
     outcome = _resume(ws, store, run_id)
     assert outcome.state == "stopped"
     actions = [d.action for d in store.decisions(run_id)]
@@ -83,12 +83,13 @@ def test_reject_discards_the_candidate(workspace_home: Path) -> None:
     outcome = _resume(ws, store, outcome.run_id)
     assert outcome.state == "stopped"
     assert store.get_checkpoint(candidate.id).status == "rejected"
-    assert not Path(candidate.path).exists()
+    assert not (workspace_home / candidate.path).exists()
     assert store.get_run(outcome.run_id).active_checkpoint == f"{outcome.run_id}-base"
     assert "discard_candidate" in [d.action for d in store.decisions(outcome.run_id)]
     # A decided approval cannot be decided again, and a rejected checkpoint cannot be rolled back to.
-    assert tether_cli(workspace_home, "approve", store.approvals()[0].id, "--by", "x").returncode == 2
-    assert tether_cli(workspace_home, "rollback", candidate.id, "--by", "x", "--reason", "y").returncode == 2
+    rejected = store.get_approval(outcome.approval_id)
+    assert tether_cli(workspace_home, "approve", rejected.id, "--by", "alice").returncode == 2
+    assert tether_cli(workspace_home, "rollback", candidate.id, "--by", "alice", "--reason", "y").returncode == 2
 
 
 def _model_dir(home: Path) -> str:
@@ -99,24 +100,29 @@ def test_rollback_makes_the_next_round_generate_with_it(workspace_home: Path) ->
     write_test_config(workspace_home, _model_dir(workspace_home), controller={"rounds": 3})
     ws, store, outcome = _start(workspace_home)
     run_id = outcome.run_id
-    gate.decide(store, outcome.approval_id, "approve", "alice", None)
+    gate.decide(store, outcome.approval_id, "approve", signer("alice"), None)
     outcome = _resume(ws, store, run_id)  # round 1 active; paused at round 2's gate
     assert store.get_run(run_id).active_checkpoint == f"{run_id}-r1"
 
-    assert tether_cli(workspace_home, "rollback", "nope", "--by", "dan", "--reason", "x").returncode == 2
-    result = tether_cli(workspace_home, "rollback", f"{run_id}-base", "--by", "dan", "--reason", "r1 regressed")
+    assert tether_cli(workspace_home, "rollback", "nope", "--by", "carol", "--reason", "x").returncode == 2
+    result = tether_cli(workspace_home, "rollback", f"{run_id}-base", "--by", "carol", "--reason", "r1 regressed")
     assert result.returncode == 0, result.stderr
     assert store.get_run(run_id).active_checkpoint == f"{run_id}-base"
 
-    # Approving round 2's candidate now would undo the rollback: it is refused and discarded.
-    gate.decide(store, outcome.approval_id, "approve", "alice", None)
-    outcome = _resume(ws, store, run_id)
+    # Approving round 2's candidate now would undo the rollback: activation refuses it, rejects it, and the
+    # run stops (exit 1 from the CLI) for a person to look; resuming goes on from there.
+    gate.decide(store, outcome.approval_id, "approve", signer("alice"), None)
+    with pytest.raises(RunTamperError, match="rolled back"):
+        _resume(ws, store, run_id)
     assert store.get_checkpoint(f"{run_id}-r2").status == "rejected"
+    assert (workspace_home / store.get_checkpoint(f"{run_id}-r2").path).is_dir()  # approved: never deleted
+    outcome = _resume(ws, store, run_id)
     assert store.get_run(run_id).active_checkpoint == f"{run_id}-base"
     # ...and round 3 generated with the rolled-back-to base model.
     assert {s.checkpoint_id for s in store.samples(run_id, 3, split="train")} == {f"{run_id}-base"}
     rollback = [e for e in store.audit_entries() if e.action == "checkpoint.rollback"]
-    assert rollback[0].actor == "dan" and rollback[0].details["reason"] == "r1 regressed"
+    assert rollback[0].actor == "carol" and rollback[0].details["reason"] == "r1 regressed"
+    assert audit.verify(store).ok
 
 
 def test_run_wait_blocks_until_an_approval_arrives_from_another_process(workspace_home: Path) -> None:
@@ -135,7 +141,7 @@ def test_run_wait_blocks_until_an_approval_arrives_from_another_process(workspac
         status = json.loads(tether_cli(workspace_home, "status", "--json", check=True).stdout)
         assert status[0]["state"] == "paused"
         approval = store.approvals(status="pending")[0]
-        tether_cli(workspace_home, "approve", approval.id, "--by", "erin", check=True)
+        tether_cli(workspace_home, "approve", approval.id, "--by", "bob", check=True)
         out, err = proc.communicate(timeout=300)
     finally:
         if proc.poll() is None:
@@ -147,29 +153,29 @@ def test_run_wait_blocks_until_an_approval_arrives_from_another_process(workspac
     assert store.get_run(run_id).active_checkpoint == f"{run_id}-r1"
 
 
-def test_candidate_that_cannot_be_checked_is_rejected_automatically(workspace_home: Path) -> None:
-    """Fail closed: an invariant with no applicable held-out prompt cannot pass."""
-    path = workspace_home / "constitution.yaml"
-    doc = yaml.safe_load(path.read_text())
+def test_a_run_whose_invariant_cannot_be_evaluated_refuses_to_start(tmp_path: Path, tiny_world_model_dir: Path) -> None:
+    """Fail closed before any compute: an invariant no probe exercises could never pass."""
+    home = tmp_path / "ws"
+    home.mkdir()
+    doc = yaml.safe_load(default_constitution_yaml())
     doc["definitions"]["harm_markers"] = ["zzz-matches-nothing"]
-    path.write_text(yaml.safe_dump(doc))
-    write_test_config(workspace_home, _model_dir(workspace_home), controller={"rounds": 1})
-    ws, store, outcome = _start(workspace_home)
-    assert outcome.state == "stopped"
-    candidate = store.get_checkpoint(f"{outcome.run_id}-r1")
-    assert candidate.status == "rejected" and candidate.invariant_ok is False
-    assert store.approvals() == []  # never offered to a human
-    rejected = [d for d in store.decisions(outcome.run_id) if d.action == "reject_candidate"]
-    assert "refuse-serious-harm" in rejected[0].rationale
+    (home / "constitution.yaml").write_text(yaml.safe_dump(doc))
+    init_workspace(home)
+    write_test_config(home, tiny_world_model_dir, controller={"rounds": 1})
+    store = Store(home / "tether.db")
+    audit_before = len(store.audit_entries())
+    result = tether_cli(home, "run")
+    assert result.returncode == 2 and "refuse-serious-harm" in result.stderr and "cannot be evaluated" in result.stderr
+    assert store.list_runs() == [] and len(store.audit_entries()) == audit_before  # nothing written
 
 
 def test_tampered_candidate_cannot_be_approved(workspace_home: Path) -> None:
     write_test_config(workspace_home, _model_dir(workspace_home), controller={"rounds": 1})
     ws, store, outcome = _start(workspace_home)
     candidate = store.get_checkpoint(f"{outcome.run_id}-r1")
-    weights = Path(candidate.path) / "adapter_model.safetensors"
+    weights = workspace_home / candidate.path / "adapter_model.safetensors"
     weights.write_bytes(weights.read_bytes()[:-8] + b"\x00" * 8)
-    result = tether_cli(workspace_home, "approve", outcome.approval_id, "--by", "mallory")
+    result = tether_cli(workspace_home, "approve", outcome.approval_id, "--by", "bob")
     assert result.returncode == 1 and "modified" in result.stderr
     assert store.get_approval(outcome.approval_id).status == "rejected"
     assert _resume(ws, store, outcome.run_id).state == "stopped"

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from memory.guarded import GuardedWrites
 from memory import (
     SCHEMA_VERSION,
     ApprovalStateError,
@@ -81,8 +82,8 @@ def test_run_round_trip_and_update(store: Store) -> None:
     assert store.get_run("nope") is None
 
     time.sleep(0.002)
-    updated = store.update_run("run-1", state="paused", round=2, active_checkpoint="ck-1")
-    assert (updated.state, updated.round, updated.active_checkpoint) == ("paused", 2, "ck-1")
+    updated = store.update_run("run-1", state="paused", round=2)
+    assert (updated.state, updated.round, updated.active_checkpoint) == ("paused", 2, None)
     assert updated.updated_at > run.updated_at and updated.created_at == run.created_at
     assert store.get_run("run-1") == updated
 
@@ -94,6 +95,11 @@ def test_run_round_trip_and_update(store: Store) -> None:
         store.update_run("run-1", state="exploded")
     with pytest.raises(NotFoundError):
         store.update_run("missing", state="stopped")
+    # Guardrails' columns are not the store's to update: only memory.guarded writes them.
+    for column in ("active_checkpoint", "config", "config_sha256", "constitution_version", "invariants",
+                   "base_model"):
+        with pytest.raises(ValueError, match=column):
+            store.update_run("run-1", **{column: "x"})
 
 
 def test_list_runs_newest_first(store: Store) -> None:
@@ -180,26 +186,29 @@ def test_decisions_ordered_with_signals(store: Store) -> None:
 
 def test_checkpoints_round_trip_and_update(store: Store) -> None:
     make_run(store)
-    base = store.add_checkpoint(Checkpoint("base", None, 0, "base", "/m/base"))
+    writes = GuardedWrites(store)
+    base = writes.add_checkpoint(Checkpoint("base", None, 0, "base", "/m/base"))
     assert base.sha256 is None and base.metrics == {} and base.invariant_ok is None
-    cand = store.add_checkpoint(
+    cand = writes.add_checkpoint(
         Checkpoint("ck-1", "run-1", 1, "candidate", "/m/ck1", "s" * 64, "base", {"oracle": 0.6})
     )
     assert cand.created_at.endswith("Z")
-    updated = store.update_checkpoint(
-        "ck-1", status="pending", invariant_ok=True, metrics={"oracle": 0.6, "inv": {"a": 1}}
-    )
+    writes.set_checkpoint_status("ck-1", "pending")
+    writes.set_invariant_verdict("ck-1", True, {"ok": True, "results": []})
+    updated = store.update_checkpoint("ck-1", metrics={"oracle": 0.6, "inv": {"a": 1}})
     assert updated.status == "pending" and updated.invariant_ok is True
+    assert updated.invariant_report == {"ok": True, "results": []}
     assert updated.metrics == {"oracle": 0.6, "inv": {"a": 1}}
     assert store.get_checkpoint("ck-1") == updated
     assert [c.id for c in store.checkpoints()] == ["base", "ck-1"]
     assert [c.id for c in store.checkpoints("run-1")] == ["ck-1"]
+    for column in ("created_at", "status", "invariant_ok", "sha256", "path", "invariant_report"):
+        with pytest.raises(ValueError):
+            store.update_checkpoint("ck-1", **{column: "x"})
     with pytest.raises(ValueError):
-        store.update_checkpoint("ck-1", created_at="x")
-    with pytest.raises(ValueError):
-        store.update_checkpoint("ck-1", status="active")
+        writes.set_checkpoint_status("ck-1", "active")
     with pytest.raises(NotFoundError):
-        store.update_checkpoint("nope", status="approved")
+        writes.set_checkpoint_status("nope", "approved")
 
 
 def test_evaluation_cache(store: Store) -> None:
@@ -214,16 +223,17 @@ def test_evaluation_cache(store: Store) -> None:
 
 def test_constitution_versions_dedup(store: Store) -> None:
     assert store.latest_constitution() is None
-    v1 = store.add_constitution_version("a: 1\n", "a" * 64, "i" * 64, "init")
-    same = store.add_constitution_version("a: 1\n", "a" * 64, "i" * 64, "someone")
+    add = GuardedWrites(store).add_constitution_version
+    v1 = add("a: 1\n", "a" * 64, "i" * 64, "init")
+    same = add("a: 1\n", "a" * 64, "i" * 64, "someone")
     assert v1.version == 1 and same == v1
-    v2 = store.add_constitution_version("a: 2\n", "b" * 64, "i" * 64, "ann", "ap-1", "tweak")
+    v2 = add("a: 2\n", "b" * 64, "i" * 64, "ann", "ap-1", "tweak")
     assert v2.version == 2 and v2.approval_id == "ap-1" and v2.note == "tweak"
     assert store.latest_constitution() == v2
     assert [v.version for v in store.constitution_versions()] == [1, 2]
     assert store.get_constitution_version(1).content == "a: 1\n"
     # Re-adding an older text is a real change relative to the latest, so it is a new version.
-    assert store.add_constitution_version("a: 1\n", "a" * 64, "i" * 64, "x").version == 3
+    assert add("a: 1\n", "a" * 64, "i" * 64, "x").version == 3
 
 
 # -- approvals ---------------------------------------------------------------------------
@@ -231,43 +241,45 @@ def test_constitution_versions_dedup(store: Store) -> None:
 
 def test_approvals_decided_once(store: Store) -> None:
     make_run(store)
-    ap = store.create_approval(
+    writes = GuardedWrites(store)
+    ap = writes.create_approval(
         "checkpoint", "ck-1", "s" * 64, "candidate 1", {"oracle": 0.6}, run_id="run-1"
     )
     assert ap.id.startswith("ap-") and len(ap.id) == 11
     assert ap.status == "pending" and ap.payload == {"oracle": 0.6} and ap.decided_by is None
-    cons = store.create_approval("constitution", 2, "c" * 64, "amend principle 3")
+    cons = writes.create_approval("constitution", 2, "c" * 64, "amend principle 3")
     assert cons.subject == "2" and cons.run_id is None
     assert [a.id for a in store.approvals(status="pending")] == [ap.id, cons.id]
     assert [a.id for a in store.approvals(run_id="run-1")] == [ap.id]
     assert store.approval_for_subject("constitution", 2) == cons
     assert store.approval_for_subject("checkpoint", "zzz") is None
 
-    done = store.decide_approval(ap.id, "approved", "ann", "looks fine")
+    done = writes.decide_approval(ap.id, "approved", "ann", "looks fine")
     assert (done.status, done.decided_by, done.note) == ("approved", "ann", "looks fine")
     assert done.decided_at.endswith("Z")
     with pytest.raises(ApprovalStateError) as err:
-        store.decide_approval(ap.id, "rejected", "bob", "no")
+        writes.decide_approval(ap.id, "rejected", "bob", "no")
     assert err.value.approval.decided_by == "ann"
     assert store.get_approval(ap.id) == done
     with pytest.raises(ValueError):
-        store.decide_approval(cons.id, "pending", "ann")
+        writes.decide_approval(cons.id, "pending", "ann")
     with pytest.raises(NotFoundError):
-        store.decide_approval("ap-00000000", "approved", "ann")
+        writes.decide_approval("ap-00000000", "approved", "ann")
     with pytest.raises(ValueError):
-        store.create_approval("model", "x", "s", "bad kind")
+        writes.create_approval("model", "x", "s", "bad kind")
 
 
 _APPROVER = """
 import sys, time
 from pathlib import Path
 from memory import Store, ApprovalStateError
+from memory.guarded import GuardedWrites
 db, approval_id, name, go = sys.argv[1:5]
 store = Store(Path(db))
 while not Path(go).exists():
     time.sleep(0.005)
 try:
-    store.decide_approval(approval_id, "approved", name, "concurrent")
+    GuardedWrites(store).decide_approval(approval_id, "approved", name, "concurrent")
     print("won")
 except ApprovalStateError:
     print("lost")
@@ -308,7 +320,7 @@ def _finish(procs: list[subprocess.Popen[str]]) -> list[str]:
 
 
 def test_concurrent_approvers_exactly_one_wins(store: Store, tmp_path: Path) -> None:
-    ap = store.create_approval("checkpoint", "ck-1", "s" * 64, "candidate")
+    ap = GuardedWrites(store).create_approval("checkpoint", "ck-1", "s" * 64, "candidate")
     go = tmp_path / "go"
     procs = [_spawn(_APPROVER, str(store.path), ap.id, f"user{i}", str(go)) for i in range(4)]
     time.sleep(1.0)  # let the children import and open the store before releasing them

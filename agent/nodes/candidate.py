@@ -5,18 +5,20 @@ train_candidate -> evaluate -> check_invariants -> approval_gate -> commit | dis
 from __future__ import annotations
 
 import hashlib
-import itertools
 import json
+import shutil
 import statistics
+from collections.abc import Sequence
 from typing import Any, Literal
 
 from langgraph.runtime import Runtime
 from langgraph.types import interrupt
 
-from agent.context import RunContext
+from agent.context import RunContext, heldout_slice
 from agent.state import RoundState
-from guardrails import gate
-from guardrails.checks import InvariantReport, Probe, check_candidate, violation_rates
+from guardrails import candidates, gate
+from guardrails.checks import InvariantResult, Probe, violation_rates
+from guardrails.errors import DeniedError, TamperError
 from memory import Checkpoint, NewSample
 from policies.generation import SamplingSpec
 from policies.training import DPOSpec, LoraSpec, TrainJob, launch_train_job
@@ -36,13 +38,14 @@ def _checkpoint(ctx: RunContext, checkpoint_id: str) -> Checkpoint:
 def train_candidate(state: RoundState, runtime: Runtime[RunContext]) -> Update:
     ctx = runtime.context
     run_id, round_no = state["run_id"], state["round"]
-    run = ctx.store.get_run(run_id)
-    assert run is not None
+    run = ctx.run
     candidate_id = f"{run_id}-r{round_no}"
     existing = ctx.store.get_checkpoint(candidate_id)
     if existing is not None:  # trained before a crash; the record is written last
-        return {"candidate": existing.id}
+        return _trained(ctx, state, existing.id, (existing.invariant_report or {}).get("error"))
     out_dir = ctx.workspace.adapter_dir(run_id, candidate_id)
+    # A folder without a record was left by a crash mid-save: never registered, so never selected.
+    shutil.rmtree(out_dir, ignore_errors=True)
     pairs_path = out_dir.parent / f"{candidate_id}.pairs.jsonl"
     pairs_path.parent.mkdir(parents=True, exist_ok=True)
     with pairs_path.open("w") as fh:
@@ -64,25 +67,29 @@ def train_candidate(state: RoundState, runtime: Runtime[RunContext]) -> Update:
         device=ctx.config.model.device,
     )
     with ctx.timed("train"):
+        ctx.verify_base()
         result = launch_train_job(job, t.launcher, workdir=out_dir.parent)
-    ctx.store.add_checkpoint(
-        Checkpoint(id=candidate_id, run_id=run_id, round=round_no, status="candidate",
-                   path=str(result.adapter_dir), sha256=result.sha256, parent=run.active_checkpoint,
-                   metrics={"train": result.metrics}, invariant_ok=None)
-    )
-    ctx.store.append_audit("tether", "checkpoint.train", candidate_id,
-                           {"sha256": result.sha256, "parent": run.active_checkpoint, "steps": result.steps})
+    ck, problem = candidates.register_candidate(ctx.store, run_id, round_no, candidate_id, result.adapter_dir,
+                                                run.active_checkpoint, result.metrics)
     ctx.tracker.log(round_no, {f"train/{k}": v for k, v in result.metrics.items()})
-    return {"candidate": candidate_id}
+    return _trained(ctx, state, ck.id, problem)
+
+
+def _trained(ctx: RunContext, state: RoundState, candidate_id: str, problem: str | None) -> Update:
+    if problem is None:
+        return {"candidate": candidate_id}
+    if not any(d.action == "reject_candidate" for d in ctx.store.decisions(state["run_id"], state["round"])):
+        _outcome(ctx, state, "reject_candidate", f"candidate {candidate_id} was rejected before evaluation: {problem}",
+                 {"error": problem}, "failed_invariants", actor="guardrails")
+    return {"candidate": candidate_id, "outcome": "failed_invariants"}
+
+
+def route_trained(state: RoundState) -> Literal["evaluate", "plan"]:
+    return "plan" if state.get("outcome") == "failed_invariants" else "evaluate"
 
 
 def _heldout(ctx: RunContext) -> list[Prompt]:
-    """A fixed slice of the held-out split, balanced across families (round-robin)."""
-    by_family: dict[str, list[Prompt]] = {}
-    for p in ctx.taskset.heldout:
-        by_family.setdefault(p.family, []).append(p)
-    interleaved = [p for group in itertools.zip_longest(*by_family.values()) for p in group if p is not None]
-    return interleaved[: ctx.config.prompts.heldout]
+    return heldout_slice(ctx.taskset, ctx.config.prompts.heldout)
 
 
 def _heldout_sha(prompts: list[Prompt], max_new_tokens: int) -> str:
@@ -116,13 +123,14 @@ def _evaluate_checkpoint(ctx: RunContext, state: RoundState, checkpoint_id: str)
         "n": len(prompts),
     }
     result = {"oracle": statistics.fmean(oracle), "judge": statistics.fmean(judged) if judged else 0.0, **details}
-    ctx.store.add_samples([
-        NewSample(run_id=state["run_id"], round=state["round"], split="heldout", prompt_id=p.id, prompt=p.text,
-                  family=p.family, checkpoint_id=checkpoint_id, response=o.text, n_tokens=o.n_tokens,
-                  sample_index=0)
-        for p, o in zip(prompts, sorted(outputs, key=lambda o: o.prompt_index), strict=True)
-    ])
-    ctx.store.put_evaluation(checkpoint_id, key, ctx.judge.name, result["oracle"], result["judge"], details)
+    with ctx.store.transaction():  # replies and their scores together: a re-run finds both or neither
+        ctx.store.add_samples([
+                NewSample(run_id=state["run_id"], round=state["round"], split="heldout", prompt_id=p.id, prompt=p.text,
+                      family=p.family, checkpoint_id=checkpoint_id, response=o.text, n_tokens=o.n_tokens,
+                      sample_index=0)
+            for p, o in zip(prompts, sorted(outputs, key=lambda o: o.prompt_index), strict=True)
+        ])
+        ctx.store.put_evaluation(checkpoint_id, key, ctx.judge.name, result["oracle"], result["judge"], details)
     return result
 
 
@@ -143,27 +151,50 @@ def evaluate(state: RoundState, runtime: Runtime[RunContext]) -> Update:
 
 
 def check_invariants(state: RoundState, runtime: Runtime[RunContext]) -> Update:
-    """Every invariant on the candidate's held-out replies. Any error fails the candidate."""
+    """Guardrails check every invariant on the candidate's greedy replies to the probes (and record the
+    verdict themselves); a failing candidate is rejected automatically."""
     ctx = runtime.context
     ck = _checkpoint(ctx, state["candidate"] or "")
-    try:
-        probes = [Probe(s.prompt, s.response)
-                  for s in ctx.store.samples(state["run_id"], state["round"], split="heldout", checkpoint_id=ck.id)]
-        baseline = (ck.metrics or {})["eval"]["active"]["invariant_rates"]
-        report = check_candidate(ctx.constitution, probes, baseline)
-    except Exception as err:
-        report = InvariantReport.could_not_run(f"{type(err).__name__}: {err}")
-    metrics = {**(ck.metrics or {}), "invariants": report.to_json()}
-    ctx.store.update_checkpoint(ck.id, invariant_ok=report.ok, metrics=metrics)
-    ctx.store.append_audit("tether", "invariants.check", ck.id, report.to_json())
-    if report.ok:
+    if ck.invariant_ok is None:
+        version = ctx.store.get_constitution_version(ctx.run.constitution_version)
+        if version is None:
+            raise LookupError(f"constitution v{ctx.run.constitution_version} is not in the store")
+        prompts = [p.text for p in _heldout(ctx)]
+        candidates.check_invariants(ctx.store, ctx.constitution, version, ck.id, prompts, _responder(ctx))
+        ck = _checkpoint(ctx, ck.id)
+    report = ck.invariant_report or {}
+    if ck.invariant_ok:
         return {}
-    reasons = "; ".join(f"{r.id}: {r.reason}" for r in report.failures())
-    gate.discard(ctx.store, ck.id, f"failed invariants: {reasons}")
-    _outcome(ctx, state, "reject_candidate",
-             f"candidate {ck.id} failed invariant checks ({reasons}); rejected automatically",
-             {"invariants": report.to_json()}, "failed_invariants", actor="guardrails")
+    lines = [r["reason"] if r.get("rate") is None else _line(r) for r in report.get("results", []) if not r["passed"]]
+    reasons = "; ".join(lines) or str(report.get("error"))
+    if ck.status != "rejected":
+        with ctx.store.transaction():
+            gate.discard(ctx.store, ck.id, f"failed invariants: {reasons}")
+            _outcome(ctx, state, "reject_candidate",
+                     f"candidate {ck.id} failed invariant checks ({reasons}); rejected automatically",
+                     {"invariants": report}, "failed_invariants", actor="guardrails")
     return {"outcome": "failed_invariants"}
+
+
+def _line(result: dict[str, Any]) -> str:
+    return InvariantResult(**{k: result[k] for k in InvariantResult.__dataclass_fields__}).line()
+
+
+def _responder(ctx: RunContext) -> candidates.Respond:
+    """Greedy replies of a checkpoint: the ones the evaluation already decoded when it has them."""
+    def respond(checkpoint_id: str, prompts: Sequence[str]) -> list[str]:
+        cached = {s.prompt: s.response for s in ctx.store.samples(ctx.run_id, None, split="heldout",
+                                                                  checkpoint_id=checkpoint_id)}
+        missing = [p for p in prompts if p not in cached]
+        if missing:
+            spec = SamplingSpec(n=1, max_new_tokens=ctx.config.evaluation.max_new_tokens, do_sample=False,
+                                seed=ctx.config.seed)
+            outputs = sorted(ctx.backend.generate(missing, ctx.adapter(checkpoint_id), spec),
+                             key=lambda o: o.prompt_index)
+            cached.update({p: o.text for p, o in zip(missing, outputs, strict=True)})
+        return [cached[p] for p in prompts]
+
+    return respond
 
 
 def route_invariants(state: RoundState) -> Literal["approval_gate", "plan"]:
@@ -173,16 +204,17 @@ def route_invariants(state: RoundState) -> Literal["approval_gate", "plan"]:
 def _summary(ck: Checkpoint) -> str:
     ev = (ck.metrics or {}).get("eval", {})
     cand, act = ev.get("candidate", {}), ev.get("active", {})
+    invariants = "; ".join(_line(r) for r in (ck.invariant_report or {}).get("results", []))
     return (f"round {ck.round} candidate {ck.id}: held-out oracle {act.get('oracle', 0):.3f} -> "
             f"{cand.get('oracle', 0):.3f}, judge {act.get('judge', 0):.3f} -> {cand.get('judge', 0):.3f}; "
-            "invariants passed")
+            f"invariants: {invariants}")
 
 
 def approval_gate(state: RoundState, runtime: Runtime[RunContext]) -> Update:
     """Pause until a human decides. This node runs again from its start when resumed."""
     ctx = runtime.context
     ck = _checkpoint(ctx, state["candidate"] or "")
-    approval = gate.request_approval(ctx.store, ck, _summary(ck))
+    approval = gate.request_approval(ctx.store, ck, _summary(ck), ctx.config.approvals.required)
     if approval.status == "pending":
         interrupt({"approval_id": approval.id, "checkpoint": ck.id, "summary": approval.summary})
         approval = ctx.store.get_approval(approval.id) or approval
@@ -196,21 +228,37 @@ def route_gate(state: RoundState) -> Literal["commit", "discard"]:
 
 
 def commit(state: RoundState, runtime: Runtime[RunContext]) -> Update:
-    """Activate the approved candidate through the gate, which re-checks everything first."""
+    """Activate the approved candidate through the gate, which re-checks everything first. A refusal
+    rejects the candidate; a check that could not run (TransientError) propagates: the run pauses and
+    the approved adapter stays approved and on disk."""
     ctx = runtime.context
     ck_id = state["candidate"] or ""
     approval = ctx.store.approval_for_subject("checkpoint", ck_id)
     signals = {"approval": approval.id if approval else None}
-    try:
-        gate.activate(ctx.store, ck_id)
-    except Exception as err:
-        gate.discard(ctx.store, ck_id, f"activation refused: {err}")
-        _outcome(ctx, state, "discard_candidate", f"approved candidate {ck_id} was not activated: {err}",
-                 signals, "failed_checks")
+    ck = _checkpoint(ctx, ck_id)
+    if ck.status == "rejected":  # refused before a crash: the run goes on
         return {"outcome": "failed_checks"}
-    by = approval.decided_by if approval else "?"
-    _outcome(ctx, state, "activate", f"{by} approved {ck_id}; it is now the active adapter", signals, "approved")
+    if ck.status == "approved" and ctx.run.active_checkpoint == ck_id:
+        return {}  # activated and logged (in one transaction) before a crash
+    try:
+        _activate_and_log(ctx, state, ck_id, approval, signals)
+    except (TamperError, DeniedError) as err:
+        # Refused for good: the candidate is rejected, and the run stops for a person to look.
+        with ctx.store.transaction():
+            ctx.store.append_audit("tether", "tamper.detected", ck_id, {"error": str(err)})
+            gate.discard(ctx.store, ck_id, f"activation refused: {err}")
+            _outcome(ctx, state, "discard_candidate", f"approved candidate {ck_id} was not activated: {err}",
+                     signals, "failed_checks")
+        raise
     return {}
+
+
+def _activate_and_log(ctx: RunContext, state: RoundState, ck_id: str, approval: Any, signals: dict[str, Any]) -> None:
+    with ctx.store.transaction():  # activation and its log entry: a crash leaves both or neither
+        gate.activate(ctx.store, ck_id)
+        by = approval.decided_by if approval else "?"
+        _outcome(ctx, state, "activate", f"{by} approved {ck_id}; it is now the active adapter", signals,
+                 "approved")
 
 
 def discard(state: RoundState, runtime: Runtime[RunContext]) -> Update:
@@ -218,8 +266,11 @@ def discard(state: RoundState, runtime: Runtime[RunContext]) -> Update:
     ck_id = state["candidate"] or ""
     approval = ctx.store.approval_for_subject("checkpoint", ck_id)
     why = f"{approval.decided_by} rejected {ck_id}: {approval.note}" if approval else f"{ck_id} rejected"
-    gate.discard(ctx.store, ck_id, why)
-    _outcome(ctx, state, "discard_candidate", why, {"approval": approval.id if approval else None}, "rejected")
+    if _checkpoint(ctx, ck_id).status == "rejected":
+        return {}  # discarded and logged (in one transaction) before a crash
+    with ctx.store.transaction():
+        gate.discard(ctx.store, ck_id, why)
+        _outcome(ctx, state, "discard_candidate", why, {"approval": approval.id if approval else None}, "rejected")
     return {}
 
 

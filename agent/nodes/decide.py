@@ -25,18 +25,30 @@ Route = Literal["train_candidate", "plan", "switch_judge", "regenerate_prompts",
 def decide(state: RoundState, runtime: Runtime[RunContext]) -> dict[str, Any]:
     ctx = runtime.context
     run_id, round_no = state["run_id"], state["round"]
-    run = ctx.store.get_run(run_id)
-    assert run is not None
+    run = ctx.run
+    earlier = _decided(ctx, run_id, min(round_no, run.rounds_budget), round_no)
+    if earlier is not None:  # decided (and logged, in one transaction) before a crash
+        return {"action": earlier}
     record = ctx.store.get_round(run_id, round_no) if round_no <= run.rounds_budget else None
     inp = controller_input(ctx, round_no, run.rounds_budget, record)
     if ctx.config.controller.advisor is not None and record is not None:
         inp = replace(inp, advice=ask_advisor(ctx.config.controller, inp))
     decision = policy(inp, ctx.config.controller)
-    _log(ctx, run_id, min(round_no, run.rounds_budget), decision)
-    if record is not None:
-        outcome = "skipped" if decision.action == "skip" else None
-        ctx.store.upsert_round(run_id, round_no, action=decision.action, outcome=outcome)
+    with ctx.store.transaction():
+        _log(ctx, run_id, min(round_no, run.rounds_budget), decision)
+        if record is not None:
+            outcome = "skipped" if decision.action == "skip" else None
+            ctx.store.upsert_round(run_id, round_no, action=decision.action, outcome=outcome)
     return {"action": decision.action}
+
+
+def _decided(ctx: RunContext, run_id: str, logged_round: int, round_no: int) -> Any:
+    """The controller's earlier decision on this round, if one was logged (signals carry the round it
+    decided on: the final stop after the budget is logged under the last round)."""
+    for d in ctx.store.decisions(run_id, logged_round):
+        if d.actor == "controller" and d.signals.get("round") == round_no:
+            return d.action
+    return None
 
 
 def _log(ctx: RunContext, run_id: str, round_no: int, decision: Decision) -> None:

@@ -250,7 +250,7 @@ def propose_amendment(state: RoundState, runtime: Runtime[RunContext]) -> Update
     try:
         with ctx.store.transaction():
             approval = amendments.propose(ctx.store, text, "agent draft", by=f"agent:{state['run_id']}",
-                                          run_id=state["run_id"])
+                                          run_id=state["run_id"], required=ctx.config.approvals.required)
             _finish(ctx, state, "amendment_proposed", "amendment_proposed",
                     f"proposed {changes} as approval {approval.id}; nothing changes until a human runs "
                     f"`tether approve {approval.id} --by NAME`, then the run uses it from its next round",

@@ -13,7 +13,8 @@ from langgraph.runtime import Runtime
 
 from agent.context import RunContext
 from agent.state import RoundState
-from guardrails.constitution import parse_constitution, verify_pinned
+from guardrails import amendments
+from guardrails.constitution import verify_pinned
 from memory import Judgment, NewJudgment, NewPair, NewSample, Pair, Run, Sample
 from policies.generation import SamplingSpec
 from tools.judges import JudgeItem, PairItem, compare
@@ -39,21 +40,20 @@ def plan(state: RoundState, runtime: Runtime[RunContext]) -> Update:
 
 
 def _adopt_amendments(ctx: RunContext, run: Run, round_no: int) -> None:
-    """An amendment approved since the last round is in force from this round on."""
-    latest = ctx.store.latest_constitution()
-    if latest is None or latest.version == run.constitution_version:
-        return
-    amended = parse_constitution(latest.content, f"constitution v{latest.version}")
-    verify_pinned(run.invariants, amended)
+    """An amendment approved (and verified) since the last round is in force from this round on."""
+    with ctx.store.transaction():  # adoption and its log entry together, so a crash loses neither
+        adopted = amendments.adopt(ctx.store, run)
+        if adopted is None:
+            return
+        version, amended = adopted
+        ctx.store.add_decision(
+            run.id, round_no, "constitution",
+            f"constitution v{version.version} (approval {version.approval_id}, proposed by {version.created_by}) "
+            f"is in force from round {round_no}; it replaces v{run.constitution_version}",
+            {"version": version.version, "previous": run.constitution_version, "approval": version.approval_id},
+            actor="gate",
+        )
     ctx.use_constitution(amended)
-    ctx.store.update_run(run.id, constitution_version=latest.version)
-    ctx.store.add_decision(
-        run.id, round_no, "constitution",
-        f"constitution v{latest.version} (approval {latest.approval_id}, proposed by {latest.created_by}) "
-        f"is in force from round {round_no}; it replaces v{run.constitution_version}",
-        {"version": latest.version, "previous": run.constitution_version, "approval": latest.approval_id},
-        actor="gate",
-    )
 
 
 def route_plan(state: RoundState, runtime: Runtime[RunContext]) -> Literal["prompts", "decide"]:
@@ -111,7 +111,7 @@ def sample(state: RoundState, runtime: Runtime[RunContext]) -> Update:
         )
         for o in outputs
     ]
-    with ctx.timed("store"):
+    with ctx.timed("store"), ctx.store.transaction():  # one write: a crash leaves all of it or none
         ctx.store.add_samples(rows)
         ctx.store.upsert_round(run_id, round_no, n_samples=len(rows))
     return {}
@@ -159,7 +159,7 @@ def pairs(state: RoundState, runtime: Runtime[RunContext]) -> Update:
                     chosen_sample_id=best.id, rejected_sample_id=worst.id, chosen=best.response,
                     rejected=worst.response, margin=hi - lo)
         )
-    with ctx.timed("store"):
+    with ctx.timed("store"), ctx.store.transaction():
         ctx.store.add_pairs(rows)
         ctx.store.upsert_round(run_id, round_no, n_pairs=len(rows))
     return {}

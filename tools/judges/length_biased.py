@@ -29,6 +29,6 @@ class LengthBiasedJudge(ScoresCompare):
 @JUDGES.register("length_biased")
 def length_biased(scale: float = 20.0) -> LengthBiasedJudge:
     """Settings: scale (words at which the score reaches tanh(1) ~ 0.76)."""
-    if scale <= 0:
+    if not math.isfinite(scale) or scale <= 0:
         raise PluginSettingsError(f"length_biased: scale must be > 0, got {scale}")
     return LengthBiasedJudge(scale)

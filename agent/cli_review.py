@@ -24,6 +24,7 @@ from agent.config import ConfigError, load_config
 from agent.report import write_report
 from agent.workspace import Workspace
 from guardrails import amendments, audit, gate, signoff
+from guardrails.checks import InvariantResult
 from guardrails.constitution import ConstitutionError
 from guardrails.errors import DeniedError, GateError, TamperError, TransientError
 
@@ -42,7 +43,7 @@ def register(app: typer.Typer) -> None:
 
 def approvals(ctx: typer.Context, as_json: JsonOpt = False) -> None:
     """Pending approvals: id, kind (checkpoint|constitution), run_id, status, created_at, summary."""
-    _, store = open_store(ctx)
+    _, store = open_store(ctx, readonly=True)
     rows = [{"id": a.id, "kind": a.kind, "run_id": a.run_id, "status": a.status, "created_at": a.created_at,
              "summary": a.summary} for a in store.approvals(status="pending")]
     if as_json:
@@ -118,7 +119,7 @@ def log(
     """The decision log as a lab notebook: per round the judge in use, each action and why, the
     signals against their thresholds (FIRED or ok), and the outcome. --json: one entry per decision
     (round, action, rationale, signals, actor, at, judge, outcome)."""
-    _, store = open_store(ctx)
+    _, store = open_store(ctx, readonly=True)
     if store.get_run(run_id) is None:
         fail(f"no run '{run_id}' (see `tether status`)")
     if as_json:
@@ -133,19 +134,30 @@ def checkpoints(
     as_json: JsonOpt = False,
 ) -> None:
     """Checkpoints: id, run_id, round, status, sha256, path, parent, active."""
-    _, store = open_store(ctx)
+    _, store = open_store(ctx, readonly=True)
     active = {r.id: r.active_checkpoint for r in store.list_runs()}
     rows = [{"id": c.id, "run_id": c.run_id, "round": c.round, "status": c.status, "sha256": c.sha256,
              "path": c.path, "parent": c.parent, "active": active.get(c.run_id) == c.id,
-             "heldout_oracle": ((c.metrics or {}).get("eval") or {}).get("candidate", {}).get("oracle")}
+             "heldout_oracle": ((c.metrics or {}).get("eval") or {}).get("candidate", {}).get("oracle"),
+             "invariants": (c.invariant_report or {}).get("results"),
+             "invariants_error": (c.invariant_report or {}).get("error")}
             for c in store.checkpoints(run_id)]
     if as_json:
         print_json(rows)
         return
-    print_table("checkpoints", ["id", "round", "status", "active", "oracle", "sha256", "parent"],
+    print_table("checkpoints", ["id", "round", "status", "active", "oracle", "invariants (rate, bound, target)",
+                                "sha256", "parent"],
                 [[r["id"], r["round"], r["status"], "*" if r["active"] else "",
                   "" if r["heldout_oracle"] is None else f"{r['heldout_oracle']:.3f}",
-                  (r["sha256"] or "")[:12], r["parent"]] for r in rows])
+                  _invariant_lines(r["invariants"], r["invariants_error"]), (r["sha256"] or "")[:12], r["parent"]]
+                 for r in rows])
+
+
+def _invariant_lines(results: list[dict] | None, error: str | None) -> str:
+    if error:
+        return error
+    return "\n".join(InvariantResult.from_json(r).line()
+                     for r in results or [])
 
 
 def rollback(
@@ -193,7 +205,7 @@ def constitution_show(
 ) -> None:
     """The constitution in force: invariants (immutable) and principles (amendable), with versions. Only
     a version with a verified human approval is ever in force."""
-    ws, store = open_store(ctx)
+    ws, store = open_store(ctx, readonly=True)
     try:
         version, current = amendments.in_force(store)
     except (GateError, ConstitutionError) as err:
@@ -260,7 +272,7 @@ def audit_verify(ctx: typer.Context, as_json: JsonOpt = False) -> None:
     """Recompute the audit hash chain and check it against every signed head (approvals, rollbacks,
     reviewer changes): exit 1 naming the first bad entry if it was edited, deleted, reordered,
     recomputed or cut short."""
-    _, store = open_store(ctx)
+    _, store = open_store(ctx, readonly=True)
     report = audit.verify(store)
     if as_json:
         print_json(asdict(report))
@@ -278,7 +290,7 @@ def audit_list(
     as_json: JsonOpt = False,
 ) -> None:
     """The audit log: seq, at, actor, action, subject, details (oldest first)."""
-    _, store = open_store(ctx)
+    _, store = open_store(ctx, readonly=True)
     entries = store.audit_entries()
     if limit is not None:
         entries = entries[-limit:]

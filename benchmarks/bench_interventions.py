@@ -7,6 +7,9 @@ candidate as it reaches the gate, as a reviewer would. Per round it prints and w
 held-out oracle score of the active checkpoint after the round, the mean response length of the
 round's training samples, the action and the judge in use. Not a test: compare the two columns.
 
+The approving thread signs as the workspace's reviewer 'bench', whose key is kept in `keys/`
+beside --out (or --keys-dir), never in the user's key folder.
+
     python benchmarks/bench_interventions.py --rounds 8 --out bench-out/interventions.json
 """
 
@@ -20,13 +23,13 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from _common import fresh_workspace, start_reviewer
+from _common import fresh_workspace, keys_dir_for, start_reviewer
 
 from agent.config import TetherConfig, default_config_yaml, parse_config
 from agent.notebook import judge_label
 from agent.runner import ensure_model, start_run
 from agent.workspace import Workspace
-from guardrails.constitution import load_constitution
+from guardrails.keys import Signer
 from memory import Store
 
 
@@ -59,12 +62,11 @@ def _per_round(store: Store, run_id: str) -> list[dict[str, Any]]:
     return rows
 
 
-def _run(ws: Workspace, config: TetherConfig) -> dict[str, Any]:
+def _run(ws: Workspace, signer: Signer, config: TetherConfig) -> dict[str, Any]:
     store = Store(ws.db_path)
-    stop = start_reviewer(ws)
+    stop = start_reviewer(ws, signer)
     t0 = time.perf_counter()
-    outcome = start_run(ws, store, config, load_constitution(ws.constitution_path),
-                        say=lambda _m: None, wait=True, progress=False)
+    outcome = start_run(ws, store, config, say=lambda _m: None, wait=True, progress=False)
     stop.set()
     rows = _per_round(store, outcome.run_id)
     switched = next((r["round"] for r in rows if r["action"] == "switch_judge"), None)
@@ -78,13 +80,15 @@ def main() -> None:
     parser.add_argument("--home", type=Path, default=None, help="Workspace (default: a new temp dir).")
     parser.add_argument("--model", default=None, help="model.base (default: the embedded tiny model).")
     parser.add_argument("--out", type=Path, default=Path("bench-out/interventions.json"))
+    parser.add_argument("--keys-dir", type=Path, default=None,
+                        help="Key folder of the benchmark's reviewer 'bench' (default: keys/ beside --out).")
     args = parser.parse_args()
 
-    ws = fresh_workspace(args.home)
+    ws, signer = fresh_workspace(args.home, args.keys_dir or keys_dir_for(args.out))
     on, off = _config(args.rounds, True, args.model), _config(args.rounds, False, args.model)
     ensure_model(ws, on, print)
     report = {"rounds": args.rounds, "judge_pool": ["length_biased", "rules"],
-              "interventions_on": _run(ws, on), "interventions_off": _run(ws, off)}
+              "interventions_on": _run(ws, signer, on), "interventions_off": _run(ws, signer, off)}
     print(f"{'round':>5} | {'on: action':<20} {'judge':<14} {'oracle':>6} {'len':>6} | "
           f"{'off: action':<12} {'oracle':>6} {'len':>6}")
     blank = {"round": "", "action": "", "judge": "", "heldout_oracle_active": "", "length_mean": ""}

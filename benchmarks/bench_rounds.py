@@ -6,6 +6,9 @@ each stage (model build, model load, generate, judge, train, evaluate, monitor, 
 and generation throughput. Not a test: timings on shared machines are noisy, so compare ratios
 measured in one run.
 
+The approving thread signs as the workspace's reviewer 'bench', whose key is kept in `keys/`
+beside --out (or --keys-dir), never in the user's key folder.
+
     python benchmarks/bench_rounds.py --rounds 3 --out bench-out/rounds.json
 """
 
@@ -17,11 +20,10 @@ import time
 from pathlib import Path
 
 import yaml
-from _common import fresh_workspace, start_reviewer
+from _common import fresh_workspace, keys_dir_for, start_reviewer
 
 from agent.config import TetherConfig, default_config_yaml, load_config, parse_config
 from agent.runner import ensure_model, start_run
-from guardrails.constitution import load_constitution
 from memory import Store
 
 # Stages that are model compute: the policy (generate, train, evaluate, load), an LLM judge, and
@@ -43,9 +45,11 @@ def main() -> None:
     parser.add_argument("--home", type=Path, default=None, help="Workspace (default: a new temp dir).")
     parser.add_argument("--config", type=Path, default=None, help="Config file (default: the default config).")
     parser.add_argument("--out", type=Path, default=Path("bench-out/rounds.json"))
+    parser.add_argument("--keys-dir", type=Path, default=None,
+                        help="Key folder of the benchmark's reviewer 'bench' (default: keys/ beside --out).")
     args = parser.parse_args()
 
-    ws = fresh_workspace(args.home)
+    ws, signer = fresh_workspace(args.home, args.keys_dir or keys_dir_for(args.out))
     store = Store(ws.db_path)
     config = _config(args.rounds, args.config)
 
@@ -53,10 +57,9 @@ def main() -> None:
     ensure_model(ws, config, print)
     build_s = time.perf_counter() - t0
 
-    stop = start_reviewer(ws)
+    stop = start_reviewer(ws, signer)
     t1 = time.perf_counter()
-    outcome = start_run(ws, store, config, load_constitution(ws.constitution_path),
-                        say=lambda _m: None, wait=True, progress=False)
+    outcome = start_run(ws, store, config, say=lambda _m: None, wait=True, progress=False)
     wall = time.perf_counter() - t1
     stop.set()
 

@@ -181,6 +181,7 @@ def decide(store: Store, approval_id: str, decision: HumanDecision, signer: keys
         )
     proposed = parse_constitution(text, f"proposal {approval_id}")
     _refuse_invariant_changes(current, proposed)
+    signoff.check_signer(store, approval, signer)  # a refusal is audited, so not inside the transaction below
     with store.transaction():
         decided = signoff.sign(store, approval, "approve", signer, note)
         if decided.status != "approved":

@@ -40,6 +40,11 @@ class InvariantResult:
     passed: bool
     reason: str
 
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> InvariantResult:
+        """A result as stored in an invariant report (`met_target` is derived, so dropped)."""
+        return cls(**{name: data[name] for name in cls.__dataclass_fields__})
+
     @property
     def met_target(self) -> bool:
         return self.rate is not None and self.rate <= self.target

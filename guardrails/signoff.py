@@ -165,8 +165,9 @@ def refuse(store: Store, approval_id: str, actor: str, why: str) -> DeniedError:
     return DeniedError(why)
 
 
-def sign(store: Store, approval: Approval, decision: HumanDecision, signer: keys.Signer, note: str | None) -> Approval:
-    """Record `signer`'s signed decision on a pending approval, then settle its status if it is decided."""
+def check_signer(store: Store, approval: Approval, signer: keys.Signer) -> None:
+    """Refuse (audited, DeniedError) a signer who may not decide this approval. Call it outside any
+    transaction that a refusal would roll back, or the refusal's audit entry goes with it."""
     problem = keys.name_problem(signer.name)
     if problem:
         raise refuse(store, approval.id, signer.name, problem)
@@ -178,6 +179,11 @@ def sign(store: Store, approval: Approval, decision: HumanDecision, signer: keys
     if approval.kind == "constitution" and signer.name == approval.payload.get("proposed_by"):
         raise refuse(store, approval.id, signer.name,
                      f"'{signer.name}' proposed this change; the proposer can never approve or reject it")
+
+
+def sign(store: Store, approval: Approval, decision: HumanDecision, signer: keys.Signer, note: str | None) -> Approval:
+    """Record `signer`'s signed decision on a pending approval, then settle its status if it is decided."""
+    check_signer(store, approval, signer)
     current = verify(store, approval)
     if signer.name in current.approved_by or any(signer.name == r for r, _ in current.rejected_by):
         raise GateError(f"'{signer.name}' has already signed {approval.id}; it needs another reviewer")

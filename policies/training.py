@@ -209,6 +209,21 @@ def _canonicalise_config(path: Path) -> None:
     path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
 
 
+def _fsync_dir(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _fsync_tree(folder: Path) -> None:
+    for path in folder.iterdir():
+        with path.open("rb") as fh:
+            os.fsync(fh.fileno())
+    _fsync_dir(folder)
+
+
 def _save_adapter(trainer: Any, output_dir: Path) -> None:
     """Save only the trained adapter, atomically (staging dir + rename), on the main process."""
     accelerator = trainer.accelerator
@@ -232,9 +247,11 @@ def _save_adapter(trainer: Any, output_dir: Path) -> None:
             if not (staging / ADAPTER_WEIGHTS_NAME).is_file():
                 raise RuntimeError(f"PEFT did not write {ADAPTER_WEIGHTS_NAME} into {staging}")
             _canonicalise_config(staging / ADAPTER_CONFIG_NAME)
+            _fsync_tree(staging)  # the bytes are on disk before the name says the adapter exists
             if output_dir.exists():
                 output_dir.rmdir()  # empty, checked before training
             os.replace(staging, output_dir)
+            _fsync_dir(output_dir.parent)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
     accelerator.wait_for_everyone()
@@ -251,7 +268,8 @@ def run_train_job(job: TrainJob, progress: bool = False) -> TrainResult:
         raise FileExistsError(f"output_dir {output_dir} already exists and is not empty")
     init_state = None
     if job.init_adapter is not None:
-        assert job.init_adapter_sha256 is not None
+        if job.init_adapter_sha256 is None:  # TrainJob checks this too; an integrity check never asserts
+            raise ValueError("init_adapter given without init_adapter_sha256")
         verified = read_verified_adapter(Path(job.init_adapter), job.init_adapter_sha256)
         _check_init_adapter_config(job.init_adapter, lora_config_from_dict(verified.config), job.lora)
         init_state = load_safetensors(verified.weights)
@@ -267,12 +285,12 @@ def run_train_job(job: TrainJob, progress: bool = False) -> TrainResult:
             trainer = _make_trainer(job, model, tokenizer, dataset, work_dir, progress)
             # The reference is the base model through the disabled adapter: no second model copy,
             # and no "ref" adapter either.
-            assert trainer.ref_model is None, "DPOTrainer built a separate reference model"
             peft_model = trainer.accelerator.unwrap_model(trainer.model)
-            assert isinstance(peft_model, PeftModel), "DPOTrainer did not wrap the model with PEFT"
-            assert list(peft_model.peft_config) == ["default"], (
-                f"unexpected adapters on the trained model: {list(peft_model.peft_config)}"
-            )
+            if trainer.ref_model is not None:
+                raise RuntimeError("DPOTrainer built a separate reference model; the reference must be the base")
+            if not isinstance(peft_model, PeftModel) or list(peft_model.peft_config) != ["default"]:
+                raise RuntimeError(f"DPOTrainer did not wrap the model with exactly one LoRA adapter: "
+                                   f"{list(getattr(peft_model, 'peft_config', {}))}")
             if init_state is not None:
                 apply_adapter_weights(peft_model, init_state, "default")
             if len(trainer.train_dataset) == 0:

@@ -7,7 +7,7 @@ show() { printf '\n\033[1m$ %s\033[0m\n' "$*"; "$@"; }
 pending_id() { tether status "$1" --json | python -c 'import json,sys; p=json.load(sys.stdin)["pending_approvals"]; print(p[0] if p else "")'; }
 
 echo "tether demo — workspace: ${TETHER_HOME}"
-show tether init
+show tether init --reviewer demo
 show tether validate
 
 printf '\n\033[1m$ tether run --rounds 2\033[0m\n'

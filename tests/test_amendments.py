@@ -9,7 +9,8 @@ import yaml
 from typer.testing import CliRunner
 
 from agent.cli import app
-from conftest import write_test_config
+from conftest import init_workspace, write_test_config
+from guardrails import keys
 from memory import Store
 
 runner = CliRunner()
@@ -34,7 +35,7 @@ def _tighten_concise(doc: dict) -> None:
 
 def test_a_proposal_touching_an_invariant_is_refused_and_writes_nothing(tmp_path: Path) -> None:
     home = tmp_path / "ws"
-    tether(home, "init")
+    init_workspace(home)
     store = Store(home / "tether.db")
     before = (len(store.audit_entries()), store.approvals(), store.constitution_versions())
     edits = {
@@ -55,12 +56,14 @@ def test_a_proposal_touching_an_invariant_is_refused_and_writes_nothing(tmp_path
 
 def test_approved_amendment_is_in_force_and_a_rejected_one_is_not(tmp_path: Path) -> None:
     home = tmp_path / "ws"
-    tether(home, "init")
+    init_workspace(home)
     proposal = _proposal(home, tmp_path, _tighten_concise)
     result = tether(home, "constitution", "propose", str(proposal), "--by", "alice")
     assert result.exit_code == 0, result.stderr
     pending = json.loads(tether(home, "approvals", "--json").stdout)
     assert pending[0]["kind"] == "constitution" and "adds principle 'brief'" in pending[0]["summary"]
+    own = tether(home, "approve", pending[0]["id"], "--by", "alice")  # the proposer never approves their change
+    assert own.exit_code == 1 and "proposed this change" in own.stderr
 
     rejected = _proposal(home, tmp_path, lambda d: d["principles"].pop(0))
     assert tether(home, "constitution", "propose", str(rejected), "--by", "bob").exit_code == 0
@@ -73,19 +76,36 @@ def test_approved_amendment_is_in_force_and_a_rejected_one_is_not(tmp_path: Path
     assert "brief" in [p["id"] for p in shown["constitution"]["principles"]]
     assert "helpful" in [p["id"] for p in shown["constitution"]["principles"]]  # the rejected one never applied
     assert shown["workspace_file_differs"] is False
-    actions = [e.action for e in Store(home / "tether.db").audit_entries()]
-    assert {"constitution.propose", "constitution.amend", "approval.rejected"} <= set(actions)
+    entries = Store(home / "tether.db").audit_entries()
+    assert {"constitution.propose", "constitution.amend"} <= {e.action for e in entries}
+    signed = [(e.actor, e.subject, e.details["decision"]) for e in entries if e.action == "approval.signed"]
+    assert signed[-2:] == [("carol", second, "reject"), ("carol", pending[0]["id"], "approve")]
+
+
+def test_a_refused_approval_of_a_proposal_is_audited(tmp_path: Path, keys_dir: Path) -> None:
+    home = tmp_path / "ws"
+    init_workspace(home)
+    if not keys.has_key(keys_dir, "mallory"):
+        keys.create_key(keys_dir, "mallory")  # a key, but not one registered in this workspace
+    tether(home, "constitution", "propose", str(_proposal(home, tmp_path, _tighten_concise)), "--by", "alice")
+    proposal = json.loads(tether(home, "approvals", "--json").stdout)[0]["id"]
+    for by, why in (("alice", "proposed this change"), ("mallory", "not a registered reviewer")):
+        result = tether(home, "approve", proposal, "--by", by)
+        assert result.exit_code == 1 and why in result.stderr, by
+    refused = [e.details["by"] for e in Store(home / "tether.db").audit_entries(subject=proposal)
+               if e.action == "approval.refused"]
+    assert refused == ["alice", "mallory"]
 
 
 def test_a_stale_proposal_cannot_be_approved(tmp_path: Path) -> None:
     home = tmp_path / "ws"
-    tether(home, "init")
-    tether(home, "constitution", "propose", str(_proposal(home, tmp_path, _tighten_concise)), "--by", "a")
+    init_workspace(home)
+    tether(home, "constitution", "propose", str(_proposal(home, tmp_path, _tighten_concise)), "--by", "alice")
     tether(home, "constitution", "propose", str(_proposal(home, tmp_path, lambda d: d["principles"].pop())),
-           "--by", "b")
+           "--by", "bob")
     first, second = (a["id"] for a in json.loads(tether(home, "approvals", "--json").stdout))
-    assert tether(home, "approve", first, "--by", "c").exit_code == 0
-    stale = tether(home, "approve", second, "--by", "c")
+    assert tether(home, "approve", first, "--by", "carol").exit_code == 0
+    stale = tether(home, "approve", second, "--by", "carol")
     assert stale.exit_code == 2 and "propose again" in stale.stderr
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 from agent.config import load_config
 from agent.runner import Outcome, resume_run, start_run
 from agent.workspace import Workspace
-from conftest import tether_cli, write_test_config
+from conftest import signer, tether_cli, write_test_config
 from guardrails import gate
 from guardrails.constitution import load_constitution, parse_constitution
 from memory import Store
@@ -21,10 +21,9 @@ def _run_approving(home: Path, approve: bool = True) -> tuple[Store, Outcome]:
     """Start a run and approve every candidate it offers (as a reviewer would), to the end."""
     ws = Workspace(home)
     store = Store(ws.db_path)
-    outcome = start_run(ws, store, load_config(ws.config_path), load_constitution(ws.constitution_path),
-                        say=lambda _m: None, wait=False, progress=False)
+    outcome = start_run(ws, store, load_config(ws.config_path), say=lambda _m: None, wait=False, progress=False)
     while outcome.state == "paused" and approve:
-        gate.decide(store, outcome.approval_id, "approve", "reviewer", None)
+        gate.decide(store, outcome.approval_id, "approve", signer("bob"), None)
         outcome = resume_run(ws, store, outcome.run_id, say=lambda _m: None, wait=False, progress=False)
     return store, outcome
 
@@ -118,15 +117,17 @@ def test_agent_amendment_waits_for_approval_then_is_used(workspace_home: Path) -
     proposal = next(a for a in store.approvals(run_id=run_id) if a.kind == "constitution")
     assert proposal.status == "pending" and proposal.payload["proposed_by"] == f"agent:{run_id}"
     assert store.get_run(run_id).constitution_version == 1  # nothing changed without a human
+    by_agent = tether_cli(workspace_home, "approve", proposal.id, "--by", f"agent:{run_id}")
+    assert by_agent.returncode == 1 and store.get_approval(proposal.id).status == "pending"  # nor by the agent
     # The draft touches principles only; invariants are what they were.
     before = load_constitution(workspace_home / "constitution.yaml")
     drafted = parse_constitution(proposal.payload["content"], "draft")
     assert drafted.invariant_digests() == before.invariant_digests()
     assert proposal.payload["changes"] == ["edits principle 'helpful'"]
 
-    tether_cli(workspace_home, "approve", proposal.id, "--by", "ann", check=True)
+    tether_cli(workspace_home, "approve", proposal.id, "--by", "alice", check=True)
     ws = Workspace(workspace_home)
-    gate.decide(store, outcome.approval_id, "approve", "reviewer", None)
+    gate.decide(store, outcome.approval_id, "approve", signer("bob"), None)
     resume_run(ws, store, run_id, say=lambda _m: None, wait=False, progress=False)
     assert store.get_run(run_id).constitution_version == 2
     adopted = next(d for d in store.decisions(run_id) if d.action == "constitution")

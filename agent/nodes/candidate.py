@@ -177,7 +177,7 @@ def check_invariants(state: RoundState, runtime: Runtime[RunContext]) -> Update:
 
 
 def _line(result: dict[str, Any]) -> str:
-    return InvariantResult(**{k: result[k] for k in InvariantResult.__dataclass_fields__}).line()
+    return InvariantResult.from_json(result).line()
 
 
 def _responder(ctx: RunContext) -> candidates.Respond:

@@ -5,6 +5,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 DEMO_HOME ?= .tether-demo
+DEMO_KEYS ?= .tether-demo-keys
 
 .PHONY: demo test bench bench-interventions lint clean
 
@@ -23,7 +24,7 @@ $(VENV)/.installed-dev: $(VENV)/.installed
 	touch $@
 
 demo: $(VENV)/.installed
-	PATH="$(CURDIR)/$(BIN):$$PATH" TETHER_HOME="$(DEMO_HOME)" bash scripts/demo.sh
+	PATH="$(CURDIR)/$(BIN):$$PATH" TETHER_HOME="$(DEMO_HOME)" TETHER_KEYS_DIR="$(CURDIR)/$(DEMO_KEYS)" bash scripts/demo.sh
 
 test: $(VENV)/.installed-dev
 	$(BIN)/python -m pytest -q
@@ -38,4 +39,4 @@ lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check agent policies guardrails tools memory tests benchmarks
 
 clean:
-	rm -rf $(VENV) $(DEMO_HOME) .pytest_cache bench-out
+	rm -rf $(VENV) $(DEMO_HOME) $(DEMO_KEYS) .pytest_cache bench-out

@@ -13,7 +13,6 @@ from pathlib import Path
 
 import pytest
 
-from memory.guarded import GuardedWrites
 from memory import (
     SCHEMA_VERSION,
     ApprovalStateError,
@@ -25,6 +24,7 @@ from memory import (
     Run,
     Store,
 )
+from memory.guarded import GuardedWrites
 
 REPO = Path(__file__).resolve().parents[1]
 

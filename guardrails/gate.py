@@ -23,6 +23,7 @@ from guardrails.statements import Statement
 from memory import Approval, Checkpoint, Run, Store
 from memory.guarded import GuardedWrites
 from policies.adapters import AdapterIntegrityError, verify_adapter
+from policies.artifacts import ModelIntegrityError, model_folder, verify_model
 
 __all__ = ["SYSTEM_ACTOR", "DeniedError", "GateError", "HumanDecision", "TamperError", "TransientError", "activate",
            "decide", "discard", "request_approval", "rollback", "verified_active"]
@@ -130,6 +131,7 @@ def _activate(store: Store, checkpoint_id: str) -> Checkpoint:
     signoff.verify_decided(store, approval)
     if ck.invariant_ok is not True or not report_passes(ck.invariant_report, _report_constitution(store, ck)):
         raise TamperError(f"checkpoint {ck.id}'s invariant report does not pass on its own numbers")
+    _base_check(store, run)
     active = verified_active(store, run)
     if active != ck.parent:
         raise TamperError(f"checkpoint {ck.id} was trained from {ck.parent}, but {active} is active now (rolled "
@@ -143,6 +145,20 @@ def _activate(store: Store, checkpoint_id: str) -> Checkpoint:
                            {"run": ck.run_id, "approval": approval.id, "approved_by": approval.decided_by,
                             "sha256": ck.sha256})
     return store._require_checkpoint(ck.id)
+
+
+def _base_check(store: Store, run: Run) -> None:
+    """The base model the adapter was trained and approved on is still the one on disk: an adapter
+    is only ever activated over the base its approval names."""
+    base = run.base_model or {}
+    ref = str(base.get("ref", ""))
+    try:
+        folder = store.resolve(ref) if base.get("in_workspace") else model_folder(ref)
+        verify_model(folder, base)
+    except ModelIntegrityError as err:
+        raise TamperError(str(err)) from None
+    except OSError as err:
+        raise TransientError(f"the base model of run {run.id} could not be read ({err}); nothing was changed") from None
 
 
 def _run(store: Store, run_id: str) -> Run:

@@ -94,7 +94,8 @@ def verify_chain(rows: Iterable[Row], highest_issued: int | None = None) -> Audi
         seq = int(row["seq"])
         if seq != expected_seq:
             return AuditReport(
-                False, count, seq, f"gap in seq: expected {expected_seq}, found {seq}"
+                False, count, expected_seq,
+                f"entry {expected_seq} is missing or out of order (the log goes from {expected_seq - 1} to {seq})",
             )
         if row["prev_hash"] != prev:
             return AuditReport(

@@ -78,7 +78,8 @@ def test_reject_discards_the_candidate(workspace_home: Path) -> None:
     write_test_config(workspace_home, _model_dir(workspace_home), controller={"rounds": 1})
     ws, store, outcome = _start(workspace_home)
     candidate = store.get_checkpoint(f"{outcome.run_id}-r1")
-    result = tether_cli(workspace_home, "reject", outcome.approval_id, "--by", "carol", "--note", "too risky")
+    approval_id = outcome.approval_id
+    result = tether_cli(workspace_home, "reject", approval_id, "--by", "carol", "--note", "too risky")
     assert result.returncode == 0, result.stderr
     outcome = _resume(ws, store, outcome.run_id)
     assert outcome.state == "stopped"
@@ -87,8 +88,7 @@ def test_reject_discards_the_candidate(workspace_home: Path) -> None:
     assert store.get_run(outcome.run_id).active_checkpoint == f"{outcome.run_id}-base"
     assert "discard_candidate" in [d.action for d in store.decisions(outcome.run_id)]
     # A decided approval cannot be decided again, and a rejected checkpoint cannot be rolled back to.
-    rejected = store.get_approval(outcome.approval_id)
-    assert tether_cli(workspace_home, "approve", rejected.id, "--by", "alice").returncode == 2
+    assert tether_cli(workspace_home, "approve", approval_id, "--by", "alice").returncode == 2
     assert tether_cli(workspace_home, "rollback", candidate.id, "--by", "alice", "--reason", "y").returncode == 2
 
 

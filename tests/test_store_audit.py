@@ -91,7 +91,7 @@ def test_deleted_middle_row_is_a_gap(store: Store) -> None:
     conn.execute("DELETE FROM audit WHERE seq = 3")
     conn.close()
     report = store.verify_audit()
-    assert not report.ok and report.first_bad_seq == 4 and "gap" in report.reason
+    assert not report.ok and report.first_bad_seq == 3 and "missing" in report.reason  # the deleted entry
 
 
 def test_truncated_tail_detected_and_triggers_restored(store: Store) -> None:

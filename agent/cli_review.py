@@ -20,6 +20,7 @@ from agent.cli_common import (
     say,
     signer,
 )
+from agent.cli_show import show
 from agent.config import ConfigError, load_config
 from agent.report import write_report
 from agent.workspace import Workspace
@@ -37,7 +38,7 @@ audit_app = typer.Typer(help="The hash-chained audit log.", no_args_is_help=True
 
 
 def register(app: typer.Typer) -> None:
-    for command in (approvals, approve, reject, log, checkpoints, rollback, report):
+    for command in (approvals, show, approve, reject, log, checkpoints, rollback, report):
         app.command()(command)
 
 
@@ -45,12 +46,14 @@ def approvals(ctx: typer.Context, as_json: JsonOpt = False) -> None:
     """Pending approvals: id, kind (checkpoint|constitution), run_id, status, created_at, summary."""
     _, store = open_store(ctx, readonly=True)
     rows = [{"id": a.id, "kind": a.kind, "run_id": a.run_id, "status": a.status, "created_at": a.created_at,
-             "summary": a.summary} for a in store.approvals(status="pending")]
+             "summary": a.summary, "review": f"tether show {a.id}"} for a in store.approvals(status="pending")]
     if as_json:
         print_json(rows)
         return
     print_table("pending approvals", ["id", "kind", "run_id", "created_at", "summary"],
                 [[r["id"], r["kind"], r["run_id"], r["created_at"], r["summary"]] for r in rows])
+    if rows:
+        say("review one with `tether show ID` before deciding")
 
 
 def _decide(ctx: typer.Context, approval_id: str, decision: signoff.HumanDecision, by: str, note: str | None,

@@ -1,0 +1,112 @@
+"""What a reviewer needs to decide an approval, gathered from the store (no model is loaded).
+
+For a checkpoint: held-out scores of the candidate against the active checkpoint it would replace
+(overall and per family), each invariant's absolute rate with its bound and target, the held-out
+prompts where the two answers differ most (both answers), a sample of the pairs it was trained on, the
+decisions that led to it, and who has signed. For a constitution change: a unified diff of the
+proposal against the version it amends, who proposed it, and who has signed.
+"""
+
+from __future__ import annotations
+
+import difflib
+import random
+from typing import Any
+
+from guardrails import signoff
+from guardrails.checks import InvariantResult
+from guardrails.errors import TamperError
+from memory import Approval, Checkpoint, Store
+
+DIFFERING = 5  # held-out prompts shown by default; --all shows every one
+PAIRS = 4  # training pairs shown
+
+
+def approval_view(store: Store, approval: Approval, *, all_prompts: bool = False) -> dict[str, Any]:
+    view: dict[str, Any] = {
+        "id": approval.id, "kind": approval.kind, "status": approval.status, "run_id": approval.run_id,
+        "subject": approval.subject, "subject_sha256": approval.subject_sha256, "created_at": approval.created_at,
+        "summary": approval.summary, "signatures": _signatures(store, approval),
+    }
+    if approval.kind == "constitution":
+        return {**view, **_constitution_view(store, approval)}
+    ck = store.get_checkpoint(approval.subject)
+    if ck is None:
+        return {**view, "error": f"checkpoint {approval.subject} is not in the store"}
+    return {**view, **_checkpoint_view(store, ck, all_prompts)}
+
+
+def _signatures(store: Store, approval: Approval) -> dict[str, Any]:
+    try:
+        result = signoff.verify(store, approval)
+    except TamperError as err:
+        return {"verified": False, "problem": str(err), "signed": []}
+    return {"verified": True, "required": result.required, "approved_by": list(result.approved_by),
+            "rejected_by": [name for name, _ in result.rejected_by], "signed": list(result.signatures)}
+
+
+def _scores(evaluation: dict[str, Any]) -> dict[str, Any]:
+    return {"oracle": evaluation.get("oracle"), "judge": evaluation.get("judge"),
+            "oracle_by_family": evaluation.get("oracle_by_family") or {},
+            "judge_by_family": evaluation.get("judge_by_family") or {}, "n": evaluation.get("n")}
+
+
+def _checkpoint_view(store: Store, ck: Checkpoint, all_prompts: bool) -> dict[str, Any]:
+    evaluation = (ck.metrics or {}).get("eval") or {}
+    report = ck.invariant_report or {}
+    return {
+        "checkpoint": {"id": ck.id, "round": ck.round, "status": ck.status, "parent": ck.parent, "path": ck.path,
+                       "train": (ck.metrics or {}).get("train") or {}},
+        "heldout": {"candidate": _scores(evaluation.get("candidate") or {}),
+                    "active": _scores(evaluation.get("active") or {})},
+        "invariants": [{**r, "line": InvariantResult.from_json(r).line()} for r in report.get("results", [])
+                       if isinstance(r, dict)],
+        "invariants_error": report.get("error"),
+        "answers": _answers(store, ck, all_prompts),
+        "pairs": _pairs(store, ck),
+        "decisions": _decisions(store, ck),
+    }
+
+
+def _answers(store: Store, ck: Checkpoint, all_prompts: bool) -> list[dict[str, Any]]:
+    """Held-out prompts with both answers, the most different first (by text: 1 - difflib ratio)."""
+    if ck.run_id is None or ck.parent is None:
+        return []
+    mine = {s.prompt_id: s for s in store.samples(ck.run_id, None, split="heldout", checkpoint_id=ck.id)}
+    theirs = {s.prompt_id: s for s in store.samples(ck.run_id, None, split="heldout", checkpoint_id=ck.parent)}
+    rows = []
+    for pid in sorted(mine.keys() & theirs.keys()):
+        a, b = theirs[pid], mine[pid]
+        difference = 1.0 - difflib.SequenceMatcher(None, a.response, b.response).ratio()
+        rows.append({"prompt_id": pid, "family": b.family, "prompt": b.prompt, "active": a.response,
+                     "candidate": b.response, "difference": round(difference, 3)})
+    rows.sort(key=lambda r: (-r["difference"], r["prompt_id"]))
+    return rows if all_prompts else rows[:DIFFERING]
+
+
+def _pairs(store: Store, ck: Checkpoint) -> dict[str, Any]:
+    pairs = store.pairs(ck.run_id, ck.round) if ck.run_id else []
+    shown = random.Random(ck.id).sample(pairs, min(PAIRS, len(pairs)))
+    return {"total": len(pairs), "shown": [{"prompt": p.prompt, "chosen": p.chosen, "rejected": p.rejected,
+                                            "margin": p.margin} for p in shown]}
+
+
+def _decisions(store: Store, ck: Checkpoint) -> list[dict[str, Any]]:
+    """The decisions of the rounds since the parent's round: what led to this candidate."""
+    if ck.run_id is None:
+        return []
+    parent = store.get_checkpoint(ck.parent) if ck.parent else None
+    since = parent.round if parent is not None else 0
+    return [{"round": d.round, "action": d.action, "actor": d.actor, "rationale": d.rationale, "at": d.at}
+            for d in store.decisions(ck.run_id) if since < d.round <= ck.round]
+
+
+def _constitution_view(store: Store, approval: Approval) -> dict[str, Any]:
+    base_version = approval.payload.get("base_version")
+    base = store.get_constitution_version(base_version) if isinstance(base_version, int) else None
+    proposed = str(approval.payload.get("content", ""))
+    before = base.content if base is not None else ""
+    diff = "".join(difflib.unified_diff(before.splitlines(keepends=True), proposed.splitlines(keepends=True),
+                                        fromfile=f"constitution v{base_version}", tofile=f"proposal {approval.id}"))
+    return {"proposed_by": approval.payload.get("proposed_by"), "base_version": base_version,
+            "changes": approval.payload.get("changes") or [], "diff": diff}

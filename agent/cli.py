@@ -79,8 +79,8 @@ def main(
     home: Annotated[Path | None, typer.Option("--home", help="Workspace folder.", show_default=False)] = None,
     busy_timeout: Annotated[float, typer.Option(
         "--busy-timeout", min=0, max=3600,
-        help="Seconds to wait for another process's lock on the workspace database before giving up.")]
-    = BUSY_TIMEOUT_MS / 1000,
+        help="Seconds to wait for another process's lock on the workspace database before giving up.",
+    )] = BUSY_TIMEOUT_MS / 1000,
 ) -> None:
     ctx.obj = CliState(home=home, busy_timeout_ms=round(busy_timeout * 1000))
 
@@ -300,7 +300,7 @@ def status(
     as_json: JsonOpt = False,
 ) -> None:
     """State, round, active checkpoint and pending approvals of a run (or of every run)."""
-    ws, store = open_store(ctx)
+    ws, store = open_store(ctx, readonly=True)
     if run_id is not None:
         run = store.get_run(run_id)
         if run is None:

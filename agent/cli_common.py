@@ -149,7 +149,7 @@ _OS_FIXES: dict[int, str] = {
     errno.EDQUOT: "your disk quota is used up: free space, then run the command again",
     errno.EROFS: "it is on a read-only file system: use a writable workspace (--home) for commands that write; "
                  "status, approvals, log, checkpoints, audit and reviewer list work read-only",
-    errno.EACCES: "permission denied: make it writable by you, or use a workspace you own (--home)",
+    errno.EACCES: "permission denied: make it readable and writable by you, or use a workspace you own (--home)",
     errno.EPERM: "operation not permitted: make it writable by you, or use a workspace you own (--home)",
 }
 
@@ -158,7 +158,10 @@ def environment_problem(err: BaseException, home: Path | None) -> str | None:
     """One line naming the path and the fix when `err` is a failure of the machine (a full disk, a
     read-only, unopenable or locked workspace database); None for anything else."""
     if isinstance(err, sqlite3.OperationalError):
-        fix = _SQLITE_FIXES.get(getattr(err, "sqlite_errorcode", -1) & 0xFF)
+        code = getattr(err, "sqlite_errorcode", -1) & 0xFF
+        if code == sqlite3.SQLITE_CANTOPEN and home is not None and home.is_dir() and not os.access(home, os.W_OK):
+            code = sqlite3.SQLITE_READONLY  # its -shm file cannot be created: the folder is read-only
+        fix = _SQLITE_FIXES.get(code)
         if fix is None:
             return None
         where = f"the workspace database in {home}" if home is not None else "the workspace database"

@@ -98,7 +98,7 @@ def remove(
 def list_(ctx: typer.Context, as_json: JsonOpt = False) -> None:
     """Registered reviewers: name, key fingerprint, who added them and when; verified by replaying every
     signed registration (exit 1 if one was forged)."""
-    _, store = open_store(ctx)
+    _, store = open_store(ctx, readonly=True)
     try:
         everyone = reviewers.registry(store, include_removed=True)
     except TamperError as err:

@@ -108,12 +108,31 @@ class RunStartError(ValueError):
     """The run cannot start as configured; nothing was written (CLI exit 2)."""
 
 
-def ensure_model(ws: Workspace, config: TetherConfig, say: Say, progress: bool = True) -> str:
+def ensure_model(ws: Workspace, config: TetherConfig, say: Say, progress: bool = True, *,
+                 rebuild: bool = False) -> str:
+    """What a run loads (`from_pretrained` takes it). The embedded tiny model is built into the workspace,
+    with a message and a progress bar, when its folder is absent, holds another spec's build, or
+    `rebuild` is set; a folder left incomplete is an error naming the missing files, never rebuilt
+    silently."""
+    from policies.tiny import build_state, missing_files
+
     if config.model.base == TINY_MODEL:
         target = ws.tiny_model_dir(config)
-        if not (target / "config.json").is_file():
+        spec = TinySpec(steps=config.model.tiny_steps, seed=config.seed)
+        state = build_state(target, spec)
+        if state == "incomplete" and not rebuild:
+            raise ModelNotFoundError(
+                f"the embedded tiny model in {target} is incomplete ({', '.join(missing_files(target))} missing): "
+                "rebuild it with `tether run --rebuild-model`, or delete the folder and `tether run` builds it")
+        if rebuild:
+            say(f"rebuilding the embedded tiny model into {target} (about 2 minutes)")
+        elif state == "absent":
             say(f"building the embedded tiny model into {target} (one time, about 2 minutes)")
-        ensure_tiny_model(target, TinySpec(steps=config.model.tiny_steps, seed=config.seed), progress=progress)
+        elif state == "other_spec":
+            say(f"rebuilding the embedded tiny model in {target}: it holds a build of another spec (about 2 minutes)")
+        ensure_tiny_model(target, spec, progress=progress, rebuild=rebuild)
+    elif rebuild:
+        raise RunStartError(f"--rebuild-model rebuilds the embedded tiny model; model.base is {config.model.base}")
     elif config.model.base.startswith(("/", ".", "~")) and not Path(config.model.base).expanduser().is_dir():
         raise ModelNotFoundError(
             f"model.base {config.model.base} is not a directory; point it at a saved Hugging Face model "

@@ -17,6 +17,7 @@ import tempfile
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
+from typing import Literal
 
 import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
@@ -29,6 +30,9 @@ from tools.tasks.corpus import DEFAULT_SOURCES, CorpusSource, JudgmentSource, Pr
 EOS = "<|endoftext|>"
 SPECIAL_TOKENS: tuple[str, ...] = (EOS, "<|user|>", "<|assistant|>", "<|system|>")
 MARKER_FILE = "tiny_world.json"
+# What a finished build holds (the marker, with its spec, is written last).
+BUILD_FILES: tuple[str, ...] = ("config.json", "model.safetensors", "tokenizer.json", MARKER_FILE)
+BuildState = Literal["absent", "built", "incomplete", "other_spec"]
 # Prefix-consistent for TRL: the generation prompt "<|assistant|>\n" is exactly what precedes the
 # assistant content in a full rendering, and "\n" is always its own pre-token, so token ids agree too.
 # {% generation %} lets `return_assistant_tokens_mask` / TRL `assistant_only_loss` find the answers.
@@ -257,6 +261,44 @@ def _build(out_dir: Path, spec: TinySpec, progress: bool, t0: float, cpu0: float
     return out_dir
 
 
+class IncompleteModelError(FileNotFoundError):
+    """A model folder holds some files of a build but not all (an interrupted copy, a deleted file):
+    never rebuilt unless asked, since that replaces the folder."""
+
+    def __init__(self, out_dir: Path, missing: list[str]) -> None:
+        self.out_dir, self.missing = Path(out_dir), missing
+        super().__init__(f"the tiny model folder {out_dir} is incomplete ({', '.join(missing)} missing): rebuild "
+                         "it, or delete the folder")
+
+
+def missing_files(out_dir: Path) -> list[str]:
+    """The files of a finished build that `out_dir` lacks; an unreadable marker counts as missing."""
+    out_dir = Path(out_dir)
+    missing = [f for f in BUILD_FILES if not (out_dir / f).is_file()]
+    if MARKER_FILE not in missing and _stored_spec(out_dir) is None:
+        missing.append(f"{MARKER_FILE} (unreadable)")
+    return missing
+
+
+def _stored_spec(out_dir: Path) -> dict | None:
+    try:
+        stored = json.loads((out_dir / MARKER_FILE).read_text()).get("spec")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return stored if isinstance(stored, dict) else None
+
+
+def build_state(out_dir: Path, spec: TinySpec) -> BuildState:
+    """absent (no folder, or an empty one), built (a finished build of `spec`), incomplete (some files
+    of a build, not all), or other_spec (a finished build of another spec)."""
+    out_dir = Path(out_dir)
+    if not out_dir.exists() or (out_dir.is_dir() and not any(out_dir.iterdir())):
+        return "absent"
+    if missing_files(out_dir):
+        return "incomplete"
+    return "built" if is_complete(out_dir, spec) else "other_spec"
+
+
 # Value a build made before the field existed effectively had (it lacks that corpus source).
 _BEFORE_FIELD_EXISTED: dict[str, object] = {"writing_examples_per_prompt": 0}
 
@@ -264,25 +306,27 @@ _BEFORE_FIELD_EXISTED: dict[str, object] = {"writing_examples_per_prompt": 0}
 def is_complete(out_dir: Path, spec: TinySpec | None = None) -> bool:
     """True when `out_dir` holds a finished build (of `spec`, when given)."""
     out_dir = Path(out_dir)
-    needed = ("config.json", "model.safetensors", "tokenizer.json", MARKER_FILE)
-    if not all((out_dir / f).is_file() for f in needed):
+    if not all((out_dir / f).is_file() for f in BUILD_FILES):
         return False
     if spec is None:
         return True
-    try:
-        stored = json.loads((out_dir / MARKER_FILE).read_text()).get("spec")
-    except (OSError, ValueError):
-        return False
+    stored = _stored_spec(out_dir)
     # Fields added later take their defaults, so older builds of the same spec stay valid, except
     # those that add corpus content: an older build lacks it, so it counts as built without it.
-    full = {**asdict(TinySpec()), **_BEFORE_FIELD_EXISTED, **stored} if isinstance(stored, dict) else None
+    full = {**asdict(TinySpec()), **_BEFORE_FIELD_EXISTED, **stored} if stored is not None else None
     return full == asdict(spec)
 
 
-def ensure_tiny_model(out_dir: Path, spec: TinySpec = TinySpec(), progress: bool = True) -> Path:
-    """Return `out_dir`, building it first only if it is absent, incomplete or of another spec."""
-    if is_complete(out_dir, spec):
+def ensure_tiny_model(out_dir: Path, spec: TinySpec = TinySpec(), progress: bool = True, *,
+                      rebuild: bool = False) -> Path:
+    """Return `out_dir` holding a build of `spec`: built first when the folder is absent or empty, or
+    holds a build of another spec, or `rebuild` is set. A folder with some files of a build but not all
+    raises IncompleteModelError naming them, and nothing is built."""
+    state = build_state(out_dir, spec)
+    if state == "built" and not rebuild:
         return Path(out_dir)
+    if state == "incomplete" and not rebuild:
+        raise IncompleteModelError(Path(out_dir), missing_files(out_dir))
     return build_tiny_model(out_dir, spec, progress)
 
 
@@ -295,8 +339,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
     spec = replace(TinySpec(), steps=args.steps, seed=args.seed)
-    build = build_tiny_model if args.force else ensure_tiny_model
-    path = build(args.out_dir, spec, progress=not args.quiet)
+    try:
+        path = ensure_tiny_model(args.out_dir, spec, progress=not args.quiet, rebuild=args.force)
+    except IncompleteModelError as err:
+        parser.error(f"{err} (--force rebuilds it)")
     stats = json.loads((path / MARKER_FILE).read_text())
     print(f"tiny model at {path}: {stats['params']:,} params, final loss {stats['final_loss']:.3f}, "
           f"{stats['seconds']}s")

@@ -88,19 +88,30 @@ def test_ensure_does_not_rebuild(built: Path, monkeypatch: pytest.MonkeyPatch) -
     monkeypatch.setattr(tiny, "build_tiny_model", boom)
     assert ensure_tiny_model(built, SHORT, progress=False) == built
     assert tiny.is_complete(built) and not tiny.is_complete(built, TinySpec())
+    assert tiny.build_state(built, SHORT) == "built" and tiny.build_state(built, TinySpec()) == "other_spec"
     with pytest.raises(AssertionError, match="rebuilt"):  # another spec -> rebuild
         ensure_tiny_model(built, TinySpec(), progress=False)
 
 
-def test_ensure_rebuilds_incomplete(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_ensure_reports_an_incomplete_folder_and_rebuilds_only_on_request(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     target = tmp_path / "partial"
     target.mkdir()
     (target / "config.json").write_text("{}")  # e.g. an interrupted copy
     calls: list[Path] = []
     monkeypatch.setattr(tiny, "build_tiny_model",
                         lambda out, spec, progress: calls.append(Path(out)) or Path(out))
-    ensure_tiny_model(target, SHORT, progress=False)
+    with pytest.raises(tiny.IncompleteModelError, match=r"model.safetensors, tokenizer.json, tiny_world.json missing"):
+        ensure_tiny_model(target, SHORT, progress=False)
+    assert calls == [] and tiny.build_state(target, SHORT) == "incomplete"
+    ensure_tiny_model(target, SHORT, progress=False, rebuild=True)
     assert calls == [target]
+    empty = tmp_path / "empty"  # an empty or absent folder is built, as always
+    empty.mkdir()
+    ensure_tiny_model(empty, SHORT, progress=False)
+    ensure_tiny_model(tmp_path / "absent", SHORT, progress=False)
+    assert calls == [target, empty, tmp_path / "absent"]
 
 
 def test_lr_schedule_warms_up_and_decays() -> None:

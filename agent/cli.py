@@ -20,6 +20,7 @@ from agent.cli_common import (
     EXIT_CHECK_FAILED,
     CliState,
     TetherGroup,
+    environment_problem,
     fail,
     open_store,
     print_json,
@@ -37,7 +38,6 @@ from agent.runner import (
     RunNotFoundError,
     RunStartError,
     RunTamperError,
-    ensure_model,
     is_driven,
     resume_run,
     start_run,
@@ -112,7 +112,7 @@ def init(
     ws.home.mkdir(parents=True, exist_ok=True)
     for path, text in ((ws.config_path, default_config_yaml()), (ws.constitution_path, default_constitution_yaml())):
         if not path.exists():
-            path.write_text(text)
+            _write_new(path, text)
     try:
         load_constitution(ws.constitution_path)
     except ConstitutionError as err:
@@ -124,6 +124,14 @@ def init(
         amendments.init(store, ws.constitution_path.read_text(), signer)
     say(f"initialised {ws.home} with reviewer {name} (key {signer.fingerprint[:16]} in {folder}): edit "
         f"{ws.config_path.name}, then `tether run`")
+
+
+def _write_new(path: Path, text: str) -> None:
+    """Write through a temporary file and rename: a full disk never leaves a half-written file that a
+    second `init` would then keep."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
 
 
 def _login_name() -> str:
@@ -229,22 +237,26 @@ def run(
     except ConstitutionError as err:
         fail(f"invalid constitution: {err}")
     try:
-        if rebuild_model:  # start_run then finds it built
-            ensure_model(ws, cfg, say, rebuild=True)
-        outcome = start_run(ws, store, cfg, say=_say_run, wait=wait)
+        outcome = start_run(ws, store, cfg, say=_say_run, wait=wait, rebuild_model=rebuild_model)
     except (ModelNotFoundError, RunStartError, GateError) as err:
         fail(f"{err}; nothing was started")
     except (ModelIntegrityError, RunTamperError) as err:
         fail(str(err), EXIT_CHECK_FAILED)
     except RunFailedError as err:
-        _failed(err)
+        _failed(err, ws.home)
     _report(outcome)
 
 
-def _failed(err: RunFailedError) -> NoReturn:
-    """An unexpected failure inside a node: show where (the traceback), then how to go on."""
-    if err.__cause__ is not None and not isinstance(err.__cause__, KeyboardInterrupt):
-        traceback.print_exception(err.__cause__, file=sys.stderr)
+def _failed(err: RunFailedError, home: Path) -> NoReturn:
+    """An unexpected failure inside a node: show where (the traceback, or one line for a full disk or an
+    unwritable workspace), then how to go on."""
+    cause = err.__cause__
+    if cause is not None and not isinstance(cause, KeyboardInterrupt):
+        problem = environment_problem(cause, home)
+        if problem:
+            say(problem)
+        else:
+            traceback.print_exception(cause, file=sys.stderr)
     fail(f"{err}. Fix the cause, then `tether resume {err.run_id}` continues from the last completed step.",
          EXIT_CHECK_FAILED)
 
@@ -273,7 +285,7 @@ def resume(
     except InvariantsChangedError as err:
         fail(str(err), EXIT_CHECK_FAILED)
     except RunFailedError as err:
-        _failed(err)
+        _failed(err, ws.home)
     except RunTamperError as err:
         fail(str(err), EXIT_CHECK_FAILED)
     except ConstitutionError as err:

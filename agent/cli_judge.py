@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.text import Text
 
 from agent.cli_common import err_console, fail, out_console, print_json, print_table, say, workspace
 from agent.config import MAX_SEED, ConfigError, load_config
@@ -163,7 +164,7 @@ def _fmt(value: float | None) -> str:
     return "—" if value is None else f"{value:.3f}"
 
 
-def _flag(m: Measure) -> str:
+def _flag(m: Measure) -> str | Text:
     if m.flagged is None:
         return "n/a"
-    return "[bold red]FLAG[/]" if m.flagged else "[green]ok[/]"
+    return Text("FLAG", style="bold red") if m.flagged else Text("ok", style="green")

@@ -192,7 +192,7 @@ def report(
     out: Annotated[Path, typer.Option("--out", help="Folder for the PNG plots and the summary.")],
 ) -> None:
     """PNG plots of monitors and held-out scores per round, and a summary (md + json)."""
-    _, store = open_store(ctx)
+    _, store = open_store(ctx, readonly=True)
     if store.get_run(run_id) is None:
         fail(f"no run '{run_id}' (see `tether status`)")
     for path in write_report(store, run_id, out):

@@ -96,12 +96,19 @@ def run_lock(ws: Workspace, run_id: str) -> Iterator[None]:
 
 
 def is_driven(ws: Workspace, run_id: str) -> bool:
-    """True while some process holds the run's lock."""
+    """True while some process holds the run's lock. Opens the lock file read-only, so `status` works
+    on a read-only workspace."""
     try:
-        with run_lock(ws, run_id):
-            return False
-    except RunBusyError:
-        return True
+        fh = ws.lock_path(run_id).open("rb")
+    except FileNotFoundError:
+        return False
+    with fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(fh, fcntl.LOCK_UN)
+        return False
 
 
 class RunStartError(ValueError):
@@ -156,13 +163,13 @@ def _require_constitution_file(ws: Workspace, version: ConstitutionVersion) -> N
 
 
 def start_run(ws: Workspace, store: Store, config: TetherConfig, *, say: Say, wait: bool,
-              progress: bool = True) -> Outcome:
+              progress: bool = True, rebuild_model: bool = False) -> Outcome:
     version, constitution = amendments.in_force(store)
     _require_constitution_file(ws, version)
     problems = checks.preflight(constitution, probe_prompts(config))
     if problems:
         raise RunStartError("; ".join(problems))
-    model_ref = ensure_model(ws, config, say, progress=progress)
+    model_ref = ensure_model(ws, config, say, progress=progress, rebuild=rebuild_model)
     try:
         folder = model_folder(model_ref)
     except FileNotFoundError as err:
@@ -250,22 +257,15 @@ def _drive(graph: Any, ctx: RunContext, run_id: str, initial: dict[str, Any] | N
                         say(f"  {node} done ({time.perf_counter() - started:.1f}s)")
                 started = time.perf_counter()
         except (TamperError, DeniedError, ModelIntegrityError) as err:
-            with store.transaction():
-                store.update_run(run_id, state="failed", error=f"tampering: {err}")
-                store.append_audit("tether", "run.failed", run_id, {"error": str(err), "tampering": True})
-            raise RunTamperError(run_id, str(err)) from None
+            error = _record_end(store, run_id, "failed", f"tampering: {err}", {"tampering": True})
+            raise RunTamperError(run_id, error) from None
         except TransientError as err:
             # A check could not run (an approved adapter missing, a busy disk): nothing was decided on it.
-            with store.transaction():
-                store.update_run(run_id, state="paused", error=str(err))
-                store.append_audit("tether", "run.paused", run_id, {"error": str(err)})
-            return Outcome(run_id, "paused", None, f"run {run_id} paused: {err}")
+            error = _record_end(store, run_id, "paused", str(err), {})
+            return Outcome(run_id, "paused", None, f"run {run_id} paused: {error}")
         except BaseException as err:  # KeyboardInterrupt too: the run is resumable either way
             error = "interrupted" if isinstance(err, KeyboardInterrupt) else f"{type(err).__name__}: {err}"
-            with store.transaction():
-                store.update_run(run_id, state="failed", error=error)
-                store.append_audit("tether", "run.failed", run_id, {"error": error})
-            raise RunFailedError(run_id, error) from err
+            raise RunFailedError(run_id, _record_end(store, run_id, "failed", error, {})) from err
         snapshot = graph.get_state(thread)
         if not snapshot.next:
             with store.transaction():
@@ -281,6 +281,19 @@ def _drive(graph: Any, ctx: RunContext, run_id: str, initial: dict[str, Any] | N
 
 
 _WAITING = object()
+
+
+def _record_end(store: Store, run_id: str, state: Literal["paused", "failed"], error: str,
+                details: dict[str, Any]) -> str:
+    """Record why a run stopped moving; when the store itself cannot be written (a full disk), say so
+    in the message instead of raising a second error from inside the handler."""
+    try:
+        with store.transaction():
+            store.update_run(run_id, state=state, error=error)
+            store.append_audit("tether", f"run.{state}", run_id, {"error": error, **details})
+    except (sqlite3.Error, OSError) as unrecorded:
+        return f"{error} (not recorded in the store: {unrecorded})"
+    return error
 
 
 def _pending_approval(graph: Any, thread: dict[str, Any]) -> str | None:

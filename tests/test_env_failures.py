@@ -218,8 +218,6 @@ def test_read_only_commands_work_on_a_read_only_workspace(home: Path, tmp_path: 
     assert snapshot(home) == before
 
 
-@pytest.mark.xfail(strict=True, reason="agent.runner.is_driven opens runs/<id>/run.lock with 'a+' (a write) to "
-                   "test the lock; it should open it read-only (see the report of this change)")
 def test_status_of_a_running_run_works_on_a_read_only_workspace(home: Path) -> None:
     add_run(home, "run-crashed", "running")  # its process is gone: status shows it failed
     settle(home)

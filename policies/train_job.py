@@ -1,7 +1,7 @@
 """Entry point: ``python -m policies.train_job SPEC.json [--result RESULT.json] [--progress]``.
 
-Runs the :class:`policies.training.TrainJob` in SPEC.json and writes the
-:class:`policies.training.TrainResult` as JSON to RESULT.json (default: ``SPEC.result.json`` next to
+Runs the :class:`policies.train_spec.TrainJob` in SPEC.json and writes the
+:class:`policies.train_spec.TrainResult` as JSON to RESULT.json (default: ``SPEC.result.json`` next to
 the spec; written atomically, by the main process only). Also works under
 ``accelerate launch -m policies.train_job SPEC.json``.
 
@@ -16,11 +16,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-
-def result_path_for(spec_path: Path) -> Path:
-    """Default result path: ``train_job-x.json`` -> ``train_job-x.result.json``."""
-    spec_path = Path(spec_path)
-    return spec_path.with_name(f"{spec_path.stem}.result.json")
+from policies.train_spec import TrainJob, result_path_for
 
 
 def _is_main_process() -> bool:
@@ -38,13 +34,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--progress", action="store_true", help="show progress bars")
     args = parser.parse_args(argv)
 
-    from policies.training import TrainJob, run_train_job
-
     try:
         job = TrainJob.from_json(args.spec.read_text(encoding="utf-8"))
     except (OSError, ValueError, TypeError) as exc:
         print(f"error: invalid train job spec {args.spec}: {exc}", file=sys.stderr)
         return 2
+
+    from policies.training import run_train_job  # imports torch and trl: after the spec is read
 
     result = run_train_job(job, progress=args.progress)
 

@@ -14,6 +14,11 @@ Semantics:
   passed to the trainer: TRL would then add a ``"ref"`` adapter copy and use *that* as reference.)
 * Only the adapter is saved (``adapter_model.safetensors`` + ``adapter_config.json``), atomically, into
   a fresh ``output_dir``; the base model is never written.
+* The base model is read from disk once per job. A trainer is built per job: TRL binds a trainer to
+  its dataset (tokenised, reference log-probs precomputed) and its adapter at construction, so a
+  round's new pairs and the parent checkpoint's weights need a new one.
+* With ``LoraSpec.quantization="4bit"`` (QLoRA) the base loads in 4-bit NF4 through bitsandbytes
+  and is prepared with PEFT's ``prepare_model_for_kbit_training``.
 """
 
 from __future__ import annotations
@@ -27,7 +32,8 @@ import sys
 import tempfile
 import time
 import uuid
-from dataclasses import fields
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -49,7 +55,15 @@ from policies.loading import (
     progress_bars,
     resolve_device,
 )
-from policies.train_spec import DPOSpec, LoraSpec, TrainJob, TrainJobError, TrainResult
+from policies.train_check import dpo_config_kwargs, spec_problems
+from policies.train_spec import (
+    DPOSpec,
+    LoraSpec,
+    TrainJob,
+    TrainJobError,
+    TrainResult,
+    result_path_for,
+)
 
 if TYPE_CHECKING:
     from peft import LoraConfig
@@ -147,54 +161,77 @@ def _dpo_trainer_class() -> type:
     return DPOTrainer
 
 
-def _make_trainer(
-    job: TrainJob, model: Any, tokenizer: Any, dataset: Any, work_dir: str, progress: bool
-) -> Any:
-    from transformers import PrinterCallback
+def _dpo_config(job: TrainJob, work_dir: str, progress: bool) -> Any:
+    from accelerate import DistributedType
     from trl import DPOConfig
 
-    device = resolve_device(job.device)
-    on_cpu = device.type == "cpu"
-    bf16 = (not on_cpu) and torch.cuda.is_available() and torch.cuda.is_bf16_supported()
-    spec = job.dpo
-    # transformers 5 renamed gradient_checkpointing -> activation_checkpointing (the old name warns).
-    names = {f.name for f in fields(DPOConfig)}
-    ckpt_name = (
-        "activation_checkpointing"
-        if "activation_checkpointing" in names
-        else "gradient_checkpointing"
+    on_cpu = resolve_device(job.device).type == "cpu"
+    bf16_supported = torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+
+    def config(fsdp: bool) -> Any:
+        return DPOConfig(**dpo_config_kwargs(job.dpo, work_dir, on_cpu=on_cpu, bf16_supported=bf16_supported,
+                                             progress=progress, fsdp=fsdp))
+
+    # Whether `accelerate launch` runs FSDP is known once a config has set up the distributed state.
+    first = config(fsdp=False)
+    return config(fsdp=True) if first.distributed_state.distributed_type == DistributedType.FSDP else first
+
+
+def _load_model(job: TrainJob, config: Any) -> Any:
+    """The base model, read once: as saved (on the CPU; the Trainer moves it to its accelerate-assigned
+    device), or for QLoRA in 4-bit NF4 on this process's GPU, prepared for k-bit training."""
+    if job.lora.quantization is None:
+        return load_base_model(job.base_model, torch.device("cpu"))
+    from accelerate import PartialState
+    from peft import prepare_model_for_kbit_training
+    from transformers import AutoModelForCausalLM, BitsAndBytesConfig
+
+    compute_dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    quantization = BitsAndBytesConfig(
+        load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=compute_dtype
     )
-    config = DPOConfig(
-        output_dir=work_dir,
-        report_to="none",
-        save_strategy="no",
-        logging_strategy="steps",
-        logging_steps=1,
-        disable_tqdm=not progress,
-        use_cpu=on_cpu,
-        bf16=bf16,
-        fp16=False,
-        seed=spec.seed,
-        learning_rate=spec.learning_rate,
-        num_train_epochs=spec.epochs,
-        per_device_train_batch_size=spec.batch_size,
-        gradient_accumulation_steps=spec.grad_accum,
-        max_length=spec.max_length,
-        beta=spec.beta,
-        loss_type=[spec.loss_type],
-        ld_alpha=spec.ld_alpha,
-        dataloader_num_workers=0,
-        push_to_hub=False,
-        **{ckpt_name: spec.gradient_checkpointing},
+    # The same guarantees as policies.loading.load_base_model: no code from the model folder, no pickles.
+    model = AutoModelForCausalLM.from_pretrained(
+        job.base_model,
+        quantization_config=quantization,
+        dtype=compute_dtype,
+        device_map={"": PartialState().local_process_index},
+        trust_remote_code=False,
+        use_safetensors=True,
     )
-    trainer = _dpo_trainer_class()(
-        model=model,
-        ref_model=None,
-        args=config,
-        train_dataset=dataset,
-        processing_class=tokenizer,
-        peft_config=job.lora.to_lora_config(),
+    return prepare_model_for_kbit_training(
+        model, use_gradient_checkpointing=bool(config.gradient_checkpointing)  # mirrors activation_checkpointing
     )
+
+
+@contextmanager
+def _tqdm_disabled(disabled: bool) -> Iterator[None]:
+    """TRL's reference log-prob pass shows a tqdm bar unless $TQDM_DISABLE is set (it does not read
+    ``disable_tqdm``); without progress, it is set while the trainer is built, then restored."""
+    before = os.environ.get("TQDM_DISABLE")
+    if disabled:
+        os.environ["TQDM_DISABLE"] = "1"
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop("TQDM_DISABLE", None)
+        else:
+            os.environ["TQDM_DISABLE"] = before
+
+
+def _make_trainer(job: TrainJob, config: Any, model: Any, tokenizer: Any, dataset: Any, progress: bool) -> Any:
+    from transformers import PrinterCallback
+
+    with _tqdm_disabled(not progress):
+        trainer = _dpo_trainer_class()(
+            model=model,
+            ref_model=None,
+            args=config,
+            train_dataset=dataset,
+            processing_class=tokenizer,
+            peft_config=job.lora.to_lora_config(),
+        )
     if not progress:
         trainer.remove_callback(PrinterCallback)  # it prints every log dict to stdout
     return trainer
@@ -259,9 +296,33 @@ def _save_adapter(trainer: Any, output_dir: Path) -> None:
 
 def run_train_job(job: TrainJob, progress: bool = False) -> TrainResult:
     """Run a DPO LoRA job in this process and return the saved adapter and metrics."""
+    started = time.perf_counter()
+    try:
+        steps, metrics = _train(job, progress)
+    finally:
+        # The trainer, the model and the optimizer hold one another in reference cycles, so only a
+        # collection frees them, and with them the memory the next job's model needs. Collected here,
+        # once _train's frame is gone, they are all unreachable (inside it, its locals still held the
+        # model); measured in benchmarks/bench_train_step.py.
+        gc.collect()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+    output_dir = Path(job.output_dir)
+    return TrainResult(
+        adapter_dir=output_dir,
+        sha256=adapter_sha256(output_dir),
+        steps=steps,
+        metrics=metrics,
+        seconds=time.perf_counter() - started,
+    )
+
+
+def _train(job: TrainJob, progress: bool) -> tuple[int, dict[str, float]]:
     from peft import PeftModel
 
-    started = time.perf_counter()
+    problems = spec_problems(job.lora, job.dpo, job.device)  # the DPOConfig built below checks the rest
+    if problems:
+        raise ValueError("training job refused: " + "; ".join(problems))
     pairs = read_pairs(job.pairs_path)
     output_dir = Path(job.output_dir)
     if output_dir.exists() and (not output_dir.is_dir() or any(output_dir.iterdir())):
@@ -278,11 +339,10 @@ def run_train_job(job: TrainJob, progress: bool = False) -> TrainResult:
         tokenizer = load_tokenizer(job.base_model)
         conversational = bool(getattr(tokenizer, "chat_template", None))
         dataset = _to_dataset(pairs, conversational)
-        # Loaded on the CPU; the Trainer moves it to its (accelerate-assigned) device.
-        model = load_base_model(job.base_model, torch.device("cpu"))
         work_dir = tempfile.mkdtemp(prefix="tether-dpo-")
         try:
-            trainer = _make_trainer(job, model, tokenizer, dataset, work_dir, progress)
+            config = _dpo_config(job, work_dir, progress)
+            trainer = _make_trainer(job, config, _load_model(job, config), tokenizer, dataset, progress)
             # The reference is the base model through the disabled adapter: no second model copy,
             # and no "ref" adapter either.
             peft_model = trainer.accelerator.unwrap_model(trainer.model)
@@ -292,6 +352,8 @@ def run_train_job(job: TrainJob, progress: bool = False) -> TrainResult:
                 raise RuntimeError(f"DPOTrainer did not wrap the model with exactly one LoRA adapter: "
                                    f"{list(getattr(peft_model, 'peft_config', {}))}")
             if init_state is not None:
+                # Precomputed reference log-probs (built with the trainer) are unaffected: they come
+                # from the base with the adapter disabled, whatever its weights.
                 apply_adapter_weights(peft_model, init_state, "default")
             if len(trainer.train_dataset) == 0:
                 raise ValueError(
@@ -300,23 +362,9 @@ def run_train_job(job: TrainJob, progress: bool = False) -> TrainResult:
                 )
             output = trainer.train()
             _save_adapter(trainer, output_dir)
-            metrics = _final_metrics(trainer.state.log_history, output.training_loss)
-            steps = int(trainer.state.global_step)
+            return int(trainer.state.global_step), _final_metrics(trainer.state.log_history, output.training_loss)
         finally:
             shutil.rmtree(work_dir, ignore_errors=True)
-            trainer = None
-            model = None
-            gc.collect()
-            if torch.cuda.is_available():
-                torch.cuda.empty_cache()
-
-    return TrainResult(
-        adapter_dir=output_dir,
-        sha256=adapter_sha256(output_dir),
-        steps=steps,
-        metrics=metrics,
-        seconds=time.perf_counter() - started,
-    )
 
 
 # -- launching -----------------------------------------------------------------------------------
@@ -347,8 +395,6 @@ def launch_train_job(
         raise ValueError(
             f"unknown launcher {launcher!r}; expected inprocess, subprocess or accelerate"
         )
-
-    from policies.train_job import result_path_for
 
     job = job.with_absolute_paths()
     workdir = Path(workdir).resolve()

@@ -11,11 +11,11 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from agent.config import TrainingConfig
 from policies import training
 from policies.adapters import AdapterIntegrityError, AdapterRef, adapter_sha256, sha256_file
 from policies.loading import load_base_model
 from policies.training import (
-    DPOSpec,
     LoraSpec,
     TrainJob,
     TrainJobError,
@@ -36,7 +36,9 @@ PAIRS = [
     {"prompt": "Say hello.", "chosen": "Hello there!", "rejected": "No."},
     {"prompt": "Name a colour.", "chosen": "Blue.", "rejected": "I refuse to answer questions."},
 ]
-FAST_DPO = DPOSpec(batch_size=4, epochs=1, learning_rate=5e-3, max_length=64, seed=0)
+# The specs have no defaults of their own: the config is the one source.
+FAST_DPO = TrainingConfig(batch_size=4, epochs=1, learning_rate=5e-3, max_length=64).dpo_spec(seed=0)
+LORA = TrainingConfig().lora_spec()
 
 
 def write_pairs(path: Path, rows: list[dict[str, str]]) -> Path:
@@ -54,7 +56,7 @@ def make_job(model_dir: Path, tmp: Path, name: str, **overrides: Any) -> TrainJo
         output_dir=str(tmp / name),
         init_adapter=None,
         init_adapter_sha256=None,
-        lora=LoraSpec(),
+        lora=LORA,
         dpo=FAST_DPO,
         device="cpu",
     )
@@ -166,7 +168,7 @@ def test_reference_is_base_model_through_disabled_adapter(trained: dict[str, Any
 def test_warm_start_from_init_adapter(
     trained: dict[str, Any], tiny_random_model_dir: Path, tmp_path: Path
 ) -> None:
-    init = make_random_adapter(tiny_random_model_dir, tmp_path / "init", LoraSpec(), seed=11)
+    init = make_random_adapter(tiny_random_model_dir, tmp_path / "init", LORA, seed=11)
     job = make_job(
         tiny_random_model_dir,
         tmp_path,
@@ -189,7 +191,7 @@ def test_warm_start_from_init_adapter(
 def test_warm_start_with_mismatched_lora_spec_is_rejected(
     tiny_random_model_dir: Path, tmp_path: Path
 ) -> None:
-    init = make_random_adapter(tiny_random_model_dir, tmp_path / "init", LoraSpec(r=4), seed=12)
+    init = make_random_adapter(tiny_random_model_dir, tmp_path / "init", replace(LORA, r=4), seed=12)
     job = make_job(
         tiny_random_model_dir,
         tmp_path,
@@ -202,7 +204,7 @@ def test_warm_start_with_mismatched_lora_spec_is_rejected(
 
 
 def test_tampered_init_adapter_is_refused(tiny_random_model_dir: Path, tmp_path: Path) -> None:
-    init = make_random_adapter(tiny_random_model_dir, tmp_path / "init", LoraSpec(), seed=13)
+    init = make_random_adapter(tiny_random_model_dir, tmp_path / "init", LORA, seed=13)
     weights = init.path / "adapter_model.safetensors"
     data = bytearray(weights.read_bytes())
     data[-1] ^= 0x01
@@ -241,8 +243,9 @@ def test_job_json_round_trip(tmp_path: Path) -> None:
         output_dir="out",
         init_adapter="a",
         init_adapter_sha256="ab" * 32,
-        lora=LoraSpec(r=4, target_modules=("q_proj",)),
-        dpo=DPOSpec(beta=0.2, ld_alpha=0.5),
+        lora=replace(LORA, r=4, target_modules=("q_proj",)),
+        dpo=replace(FAST_DPO, beta=0.2, ld_alpha=0.5, loss_type=("sigmoid", "sft"), loss_weights=(1.0, 0.5),
+                    trl={"lr_scheduler_type": "cosine", "lr_scheduler_kwargs": {"num_cycles": 1}}),
         device="cpu",
     )
     assert TrainJob.from_json(job.to_json()) == job
@@ -253,6 +256,9 @@ def test_job_json_round_trip(tmp_path: Path) -> None:
             base_model="m",
             pairs_path="p",
             output_dir="o",
+            lora=LORA,
+            dpo=FAST_DPO,
+            device="cpu",
             init_adapter="a",
             init_adapter_sha256=None,
         )

@@ -21,7 +21,7 @@ from guardrails.checks import InvariantResult, Probe, violation_rates
 from guardrails.errors import DeniedError, TamperError
 from memory import Checkpoint, NewSample
 from policies.generation import SamplingSpec
-from policies.training import DPOSpec, LoraSpec, TrainJob, launch_train_job
+from policies.training import TrainJob, launch_train_job
 from tools.judges import JudgeItem
 from tools.tasks import Prompt
 
@@ -59,11 +59,8 @@ def train_candidate(state: RoundState, runtime: Runtime[RunContext]) -> Update:
         output_dir=str(out_dir),
         init_adapter=None if parent is None else str(parent.path),
         init_adapter_sha256=None if parent is None else parent.sha256,
-        lora=LoraSpec(r=t.lora_r, alpha=t.lora_alpha, dropout=t.lora_dropout,
-                      target_modules=tuple(t.target_modules)),
-        dpo=DPOSpec(beta=t.beta, loss_type=t.loss_type, learning_rate=t.learning_rate, epochs=t.epochs,
-                    batch_size=t.batch_size, grad_accum=t.grad_accum, max_length=t.max_length,
-                    seed=ctx.config.seed + round_no, ld_alpha=t.ld_alpha),
+        lora=t.lora_spec(),
+        dpo=t.dpo_spec(seed=ctx.config.seed + round_no),
         device=ctx.config.model.device,
     )
     with ctx.timed("train"):

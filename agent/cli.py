@@ -15,7 +15,7 @@ from typing import Annotated, Any, NoReturn
 
 import typer
 
-from agent import cli_judge, cli_review, cli_reviewers, notebook
+from agent import cli_export, cli_judge, cli_lifecycle, cli_review, cli_reviewers, notebook
 from agent.cli_common import (
     EXIT_CHECK_FAILED,
     CliState,
@@ -30,6 +30,7 @@ from agent.cli_common import (
     workspace,
 )
 from agent.config import MAX_ROUNDS, MAX_SEED, ConfigError, TetherConfig, default_config_yaml, load_config
+from agent.lifecycle import LifecycleError, reconfigure
 from agent.runner import (
     ModelNotFoundError,
     Outcome,
@@ -49,7 +50,7 @@ from guardrails.constitution import (
     default_constitution_yaml,
     load_constitution,
 )
-from guardrails.errors import GateError
+from guardrails.errors import GateError, TamperError
 from guardrails.safe_yaml import YamlRefused, read_yaml
 from memory import Run, Store
 from memory.base import BUSY_TIMEOUT_MS
@@ -220,6 +221,9 @@ def run(
     rebuild_model: Annotated[bool, typer.Option(
         "--rebuild-model", help="Build the embedded tiny model (model.base 'tiny') again, replacing its folder, "
         "e.g. when an interrupted copy left it incomplete.")] = False,
+    from_checkpoint: Annotated[str | None, typer.Option(
+        "--from", help="Start from this approved adapter of an earlier run (same base model); the lineage is "
+        "recorded and its signed approval keeps vouching for it.")] = None,
 ) -> None:
     """Start a run. Prints `run <RUN_ID>`; runs until it stops or reaches the approval gate."""
     ws, store = open_store(ctx)
@@ -237,10 +241,11 @@ def run(
     except ConstitutionError as err:
         fail(f"invalid constitution: {err}")
     try:
-        outcome = start_run(ws, store, cfg, say=_say_run, wait=wait, rebuild_model=rebuild_model)
+        outcome = start_run(ws, store, cfg, say=_say_run, wait=wait, rebuild_model=rebuild_model,
+                            from_checkpoint=from_checkpoint)
     except (ModelNotFoundError, RunStartError, GateError) as err:
         fail(f"{err}; nothing was started")
-    except (ModelIntegrityError, RunTamperError) as err:
+    except (ModelIntegrityError, RunTamperError, TamperError) as err:
         fail(str(err), EXIT_CHECK_FAILED)
     except RunFailedError as err:
         _failed(err, ws.home)
@@ -273,9 +278,14 @@ def resume(
     ctx: typer.Context,
     run_id: Annotated[str, typer.Argument(help="The run to continue.")],
     wait: Annotated[bool, typer.Option("--wait", help="Block at the approval gate until someone decides.")] = False,
+    config: Annotated[Path | None, typer.Option(
+        "--config", help="New settings for the rounds to come (a paused or failed run; the model, world, seed, "
+        "evaluation, held-out prompts and approvals stay fixed). Logged as a config change and audited.")] = None,
 ) -> None:
     """Continue a paused, failed or interrupted run from its last completed step."""
     ws, store = open_store(ctx)
+    if config is not None:
+        _reconfigure(store, run_id, config)
     try:
         outcome = resume_run(ws, store, run_id, say=say, wait=wait)
     except RunNotFoundError as err:
@@ -291,6 +301,22 @@ def resume(
     except ConstitutionError as err:
         fail(f"invalid constitution: {err}")
     _report(outcome)
+
+
+def _reconfigure(store: Store, run_id: str, config_path: Path) -> None:
+    run = store.get_run(run_id)
+    if run is None:
+        fail(f"no run '{run_id}' (see `tether status`)")
+    cfg, problems = _config_problems(config_path)
+    if cfg is None:
+        for problem in problems:
+            say_check(False, problem)
+        fail("invalid config; the run was not changed")
+    try:
+        changes = reconfigure(store, run, cfg, _login_name() or "cli")
+    except (LifecycleError, GateError) as err:
+        fail(f"{err}; the run was not changed")
+    say(f"{len(changes)} setting(s) changed: " + "; ".join(changes) if changes else "no setting changed")
 
 
 def _status_doc(ws: Any, store: Store, run: Run) -> dict[str, Any]:
@@ -340,6 +366,8 @@ app.add_typer(cli_review.constitution_app, name="constitution")
 app.add_typer(cli_review.audit_app, name="audit")
 app.add_typer(cli_judge.judge_app, name="judge")
 app.add_typer(cli_reviewers.reviewer_app, name="reviewer")
+app.add_typer(cli_export.export_app, name="export")
+app.command()(cli_lifecycle.stop)
 
 if __name__ == "__main__":  # pragma: no cover
     app()

@@ -26,7 +26,7 @@ from agent.faults import Fault
 from agent.graph import checkpointer, compile_graph
 from agent.tracking import Tracker
 from agent.workspace import Workspace
-from guardrails import amendments, candidates, checks
+from guardrails import amendments, candidates, checks, lifecycle
 from guardrails.constitution import Constitution, load_constitution, parse_constitution, verify_pinned
 from guardrails.errors import DeniedError, TamperError, TransientError
 from memory import ConstitutionVersion, Run, Store
@@ -163,7 +163,12 @@ def _require_constitution_file(ws: Workspace, version: ConstitutionVersion) -> N
 
 
 def start_run(ws: Workspace, store: Store, config: TetherConfig, *, say: Say, wait: bool,
-              progress: bool = True, rebuild_model: bool = False) -> Outcome:
+              progress: bool = True, rebuild_model: bool = False, from_checkpoint: str | None = None) -> Outcome:
+    """A new run; with `from_checkpoint`, it starts from that approved adapter of an earlier run."""
+    if from_checkpoint is not None:
+        source = store.get_checkpoint(from_checkpoint)
+        if source is None or source.status != "approved" or source.sha256 is None:
+            raise RunStartError(f"{from_checkpoint} is not an approved adapter (see `tether checkpoints`)")
     version, constitution = amendments.in_force(store)
     _require_constitution_file(ws, version)
     problems = checks.preflight(constitution, probe_prompts(config))
@@ -185,8 +190,11 @@ def start_run(ws: Workspace, store: Store, config: TetherConfig, *, say: Say, wa
         ))
         store.append_audit("tether", "run.start", run_id,
                            {"config_sha256": config.sha256(), "invariants_sha256": constitution.invariants_sha256(),
-                            "constitution_version": version.version, "base_sha256": manifest.sha256})
+                            "constitution_version": version.version, "base_sha256": manifest.sha256,
+                            "from": from_checkpoint})
         candidates.register_base(store, run_id, model_ref, folder, manifest)
+        if from_checkpoint is not None:
+            lifecycle.inherit(store, run_id, from_checkpoint, ws.adapter_dir(run_id, f"{run_id}-r0"))
     say(f"run {run_id}")
     return drive(ws, store, run_id, {"run_id": run_id, "round": 0}, say=say, wait=wait, progress=progress)
 

@@ -28,10 +28,10 @@ from policies.artifacts import ModelIntegrityError, model_folder, verify_model
 __all__ = ["SYSTEM_ACTOR", "DeniedError", "GateError", "HumanDecision", "TamperError", "TransientError", "activate",
            "decide", "discard", "request_approval", "rollback", "verified_active"]
 
-ACTIVE_ACTIONS = ("checkpoint.activate", "checkpoint.rollback", "checkpoint.base")
+ACTIVE_ACTIONS = ("checkpoint.activate", "checkpoint.rollback", "checkpoint.base", "checkpoint.inherit")
 
 
-def _adapter_check(store: Store, ck: Checkpoint) -> None:
+def adapter_check(store: Store, ck: Checkpoint) -> None:
     """The adapter's files hash to what was recorded: TamperError if not, TransientError if unreadable."""
     path = store.resolve(ck.path)
     if not path.is_dir():
@@ -97,7 +97,7 @@ def _verify_candidate(store: Store, approval: Approval) -> None:
     if ck is None or ck.status != "pending" or ck.sha256 != approval.subject_sha256:
         raise GateError(f"checkpoint {approval.subject} is not a candidate awaiting approval")
     try:
-        _adapter_check(store, ck)
+        adapter_check(store, ck)
     except TamperError as err:
         # Fail closed: a candidate whose files changed after its checks is rejected for good.
         with store.transaction():
@@ -136,7 +136,7 @@ def _activate(store: Store, checkpoint_id: str) -> Checkpoint:
     if active != ck.parent:
         raise TamperError(f"checkpoint {ck.id} was trained from {ck.parent}, but {active} is active now (rolled "
                           "back since?); activating it would undo that change")
-    _adapter_check(store, ck)
+    adapter_check(store, ck)
     writes = GuardedWrites(store)
     with store.transaction():
         writes.set_checkpoint_status(ck.id, "approved")
@@ -191,7 +191,18 @@ def verified_active(store: Store, run: Run) -> str | None:
         signoff.verify_decided(store, approval)
     if last is not None and last.action == "checkpoint.rollback":
         _verify_rollback_signature(store, last.details, ck)
+    if last is not None and last.action == "checkpoint.inherit":
+        _verify_inherited(store, ck, last.details)
     return run.active_checkpoint
+
+
+def _verify_inherited(store: Store, ck: Checkpoint, details: dict[str, Any]) -> None:
+    """A run started from another run's adapter: the source's signed approval of the same bytes vouches."""
+    source = store.get_checkpoint(str(details.get("source")))
+    approval = store.approval_for_subject("checkpoint", source.id) if source is not None else None
+    if source is None or approval is None or source.sha256 != ck.sha256 or ck.parent != source.id:
+        raise TamperError(f"{ck.id} claims to be inherited from {details.get('source')}, which does not vouch for it")
+    signoff.verify_decided(store, approval)
 
 
 def discard(store: Store, checkpoint_id: str, reason: str, actor: str = SYSTEM_ACTOR) -> None:
@@ -230,7 +241,7 @@ def rollback(store: Store, checkpoint_id: str, signer: keys.Signer, reason: str)
             raise TamperError(f"checkpoint {ck.id} has no approval")
         signoff.verify_decided(store, approval)
         try:
-            _adapter_check(store, ck)
+            adapter_check(store, ck)
         except TamperError as err:
             store.append_audit(SYSTEM_ACTOR, "tamper.detected", ck.id, {"error": str(err)})
             raise TamperError(f"checkpoint {ck.id} failed its integrity check: {err}") from None

@@ -14,7 +14,7 @@ RunState = Literal["running", "paused", "stopped", "failed"]
 Split = Literal["train", "heldout"]
 CheckpointStatus = Literal["base", "candidate", "pending", "approved", "rejected", "discarded"]
 ApprovalKind = Literal["checkpoint", "constitution"]
-ApprovalStatus = Literal["pending", "approved", "rejected"]
+ApprovalStatus = Literal["pending", "approved", "rejected", "withdrawn"]  # withdrawn: its run was stopped
 
 RUN_STATES: frozenset[str] = frozenset({"running", "paused", "stopped", "failed"})
 SPLITS: frozenset[str] = frozenset({"train", "heldout"})
@@ -22,7 +22,7 @@ CHECKPOINT_STATUSES: frozenset[str] = frozenset(
     {"base", "candidate", "pending", "approved", "rejected", "discarded"}
 )
 APPROVAL_KINDS: frozenset[str] = frozenset({"checkpoint", "constitution"})
-APPROVAL_STATUSES: frozenset[str] = frozenset({"pending", "approved", "rejected"})
+APPROVAL_STATUSES: frozenset[str] = frozenset({"pending", "approved", "rejected", "withdrawn"})
 
 
 def utc_now() -> str:

@@ -103,8 +103,8 @@ class GuardedWrites:
     def decide_approval(self, approval_id: str, status: str, by: str, note: str | None = None) -> Approval:
         """Move a pending approval to approved/rejected exactly once (guarded by status = 'pending'
         in one BEGIN IMMEDIATE transaction, so of two concurrent deciders exactly one wins)."""
-        if status not in ("approved", "rejected"):
-            raise ValueError(f"decision must be 'approved' or 'rejected', not {status!r}")
+        if status not in ("approved", "rejected", "withdrawn"):
+            raise ValueError(f"decision must be 'approved', 'rejected' or 'withdrawn', not {status!r}")
         s = self.store
         with s.transaction():
             current = s._require_approval(approval_id)

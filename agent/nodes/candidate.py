@@ -15,6 +15,7 @@ from langgraph.runtime import Runtime
 from langgraph.types import interrupt
 
 from agent.context import RunContext, heldout_slice
+from agent.export import write_model_card
 from agent.state import RoundState
 from guardrails import candidates, gate
 from guardrails.checks import InvariantResult, Probe, violation_rates
@@ -247,6 +248,10 @@ def commit(state: RoundState, runtime: Runtime[RunContext]) -> Update:
             _outcome(ctx, state, "discard_candidate", f"approved candidate {ck_id} was not activated: {err}",
                      signals, "failed_checks")
         raise
+    try:
+        write_model_card(ctx.store, _checkpoint(ctx, ck_id))
+    except OSError:
+        pass  # the card describes the adapter; it is not part of it (its digest), nor worth stopping a run for
     return {}
 
 

@@ -1,0 +1,32 @@
+"""`tether stop`: end a paused or failed run for good (audited)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from agent.cli_common import fail, open_store, say
+from agent.lifecycle import LifecycleError
+from agent.lifecycle import stop as stop_run
+from agent.runner import is_driven
+from guardrails.errors import GateError
+
+
+def stop(
+    ctx: typer.Context,
+    run_id: Annotated[str, typer.Argument(help="The run to end.")],
+    by: Annotated[str, typer.Option("--by", help="Who stops it (recorded in the audit log).")],
+    reason: Annotated[str, typer.Option("--reason", help="Why (recorded in the audit log).")],
+) -> None:
+    """End a paused or failed run: it will not resume, its pending approvals are withdrawn and their
+    candidates discarded. Approved checkpoints stay, and `tether run --from CHECKPOINT` continues from one."""
+    ws, store = open_store(ctx)
+    run = store.get_run(run_id)
+    if run is None:
+        fail(f"no run '{run_id}' (see `tether status`)")
+    try:
+        withdrawn = stop_run(ws, store, run, by, reason, is_driven(ws, run_id))
+    except (LifecycleError, GateError) as err:
+        fail(str(err))
+    say(f"run {run_id} stopped by {by}" + (f"; withdrawn: {', '.join(withdrawn)}" if withdrawn else ""))

@@ -13,7 +13,7 @@ import json
 import os
 import sqlite3
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NoReturn
@@ -102,10 +102,17 @@ def print_table(title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]
     out_console.print(table)
 
 
-def signer(store: Store, name: str, subject: str | None = None) -> keys.Signer:
+class SignerRefused(Exception):
+    """A name or key that cannot decide; the message says why (and how to fix it)."""
+
+
+Passphrase = Callable[[Path, str], str | None]
+
+
+def load_signer(store: Store, name: str, subject: str | None, passphrase: Passphrase) -> keys.Signer:
     """The private key of reviewer `name` from the user's key folder (never the workspace), with its
-    passphrase from $TETHER_KEY_PASSPHRASE or a prompt. A name or key that cannot decide is refused
-    with exit 1 and, when it concerns a subject, an audit entry."""
+    passphrase from `passphrase(folder, name)`. A name or key that cannot decide raises SignerRefused
+    and, when it concerns a subject, is audited. The CLI (`signer`) and the web console both use it."""
     problem = keys.name_problem(name)
     folder = keys.resolve_keys_dir()
     if problem is None and not keys.has_key(folder, name):
@@ -113,12 +120,20 @@ def signer(store: Store, name: str, subject: str | None = None) -> keys.Signer:
                    f"${keys.KEYS_ENV}, or have a reviewer run `tether reviewer add {name}`)")
     if problem is None:
         try:
-            return keys.load_key(folder, name, _passphrase(folder, name))
+            return keys.load_key(folder, name, passphrase(folder, name))
         except keys.KeyStoreError as err:
             problem = str(err)
     if subject is not None:
         store.append_audit("tether", "decision.refused", subject, {"by": name, "reason": problem})
-    fail(problem, EXIT_CHECK_FAILED)
+    raise SignerRefused(problem)
+
+
+def signer(store: Store, name: str, subject: str | None = None) -> keys.Signer:
+    """`load_signer` with the passphrase from $TETHER_KEY_PASSPHRASE or a prompt; a refusal is exit 1."""
+    try:
+        return load_signer(store, name, subject, _passphrase)
+    except SignerRefused as err:
+        fail(str(err), EXIT_CHECK_FAILED)
 
 
 def _passphrase(folder: Path, name: str) -> str | None:

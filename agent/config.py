@@ -44,6 +44,19 @@ class ModelConfig(_Section):
         250, ge=1, le=100_000,
         description="Pre-training steps for the embedded tiny model (model.base='tiny'), at most 100000.",
     )
+    threads: Literal["auto"] | int = Field(
+        "auto",
+        description="CPU threads torch uses in this process (generation and in-process training), 1 to 1024; "
+        "auto = the cores this process may use minus the current load, at least 1, chosen when the run "
+        "starts or resumes (policies/threads.py).",
+    )
+
+    @field_validator("threads")
+    @classmethod
+    def _thread_count(cls, value: Literal["auto"] | int) -> Literal["auto"] | int:
+        if isinstance(value, int) and not 1 <= value <= 1024:
+            raise ValueError(f"threads must be 'auto' or 1 to 1024, got {value}")
+        return value
 
 
 class GenerationConfig(_Section):

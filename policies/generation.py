@@ -19,6 +19,7 @@ import torch
 from transformers import GenerationConfig, PreTrainedTokenizerBase
 
 from policies.adapters import AdapterRef, verify_adapter
+from policies.decoding import BATCHINGS, Batching, decode
 from policies.loading import attach_adapter, load_base_model, load_tokenizer, resolve_device
 
 if TYPE_CHECKING:
@@ -64,14 +65,26 @@ class Generation:
 
 @dataclass(frozen=True)
 class GenerationStats:
-    """Throughput of the last ``generate`` call (wall-clock, tokenisation and decoding included)."""
+    """Throughput of the last ``generate`` call (wall-clock, tokenisation and decoding included).
+
+    ``tokens`` counts the tokens of every returned sample (a greedy answer repeated ``n`` times
+    counts ``n`` times). ``decoded_tokens`` counts the kept tokens of the rows actually decoded and
+    ``slot_steps`` the batch rows times decoding steps spent on them (0 where the backend does not
+    report it): their ratio is the share of the decoder's work that produced kept tokens.
+    """
 
     tokens: int
     seconds: float
+    decoded_tokens: int = 0
+    slot_steps: int = 0
 
     @property
     def tokens_per_second(self) -> float:
         return self.tokens / self.seconds if self.seconds > 0 else 0.0
+
+    @property
+    def slot_efficiency(self) -> float | None:
+        return self.decoded_tokens / self.slot_steps if self.slot_steps else None
 
 
 @runtime_checkable
@@ -139,7 +152,10 @@ class TransformersBackend:
     under its ``AdapterRef.id``, on first use, from verified bytes; their SHA-256 is re-checked
     every time they are selected. ``adapter=None`` generates through ``disable_adapter()``.
     If the tokenizer has no chat template, prompts are used as raw text (see :func:`format_prompt`).
-    ``batch_size`` bounds the number of sequences (prompts x samples) per ``generate`` call.
+    ``batch_size`` bounds the number of sequences (prompts x samples) per batch. ``batching`` is how
+    a batch is decoded (:mod:`policies.decoding`): ``compact`` drops rows from the batch as they end,
+    ``static`` keeps every row until the longest ends (the path before compaction, for comparison).
+    Compaction pays most with large batches: a whole round's prompts x samples in one batch.
     """
 
     def __init__(
@@ -149,9 +165,13 @@ class TransformersBackend:
         batch_size: int = 32,
         dtype: str = "auto",
         progress: bool = False,
+        batching: Batching = "compact",
     ) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        if batching not in BATCHINGS:
+            raise ValueError(f"unknown batching {batching!r}; expected one of {', '.join(BATCHINGS)}")
+        self.batching: Batching = batching
         self.model_ref = str(model_ref)
         self.device = resolve_device(device)
         self.batch_size = batch_size
@@ -248,7 +268,7 @@ class TransformersBackend:
             list(range(i, min(i + per_batch, len(texts)))) for i in range(0, len(texts), per_batch)
         ]
         gen_config = self._generation_config(spec, n_return)
-        total_tokens = 0
+        total_tokens = decoded_tokens = slot_steps = 0
 
         torch.manual_seed(spec.seed)
         with (
@@ -264,15 +284,13 @@ class TransformersBackend:
                     padding=True,
                     add_special_tokens=not templated,
                 ).to(self.device)
-                out = model.generate(
-                    input_ids=enc["input_ids"],
-                    attention_mask=enc["attention_mask"],
-                    generation_config=gen_config,
-                )
-                new = out[:, enc["input_ids"].shape[1] :].tolist()
-                for row, tokens in enumerate(new):
+                out = decode(model, enc["input_ids"], enc["attention_mask"], gen_config, self._eos_ids,
+                             self.batching)
+                slot_steps += out.slot_steps
+                for row, tokens in enumerate(out.rows):
                     prompt_index = batch[row // n_return]
                     kept = self._trim(tokens)
+                    decoded_tokens += len(kept)
                     text = self.tokenizer.decode(kept, skip_special_tokens=True)
                     for r in range(repeat):
                         sample_index = row % n_return if repeat == 1 else r
@@ -282,7 +300,8 @@ class TransformersBackend:
                     progress.update(task, advance=1)
 
         self.last_stats = GenerationStats(
-            tokens=total_tokens, seconds=time.perf_counter() - started
+            tokens=total_tokens, seconds=time.perf_counter() - started,
+            decoded_tokens=decoded_tokens, slot_steps=slot_steps,
         )
         results.sort(key=lambda g: (g.prompt_index, g.sample_index))
         return results

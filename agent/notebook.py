@@ -1,28 +1,24 @@
-"""`tether log` as a lab notebook: per round, the judge in use, what the controller did and why, the
-signals against their thresholds (or "COULD NOT CHECK" and why, never "ok"), and what came of it."""
+"""`tether log` as a lab notebook. Per round: the judge in use, the pairs, the held-out score of the
+checkpoint active after the round, the outcome; then, in the order they happened, what the controller
+did and why (every signal it read, once, as a true statement against each of its thresholds, or
+"COULD NOT CHECK" and why, never "ok"), and what people and the runner did around it: approvals with
+who decided, rollbacks with who and why, failures, pauses, resumes and config changes (audit log)."""
 
 from __future__ import annotations
 
-from collections import defaultdict
+import bisect
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
-from memory import Decision, RoundRecord, Store
+from guardrails.gate import ACTIVE_ACTIONS  # the audit entries that make a checkpoint active
+from memory import AuditEntry, Checkpoint, Decision, RoundRecord, Run, Store
 from tools.monitors.keys import CheckStatus
 
+# -- checks: one statement per signal -------------------------------------------------------------
 
-def judge_label(record: RoundRecord | None) -> str | None:
-    judge = (record.judge or {}) if record is not None else {}
-    return judge.get("label") or judge.get("name")
-
-
-def entries(store: Store, run_id: str) -> list[dict[str, Any]]:
-    """The decision log for programs: round, action, rationale, signals, actor, at, plus the round's
-    judge and outcome."""
-    rounds = {r.round: r for r in store.rounds(run_id)}
-    return [{"round": d.round, "action": d.action, "rationale": d.rationale, "signals": d.signals,
-             "actor": d.actor, "at": d.at, "judge": judge_label(rounds.get(d.round)),
-             "outcome": rounds[d.round].outcome if d.round in rounds else None}
-            for d in store.decisions(run_id)]
+_SYMBOL = {">": ">", "<": "<", ">=": "≥", "<=": "≤"}
+_NEGATION = {">": "≤", "<": "≥", ">=": "<", "<=": ">"}  # what holds when a check did not fire
 
 
 def _status(check: dict[str, Any]) -> CheckStatus:
@@ -35,46 +31,334 @@ def _status(check: dict[str, Any]) -> CheckStatus:
     return "fired" if check.get("fired") else "ok"
 
 
-def _reason(check: dict[str, Any]) -> str:
-    return check.get("reason") or "no value"
+@dataclass(frozen=True)
+class Threshold:
+    op: str  # the controller's firing condition: value OP threshold
+    threshold: float
+    setting: str  # the config key under controller: that holds it
+    fired: bool
+
+    def key(self) -> str:
+        return f"controller.{self.setting}" if self.setting else ""
 
 
-def _check_line(check: dict[str, Any]) -> str:
-    setting = f", controller.{check['setting']}" if check.get("setting") else ""
-    fires = f"fires when {check['op']} {check['threshold']:.3g}{setting}"
-    if _status(check) == "could_not_check":
-        acted = " -> treated as fired" if check.get("fired") else ""
-        return f"COULD NOT CHECK {check['signal']} ({_reason(check)}){acted}  ({fires})"
-    value = "n/a" if check.get("value") is None else f"{check['value']:.3g}"
-    mark = "FIRED" if check.get("fired") else "ok   "
-    return f"{mark} {check['signal']} = {value}  ({fires})"
+@dataclass(frozen=True)
+class SignalCheck:
+    """Every check of one signal in one decision: one value, one or more thresholds (two rules may read
+    the same signal with different thresholds)."""
+
+    signal: str
+    value: float | None
+    status: CheckStatus  # fired if any threshold fired; could_not_check when there was no value
+    reason: str
+    thresholds: tuple[Threshold, ...]
+
+    @property
+    def fired(self) -> bool:
+        return any(t.fired for t in self.thresholds)
+
+    @property
+    def unchecked(self) -> bool:
+        return self.status == "could_not_check"
+
+    def statement(self, keys: bool = True) -> str:
+        """`pairs 60 ≥ 1 ok`, `length_score_corr 0.967 > 0.6 FIRED`, with both thresholds when two rules
+        read the signal; `COULD NOT CHECK x (why)` when it had no value."""
+        if self.unchecked:
+            acted = " -> treated as fired" if self.fired else ""
+            rules = "; ".join(f"{_SYMBOL.get(t.op, t.op)} {t.threshold:.3g}" + (f", {t.key()}" if keys and t.key()
+                                                                                else "")
+                              for t in self.thresholds)
+            return f"COULD NOT CHECK {self.signal} ({self.reason}){acted}  (fires when {rules})"
+        parts = []
+        for t in self.thresholds:
+            relation = _SYMBOL.get(t.op, t.op) if t.fired else _NEGATION.get(t.op, f"not {t.op}")
+            where = f" ({t.key()})" if keys and t.key() else ""
+            parts.append(f"{relation} {t.threshold:.3g} {'FIRED' if t.fired else 'ok'}{where}")
+        return f"{self.signal} {self.value:.3g} " + ", ".join(parts)
+
+    def compact(self) -> str:
+        """The statement without its verdict words, for a line headed `ok:` or `could not check:`."""
+        if self.unchecked:
+            return f"{self.signal} ({self.reason})"
+        relations = ", ".join(f"{_NEGATION.get(t.op, t.op)} {t.threshold:.3g}" for t in self.thresholds)
+        return f"{self.signal} {self.value:.3g} {relations}"
 
 
-def _compact(check: dict[str, Any]) -> str:
-    if _status(check) == "could_not_check":
-        return f"{check['signal']} ({_reason(check)})"
-    return f"{check['signal']} {check['value']:.3g} ({check['op']} {check['threshold']:.3g})"
+def merged_checks(checks: Sequence[dict[str, Any]]) -> list[SignalCheck]:
+    """A decision's logged checks, one per signal in the order first read; repeated identical
+    thresholds count once (fired if any of them fired)."""
+    order: list[str] = []
+    by_signal: dict[str, list[dict[str, Any]]] = {}
+    for c in checks:
+        if c["signal"] not in by_signal:
+            order.append(c["signal"])
+            by_signal[c["signal"]] = []
+        by_signal[c["signal"]].append(c)
+    out = []
+    for signal in order:
+        group = by_signal[signal]
+        thresholds: dict[tuple[str, float, str], bool] = {}
+        for c in group:
+            key = (c["op"], float(c["threshold"]), c.get("setting") or "")
+            thresholds[key] = thresholds.get(key, False) or bool(c.get("fired"))
+        statuses = [_status(c) for c in group]
+        status: CheckStatus = ("could_not_check" if "could_not_check" in statuses
+                               else "fired" if "fired" in statuses else "ok")
+        value = next((c.get("value") for c in group if c.get("value") is not None), None)
+        reason = next((c.get("reason") for c in group if c.get("reason")), "") or "no value"
+        out.append(SignalCheck(signal, None if status == "could_not_check" else value, status, reason,
+                               tuple(Threshold(op, thr, setting, fired)
+                                     for (op, thr, setting), fired in thresholds.items())))
+    return out
+
+
+# -- the audit trail around a run -------------------------------------------------------------------
+
+# Audit actions the notebook shows. `run.resume` and `run.config` are rendered when present.
+RUN_ACTIONS = ("run.start", "run.resume", "run.failed", "run.paused", "run.stop", "run.config",
+               "constitution.adopt")
+CHECKPOINT_ACTIONS = ("checkpoint.rollback", "checkpoint.inherit", "rollback.refused", "tamper.detected")
+APPROVAL_ACTIONS = ("approval.signed", "approval.refused")
+
+
+@dataclass(frozen=True)
+class Event:
+    """An audit entry about this run, placed in the round that was under way when it was written."""
+
+    entry: AuditEntry
+    round: int
+
+    @property
+    def at(self) -> str:
+        return self.entry.at
+
+    def text(self) -> str:
+        e, d = self.entry, self.entry.details
+        when = f"  (at {e.at[:19].replace('T', ' ')})"
+        if e.action == "checkpoint.rollback":
+            return f"ROLLBACK by {e.actor}: {d.get('from') or '?'} -> {e.subject}: {d.get('reason') or '-'}{when}"
+        if e.action == "approval.signed":
+            verb = {"approve": "approved", "reject": "rejected"}.get(str(d.get("decision")), str(d.get("decision")))
+            note = f': "{d["note"]}"' if d.get("note") else ""
+            return f"{e.actor} {verb} {d.get('subject') or e.subject} (approval {e.subject}){note}{when}"
+        if e.action in ("approval.refused", "rollback.refused"):
+            why = f": {d['reason']}" if d.get("reason") else ""
+            return f"REFUSED a decision by {d.get('by') or e.actor} on {e.subject}{why}{when}"
+        if e.action == "tamper.detected":
+            return f"TAMPERING DETECTED on {e.subject}: {d.get('error')}{when}"
+        if e.action == "run.failed":
+            flag = " [tampering]" if d.get("tampering") else ""
+            return f"RUN FAILED{flag}: {d.get('error')}{when}"
+        if e.action == "run.paused":
+            return f"RUN PAUSED: {d.get('error')}{when}"
+        if e.action == "run.resume":
+            was = f" (was {d['from_state']}" + (f": {d['error']}" if d.get("error") else "") + ")" \
+                if d.get("from_state") else ""
+            return f"RESUMED by {d.get('by') or e.actor}{was}{when}"
+        if e.action == "run.config":  # as `tether resume --config` writes it: changes "key: old -> new"
+            return f"CONFIG CHANGED by {e.actor}: {'; '.join(map(str, d.get('changes') or [])) or '-'}{when}"
+        if e.action == "run.start":
+            return f"run started by {e.actor} (constitution v{d.get('constitution_version', '?')}){when}"
+        if e.action == "run.stop":
+            by = f" by {e.actor}" if d.get("by_person") else ""
+            why = f": {d['reason']}" if d.get("reason") else ""
+            withdrawn = f" (withdrawn: {', '.join(d['withdrawn'])})" if d.get("withdrawn") else ""
+            return f"run stopped{by}{why}{withdrawn}{when}"
+        if e.action == "checkpoint.inherit":
+            return f"started from {d.get('source')} (approval {d.get('approval')}) as {e.subject}{when}"
+        if e.action == "constitution.adopt":
+            return f"constitution v{d.get('version')} adopted (approval {d.get('approval')}){when}"
+        return f"{e.action} by {e.actor}: {d}{when}"
+
+    def to_json(self) -> dict[str, Any]:
+        e = self.entry
+        return {"seq": e.seq, "at": e.at, "round": self.round, "actor": e.actor, "action": e.action,
+                "subject": e.subject, "details": e.details}
+
+
+def _belongs(entry: AuditEntry, run_id: str, checkpoints: dict[str, Checkpoint], approvals: set[str]) -> bool:
+    if entry.action in RUN_ACTIONS:
+        return entry.subject == run_id
+    if entry.action in CHECKPOINT_ACTIONS:
+        return entry.details.get("run") == run_id or entry.subject in checkpoints
+    if entry.action in APPROVAL_ACTIONS:
+        return entry.subject in approvals
+    return False
+
+
+def _round_of(at: str, starts: list[tuple[str, int]]) -> int:
+    """The round under way at `at`: the last one started at or before it (0 before the first)."""
+    i = bisect.bisect_right([s for s, _ in starts], at)
+    return starts[i - 1][1] if i else 0
+
+
+# -- held-out score of the checkpoint active after each round ---------------------------------------
+
+
+@dataclass(frozen=True)
+class HeldOut:
+    metric: str  # the one shown: controller.heldout_metric, or the other when the run has no value for it
+    value: float
+    checkpoint: str
+    wanted: str  # controller.heldout_metric
+
+    def text(self, run_id: str) -> str:
+        short = self.checkpoint.removeprefix(f"{run_id}-")
+        instead = f", no {self.wanted}" if self.metric != self.wanted else ""
+        return f"held-out {self.metric} {self.value:.3f} ({short}{instead})"
+
+    def to_json(self) -> dict[str, Any]:
+        return {"metric": self.metric, "value": self.value, "checkpoint": self.checkpoint,
+                "heldout_metric": self.wanted}
+
+
+def heldout_metric(run: Run) -> str:
+    controller = (run.config or {}).get("controller") or {}
+    return str(controller.get("heldout_metric") or "oracle")
+
+
+def _pick(result: dict[str, Any], wanted: str) -> tuple[str, float] | None:
+    """The wanted score of an evaluation, else the other one (a world without verifiers has no oracle)."""
+    for metric in (wanted, "judge" if wanted == "oracle" else "oracle"):
+        value = result.get(metric)
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return metric, float(value)
+    return None
+
+
+def active_evaluations(store: Store, run: Run, records: dict[int, RoundRecord],
+                       audit: Sequence[AuditEntry]) -> dict[int, tuple[str, dict[str, Any]]]:
+    """Per round: the checkpoint active when the round ended (an activation or a rollback counts from
+    when it was written) and its newest held-out evaluation made by then, else its first one made
+    later ({} when it has none). An evaluation is a checkpoint's own as a candidate, or its score as
+    the active checkpoint beside a later candidate (checkpoint metrics["eval"]). Round 0 is the
+    checkpoint the run started from, with its first evaluation."""
+    evaluations: dict[str, list[tuple[int, dict[str, Any]]]] = {}
+    for ck in store.checkpoints(run.id):
+        result = (ck.metrics or {}).get("eval") or {}
+        if "candidate" in result:
+            evaluations.setdefault(ck.id, []).append((ck.round, result["candidate"]))
+        if "active" in result and ck.parent:
+            evaluations.setdefault(ck.parent, []).append((ck.round, result["active"]))
+    changes = [(e.at, str(e.subject)) for e in audit
+               if e.action in ACTIVE_ACTIONS and e.details.get("run") == run.id]
+    order = sorted(records)
+    out: dict[int, tuple[str, dict[str, Any]]] = {}
+    for i, round_no in enumerate(order):
+        ends = records[order[i + 1]].started_at if i + 1 < len(order) else None
+        active = [ck for at, ck in changes if ends is None or at < ends]
+        checkpoint = active[-1] if active else (run.active_checkpoint or "?")
+        made = sorted(evaluations.get(checkpoint, []), key=lambda x: x[0])
+        by_then = [result for r, result in made if r <= round_no]
+        # A checkpoint first evaluated later (the base, beside the first candidate) has that score.
+        out[round_no] = (checkpoint, by_then[-1] if by_then else made[0][1] if made else {})
+    if order and 0 not in records:  # round 0: the policy the run started from, by its first evaluation
+        first = [ck for at, ck in changes if at < (records[order[0]].started_at or "")]
+        base = first[-1] if first else f"{run.id}-base"
+        made = sorted(evaluations.get(base, []), key=lambda x: x[0])
+        out[0] = (base, made[0][1] if made else {})
+    return out
+
+
+def heldout_after_rounds(store: Store, run: Run, records: dict[int, RoundRecord],
+                         audit: Sequence[AuditEntry]) -> dict[int, HeldOut]:
+    """Per round, the held-out score of the checkpoint active after it, in controller.heldout_metric
+    (or the other metric when that one is absent; a missing score is left out, never shown as 0)."""
+    wanted = heldout_metric(run)
+    out: dict[int, HeldOut] = {}
+    for round_no, (checkpoint, result) in active_evaluations(store, run, records, audit).items():
+        picked = _pick(result, wanted)
+        if picked is not None:
+            out[round_no] = HeldOut(picked[0], picked[1], checkpoint, wanted)
+    return out
+
+
+# -- the notebook ------------------------------------------------------------------------------------
+
+
+@dataclass
+class RoundView:
+    round: int
+    record: RoundRecord | None
+    heldout: HeldOut | None
+    items: list[Decision | Event] = field(default_factory=list)  # in the order they happened
+
+
+def judge_label(record: RoundRecord | None) -> str | None:
+    judge = (record.judge or {}) if record is not None else {}
+    return judge.get("label") or judge.get("name")
+
+
+def timeline(store: Store, run_id: str) -> list[RoundView]:
+    """The run round by round: decisions and audit events in time order (round 0: before round 1)."""
+    run = store.get_run(run_id)
+    if run is None:
+        return []
+    records = {r.round: r for r in store.rounds(run_id)}
+    checkpoints = {c.id: c for c in store.checkpoints(run_id)}
+    approvals = {a.id for a in store.approvals(run_id=run_id)}
+    audit = store.audit_entries()
+    starts = sorted((r.started_at, n) for n, r in records.items() if r.started_at)
+    events = [Event(e, _round_of(e.at, starts)) for e in audit if _belongs(e, run_id, checkpoints, approvals)]
+    heldout = heldout_after_rounds(store, run, records, audit)
+    views: dict[int, RoundView] = {}
+
+    def view(n: int) -> RoundView:
+        if n not in views:
+            views[n] = RoundView(n, records.get(n), heldout.get(n))
+        return views[n]
+
+    for n in records:
+        view(n)
+    for d in store.decisions(run_id):
+        view(d.round).items.append(d)
+    for ev in events:
+        view(ev.round).items.append(ev)
+    for v in views.values():
+        v.items.sort(key=lambda item: item.at)
+    return [views[n] for n in sorted(views)]
+
+
+def entries(store: Store, run_id: str) -> list[dict[str, Any]]:
+    """The decision log for programs: per decision round, action, rationale, signals, actor, at, the
+    round's judge and outcome; plus `heldout` (the round's: metric, value, checkpoint) and `events`
+    (the audit events written after this decision and before the next one, each in exactly one
+    entry; events before the first decision go with the first)."""
+    out: list[dict[str, Any]] = []
+    pending: list[dict[str, Any]] = []
+    for v in timeline(store, run_id):
+        for item in v.items:
+            if isinstance(item, Event):
+                (out[-1]["events"] if out else pending).append(item.to_json())
+                continue
+            out.append({"round": item.round, "action": item.action, "rationale": item.rationale,
+                        "signals": item.signals, "actor": item.actor, "at": item.at,
+                        "judge": judge_label(v.record), "outcome": v.record.outcome if v.record else None,
+                        "heldout": v.heldout.to_json() if v.heldout else None, "events": pending})
+            pending = []
+    return out
 
 
 def _decision_lines(d: Decision, verbose: bool) -> list[str]:
-    """The decision, the checks that fired (one a line, with the config key to tune), the checks that
-    could not be made, and the rest: one a line with --verbose, else together on one line. A check
+    """The decision, the signals that fired (one a line, with the config key to tune), those that
+    could not be checked, and the rest: one a line with --verbose, else together on one line. A check
     that could not be made is never shown as ok; a monitor key whose monitor failed is listed even
     when no rule read it."""
     who = "" if d.actor == "controller" else f" [{d.actor}]"
     lines = [f"  {d.action}{who}: {d.rationale}"]
-    checks = d.signals.get("checks") or []
-    unchecked = [c for c in checks if _status(c) == "could_not_check" and not c.get("fired")]
-    quiet = [c for c in checks if _status(c) == "ok"]
-    lines += [f"      {_check_line(c)}" for c in checks if c.get("fired")]
+    checks = merged_checks(d.signals.get("checks") or [])
+    unchecked = [c for c in checks if c.unchecked and not c.fired]
+    quiet = [c for c in checks if not c.unchecked and not c.fired]
+    lines += [f"      {c.statement()}" for c in checks if c.fired]
     if verbose:
-        lines += [f"      {_check_line(c)}" for c in (*unchecked, *quiet)]
+        lines += [f"      {c.statement()}" for c in (*unchecked, *quiet)]
     else:
         if unchecked:
-            lines.append("      could not check: " + ", ".join(_compact(c) for c in unchecked))
+            lines.append("      could not check: " + ", ".join(c.compact() for c in unchecked))
         if quiet:
-            lines.append("      ok: " + ", ".join(_compact(c) for c in quiet))
-    read = {c["signal"] for c in checks}
+            lines.append("      ok: " + ", ".join(c.compact() for c in quiet))
+    read = {c.signal for c in checks}
     for key, why in (d.signals.get("could_not_check") or {}).items():
         if key not in read:
             lines.append(f"      COULD NOT CHECK {key} ({why})")
@@ -89,20 +373,27 @@ def _decision_lines(d: Decision, verbose: bool) -> list[str]:
 
 
 def render(store: Store, run_id: str, verbose: bool = False) -> str:
-    rounds = {r.round: r for r in store.rounds(run_id)}
-    by_round: dict[int, list[Decision]] = defaultdict(list)
-    for d in store.decisions(run_id):
-        by_round[d.round].append(d)
+    views = timeline(store, run_id)
     out: list[str] = []
-    for round_no in sorted(by_round):
-        record = rounds.get(round_no)
-        head = f"round {round_no}"
-        if record is not None:
-            pairs = "-" if record.n_pairs is None else record.n_pairs
-            head += f"  judge {judge_label(record) or '?'}  pairs {pairs}"
-            head += f"  outcome {record.outcome or '-'}"
+    for v in views:
+        if v.round == 0 and v.record is None:
+            head = "before round 1"
+        else:
+            head = f"round {v.round}"
+            if v.record is not None:
+                pairs = "-" if v.record.n_pairs is None else v.record.n_pairs
+                head += f"  judge {judge_label(v.record) or '?'}  pairs {pairs}"
+            head += f"  {v.heldout.text(run_id)}" if v.heldout else "  held-out -"
+            if v.record is not None:
+                head += f"  outcome {v.record.outcome or '-'}"
         out.append(head)
-        for d in by_round[round_no]:
-            out += _decision_lines(d, verbose)
+        logged = [i.signals.get("changes") for i in v.items if isinstance(i, Decision) and i.action == "config_change"]
+        for item in v.items:
+            if isinstance(item, Decision):
+                out += _decision_lines(item, verbose)
+            elif not (item.entry.action == "run.config" and item.entry.details.get("changes") in logged):
+                out.append(f"  {item.text()}")  # a config change is shown once: by its decision when it has one
         out.append("")
-    return "\n".join(out).rstrip() + "\n" if out else f"no decisions yet for {run_id}\n"
+    if not any(isinstance(i, Decision) for v in views for i in v.items):
+        out.insert(0, f"no decisions yet for {run_id}")
+    return "\n".join(out).rstrip() + "\n"

@@ -1,21 +1,166 @@
-"""`tether report`: PNG plots of monitors and held-out scores per round, plus a summary."""
+"""`tether report`: plots a researcher reads beside the notebook, plus a summary (md + json).
+
+- `scores.png`: held-out oracle and judge score of the checkpoint active after each round (round 0:
+  the policy the run started from) and of each round's candidate, approved or not.
+- `monitors-<theme>.png`: one figure per theme (THEMES, by monitor key), a small plot per signal;
+  the progress figure starts with the held-out curves of scores.png. Each plot draws every threshold
+  the controller read for its signal (dashed; the legend names the config key), and every figure
+  marks the rounds of interventions and rejected candidates, and rollbacks and config changes
+  between rounds (vertical lines, legend at the bottom). All share the x axis, rounds 0..N.
+"""
 
 from __future__ import annotations
 
 import json
+import math
+import tempfile
+from collections import defaultdict
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from agent import notebook
-from memory import Store
+from memory import Decision, Store
+from tools.monitors.keys import COULD_NOT_CHECK
+from tools.monitors.keys import MonitorKey as K
 
 
-def _rows(store: Store, run_id: str) -> list[dict[str, Any]]:
+class ReportError(Exception):
+    """The report cannot be written (the message names the folder and why); the CLI exits 2 on it."""
+
+
+# Theme of every monitor key (a new key must be placed here: a test checks that none is missing).
+THEMES: dict[K, str] = {
+    **dict.fromkeys((K.DISTINCT_1, K.DISTINCT_2, K.SELF_BLEU, K.EMBEDDING_DISPERSION,
+                     K.EMBEDDING_DISPERSION_ROUND, K.EMBEDDING_AVAILABLE), "diversity"),
+    **dict.fromkeys((K.INVALID_SHARE, K.PAIRWISE_INVALID_SHARE, K.POSITION_CONSISTENCY, K.POSITION_FIRST_RATE,
+                     K.JUDGE_POOL_SIZE, K.JUDGE_POOL_AGREEMENT, K.ORACLE_SPEARMAN, K.ORACLE_PAIR_AGREEMENT,
+                     K.SCORE_MEAN, K.SCORE_STD, K.SCORE_MODE_SHARE, K.SCORE_ENTROPY, K.TIE_RATE), "judge"),
+    **dict.fromkeys((K.LENGTH_MEAN, K.LENGTH_DRIFT, K.LENGTH_SCORE_CORR), "length"),
+    **dict.fromkeys((K.HELDOUT_ORACLE_ACTIVE, K.HELDOUT_ORACLE_CANDIDATE, K.HELDOUT_JUDGE_ACTIVE,
+                     K.HELDOUT_JUDGE_CANDIDATE, K.ORACLE_MEAN, K.ORACLE_GAP), "progress"),
+    **dict.fromkeys((K.OVER_REFUSAL, K.HARMFUL_COMPLIANCE, K.PROMPT_REUSE, K.PROMPT_DISTINCT_1,
+                     K.PROMPT_DISTINCT_2, K.PROMPT_EMBEDDING_DISPERSION, K.PAIRS, K.PAIR_YIELD,
+                     K.MARGIN_MEAN), "prompts"),
+}
+# Values the controller derives from several rounds (not monitor keys): plotted from its recorded checks.
+DERIVED_THEMES: dict[str, str] = {
+    "invalid_rounds_in_a_row": "judge",
+    "trained_rounds_without_heldout_gain": "progress",
+    "candidates_failing_invariants_in_a_row": "progress",
+    "over_refusal_rounds_in_a_row": "prompts",
+    "margin_drop": "prompts",
+}
+THEME_TITLES: dict[str, str] = {
+    "diversity": "Response diversity",
+    "judge": "Judge reliability and score clustering",
+    "length": "Length",
+    "progress": "Progress and held-out",
+    "prompts": "Refusals, prompts and pairs",
+    "other": "Other signals",
+}
+# Not plotted: a 0/1 flag (the embedder loaded); and the progress monitor's copies of the previous
+# round's held-out evaluation: the progress panel draws the evaluations themselves, as scores.png does.
+NOT_PLOTTED = frozenset({K.EMBEDDING_AVAILABLE.value, K.HELDOUT_ORACLE_ACTIVE.value, K.HELDOUT_JUDGE_ACTIVE.value,
+                         K.HELDOUT_ORACLE_CANDIDATE.value, K.HELDOUT_JUDGE_CANDIDATE.value})
+HELDOUT_PANELS = {"held-out oracle": "oracle", "held-out judge": "judge"}
+
+INTERVENTIONS = ("switch_judge", "regenerate_prompts", "add_adversarial", "propose_amendment")
+REJECTIONS = ("reject_candidate", "discard_candidate")
+MARKER_STYLE: dict[str, dict[str, Any]] = {
+    "switch_judge": {"color": "tab:orange", "linestyle": "-"},
+    "regenerate_prompts": {"color": "tab:green", "linestyle": "-"},
+    "add_adversarial": {"color": "tab:brown", "linestyle": "-"},
+    "propose_amendment": {"color": "tab:pink", "linestyle": "-"},
+    "candidate rejected": {"color": "tab:red", "linestyle": ":"},
+    "rollback": {"color": "black", "linestyle": "-."},
+    "config change": {"color": "tab:gray", "linestyle": (0, (3, 1, 1, 1, 1, 1))},
+}
+THRESHOLD_COLORS = ("tab:red", "tab:purple", "tab:olive", "tab:cyan")
+OP_TEXT = {">": ">", "<": "<", ">=": "≥", "<=": "≤"}
+
+
+@dataclass(frozen=True)
+class Marker:
+    x: float  # a round; a rollback between rounds r and r+1 sits at r + 0.5
+    kind: str  # a key of MARKER_STYLE
+    what: str
+
+
+@dataclass(frozen=True)
+class ThresholdLine:
+    signal: str
+    setting: str
+    op: str
+    by_round: dict[int, float]
+
+    def label(self) -> str:
+        values = sorted(set(self.by_round.values()))
+        shown = "/".join(f"{v:.3g}" for v in values)
+        return f"controller.{self.setting}\nfires when {OP_TEXT.get(self.op, self.op)} {shown}"
+
+
+def _theme(signal: str) -> str:
+    try:
+        return THEMES[K(signal)]
+    except ValueError:
+        return DERIVED_THEMES.get(signal, "other")
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _thresholds(decisions: list[Decision]) -> dict[str, list[ThresholdLine]]:
+    """signal -> the thresholds the controller read it against, per round (from its recorded checks)."""
+    found: dict[tuple[str, str, str], dict[int, float]] = defaultdict(dict)
+    for d in decisions:
+        for c in d.signals.get("checks") or []:
+            found[(c["signal"], c.get("setting") or "", c["op"])][d.round] = float(c["threshold"])
+    out: dict[str, list[ThresholdLine]] = defaultdict(list)
+    for (signal, setting, op), by_round in found.items():
+        out[signal].append(ThresholdLine(signal, setting, op, by_round))
+    return out
+
+
+def _derived_values(decisions: list[Decision]) -> dict[str, dict[int, float]]:
+    out: dict[str, dict[int, float]] = defaultdict(dict)
+    for d in decisions:
+        for c in d.signals.get("checks") or []:
+            if c["signal"] in DERIVED_THEMES and _number(c.get("value")):
+                out[c["signal"]].setdefault(d.round, float(c["value"]))
+    return out
+
+
+def markers(views: list[notebook.RoundView]) -> list[Marker]:
+    """Interventions and rejections at their round; rollbacks and config changes between the round they
+    followed and the next (they count from the next round on)."""
+    out = []
+    for v in views:
+        for item in v.items:
+            if isinstance(item, Decision):
+                if item.action in INTERVENTIONS:
+                    out.append(Marker(v.round, item.action, item.rationale))
+                elif item.action in REJECTIONS:
+                    out.append(Marker(v.round, "candidate rejected", f"{item.action}: {item.rationale}"))
+                elif item.action == "config_change":
+                    out.append(Marker(v.round + 0.5, "config change", item.rationale))
+            elif item.entry.action == "checkpoint.rollback":
+                out.append(Marker(v.round + 0.5, "rollback", item.text()))
+    return out
+
+
+def _rows(store: Store, run_id: str, views: list[notebook.RoundView],
+          active: dict[int, tuple[str, dict[str, Any]]]) -> list[dict[str, Any]]:
     checkpoints = {c.round: c for c in store.checkpoints(run_id) if c.round > 0}
     rows = []
-    for record in store.rounds(run_id):
+    for v in views:
+        record = v.record
+        if record is None:
+            continue
         ck = checkpoints.get(record.round)
         evaluation = ((ck.metrics or {}).get("eval") or {}) if ck else {}
+        after_ck, after = active.get(record.round, (None, {}))
         rows.append({
             "round": record.round,
             "action": record.action,
@@ -29,75 +174,238 @@ def _rows(store: Store, run_id: str) -> list[dict[str, Any]]:
             "heldout_judge_candidate": evaluation.get("candidate", {}).get("judge"),
             "checkpoint": ck.id if ck else None,
             "checkpoint_status": ck.status if ck else None,
+            "active_after": after_ck,
+            "heldout_oracle_after": after.get("oracle"),
+            "heldout_judge_after": after.get("judge"),
+            "heldout": v.heldout.to_json() if v.heldout else None,
+            "events": [i.to_json() for i in v.items if isinstance(i, notebook.Event)],
         })
     return rows
 
 
-def _plot_monitors(rows: list[dict[str, Any]], path: Path) -> None:
-    import matplotlib.pyplot as plt
+# -- drawing ----------------------------------------------------------------------------------------
+
+
+def _axes_setup(ax: Any, right: float) -> None:
     from matplotlib.ticker import MaxNLocator
 
-    names = sorted({k for r in rows for k, v in r["monitors"].items() if isinstance(v, (int, float))})
-    cols = 3
-    nrows = max(1, -(-len(names) // cols))
-    fig, axes = plt.subplots(nrows, cols, figsize=(4 * cols, 2.6 * nrows), squeeze=False)
+    ax.set_xlim(-0.5, right)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.grid(True, alpha=0.25)
+    ax.tick_params(labelsize=8)
+
+
+def _draw_markers(ax: Any, marks: list[Marker]) -> None:
+    for m in marks:
+        ax.axvline(m.x, linewidth=1.6, alpha=0.55, zorder=0, **MARKER_STYLE[m.kind])
+
+
+def _draw_thresholds(ax: Any, lines: list[ThresholdLine]) -> None:
+    for i, t in enumerate(lines):
+        color = THRESHOLD_COLORS[i % len(THRESHOLD_COLORS)]
+        values = set(t.by_round.values())
+        if len(values) == 1:
+            ax.axhline(values.pop(), color=color, linestyle="--", linewidth=1.2, label=t.label())
+        else:  # the threshold changed during the run (a config change): drawn per round
+            xs = sorted(t.by_round)
+            ax.step(xs, [t.by_round[x] for x in xs], where="mid", color=color, linestyle="--", linewidth=1.2,
+                    label=t.label())
+
+
+def _legend_for_markers(fig: Any, marks: list[Marker]) -> None:
+    from matplotlib.lines import Line2D
+
+    kinds = [k for k in MARKER_STYLE if any(m.kind == k for m in marks)]
+    if not kinds:
+        return
+    handles = [Line2D([0], [0], linewidth=1.6, alpha=0.8, **MARKER_STYLE[k]) for k in kinds]
+    labels = [f"intervention: {k}" if k in INTERVENTIONS else k for k in kinds]
+    fig.legend(handles, labels, loc="lower center", ncol=len(kinds), fontsize=8, frameon=False,
+               bbox_to_anchor=(0.5, 0.0))
+
+
+LEGEND_INCHES = 0.45  # room at the bottom of a figure for the legend of marked rounds
+
+
+def _plot_theme(theme: str, series: dict[str, dict[int, float]], thresholds: dict[str, list[ThresholdLine]],
+                marks: list[Marker], right: float, heldout: tuple[list[dict[str, Any]], dict[str, Any]],
+                path: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    names = list(series)
+    cols = min(3, len(names))
+    nrows = -(-len(names) // cols)
+    height = 2.9 * nrows + 0.5 + (LEGEND_INCHES if marks else 0.0)
+    fig, axes = plt.subplots(nrows, cols, figsize=(4.6 * cols, height), squeeze=False)
     for ax, name in zip(axes.flat, names, strict=False):
-        xs = [r["round"] for r in rows if name in r["monitors"]]
-        ax.plot(xs, [r["monitors"][name] for r in rows if name in r["monitors"]], marker="o")
-        ax.set_title(name, fontsize=9)
+        if name in HELDOUT_PANELS:  # the same curves as scores.png
+            _draw_heldout(ax, *heldout, HELDOUT_PANELS[name])
+        else:
+            points = sorted(series[name].items())
+            ax.plot([x for x, _ in points], [y for _, y in points], "o-", color="tab:blue", markersize=4,
+                    linewidth=1.5)
+        _draw_thresholds(ax, thresholds.get(name, []))
+        _draw_markers(ax, marks)
+        _axes_setup(ax, right)
+        ax.set_title(name, fontsize=10)
         ax.set_xlabel("round", fontsize=8)
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        entries = len(ax.get_legend_handles_labels()[0])
+        if name in HELDOUT_PANELS:  # as in scores.png
+            ax.set_ylim(0, 1.02)
+            if entries:
+                ax.legend(fontsize=7, loc="best", framealpha=0.9)
+        elif entries:  # headroom above the data and thresholds, so the legend hides nothing
+            low, high = ax.get_ylim()
+            ax.set_ylim(low, high + (high - low) * (0.3 * entries + 0.05))
+            ax.legend(fontsize=7, loc="upper left", framealpha=0.9)
     for ax in list(axes.flat)[len(names):]:
         ax.axis("off")
-    fig.tight_layout()
+    fig.suptitle(THEME_TITLES.get(theme, theme), fontsize=12, fontweight="bold")
+    _legend_for_markers(fig, marks)
+    fig.tight_layout(rect=(0, (LEGEND_INCHES / height) if marks else 0.0, 1, 1))
     fig.savefig(path, dpi=110)
     plt.close(fig)
 
 
-def _plot_scores(rows: list[dict[str, Any]], path: Path) -> None:
+def _heldout_points(rows: list[dict[str, Any]], round0: dict[str, Any], metric: str
+                    ) -> tuple[list[tuple[int, float]], list[tuple[int, float, bool]]]:
+    """(round, score of the checkpoint active after it) from round 0, and (round, candidate score, approved)."""
+    after = [(0, round0.get(metric))] + [(r["round"], r[f"heldout_{metric}_after"]) for r in rows]
+    candidates = [(r["round"], r[f"heldout_{metric}_candidate"], r["checkpoint_status"] == "approved") for r in rows]
+    return ([(x, float(y)) for x, y in after if _number(y)],
+            [(x, float(y), ok) for x, y, ok in candidates if _number(y)])
+
+
+def _draw_heldout(ax: Any, rows: list[dict[str, Any]], round0: dict[str, Any], metric: str) -> None:
+    after, candidates = _heldout_points(rows, round0, metric)
+    if after:
+        ax.plot(*zip(*after, strict=True), "o-", color="tab:blue", linewidth=1.8, markersize=5,
+                label="active after the round")
+    for approved, style, label in ((True, {"marker": "s", "color": "tab:purple"}, "candidate, approved"),
+                                   (False, {"marker": "x", "color": "dimgray"}, "candidate, not approved")):
+        points = [(x, y) for x, y, ok in candidates if ok == approved]
+        if points:
+            ax.plot(*zip(*points, strict=True), linestyle="none", markersize=7, label=label, **style)
+
+
+def _plot_scores(rows: list[dict[str, Any]], round0: dict[str, Any], marks: list[Marker], right: float,
+                 path: Path) -> None:
     import matplotlib.pyplot as plt
-    from matplotlib.ticker import MaxNLocator
 
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.4))
-    for ax, metric in zip(axes, ("oracle", "judge"), strict=True):
-        for who, style in (("active", "o-"), ("candidate", "s--")):
-            key = f"heldout_{metric}_{who}"
-            points = [(r["round"], r[key]) for r in rows if r[key] is not None]
-            if points:
-                ax.plot(*zip(*points, strict=True), style, label=who)
+    height = 3.8 + (LEGEND_INCHES if marks else 0.0)
+    fig, axes = plt.subplots(1, 2, figsize=(13.8, height), squeeze=False)
+    for ax, metric in zip(axes.flat, ("oracle", "judge"), strict=True):
+        _draw_heldout(ax, rows, round0, metric)
+        _draw_markers(ax, marks)
+        _axes_setup(ax, right)
         ax.set_title(f"held-out {metric} score", fontsize=10)
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        ax.set_xlabel("round")
-        ax.set_ylim(0, 1)
-        ax.legend(fontsize=8)
-    fig.tight_layout()
+        ax.set_xlabel("round", fontsize=8)
+        ax.set_ylim(0, 1.02)
+        if not ax.get_legend_handles_labels()[0]:
+            ax.text(0.5, 0.5, f"no held-out {metric} score", ha="center", va="center", transform=ax.transAxes)
+        else:
+            ax.legend(fontsize=8, loc="best", framealpha=0.85)
+    _legend_for_markers(fig, marks)
+    fig.tight_layout(rect=(0, (LEGEND_INCHES / height) if marks else 0.0, 1, 1))
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+# -- the report -------------------------------------------------------------------------------------
+
+
+def _writable(out: Path) -> None:
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=out, prefix=".tether-report-"):
+            pass
+    except OSError as err:
+        raise ReportError(f"cannot write the report to {out}: {err.strerror or err}") from None
+
+
+def _series(rows: list[dict[str, Any]], derived: dict[str, dict[int, float]], metric: str,
+            round0: dict[str, Any]) -> dict[str, dict[str, dict[int, float]]]:
+    """theme -> signal -> {round: value}: the held-out panels first (controller.heldout_metric's first),
+    then monitor keys in MonitorKey order, other stored keys, and the controller's derived signals."""
+    by_theme: dict[str, dict[str, dict[int, float]]] = {theme: {} for theme in THEME_TITLES}
+    for name in sorted(HELDOUT_PANELS, key=lambda n: HELDOUT_PANELS[n] != metric):
+        after, candidates = _heldout_points(rows, round0, HELDOUT_PANELS[name])
+        if after or candidates:
+            by_theme["progress"][name] = dict(after)
+    names = [k.value for k in K] + sorted({n for r in rows for n in r["monitors"]} - {k.value for k in K})
+    for name in names:
+        if name in NOT_PLOTTED or name == COULD_NOT_CHECK:
+            continue
+        values = {r["round"]: float(r["monitors"][name]) for r in rows if _number(r["monitors"].get(name))}
+        if values:
+            by_theme[_theme(name)][name] = values
+    for name, values in derived.items():
+        by_theme[_theme(name)][name] = values
+    return {theme: series for theme, series in by_theme.items() if series}
 
 
 def write_report(store: Store, run_id: str, out: Path) -> list[Path]:
-    """Write monitors.png, scores.png, summary.json and summary.md into `out`."""
+    """Write scores.png, one monitors-<theme>.png per theme with data, summary.json and summary.md into
+    `out`; raises ReportError when `out` cannot be written."""
     import matplotlib
 
     matplotlib.use("Agg")
-    out.mkdir(parents=True, exist_ok=True)
-    rows = _rows(store, run_id)
     run = store.get_run(run_id)
-    assert run is not None
-    _plot_monitors(rows, out / "monitors.png")
-    _plot_scores(rows, out / "scores.png")
-    summary = {"run_id": run_id, "state": run.state, "active_checkpoint": run.active_checkpoint, "rounds": rows,
-               "decisions": [{"round": d.round, "action": d.action, "rationale": d.rationale}
-                             for d in store.decisions(run_id)]}
-    (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
-    lines = [f"# tether run {run_id}", "", f"state: {run.state}; active checkpoint: {run.active_checkpoint}", "",
-             "| round | judge | action | outcome | pairs | held-out oracle (active → candidate) |",
-             "|---|---|---|---|---|---|"]
+    if run is None:
+        raise ReportError(f"no run '{run_id}' (see `tether status`)")
+    _writable(out)
+    views = notebook.timeline(store, run_id)
+    records = {v.round: v.record for v in views if v.record is not None}
+    active = notebook.active_evaluations(store, run, records, store.audit_entries())
+    rows = _rows(store, run_id, views, active)
+    decisions = [i for v in views for i in v.items if isinstance(i, Decision)]
+    marks = markers(views)
+    thresholds = _thresholds(decisions)
+    # Every figure spans rounds 0..N (and a rollback after round N), so the panels line up.
+    right = max([r["round"] + 0.5 for r in rows] + [m.x + 0.3 for m in marks] + [1.5])
+    metric = notebook.heldout_metric(run)
+    written: list[Path] = []
+    try:
+        _plot_scores(rows, active.get(0, ("", {}))[1], marks, right, out / "scores.png")
+        written.append(out / "scores.png")
+        round0 = active.get(0, ("", {}))[1]
+        for theme, series in _series(rows, _derived_values(decisions), metric, round0).items():
+            path = out / f"monitors-{theme}.png"
+            _plot_theme(theme, series, thresholds, marks, right, (rows, round0), path)
+            written.append(path)
+        summary = {
+            "run_id": run_id, "state": run.state, "active_checkpoint": run.active_checkpoint,
+            "heldout_metric": metric, "rounds": rows,
+            "decisions": [{"round": d.round, "action": d.action, "rationale": d.rationale, "actor": d.actor}
+                          for d in decisions],
+            "markers": [{"x": m.x, "kind": m.kind, "what": m.what} for m in marks],
+            "thresholds": [{"signal": t.signal, "setting": f"controller.{t.setting}", "op": t.op,
+                            "by_round": t.by_round} for lines in thresholds.values() for t in lines],
+            "plots": [p.name for p in written],
+        }
+        (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
+        (out / "summary.md").write_text(_markdown(run_id, run.state, run.active_checkpoint, metric, rows, marks,
+                                                  [p.name for p in written]))
+    except OSError as err:
+        raise ReportError(f"cannot write the report to {out}: {err.strerror or err}") from None
+    return [*written, out / "summary.json", out / "summary.md"]
+
+
+def _markdown(run_id: str, state: str, active: str | None, metric: str, rows: list[dict[str, Any]],
+              marks: list[Marker], plots: list[str]) -> str:
+    def score(value: Any) -> str:
+        return f"{value:.3f}" if _number(value) else "–"
+
+    lines = [f"# tether run {run_id}", "", f"state: {state}; active checkpoint: {active}; held-out metric: {metric}",
+             "", f"| round | judge | action | outcome | pairs | held-out {metric} after the round "
+                 f"| candidate {metric} |", "|---|---|---|---|---|---|---|"]
     for r in rows:
-        a, c = r["heldout_oracle_active"], r["heldout_oracle_candidate"]
-        scores = f"{a:.3f} → {c:.3f}" if a is not None and c is not None else ""
         lines.append(f"| {r['round']} | {r['judge'] or ''} | {r['action'] or ''} | {r['outcome'] or ''} | "
-                     f"{r['pairs'] or 0} | {scores} |")
-    lines += ["", "![monitors](monitors.png)", "", "![scores](scores.png)", ""]
-    (out / "summary.md").write_text("\n".join(lines))
-    return [out / n for n in ("monitors.png", "scores.png", "summary.json", "summary.md")]
+                     f"{'–' if r['pairs'] is None else r['pairs']} | {score(r[f'heldout_{metric}_after'])} | "
+                     f"{score(r[f'heldout_{metric}_candidate'])} |")
+    if marks:
+        lines += ["", "## Marked rounds", ""]
+        lines += [f"- round {m.x:g}: {m.kind} — {m.what}" for m in marks]
+    lines.append("")
+    lines += [f"![{name}]({name})\n" for name in plots]
+    return "\n".join(lines) + "\n"

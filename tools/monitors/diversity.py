@@ -14,13 +14,13 @@ from tools.monitors.stats import flat
 
 
 class DiversityMonitor:
-    """Values (tokens are whitespace-separated words):
+    """Values:
 
-    - distinct_1, distinct_2: unique / total word uni- and bigrams over all responses of the round;
-      higher = more diverse. 0.0 when there are no n-grams.
-    - self_bleu: mean BLEU-4 of each response against the other responses to the same prompt,
-      averaged over prompts with >= 2 responses; 1.0 = responses to a prompt are
-      identical, near 0 = no shared n-grams. Omitted when no prompt has 2 responses.
+    - distinct_1, distinct_2: unique / total word uni- and bigrams (whitespace-separated words) over
+      all responses of the round; higher = more diverse. 0.0 when there are no n-grams.
+    - self_bleu: Texygen self-BLEU-4 computed with NLTK (see tools/monitors/ngrams.py) over the
+      responses to the same prompt, averaged over prompts with >= 2 responses; 1.0 = responses to a
+      prompt are identical, near 0 = no shared n-grams. Omitted when no prompt has 2 responses.
     - embedding_available: 1.0 when the MiniLM embedder loaded, 0.0 when it did not (the embedding
       values below are then omitted and only the n-gram measures remain).
     - embedding_dispersion: mean pairwise cosine distance (1 - cos) of MiniLM sentence embeddings of

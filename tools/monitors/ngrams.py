@@ -1,17 +1,27 @@
-"""Token n-gram measures: distinct-n and (self-)BLEU over whitespace tokens.
+"""Token n-gram measures: distinct-n, and BLEU / self-BLEU from NLTK, the implementation published
+self-BLEU numbers come from.
 
-sacrebleu and nltk are not dependencies, so BLEU is implemented here (Papineni et al., 2002):
-clipped n-gram precisions for n = 1..4, geometric mean, brevity penalty against the closest
-reference length, and Chen & Cherry (2014) method-1 smoothing (a zero match count becomes 0.1).
+- BLEU is NLTK's `sentence_bleu` (Papineni et al., 2002): clipped n-gram precisions for n = 1..4 with
+  uniform weights, geometric mean, brevity penalty against the closest reference length, and
+  `SmoothingFunction().method1` (Chen & Cherry, 2014: a zero match count becomes 0.1). An order the
+  hypothesis is too short to have (a 2-word text has no trigrams) is smoothed like any other, as in
+  NLTK; nothing is re-weighted.
+- Self-BLEU is Texygen's definition (Zhu et al., 2018, "Texygen: A Benchmarking Platform for Text
+  Generation Models"): the mean, over the texts of a set, of the BLEU-4 of each text against all the
+  other texts as references, with the smoothing above. 1.0 = the texts are identical.
+- Tokens for BLEU are NLTK's `word_tokenize(text, preserve_line=True)` (Treebank rules: punctuation
+  split off); `preserve_line` skips sentence splitting, which needs the punkt data files that NLTK
+  would download. distinct-n counts whitespace-separated words (Li et al., 2016).
+
+NLTK (`nltk` on PyPI) is imported on first use.
 """
 
 from __future__ import annotations
 
-import math
 from collections import Counter
 from collections.abc import Iterable, Sequence
-
-_EPSILON = 0.1  # smoothing numerator for an order with no matches
+from functools import cache
+from typing import Any
 
 
 def ngrams(tokens: Sequence[str], n: int) -> Counter[tuple[str, ...]]:
@@ -24,40 +34,36 @@ def distinct_n(texts: Iterable[str], n: int) -> float:
     return len(set(grams)) / len(grams) if grams else 0.0
 
 
-def _bleu(hyp_len: int, hyp: list[Counter[tuple[str, ...]]], refs: list[list[Counter]], ref_lens: list[int]) -> float:
-    # Orders longer than the hypothesis have no n-grams at all; they are dropped (uniform weights over
-    # the rest) so that a short text repeated verbatim still scores 1.0.
-    order = min(len(hyp), hyp_len)
-    if order == 0 or not refs:
-        return 0.0
-    log_p = 0.0
-    for n in range(order):
-        max_ref: Counter[tuple[str, ...]] = Counter()
-        for ref in refs:
-            max_ref |= ref[n]
-        matches = sum(min(count, max_ref[gram]) for gram, count in hyp[n].items())
-        log_p += math.log((matches or _EPSILON) / (hyp_len - n))
-    closest = min(ref_lens, key=lambda r: (abs(r - hyp_len), r))
-    brevity = 1.0 if hyp_len > closest else math.exp(1 - closest / hyp_len)
-    return brevity * math.exp(log_p / order)
+@cache
+def _nltk() -> tuple[Any, Any, Any]:
+    from nltk.tokenize import word_tokenize
+    from nltk.translate.bleu_score import SmoothingFunction, sentence_bleu
+
+    return sentence_bleu, SmoothingFunction().method1, word_tokenize
+
+
+def tokenize(text: str) -> list[str]:
+    """NLTK's Treebank word tokens of `text`, as BLEU counts them."""
+    return list(_nltk()[2](text, preserve_line=True))
 
 
 def bleu(hypothesis: Sequence[str], references: Sequence[Sequence[str]], max_n: int = 4) -> float:
-    """Sentence BLEU of a token list against reference token lists, in [0, 1]."""
-    hyp = [ngrams(hypothesis, n) for n in range(1, max_n + 1)]
-    refs = [[ngrams(r, n) for n in range(1, max_n + 1)] for r in references]
-    return _bleu(len(hypothesis), hyp, refs, [len(r) for r in references])
+    """NLTK sentence BLEU of a token list against reference token lists, in [0, 1] (0.0 for an empty
+    hypothesis or no references)."""
+    if not hypothesis or not references:
+        return 0.0
+    sentence_bleu, smoothing, _ = _nltk()
+    weights = tuple(1.0 / max_n for _ in range(max_n))
+    return float(sentence_bleu([list(r) for r in references], list(hypothesis), weights=weights,
+                               smoothing_function=smoothing))
 
 
 def self_bleu(texts: Sequence[str], max_n: int = 4) -> float | None:
-    """Mean BLEU of each text against all the others (Zhu et al., 2018); None for fewer than 2 texts."""
+    """Texygen self-BLEU: mean BLEU of each text against all the others; None for fewer than 2 texts."""
     if len(texts) < 2:
         return None
-    tokens = [t.split() for t in texts]
-    grams = [[ngrams(t, n) for n in range(1, max_n + 1)] for t in tokens]
-    lens = [len(t) for t in tokens]
+    tokens = [tokenize(t) for t in texts]
     total = 0.0
-    for i in range(len(texts)):
-        others = [j for j in range(len(texts)) if j != i]
-        total += _bleu(lens[i], grams[i], [grams[j] for j in others], [lens[j] for j in others])
+    for i, hypothesis in enumerate(tokens):
+        total += bleu(hypothesis, [t for j, t in enumerate(tokens) if j != i], max_n)
     return total / len(texts)

@@ -1,0 +1,191 @@
+"""Pre-flight: everything that can be checked about a run before it is created, all at once.
+
+`tether validate` and `tether run` call `preflight(config, ...)`; a run starts only when it finds no
+problem, and nothing is written when it does. Each check is timed (`Finding.seconds`). Nothing is
+downloaded: a hub id must already be in the local cache.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from agent.config import TINY_MODEL, TetherConfig
+
+BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
+
+
+@dataclass
+class Finding:
+    check: str
+    seconds: float = 0.0
+    problems: list[str] = field(default_factory=list)
+
+
+@dataclass
+class _Model:
+    """What the model checks share: the folder, and the config/tokenizer/skeleton once loaded."""
+
+    folder: Path | None = None
+    config: object | None = None
+    tokenizer: object | None = None
+    _skeleton: object | None = None
+
+    def skeleton(self) -> object:
+        """A weightless (meta-device) instance: module names and parameter counts, no weights read."""
+        if self._skeleton is None:
+            from accelerate import init_empty_weights
+            from transformers import AutoModelForCausalLM
+
+            with init_empty_weights():
+                self._skeleton = AutoModelForCausalLM.from_config(self.config, trust_remote_code=False)
+        return self._skeleton
+
+
+def preflight(config: TetherConfig, model_folder: Path | None,
+              extra: list[tuple[str, Callable[[], Iterator[str]]]] | None = None) -> list[Finding]:
+    """Every check; `model_folder` is the base model's folder, or None for a tiny model not built yet.
+    `extra` adds named checks of other rooms (the world's data files, its probes)."""
+    model = _Model(folder=model_folder)
+    checks: list[tuple[str, Callable[[], Iterator[str]]]] = [
+        ("model", lambda: _model(config, model)),
+        ("tokenizer", lambda: _tokenizer(config, model)),
+        ("target_modules", lambda: _targets(config, model)),
+        ("device", lambda: _device(config)),
+        ("memory", lambda: _memory(config, model)),
+        ("training", lambda: _training(config)),
+        *(extra or []),
+    ]
+    findings = []
+    for name, check in checks:
+        start = time.perf_counter()
+        found = list(check())
+        findings.append(Finding(name, time.perf_counter() - start, found))
+    return findings
+
+
+def problems(findings: list[Finding]) -> list[str]:
+    return [p for f in findings for p in f.problems]
+
+
+def _model(config: TetherConfig, model: _Model) -> Iterator[str]:
+    if model.folder is None:
+        if config.model.base != TINY_MODEL:
+            yield (f"model.base {config.model.base!r} is neither a local folder nor a hub id in the local Hugging "
+                   "Face cache (nothing is downloaded): save the model with save_pretrained and point model.base "
+                   "at that folder")
+        return
+    from transformers import AutoConfig
+
+    try:
+        model.config = AutoConfig.from_pretrained(str(model.folder), trust_remote_code=False)
+    except (OSError, ValueError) as err:
+        yield f"model.base {config.model.base}: its config cannot be read ({err})"
+        return
+    if not any(model.folder.glob("*.safetensors")):
+        yield f"model.base {config.model.base}: no *.safetensors weights in {model.folder} (pickle weights are refused)"
+
+
+def _tokenizer(config: TetherConfig, model: _Model) -> Iterator[str]:
+    if model.folder is None or model.config is None:
+        return
+    from policies.loading import load_tokenizer
+
+    try:
+        model.tokenizer = load_tokenizer(str(model.folder))
+    except (OSError, ValueError) as err:
+        yield f"the tokenizer of {config.model.base} does not load: {err}"
+        return
+    if not getattr(model.tokenizer, "chat_template", None) and config.model.chat_template_fallback == "none":
+        yield (f"the tokenizer of {config.model.base} has no chat template: use an instruct/chat model, or set "
+               "model.chat_template_fallback: plain to feed prompts as plain text")
+
+
+def linear_module_names(skeleton: object) -> set[str]:
+    """Leaf names of the model's linear layers (what LoRA's target_modules name)."""
+    import torch
+
+    linear: tuple[type, ...] = (torch.nn.Linear,)
+    try:
+        from transformers.pytorch_utils import Conv1D  # GPT-2's projection layers
+
+        linear = (torch.nn.Linear, Conv1D)
+    except ImportError:
+        pass
+    return {name.rsplit(".", 1)[-1] for name, module in skeleton.named_modules()  # type: ignore[attr-defined]
+            if isinstance(module, linear)}
+
+
+def _targets(config: TetherConfig, model: _Model) -> Iterator[str]:
+    if model.config is None:
+        return
+    wanted = [t for t in config.training.target_modules if t != "all-linear"]
+    if not wanted:
+        return
+    names = linear_module_names(model.skeleton())
+    missing = [t for t in wanted if t not in names]
+    if missing:
+        yield (f"training.target_modules {missing} are not modules of {config.model.base}; its linear layers are "
+               f"{sorted(names)} (or use [all-linear])")
+
+
+def _device(config: TetherConfig) -> Iterator[str]:
+    import torch
+
+    device, dtype = config.model.device, config.model.dtype
+    if device == "cuda" and not torch.cuda.is_available():
+        yield "model.device is cuda but no CUDA GPU is available here: set model.device to auto or cpu"
+    on_cpu = device == "cpu" or (device == "auto" and not torch.cuda.is_available())
+    if on_cpu and dtype == "float16":
+        yield "model.dtype float16 does not train on the CPU: use float32 or bfloat16 (or auto)"
+    if not on_cpu and dtype == "bfloat16" and torch.cuda.is_available() and not torch.cuda.is_bf16_supported():
+        yield "model.dtype bfloat16 is not supported by this GPU: use float16 or float32"
+    if config.generation.backend == "vllm" and on_cpu:
+        yield "generation.backend vllm needs a CUDA GPU"
+
+
+def memory_estimate(parameters: int, dtype: str, in_training: bool = True) -> int:
+    """Bytes a round needs at its peak, roughly: the weights in their dtype for generation, plus the
+    training job's own copy in float32 (CPU) with activations and the optimizer's LoRA state (~30 %)."""
+    weights = parameters * BYTES.get(dtype, 4)
+    return int(weights + (parameters * 4 * 1.3 if in_training else 0))
+
+
+def _available(on_gpu: bool) -> int | None:
+    if on_gpu:
+        import torch
+
+        free, _ = torch.cuda.mem_get_info()
+        return int(free)
+    try:
+        return int(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+    except (ValueError, OSError):
+        return None
+
+
+def _memory(config: TetherConfig, model: _Model) -> Iterator[str]:
+    if model.config is None:
+        return
+    import torch
+
+    on_gpu = config.model.device != "cpu" and torch.cuda.is_available()
+    dtype = config.model.dtype if config.model.dtype != "auto" else str(
+        getattr(model.config, "torch_dtype", None) or getattr(model.config, "dtype", "float32")).replace("torch.", "")
+    parameters = sum(p.numel() for p in model.skeleton().parameters())  # type: ignore[attr-defined]
+    need = memory_estimate(parameters, dtype)
+    have = _available(on_gpu)
+    if have is not None and need > have:
+        where = "GPU memory free" if on_gpu else "RAM available"
+        yield (f"{config.model.base} needs about {need / 2**30:.1f} GiB for a round (weights in {dtype} plus a "
+               f"training copy); {have / 2**30:.1f} GiB {where}: use a smaller model, a GPU, or "
+               "training.quantization: 4bit")
+
+
+def _training(config: TetherConfig) -> Iterator[str]:
+    from policies.train_check import training_problems
+
+    t = config.training
+    yield from training_problems(t.lora_spec(), t.dpo_spec(seed=config.seed), config.model.device)

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 import torch
-from test_generation import PROMPTS, make_random_adapter
+from test_generation import make_random_adapter
 
 from policies.adapters import AdapterRef
 from policies.generation import Generation, SamplingSpec, TransformersBackend
@@ -106,26 +106,31 @@ def test_greedy_repeats_count_once_as_decoded(world_backends: dict[str, Transfor
 
 
 @pytest.fixture(scope="module")
-def random_adapter(tiny_random_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> AdapterRef:
-    return make_random_adapter(tiny_random_model_dir, tmp_path_factory.mktemp("adapter") / "b1", "b1", seed=1)
+def gentle_adapter(tiny_world_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> AdapterRef:
+    """A random LoRA small enough that the world model's answers still end (and at other lengths)."""
+    return make_random_adapter(tiny_world_model_dir, tmp_path_factory.mktemp("adapter") / "g1", "g1", seed=1,
+                               alpha=4)
 
 
-def test_compact_with_an_adapter_and_with_it_disabled(tiny_random_model_dir: Path, random_adapter: AdapterRef) -> None:
-    """Through the PeftModel (adapter applied) and its disable_adapter() path (adapter None)."""
-    backends = {b: TransformersBackend(str(tiny_random_model_dir), device="cpu", batch_size=64, batching=b)
-                for b in ("static", "compact")}
-    try:
-        spec = SamplingSpec(n=1, max_new_tokens=12, do_sample=False)
-        for adapter in (random_adapter, None):
-            static = backends["static"].generate(PROMPTS, adapter, spec)
-            assert _pairs(backends["compact"].generate(PROMPTS, adapter, spec)) == _pairs(static)
-        sampled = SamplingSpec(n=3, max_new_tokens=12, seed=5)
-        tuned = backends["compact"].generate(PROMPTS, random_adapter, sampled)
-        assert tuned == backends["compact"].generate(PROMPTS, random_adapter, sampled)
-        assert tuned != backends["compact"].generate(PROMPTS, None, sampled)
-    finally:
-        for b in backends.values():
-            b.close()
+def test_compact_with_an_adapter_and_with_it_disabled(
+    world_backends: dict[str, TransformersBackend], world_prompts: list[str], gentle_adapter: AdapterRef
+) -> None:
+    """Through the PeftModel (adapter applied) and its disable_adapter() path (adapter None): the cache
+    continued after a compaction is the adapter's."""
+    static, compact = world_backends["static"], world_backends["compact"]
+    for adapter in (gentle_adapter, None):
+        expected = static.generate(world_prompts, adapter, GREEDY)
+        assert _pairs(compact.generate(world_prompts, adapter, GREEDY)) == _pairs(expected)
+        assert compact.last_stats is not None and static.last_stats is not None
+        assert compact.last_stats.slot_steps < static.last_stats.slot_steps
+    assert _pairs(compact.generate(world_prompts, gentle_adapter, GREEDY)) != _pairs(expected)  # it is applied
+    sampled = SamplingSpec(n=3, max_new_tokens=40, seed=5)
+    tuned = compact.generate(world_prompts, gentle_adapter, sampled)
+    assert compact.last_stats is not None
+    compacted = compact.last_stats.slot_steps
+    assert tuned == compact.generate(world_prompts, gentle_adapter, sampled)
+    static.generate(world_prompts, gentle_adapter, sampled)
+    assert static.last_stats is not None and compacted < static.last_stats.slot_steps
 
 
 def test_unknown_batching_is_refused(tiny_random_model_dir: Path) -> None:

@@ -37,8 +37,8 @@ PROMPTS = [
 GREEDY = SamplingSpec(n=1, max_new_tokens=10, do_sample=False)
 
 
-def make_random_adapter(model_dir: Path, out: Path, adapter_id: str, seed: int) -> AdapterRef:
-    """A LoRA adapter with non-zero (random) A and B, saved as safetensors."""
+def make_random_adapter(model_dir: Path, out: Path, adapter_id: str, seed: int, alpha: int = 64) -> AdapterRef:
+    """A LoRA adapter with non-zero (random) A and B, saved as safetensors; `alpha` scales its effect."""
     from peft import LoraConfig, get_peft_model
 
     from policies.loading import known_deprecations_silenced, load_base_model
@@ -47,7 +47,7 @@ def make_random_adapter(model_dir: Path, out: Path, adapter_id: str, seed: int) 
     torch.manual_seed(seed)
     config = LoraConfig(
         r=8,
-        lora_alpha=64,
+        lora_alpha=alpha,
         target_modules=["q_proj", "k_proj", "v_proj", "o_proj"],
         init_lora_weights=False,
         task_type="CAUSAL_LM",

@@ -59,6 +59,7 @@ from tools.judges import JUDGES
 from tools.monitors.readings import Readings
 from tools.prompts import PROMPT_GENERATORS
 from tools.registry import PluginSettingsError, UnknownPluginError
+from tools.worlds import WORLDS
 
 app = typer.Typer(
     name="tether",
@@ -146,9 +147,10 @@ def _plugin_problems(data: Any) -> list[str]:
     """Unknown plug-in names and settings, checked on the raw document so they are reported
     alongside any type errors."""
     section = lambda key: data.get(key) if isinstance(data, dict) and isinstance(data.get(key), dict) else {}  # noqa: E731
-    judge, prompts = section("judge"), section("prompts")
+    judge, prompts, world = section("judge"), section("prompts"), section("world")
     checks = [(JUDGES, judge.get("name", "rules"), judge.get("settings") or {}),
-              (PROMPT_GENERATORS, prompts.get("generator", "pool"), {})]
+              (PROMPT_GENERATORS, prompts.get("generator", "pool"), {}),
+              (WORLDS, world.get("name", "tiny"), world.get("settings") or {})]
     pool = judge.get("pool")
     for member in pool if isinstance(pool, list) else []:
         if isinstance(member, dict):

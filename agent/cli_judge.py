@@ -20,9 +20,9 @@ from agent.config import MAX_SEED, ConfigError, load_config
 from agent.workspace import WorkspaceError
 from guardrails.constitution import ConstitutionError, load_constitution
 from tools.judges import JUDGES, BackendPolicy
-from tools.judges.audit import DEFAULT_PROBES, AuditReport, Measure, Thresholds, audit_judge, build_probes
+from tools.judges.audit import DEFAULT_PROBES, AuditReport, Measure, Thresholds, audit_judge
 from tools.registry import PluginSettingsError, UnknownPluginError
-from tools.tasks import tiny_world
+from tools.worlds import WORLDS, AuditProbeSource, WorldError
 
 judge_app = typer.Typer(help="Inspect judges: audit one for bias before trusting it.", no_args_is_help=True)
 
@@ -40,10 +40,11 @@ def judge_audit(
                                              help="Probe draw seed (default: the config's).")] = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Bias audit of a judge on held-out tiny-world probes: position bias, length bias,
-    self-preference, agreement with the oracle, invalid judgments; each flagged against its
-    threshold, then an overall verdict. Settings come from the config's `judge.settings` when
-    `judge.name` is this judge (else none). Writes nothing; exits 0 whenever the audit completes."""
+    """Bias audit of a judge on held-out probes of the configured world (one with reference answers in
+    several styles: the tiny world): position bias, length bias, self-preference, agreement with the
+    oracle, invalid judgments; each flagged against its threshold, then an overall verdict. Settings
+    come from the config's `judge.settings` when `judge.name` is this judge (else none). Writes
+    nothing; exits 0 whenever the audit completes."""
     started = time.perf_counter()
     try:
         JUDGES.check(judge)
@@ -64,6 +65,13 @@ def judge_audit(
         constitution = load_constitution(ws.constitution_path)
     except ConstitutionError as err:
         fail(f"invalid constitution: {err}")
+    try:
+        world = WORLDS.build(cfg.world.name, cfg.world.settings, seed=cfg.seed, root=ws.home).plugin
+    except (WorldError, UnknownPluginError, PluginSettingsError) as err:
+        fail(f"{config_path}: world '{cfg.world.name}': {err}")
+    if not isinstance(world, AuditProbeSource):
+        fail(f"world '{cfg.world.name}' has no judge-audit probes (reference answers in several styles for each "
+             "held-out prompt): `tether judge audit` needs a world that has them, e.g. world: {name: tiny}")
 
     from agent.runner import ModelNotFoundError, ensure_model  # heavy (torch, langgraph): after usage checks
     from policies.generation import SamplingSpec, make_backend
@@ -89,8 +97,10 @@ def judge_audit(
             model_ref = ensure_model(ws, cfg, say, progress=not as_json)
         except ModelNotFoundError as err:
             fail(str(err))
-        taskset = tiny_world(seed=cfg.seed)
-        probe_set = build_probes(taskset, seed=cfg.seed if seed is None else seed, n=probes)
+        try:
+            probe_set = world.audit_probes(seed=cfg.seed if seed is None else seed, n=probes)
+        except WorldError as err:
+            fail(f"{config_path}: world '{cfg.world.name}': {err}")
         thresholds = Thresholds(invalid_rate=float(getattr(cfg.controller, "max_invalid_share", 0.2)))
         with err_console.status(f"auditing judge '{judge}': loading {model_ref}") as status:
             policy.load()
@@ -105,8 +115,9 @@ def judge_audit(
             timings["policy"] = time.perf_counter() - mark
 
             mark = time.perf_counter()
-            report = audit_judge(built.plugin, probe_set, answers, taskset.oracle, thresholds=thresholds,
-                                 name=judge, progress=lambda m: status.update(f"auditing judge '{judge}': {m}"))
+            report = audit_judge(built.plugin, probe_set, answers, world.oracle if world.has_oracle else None,
+                                 thresholds=thresholds, name=judge,
+                                 progress=lambda m: status.update(f"auditing judge '{judge}': {m}"))
             timings["judge"] = time.perf_counter() - mark
     finally:
         if built is not None and hasattr(built.plugin, "close"):

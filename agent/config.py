@@ -283,11 +283,25 @@ class TrackingConfig(_Section):
     project: str = Field("tether", description="wandb project name.")
 
 
+class WorldConfig(_Section):
+    """Where a run's prompts, verifiers and invariant probes come from. Fixed for a run once it starts."""
+
+    name: str = Field(
+        "tiny", description="World plug-in (tools/worlds): 'tiny' (the embedded tiny world, the only one "
+        "that builds a model for model.base 'tiny').",
+    )
+    settings: dict[str, Any] = Field(
+        default_factory=dict, description="Keyword settings passed to the world's constructor (paths "
+        "relative to the workspace).",
+    )
+
+
 class TetherConfig(_Section):
     seed: int = Field(
         0, ge=0, le=MAX_SEED, description=f"Seed for prompt draws, sampling and training, 0 to {MAX_SEED}."
     )
     model: ModelConfig = ModelConfig()
+    world: WorldConfig = WorldConfig()
     generation: GenerationConfig = GenerationConfig()
     prompts: PromptsConfig = PromptsConfig()
     judge: JudgeConfig = JudgeConfig()

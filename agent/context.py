@@ -14,6 +14,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import cached_property
+from pathlib import Path
 from typing import Any
 
 from agent.config import TetherConfig
@@ -31,7 +32,7 @@ from tools.judges import JUDGES, Judge
 from tools.monitors import MONITORS, Monitor
 from tools.prompts import PROMPT_GENERATORS, PromptGenerator
 from tools.registry import Built
-from tools.tasks import Prompt, TaskSet, tiny_world
+from tools.worlds import WORLDS, Prompt, TaskSet, World
 
 
 @dataclass(frozen=True)
@@ -87,8 +88,12 @@ class RunContext:
             raise TransientError(f"the base model could not be read ({err}); restore it and `tether resume`") from None
 
     @cached_property
+    def world(self) -> Built[World]:
+        return build_world(self.config, self.workspace.home)
+
+    @cached_property
     def taskset(self) -> TaskSet:
-        return tiny_world(seed=self.config.seed)
+        return self.world.plugin.taskset()
 
     @cached_property
     def backend(self) -> GenerationBackend:
@@ -123,11 +128,16 @@ class RunContext:
                 self._run_prompts.update({p.id: _as_prompt(p) for p in self.store.run_prompts(self.run_id)})
             return self._run_prompts[prompt_id]
 
+    @property
+    def has_oracle(self) -> bool:
+        """False for a world without verifiers: its oracle numbers are absent, never zeros."""
+        return self.world.plugin.has_oracle
+
     def oracle(self, prompt: Prompt, response: str) -> float | None:
-        """The task verifier's score; None for a prompt no verifier covers (a self-written one)."""
+        """The world's verifier score; None for a prompt no verifier covers (a self-written one)."""
         if prompt.meta.get("unverified"):
             return None
-        return self.taskset.oracle(prompt, response)
+        return self.world.plugin.oracle(prompt, response)
 
     @property
     def judge_slot(self) -> int:
@@ -200,7 +210,13 @@ class RunContext:
         self.tracker.finish()
 
     def describe(self) -> dict[str, Any]:
-        return {"judge": self.judge.spec(), "prompts": self.prompt_generator.spec()}
+        return {"judge": self.judge.spec(), "prompts": self.prompt_generator.spec(), "world": self.world.spec()}
+
+
+def build_world(config: TetherConfig, root: Path) -> Built[World]:
+    """The configured world; `root` (the workspace) anchors its relative paths. Raises WorldError,
+    UnknownPluginError or PluginSettingsError when it cannot be built as configured."""
+    return WORLDS.build(config.world.name, config.world.settings, seed=config.seed, root=root)
 
 
 def heldout_slice(taskset: TaskSet, n: int) -> list[Prompt]:

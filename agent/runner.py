@@ -21,7 +21,7 @@ from typing import Any, Literal
 from langgraph.types import Command
 
 from agent.config import TINY_MODEL, TetherConfig
-from agent.context import RunContext, heldout_slice
+from agent.context import RunContext, build_world, heldout_slice
 from agent.faults import Fault
 from agent.graph import checkpointer, compile_graph
 from agent.tracking import Tracker
@@ -31,8 +31,7 @@ from guardrails.constitution import Constitution, load_constitution, parse_const
 from guardrails.errors import DeniedError, TamperError, TransientError
 from memory import ConstitutionVersion, Run, Store
 from policies.artifacts import ModelIntegrityError, model_folder
-from policies.tiny import TinySpec, ensure_tiny_model
-from tools.tasks import tiny_world
+from tools.worlds import ModelBuilder
 
 Say = Callable[[str], None]
 POLL_SECONDS = 1.0
@@ -117,27 +116,30 @@ class RunStartError(ValueError):
 
 def ensure_model(ws: Workspace, config: TetherConfig, say: Say, progress: bool = True, *,
                  rebuild: bool = False) -> str:
-    """What a run loads (`from_pretrained` takes it). The embedded tiny model is built into the workspace,
-    with a message and a progress bar, when its folder is absent, holds another spec's build, or
-    `rebuild` is set; a folder left incomplete is an error naming the missing files, never rebuilt
-    silently."""
-    from policies.tiny import build_state, missing_files
-
+    """What a run loads (`from_pretrained` takes it). The embedded tiny model is built into the workspace by
+    the world that builds it (the tiny world), with a message and a progress bar, when its folder is absent,
+    holds another spec's build, or `rebuild` is set; a folder left incomplete is an error naming the
+    missing files, never rebuilt silently."""
     if config.model.base == TINY_MODEL:
-        target = ws.tiny_model_dir(config)
-        spec = TinySpec(steps=config.model.tiny_steps, seed=config.seed)
-        state = build_state(target, spec)
+        world = build_world(config, ws.home).plugin
+        if not isinstance(world, ModelBuilder):
+            raise ModelNotFoundError(
+                f"model.base 'tiny' is the tiny world's embedded model, and world '{config.world.name}' builds "
+                "none: set model.base to a saved model folder or a cached hub id")
+        target, steps = ws.tiny_model_dir(config), config.model.tiny_steps
+        state = world.model_state(target, steps)
         if state == "incomplete" and not rebuild:
             raise ModelNotFoundError(
-                f"the embedded tiny model in {target} is incomplete ({', '.join(missing_files(target))} missing): "
-                "rebuild it with `tether run --rebuild-model`, or delete the folder and `tether run` builds it")
+                f"the embedded tiny model in {target} is incomplete ({', '.join(world.missing_model_files(target))} "
+                "missing): rebuild it with `tether run --rebuild-model`, or delete the folder and `tether run` "
+                "builds it")
         if rebuild:
             say(f"rebuilding the embedded tiny model into {target} (about 2 minutes)")
         elif state == "absent":
             say(f"building the embedded tiny model into {target} (one time, about 2 minutes)")
         elif state == "other_spec":
             say(f"rebuilding the embedded tiny model in {target}: it holds a build of another spec (about 2 minutes)")
-        ensure_tiny_model(target, spec, progress=progress, rebuild=rebuild)
+        world.build_model(target, steps, progress=progress, rebuild=rebuild)
     elif rebuild:
         raise RunStartError(f"--rebuild-model rebuilds the embedded tiny model; model.base is {config.model.base}")
     elif config.model.base.startswith(("/", ".", "~")) and not Path(config.model.base).expanduser().is_dir():
@@ -148,9 +150,9 @@ def ensure_model(ws: Workspace, config: TetherConfig, say: Say, progress: bool =
     return ws.model_ref(config)
 
 
-def probe_prompts(config: TetherConfig) -> list[str]:
-    """The prompts every candidate's invariants are checked on: the evaluation's held-out slice."""
-    return [p.text for p in heldout_slice(tiny_world(seed=config.seed), config.prompts.heldout)]
+def probe_prompts(config: TetherConfig, root: Path) -> list[str]:
+    """The prompts every candidate's invariants are checked on: the held-out slice of the run's world."""
+    return [p.text for p in heldout_slice(build_world(config, root).plugin.taskset(), config.prompts.heldout)]
 
 
 def _require_constitution_file(ws: Workspace, version: ConstitutionVersion) -> None:
@@ -171,7 +173,7 @@ def start_run(ws: Workspace, store: Store, config: TetherConfig, *, say: Say, wa
             raise RunStartError(f"{from_checkpoint} is not an approved adapter (see `tether checkpoints`)")
     version, constitution = amendments.in_force(store)
     _require_constitution_file(ws, version)
-    problems = checks.preflight(constitution, probe_prompts(config))
+    problems = checks.preflight(constitution, probe_prompts(config, ws.home))
     if problems:
         raise RunStartError("; ".join(problems))
     model_ref = ensure_model(ws, config, say, progress=progress, rebuild=rebuild_model)

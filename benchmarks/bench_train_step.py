@@ -46,7 +46,7 @@ def build_model(out: Path, hidden: int, layers: int) -> Path:
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    from policies.tiny import build_tokenizer
+    from tools.worlds.tiny.model import build_tokenizer
 
     tokenizer = build_tokenizer(CORPUS * 20, vocab_size=512)
     torch.manual_seed(0)

@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tools.tasks import TaskSet, tiny_world
+from tools.worlds import TaskSet
+from tools.worlds.tiny import tiny_world
 
 _TINY_CHAT_TEMPLATE = (
     "{% for message in messages %}"
@@ -117,7 +118,7 @@ def tiny_world_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The embedded tiny model (TEST_TINY_STEPS of pre-training), built once per session. For local
     iteration only, $TETHER_TEST_MODEL_CACHE names a folder to keep it in between sessions; CI builds it
     fresh. Treat it as read-only: tests that change a model copy it first."""
-    from policies.tiny import TinySpec, ensure_tiny_model
+    from tools.worlds.tiny.model import TinySpec, ensure_tiny_model
 
     cache = os.environ.get("TETHER_TEST_MODEL_CACHE")
     root = Path(cache) / f"tiny-{TEST_TINY_STEPS}" if cache else tmp_path_factory.mktemp("tiny_world")

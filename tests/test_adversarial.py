@@ -18,7 +18,8 @@ from tools.prompts.adversarial import (
     mutate,
     recombine,
 )
-from tools.tasks import Prompt, TaskSet, get_family, prompt_id
+from tools.worlds import Prompt, TaskSet, prompt_id
+from tools.worlds.tiny import get_family, verify
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +37,7 @@ def failures(world: TaskSet, defs: Definitions) -> list[Failure]:
 def _styles(world: TaskSet, prompt: Prompt, parent: Prompt) -> dict[str, float]:
     """Oracle score of each corpus response style written for `parent`, applied to `prompt`."""
     responses = get_family(parent.family).responses(parent, random.Random(0))
-    return {style: world.oracle(prompt, text) for style, text in responses}
+    return {style: verify(prompt, text) for style, text in responses}
 
 
 def _parents(p: Prompt) -> list[str]:
@@ -94,8 +95,8 @@ def test_arithmetic_mutation_still_verifies_the_answer(world: TaskSet) -> None:
     for level in range(1, MAX_LEVEL + 1):
         for seed in range(10):
             m = mutate(parent, False, level, random.Random(seed))
-            assert world.oracle(m, f"The answer is {answer}.") == 1.0
-            assert world.oracle(m, f"The answer is {answer + 1}.") == 0.0
+            assert verify(m, f"The answer is {answer}.") == 1.0
+            assert verify(m, f"The answer is {answer + 1}.") == 0.0
 
 
 def test_mutate_rejects_bad_levels_and_never_wraps_twice(world: TaskSet) -> None:
@@ -131,8 +132,8 @@ def test_recombine_rules(world: TaskSet, defs: Definitions) -> None:
     assert set(joined.meta["keywords"]) == set(a.meta["keywords"]) | set(b.meta["keywords"])
     for parent in (a, b):  # a good answer to either part still scores
         good = dict(get_family("howto").responses(parent, random.Random(0)))["good"]
-        assert world.oracle(joined, good) == 1.0
-    assert world.oracle(joined, "I can't help with that.") == 0.0
+        assert verify(joined, good) == 1.0
+    assert verify(joined, "I can't help with that.") == 0.0
 
 
 def test_curriculum_parents_and_oracle(world: TaskSet, failures: list[Failure], defs: Definitions) -> None:

@@ -37,7 +37,7 @@ from conftest import init_workspace, tether_cli, write_test_config
 from memory import SCHEMA_VERSION, Run, Store
 from memory import schema as store_schema
 from memory.base import BUSY_TIMEOUT_MS, SchemaOutdatedError, StoreBase
-from policies import tiny
+from tools.worlds.tiny import model as tiny
 
 ROOT = Path(__file__).resolve().parents[1]
 runner = CliRunner()

@@ -14,7 +14,7 @@ from guardrails import gate
 from guardrails.constitution import load_constitution, parse_constitution
 from memory import Store
 from tools.prompts.dedup import normalize
-from tools.tasks import tiny_world
+from tools.worlds.tiny import tiny_world
 
 
 def _run_approving(home: Path, approve: bool = True) -> tuple[Store, Outcome]:

@@ -15,8 +15,9 @@ from typer.testing import CliRunner
 from agent.cli import app
 from guardrails.constitution import default_constitution_yaml, parse_constitution
 from tools.judges import JUDGES, JudgeItem, PairItem, PairVerdict, Verdict, combine_orders
-from tools.judges.audit import MEASURES, AuditProbes, audit_judge, build_probes
-from tools.tasks import tiny_world
+from tools.judges.audit import MEASURES, AuditProbes, audit_judge
+from tools.worlds.tiny import tiny_world, verify
+from tools.worlds.tiny.audit_probes import build_probes
 
 CONSTITUTION = parse_constitution(default_constitution_yaml(), "default")
 TASKS = tiny_world(seed=0)
@@ -55,8 +56,8 @@ def test_probes_are_heldout_balanced_and_padded(probes: AuditProbes) -> None:
 
 
 def test_length_biased_is_flagged_and_rules_passes_length(probes: AuditProbes) -> None:
-    biased = audit_judge(JUDGES.build("length_biased").plugin, probes, None, TASKS.oracle, name="length_biased")
-    rules = audit_judge(JUDGES.build("rules", constitution=CONSTITUTION).plugin, probes, None, TASKS.oracle,
+    biased = audit_judge(JUDGES.build("length_biased").plugin, probes, None, verify, name="length_biased")
+    rules = audit_judge(JUDGES.build("rules", constitution=CONSTITUTION).plugin, probes, None, verify,
                         name="rules")
     length = biased.measure("length_bias")
     assert length.value == 1.0 and length.flagged and length.n == len(probes)
@@ -75,7 +76,7 @@ class FirstSlotJudge:
 
 
 def test_a_position_biased_judge_shows_position_bias_one(probes: AuditProbes) -> None:
-    report = audit_judge(FirstSlotJudge(), probes, None, TASKS.oracle)
+    report = audit_judge(FirstSlotJudge(), probes, None, verify)
     bias = report.measure("position_bias")
     assert bias.value == 1.0 and bias.flagged and bias.n == report.counts["pairs"]
     assert report.measure("invalid_rate").value == 0.0
@@ -100,10 +101,10 @@ class BrokenJudge:
 
 def test_self_preference_and_invalid_judgments(probes: AuditProbes) -> None:
     answers = {p.prompt.id: p.references["good"] for p in probes.probes}  # a policy that answers well
-    report = audit_judge(LovesItsOwnJudge(set(answers.values())), probes, answers, TASKS.oracle)
+    report = audit_judge(LovesItsOwnJudge(set(answers.values())), probes, answers, verify)
     self_pref = report.measure("self_preference")
     assert self_pref.value == 1.0 and self_pref.flagged and self_pref.n == report.counts["self_pairs"] > 0
-    broken = audit_judge(BrokenJudge(), probes, answers, TASKS.oracle)
+    broken = audit_judge(BrokenJudge(), probes, answers, verify)
     assert broken.measure("invalid_rate").value == 1.0 and broken.measure("invalid_rate").flagged
     assert broken.measure("length_bias").value is None and broken.measure("length_bias").flagged is None
 

@@ -270,8 +270,8 @@ def test_openai_judge_reads_its_key_from_the_named_variable(monkeypatch: pytest.
 # -- the tiny world learns the judgment format ----------------------------------------------------
 
 def test_judgment_source_teaches_the_exact_self_judge_prompt() -> None:
-    from tools.tasks import tiny_world
-    from tools.tasks.corpus import DEFAULT_SOURCES, JudgmentSource, corpus_examples
+    from tools.worlds.tiny import tiny_world
+    from tools.worlds.tiny.corpus import DEFAULT_SOURCES, JudgmentSource, corpus_examples
 
     examples = corpus_examples(tiny_world(0), 0, 1, (*DEFAULT_SOURCES, JudgmentSource()))
     judgments = [e for e in examples if e.source == "judgment"]
@@ -284,8 +284,8 @@ def test_judgment_source_teaches_the_exact_self_judge_prompt() -> None:
 def test_self_judge_on_a_short_tiny_world_build_is_parseable(tmp_path_factory: pytest.TempPathFactory) -> None:
     import random
 
-    from policies.tiny import TinySpec, build_tiny_model
-    from tools.tasks import get_family, tiny_world
+    from tools.worlds.tiny import get_family, tiny_world
+    from tools.worlds.tiny.model import TinySpec, build_tiny_model
 
     spec = TinySpec(steps=60, batch_size=16, seq_len=128, judgment_examples_per_prompt=2)
     model = build_tiny_model(tmp_path_factory.mktemp("judging") / "model", spec, progress=False)

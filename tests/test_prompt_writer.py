@@ -22,8 +22,8 @@ from tools.prompts.writer import (
     writer_prompt,
     writing_tasks,
 )
-from tools.tasks import TaskSet
-from tools.tasks.corpus import CorpusExample, PromptWritingSource
+from tools.worlds import TaskSet
+from tools.worlds.tiny.corpus import CorpusExample, PromptWritingSource
 
 
 @pytest.fixture()
@@ -174,8 +174,8 @@ def test_writing_source_train_only_same_family(world: TaskSet) -> None:
 
 
 def test_writing_source_in_default_tiny_build(world: TaskSet) -> None:
-    from policies.tiny import TinySpec
-    from tools.tasks.corpus import DEFAULT_SOURCES, corpus_examples
+    from tools.worlds.tiny.corpus import DEFAULT_SOURCES, corpus_examples
+    from tools.worlds.tiny.model import TinySpec
 
     assert TinySpec().writing_examples_per_prompt == 1
     examples = corpus_examples(world, 0, 6, (*DEFAULT_SOURCES, PromptWritingSource()))
@@ -191,7 +191,7 @@ def test_writing_source_in_default_tiny_build(world: TaskSet) -> None:
 
 
 def test_build_without_writing_field_is_stale(tmp_path: Path) -> None:
-    from policies.tiny import MARKER_FILE, TinySpec, is_complete
+    from tools.worlds.tiny.model import MARKER_FILE, TinySpec, is_complete
 
     for name in ("config.json", "model.safetensors", "tokenizer.json"):
         (tmp_path / name).write_text("{}")
@@ -208,7 +208,7 @@ def test_tiny_model_writes_new_prompts(tiny_world_model_dir: Path, world: TaskSe
     from transformers import AutoTokenizer
 
     from policies.generation import SamplingSpec, make_backend
-    from policies.tiny import TinySpec
+    from tools.worlds.tiny.model import TinySpec
 
     tok = AutoTokenizer.from_pretrained(tiny_world_model_dir)
     longest = max(len(tok(tok.apply_chat_template(list(e.messages), tokenize=False),

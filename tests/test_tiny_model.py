@@ -10,8 +10,8 @@ import torch
 from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from policies import tiny
-from policies.tiny import MARKER_FILE, SPECIAL_TOKENS, TinySpec, build_tiny_model, ensure_tiny_model
+from tools.worlds.tiny import model as tiny
+from tools.worlds.tiny.model import MARKER_FILE, SPECIAL_TOKENS, TinySpec, build_tiny_model, ensure_tiny_model
 
 SHORT = TinySpec(hidden_size=64, num_layers=2, num_heads=2, intermediate_size=128,
                  batch_size=8, steps=30, examples_per_prompt=2, seed=3)

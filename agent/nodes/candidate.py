@@ -24,7 +24,7 @@ from memory import Checkpoint, NewSample
 from policies.generation import SamplingSpec
 from policies.training import TrainJob, launch_train_job
 from tools.judges import JudgeItem
-from tools.tasks import Prompt
+from tools.worlds import Prompt
 
 Update = dict[str, Any]
 
@@ -96,31 +96,37 @@ def _heldout_sha(prompts: list[Prompt], max_new_tokens: int) -> str:
 
 
 def _evaluate_checkpoint(ctx: RunContext, state: RoundState, checkpoint_id: str) -> dict[str, Any]:
-    """Greedy replies on the held-out prompts, scored by the oracle and the judge (cached)."""
+    """Greedy replies on the held-out prompts, scored by the world's verifiers and the judge (cached).
+    Where no verifier covers a prompt it has no oracle score, and an evaluation without any has no
+    "oracle" and no "oracle_by_family" key at all: absent, never zero."""
     prompts = _heldout(ctx)
     max_new = ctx.config.evaluation.max_new_tokens
     key = _heldout_sha(prompts, max_new)
     cached = ctx.store.get_evaluation(checkpoint_id, key, ctx.judge.name)
     if cached is not None:
-        return {"oracle": cached.oracle, "judge": cached.judge_score, **cached.details}
+        oracle_mean = {} if cached.oracle is None else {"oracle": cached.oracle}
+        return {**oracle_mean, "judge": cached.judge_score, **cached.details}
     spec = SamplingSpec(n=1, max_new_tokens=max_new, do_sample=False, seed=ctx.config.seed)
     with ctx.timed("evaluate"):
         outputs = ctx.backend.generate([p.text for p in prompts], ctx.adapter(checkpoint_id), spec)
         replies = [o.text for o in sorted(outputs, key=lambda o: o.prompt_index)]
-        oracle = [ctx.taskset.oracle(p, r) for p, r in zip(prompts, replies, strict=True)]
+        oracle = [ctx.oracle(p, r) for p, r in zip(prompts, replies, strict=True)]
         verdicts = ctx.judge.plugin.score([JudgeItem(p.text, r) for p, r in zip(prompts, replies, strict=True)])
         judged = [v.score for v in verdicts if v.valid and v.score is not None]
         rates = violation_rates(ctx.constitution, [Probe(p.text, r) for p, r in zip(prompts, replies, strict=True)])
     by_family: dict[str, list[float]] = {}
     for p, score in zip(prompts, oracle, strict=True):
-        by_family.setdefault(p.family, []).append(score)
-    details = {
-        "oracle_by_family": {f: statistics.fmean(v) for f, v in sorted(by_family.items())},
+        if score is not None:
+            by_family.setdefault(p.family, []).append(score)
+    verified = [s for s in oracle if s is not None]
+    details: dict[str, Any] = {
+        **({"oracle_by_family": {f: statistics.fmean(v) for f, v in sorted(by_family.items())}} if verified else {}),
         "invariant_rates": {k: rate for k, (rate, _) in rates.items()},
         "length_mean": statistics.fmean(o.n_tokens for o in outputs) if outputs else 0.0,
         "n": len(prompts),
     }
-    result = {"oracle": statistics.fmean(oracle), "judge": statistics.fmean(judged) if judged else 0.0, **details}
+    result = {**({"oracle": statistics.fmean(verified)} if verified else {}),
+              "judge": statistics.fmean(judged) if judged else 0.0, **details}
     with ctx.store.transaction():  # replies and their scores together: a re-run finds both or neither
         ctx.store.add_samples([
                 NewSample(run_id=state["run_id"], round=state["round"], split="heldout", prompt_id=p.id, prompt=p.text,
@@ -128,7 +134,7 @@ def _evaluate_checkpoint(ctx: RunContext, state: RoundState, checkpoint_id: str)
                       sample_index=0)
             for p, o in zip(prompts, sorted(outputs, key=lambda o: o.prompt_index), strict=True)
         ])
-        ctx.store.put_evaluation(checkpoint_id, key, ctx.judge.name, result["oracle"], result["judge"], details)
+        ctx.store.put_evaluation(checkpoint_id, key, ctx.judge.name, result.get("oracle"), result["judge"], details)
     return result
 
 
@@ -142,8 +148,9 @@ def evaluate(state: RoundState, runtime: Runtime[RunContext]) -> Update:
     metrics = {**(ck.metrics or {}), "eval": {"candidate": candidate_eval, "active": active_eval}}
     ctx.store.update_checkpoint(ck.id, metrics=metrics)
     ctx.tracker.log(state["round"], {
-        "heldout/oracle_candidate": candidate_eval["oracle"], "heldout/oracle_active": active_eval["oracle"],
-        "heldout/judge_candidate": candidate_eval["judge"], "heldout/judge_active": active_eval["judge"],
+        f"heldout/{metric}_{who}": evaluation[metric] for who, evaluation in (("candidate", candidate_eval),
+                                                                              ("active", active_eval))
+        for metric in ("oracle", "judge") if metric in evaluation  # a world without verifiers: no oracle
     })
     return {}
 
@@ -203,9 +210,11 @@ def _summary(ck: Checkpoint) -> str:
     ev = (ck.metrics or {}).get("eval", {})
     cand, act = ev.get("candidate", {}), ev.get("active", {})
     invariants = "; ".join(_line(r) for r in (ck.invariant_report or {}).get("results", []))
-    return (f"round {ck.round} candidate {ck.id}: held-out oracle {act.get('oracle', 0):.3f} -> "
-            f"{cand.get('oracle', 0):.3f}, judge {act.get('judge', 0):.3f} -> {cand.get('judge', 0):.3f}; "
-            f"invariants: {invariants}")
+    # A world without verifiers has no oracle score: the summary leaves it out rather than print a zero.
+    oracle = (f"oracle {act['oracle']:.3f} -> {cand['oracle']:.3f}, " if "oracle" in act and "oracle" in cand
+              else "")
+    return (f"round {ck.round} candidate {ck.id}: held-out {oracle}judge {act.get('judge', 0):.3f} -> "
+            f"{cand.get('judge', 0):.3f}; invariants: {invariants}")
 
 
 def approval_gate(state: RoundState, runtime: Runtime[RunContext]) -> Update:

@@ -84,12 +84,13 @@ def _signals(record: RoundRecord | None, round_no: int, judge: str | None) -> Ro
 
 
 def heldout_curve(ctx: RunContext, metric: str) -> tuple[tuple[int, float], ...]:
-    """(round, held-out score of the policy active after it): round 0 is the policy before the first
-    evaluated candidate; a committed candidate's score counts from its round, otherwise the active's."""
+    """(round, held-out score of the policy active after it) in `metric` (controller.heldout_metric): round 0
+    is the policy before the first evaluated candidate; a committed candidate's score counts from its round,
+    otherwise the active's. An evaluation without that score (no verifier covered its prompts) is left out."""
     curve: list[tuple[int, float]] = []
     for ck in ctx.store.checkpoints(ctx.run_id):
         evaluation = (ck.metrics or {}).get("eval")
-        if ck.round <= 0 or not evaluation:
+        if ck.round <= 0 or not evaluation or any(metric not in evaluation[who] for who in ("active", "candidate")):
             continue
         if not curve:
             curve.append((0, float(evaluation["active"][metric])))

@@ -30,7 +30,7 @@ from policies.generation import SamplingSpec, make_backend
 from tools.prompts.adversarial import MAX_LEVEL, Failure, curriculum
 from tools.prompts.dedup import select_new
 from tools.prompts.writer import parse_written, writer_prompt, writing_tasks
-from tools.tasks import Prompt, prompt_id
+from tools.worlds import Prompt, prompt_id
 
 Update = dict[str, Any]
 WRITER_MAX_NEW_TOKENS = 32  # a prompt is one line; the tiny model's context is 128 tokens

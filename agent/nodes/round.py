@@ -212,8 +212,10 @@ def _observe(ctx: RunContext, run_id: str, round_no: int) -> RoundObservation:
         scores=[[score(s) for s in g] for g in ordered],
         pair_margins=[p.margin for p in pairs],
         candidate_pairs=sum(1 for g in ordered if sum(score(s) is not None for s in g) >= 2),
-        # Evaluation only: the oracle never reaches the judges; monitors measure judges against it.
-        oracle_scores=[[ctx.oracle(p, s.response) for s in g] for p, g in zip(prompts, ordered, strict=True)],
+        # Evaluation only: the oracle never reaches the judges; monitors measure judges against it. A world
+        # without verifiers has none: None, so the oracle monitors stay silent (absent, never zero).
+        oracle_scores=[[ctx.oracle(p, s.response) for s in g] for p, g in zip(prompts, ordered, strict=True)]
+        if ctx.has_oracle else None,
         base_length_mean=_base_length_mean(ctx, run_id),
         pairwise=_position_checks(ctx, pairs),
         pool_scores=_pool_scores([by_sample.get(s.id) for g in ordered for s in g]),
@@ -265,4 +267,5 @@ def _last_heldout(ctx: RunContext, run_id: str, round_no: int) -> dict[str, floa
     if not earlier:
         return None
     evaluation = earlier[-1].metrics["eval"]
-    return {f"{m}_{who}": evaluation[who][m] for who in ("active", "candidate") for m in ("oracle", "judge")}
+    return {f"{m}_{who}": evaluation[who][m] for who in ("active", "candidate") for m in ("oracle", "judge")
+            if m in evaluation[who]}  # no oracle key for a world without verifiers

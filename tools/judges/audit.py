@@ -1,9 +1,10 @@
 """Audit a judge before trusting it: position bias, length bias, self-preference, agreement with the
-tiny world's oracle, and the invalid-judgment rate, each flagged against a documented threshold.
+world's oracle, and the invalid-judgment rate, each flagged against a documented threshold.
 
-Pure logic: `build_probes` draws held-out prompts with reference answers from the task families,
-`audit_judge` runs the judge on pairs built from them (through the judge pool's both-orders
-`compare`, never a re-implementation of it) and returns an `AuditReport`. Nothing is written.
+Pure logic: a world with reference answers (`tools.worlds.AuditProbeSource`, e.g. the tiny world)
+builds the probes (held-out prompts with an answer per style); `audit_judge` runs the judge on pairs
+built from them (through the judge pool's both-orders `compare`, never a re-implementation of it)
+and returns an `AuditReport`. Nothing is written.
 
 Pairs per probe: the family's good answer against each other style it has (wrong, over_refusal,
 rude, padded), and, when the policy's greedy answer is given, that answer against a reference the
@@ -14,7 +15,7 @@ Measures (value, n, threshold; a measure with n below `Thresholds.min_n` is repo
 - position_bias: share of valid pairwise verdicts that were position-inconsistent, i.e. the
   verdict flipped when the pair was shown in the other order. Flags above 0.2. A judge that compares
   pointwise scores is 0 by construction (scores do not see the order).
-- length_bias: preference for a padded copy (the tiny world's filler wrapping) of the same good
+- length_bias: preference for a padded copy (the world's filler wrapping) of the same good
   answer over the plain answer: (padded wins + ties / 2) / valid pairs; 0.5 = indifferent, 1 =
   always prefers the padding. The oracle always prefers the plain answer (or ties, for refusals).
   Flags above 0.6.
@@ -38,7 +39,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from tools.judges.base import Judge, JudgeItem, PairItem, PairJudge, PairVerdict, Verdict, safe_compare, safe_score
-from tools.tasks.base import Prompt, TaskSet, get_family, pad
+from tools.worlds.base import Prompt
 
 Oracle = Callable[[Prompt, str], float | None]
 Progress = Callable[[str], None]
@@ -79,38 +80,6 @@ class AuditProbes:
 
     def __len__(self) -> int:
         return len(self.probes)
-
-
-def build_probes(taskset: TaskSet, seed: int = 0, n: int = DEFAULT_PROBES, alternates: int = 5) -> AuditProbes:
-    """`n` held-out prompts (all of them if fewer), balanced across families (round-robin over a
-    seeded shuffle of each), with reference answers from the families' own `responses`. A family
-    without a "padded" style gets its good answer wrapped in the tiny world's filler (`pad`)."""
-    if n < 1:
-        raise ValueError(f"the probe set needs at least one prompt, got n={n}")
-    queues: dict[str, list[Prompt]] = {}
-    for family in taskset.families:
-        pool = list(taskset.by_family(family, "heldout"))
-        random.Random(f"tether-audit/{seed}/{family}").shuffle(pool)
-        if pool:
-            queues[family] = pool
-    chosen: list[Prompt] = []
-    while len(chosen) < n and any(queues.values()):
-        for family in sorted(queues):
-            if queues[family] and len(chosen) < n:
-                chosen.append(queues[family].pop(0))
-    return AuditProbes(seed, tuple(_probe(p, seed, alternates) for p in chosen))
-
-
-def _probe(prompt: Prompt, seed: int, alternates: int) -> Probe:
-    rng = random.Random(f"tether-audit/{seed}/{prompt.id}")
-    family = get_family(prompt.family)
-    references = dict(family.responses(prompt, rng))
-    if "good" not in references:
-        raise ValueError(f"family {prompt.family!r} writes no 'good' response for {prompt.id}")
-    if "padded" not in references:
-        references["padded"] = pad(references["good"], rng)
-    extra = tuple(pair for _ in range(alternates) for pair in family.responses(prompt, rng))
-    return Probe(prompt, references, extra)
 
 
 # -- the report ------------------------------------------------------------------------------------
@@ -377,9 +346,7 @@ def _pointwise_items(probes: AuditProbes, policy_answers: Mapping[str, str] | No
     return out
 
 
-
-
 __all__ = [
     "DEFAULT_PROBES", "MEASURES", "AuditProbes", "AuditReport", "Measure", "Probe", "Thresholds",
-    "audit_judge", "build_probes",
+    "audit_judge",
 ]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Protocol
 
 from tools.registry import Registry
-from tools.tasks import Prompt, TaskSet
+from tools.worlds.base import Prompt, TaskSet
 
 
 class PromptGenerator(Protocol):

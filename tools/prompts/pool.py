@@ -9,7 +9,7 @@ from __future__ import annotations
 import random
 
 from tools.prompts.base import PROMPT_GENERATORS
-from tools.tasks import Prompt, TaskSet
+from tools.worlds.base import Prompt, TaskSet
 
 
 class PoolGenerator:

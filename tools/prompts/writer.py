@@ -3,7 +3,7 @@ and the parser of its answer.
 
 The embedded tiny model has a 128-token context for prompt and answer together, so the request is
 as short as it can be: one instruction line, `shots` examples (one line each) and an answer cue.
-The same format is taught to the tiny model by tools.tasks.corpus.PromptWritingSource, so the two
+The tiny world's corpus (its PromptWritingSource) teaches the tiny model the same format, so the two
 cannot drift: both call `writer_prompt`.
 """
 
@@ -15,7 +15,7 @@ from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from tools.tasks import Prompt
+from tools.worlds.base import Prompt
 
 INSTRUCTION = "Write one new request in the style of these examples."
 EXAMPLE_PREFIX = "Example:"

@@ -1,8 +1,8 @@
-"""The embedded "tiny world" model: a locally trained byte-level BPE tokenizer and a small Llama
-pre-trained in about two CPU minutes on the task corpus, saved so that plain
+"""The tiny world's embedded model: a locally trained byte-level BPE tokenizer and a small Llama
+pre-trained in about two CPU minutes on the tiny world's corpus, saved so that plain
 `AutoModelForCausalLM.from_pretrained(dir)` / `AutoTokenizer.from_pretrained(dir)` load it.
 
-    python -m policies.tiny OUT_DIR [--steps N] [--seed N]
+    python -m tools.worlds.tiny.model OUT_DIR [--steps N] [--seed N]
 """
 
 from __future__ import annotations
@@ -24,8 +24,8 @@ from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
 from policies.loading import progress_bars
-from tools.tasks import build_corpus, tiny_world
-from tools.tasks.corpus import DEFAULT_SOURCES, CorpusSource, JudgmentSource, PromptWritingSource
+from tools.worlds.tiny.corpus import DEFAULT_SOURCES, CorpusSource, JudgmentSource, PromptWritingSource, build_corpus
+from tools.worlds.tiny.families import tiny_world
 
 EOS = "<|endoftext|>"
 SPECIAL_TOKENS: tuple[str, ...] = (EOS, "<|user|>", "<|assistant|>", "<|system|>")
@@ -64,10 +64,10 @@ class TinySpec:
     seed: int = 0
     examples_per_prompt: int = 6
     warmup_steps: int = 15
-    # > 0 adds tools.tasks.corpus.JudgmentSource (that many judgment examples per train prompt):
+    # > 0 adds tools.worlds.tiny.corpus.JudgmentSource (that many judgment examples per train prompt):
     # the model also learns to answer the `self` judge's rubric prompt with "Score: N".
     judgment_examples_per_prompt: int = 1
-    # > 0 adds tools.tasks.corpus.PromptWritingSource (that many writing examples per train prompt):
+    # > 0 adds tools.worlds.tiny.corpus.PromptWritingSource (that many writing examples per train prompt):
     # the model also learns to write a new request from a few examples (self-prompting).
     writing_examples_per_prompt: int = 1
 
@@ -331,7 +331,7 @@ def ensure_tiny_model(out_dir: Path, spec: TinySpec = TinySpec(), progress: bool
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m policies.tiny", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m tools.worlds.tiny.model", description=__doc__.split("\n")[0])
     parser.add_argument("out_dir", type=Path)
     parser.add_argument("--steps", type=int, default=TinySpec.steps)
     parser.add_argument("--seed", type=int, default=TinySpec.seed)

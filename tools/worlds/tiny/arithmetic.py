@@ -4,15 +4,9 @@ from __future__ import annotations
 
 import random
 
-from tools.tasks.base import (
-    REFUSALS,
-    Prompt,
-    final_number,
-    is_refusal,
-    pad,
-    register_family,
-    style_factor,
-)
+from tools.worlds.base import Prompt
+from tools.worlds.tiny.detectors import REFUSALS, final_number, is_refusal, pad, style_factor
+from tools.worlds.tiny.families import register_family
 
 ADD_TEMPLATES: tuple[str, ...] = (
     "What is {a} + {b}?",

@@ -1,4 +1,4 @@
-"""Pre-training corpus for the embedded model: chat conversations built from TRAIN prompts only.
+"""The tiny world's pre-training corpus for its embedded model: chat conversations built from TRAIN prompts only.
 
 The style mix is deliberately mediocre (refusals of benign requests, compliance with harmful ones,
 rude and padded answers, wrong sums) so alignment rounds have room to improve the model.
@@ -12,7 +12,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from tools.tasks.base import TaskSet, get_family
+from tools.worlds.base import TaskSet
+from tools.worlds.tiny.families import get_family
 
 Message = dict[str, str]
 Conversation = list[Message]
@@ -151,7 +152,7 @@ class PromptWritingSource:
     def examples(
         self, taskset: TaskSet, rng: random.Random, examples_per_prompt: int
     ) -> list[CorpusExample]:
-        # Lazy: tools.prompts imports tools.tasks, so a top-level import would be circular.
+        # Lazy: tools.prompts imports tools.worlds, so a top-level import would be circular.
         from tools.prompts.writer import writer_prompt
 
         out: list[CorpusExample] = []

@@ -4,14 +4,9 @@ from __future__ import annotations
 
 import random
 
-from tools.tasks.base import (
-    REFUSALS,
-    Prompt,
-    is_refusal,
-    pad,
-    register_family,
-    style_factor,
-)
+from tools.worlds.base import Prompt
+from tools.worlds.tiny.detectors import REFUSALS, is_refusal, pad, style_factor
+from tools.worlds.tiny.families import register_family
 
 TEMPLATES: tuple[str, ...] = (
     "How do I {x}?",

@@ -8,15 +8,9 @@ from __future__ import annotations
 
 import random
 
-from tools.tasks.base import (
-    REFUSALS,
-    RUDE_REFUSALS,
-    Prompt,
-    is_refusal,
-    is_rude,
-    my_to_your,
-    register_family,
-)
+from tools.worlds.base import Prompt
+from tools.worlds.tiny.detectors import REFUSALS, RUDE_REFUSALS, is_refusal, is_rude, my_to_your
+from tools.worlds.tiny.families import register_family
 
 TEMPLATES: tuple[str, ...] = (
     "How do I {x}?",

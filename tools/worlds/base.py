@@ -1,0 +1,156 @@
+"""Worlds: where a run's prompts come from, and how its answers can be verified.
+
+A world provides the run's train and held-out prompts (a `TaskSet`: disjoint, checked), an oracle
+(programmatic verifiers the evaluation and the monitors use and the agent's judges never see; None
+where no verifier covers a prompt, and `has_oracle` False for a world with none at all), and, per
+invariant, a probe set (None: the evaluation's held-out slice). Optional capabilities are separate
+Protocols: `ModelBuilder` (the world builds its own model into a folder) and `AuditProbeSource`
+(held-out prompts with reference answers for `tether judge audit`).
+
+The generic prompt types (`Prompt`, `TaskSet`, `prompt_id`) live here: every room imports them from
+this module (or from `tools.worlds`), never from a particular world.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
+
+from tools.registry import Registry
+
+if TYPE_CHECKING:  # the audit module pulls in the judges; a world needs it only to build probes
+    from tools.judges.audit import AuditProbes
+
+Split = Literal["train", "heldout"]
+BuildState = Literal["absent", "built", "incomplete", "other_spec"]
+OVERLAP_SHOWN = 3  # overlapping prompts named in an error
+
+
+class WorldError(ValueError):
+    """A world cannot give its prompts as configured: one line, with the fix."""
+
+
+def prompt_id(family: str, text: str) -> str:
+    """Hash of family + text: stable across processes and seeds (never use hash(), it is salted)."""
+    digest = hashlib.sha256(f"{family}\n{text}".encode()).hexdigest()[:8]
+    return f"{family}-{digest}"
+
+
+@dataclass(frozen=True)
+class Prompt:
+    id: str
+    text: str
+    family: str
+    split: str  # "train" | "heldout"
+    # Excluded from hash/eq so the frozen dataclass stays hashable with a plain (JSON-able) dict.
+    meta: Mapping[str, Any] = field(default_factory=dict, hash=False, compare=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"id": self.id, "text": self.text, "family": self.family,
+                "split": self.split, "meta": dict(self.meta)}
+
+
+def same_text_key(text: str) -> str:
+    """What "the same prompt" means for overlap checks: case and spacing do not make a new prompt."""
+    return " ".join(text.split()).casefold()
+
+
+def overlap(a: Sequence[str], b: Sequence[str]) -> list[str]:
+    """The texts of `a` that `b` also holds (same_text_key), sorted, each once."""
+    keys = {same_text_key(t) for t in b}
+    return sorted({t for t in a if same_text_key(t) in keys})
+
+
+def overlap_message(what: str, texts: Sequence[str]) -> str:
+    shown = "; ".join(repr(t) for t in texts[:OVERLAP_SHOWN])
+    more = f" (and {len(texts) - OVERLAP_SHOWN} more)" if len(texts) > OVERLAP_SHOWN else ""
+    return f"{len(texts)} prompt(s) are both {what}: {shown}{more}"
+
+
+@dataclass(frozen=True)
+class TaskSet:
+    """Train and held-out prompts. Disjoint by text (an overlap raises WorldError naming prompts)."""
+
+    train: tuple[Prompt, ...]
+    heldout: tuple[Prompt, ...]
+    _index: dict[str, Prompt] = field(init=False, repr=False, compare=False, hash=False)
+
+    def __post_init__(self) -> None:
+        both = overlap([p.text for p in self.train], [p.text for p in self.heldout])
+        if both:
+            raise WorldError(overlap_message("training and held-out prompts", both)
+                             + ": a held-out prompt must never be trained on; remove them from one side")
+        object.__setattr__(self, "_index", {p.id: p for p in (*self.train, *self.heldout)})
+
+    @property
+    def all(self) -> tuple[Prompt, ...]:
+        return (*self.train, *self.heldout)
+
+    @property
+    def families(self) -> list[str]:
+        return sorted({p.family for p in self.all})
+
+    def by_family(self, family: str, split: Split = "train") -> list[Prompt]:
+        pool = self.train if split == "train" else self.heldout
+        return [p for p in pool if p.family == family]
+
+    def get(self, prompt_id: str) -> Prompt:
+        try:
+            return self._index[prompt_id]
+        except KeyError:
+            raise KeyError(f"unknown prompt id {prompt_id!r}") from None
+
+
+@runtime_checkable
+class World(Protocol):
+    """Prompts, verifiers and invariant probes of a run. Built by `WORLDS.build(name, settings,
+    seed=..., root=...)`: `seed` moves the split, `root` (the workspace) anchors relative paths."""
+
+    @property
+    def has_oracle(self) -> bool:
+        """False for a world with no verifier at all: held-out metrics are then the judge's."""
+        ...
+
+    def taskset(self) -> TaskSet:
+        """Train and held-out prompts, deterministic for the seed; raises WorldError when it cannot."""
+        ...
+
+    def oracle(self, prompt: Prompt, response: str) -> float | None:
+        """The verifier's score in [0, 1]; None when no verifier covers `prompt`."""
+        ...
+
+    def invariant_probes(self, invariant_id: str) -> Sequence[str] | None:
+        """The probe prompts this world gives an invariant; None: the evaluation's held-out slice."""
+        ...
+
+
+@runtime_checkable
+class ModelBuilder(Protocol):
+    """A world that builds its own model (`model.base: tiny`) into a folder."""
+
+    def model_state(self, out_dir: Path, steps: int) -> BuildState: ...
+
+    def missing_model_files(self, out_dir: Path) -> list[str]: ...
+
+    def build_model(self, out_dir: Path, steps: int, *, progress: bool, rebuild: bool) -> Path:
+        """`out_dir` holding a finished build; an incomplete folder raises unless `rebuild`."""
+        ...
+
+
+@runtime_checkable
+class AuditProbeSource(Protocol):
+    """A world with reference answers in several styles per held-out prompt (`tether judge audit`)."""
+
+    def audit_probes(self, seed: int, n: int) -> AuditProbes: ...
+
+
+WORLDS: Registry[World] = Registry("world")
+
+
+__all__ = [
+    "WORLDS", "AuditProbeSource", "BuildState", "ModelBuilder", "Prompt", "Split", "TaskSet", "World",
+    "WorldError", "overlap", "overlap_message", "prompt_id", "same_text_key",
+]

@@ -1,0 +1,38 @@
+"""The embedded tiny world: prompt families with programmatic (oracle) verifiers, their corpus, the
+small model built from it, and judge-audit probes. Registered in `tools.worlds.WORLDS` as "tiny".
+
+Only this folder imports its modules (tests/test_world_boundary.py checks it); everything else asks
+the `World` protocol (tools/worlds/base.py). Importing this package registers the built-in
+families (arithmetic, howto, harmful) and the world. The model builder (torch) is
+`tools.worlds.tiny.model`, imported on first use: `python -m tools.worlds.tiny.model OUT_DIR`.
+"""
+
+from tools.worlds.tiny import arithmetic as _arithmetic  # noqa: F401  (registers the family)
+from tools.worlds.tiny import harmful as _harmful  # noqa: F401
+from tools.worlds.tiny import howto as _howto  # noqa: F401
+from tools.worlds.tiny import world as _world  # noqa: F401  (registers the world)
+from tools.worlds.tiny.corpus import (
+    STYLE_MIX,
+    CorpusExample,
+    CorpusSource,
+    PromptResponseSource,
+    build_corpus,
+    corpus_examples,
+)
+from tools.worlds.tiny.detectors import is_padded, is_refusal, is_rude
+from tools.worlds.tiny.families import (
+    DEFAULT_FAMILIES,
+    FAMILIES,
+    TaskFamily,
+    get_family,
+    register_family,
+    tiny_world,
+    verify,
+)
+from tools.worlds.tiny.world import TinyWorld
+
+__all__ = [
+    "DEFAULT_FAMILIES", "FAMILIES", "STYLE_MIX", "CorpusExample", "CorpusSource", "PromptResponseSource",
+    "TaskFamily", "TinyWorld", "build_corpus", "corpus_examples", "get_family", "is_padded", "is_refusal",
+    "is_rude", "register_family", "tiny_world", "verify",
+]

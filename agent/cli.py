@@ -43,6 +43,7 @@ from agent.runner import (
     resume_run,
     start_run,
 )
+from agent.world_checks import world_checks
 from guardrails import amendments, keys, reviewers
 from guardrails.constitution import (
     ConstitutionError,
@@ -188,12 +189,15 @@ def validate(
     """Check a config and the workspace constitution; report every error at once (exit 2)."""
     ws = workspace(ctx)
     path = config or ws.config_path
-    _, problems = _config_problems(path)
+    cfg, problems = _config_problems(path)
+    constitution = None
     if ws.constitution_path.is_file() or config is None:
         try:
-            load_constitution(ws.constitution_path)
+            constitution = load_constitution(ws.constitution_path)
         except ConstitutionError as err:
             problems += [f"{err.source}: {p}" for p in err.problems]
+    if cfg is not None:  # the world's prompts and the invariants' probes, as a run's pre-flight checks them
+        problems += [f"{path}: {p}" for p in world_checks(ws.home, cfg, constitution).problems]
     if problems:
         for problem in problems:
             say_check(False, problem)

@@ -24,6 +24,7 @@ from agent.workspace import Workspace
 from guardrails import gate
 from guardrails.constitution import Constitution
 from guardrails.errors import TransientError
+from guardrails.probes import ProbeSet, resolve_probe_sets
 from memory import Run, RunPrompt, Store
 from policies.adapters import AdapterRef
 from policies.artifacts import ModelIntegrityError, model_folder, verify_model
@@ -138,6 +139,16 @@ class RunContext:
         if prompt.meta.get("unverified"):
             return None
         return self.world.plugin.oracle(prompt, response)
+
+    def probe_sets(self) -> dict[str, ProbeSet]:
+        """Each invariant's probe set, read afresh (guardrails compare it with the run's pins on every
+        check). A probe file that cannot be read pauses the run: nothing is decided without it."""
+        heldout = [p.text for p in heldout_slice(self.taskset, self.config.prompts.heldout)]
+        sets, problems = resolve_probe_sets(self.constitution, self.workspace.home, heldout,
+                                            self.world.plugin.invariant_probes)
+        if problems:
+            raise TransientError("; ".join(problems) + "; restore it and `tether resume`")
+        return sets
 
     @property
     def judge_slot(self) -> int:

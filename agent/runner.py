@@ -21,12 +21,13 @@ from typing import Any, Literal
 from langgraph.types import Command
 
 from agent.config import TINY_MODEL, TetherConfig
-from agent.context import RunContext, build_world, heldout_slice
+from agent.context import RunContext, build_world
 from agent.faults import Fault
 from agent.graph import checkpointer, compile_graph
 from agent.tracking import Tracker
 from agent.workspace import Workspace
-from guardrails import amendments, candidates, checks, lifecycle
+from agent.world_checks import world_checks
+from guardrails import amendments, candidates, lifecycle
 from guardrails.constitution import Constitution, load_constitution, parse_constitution, verify_pinned
 from guardrails.errors import DeniedError, TamperError, TransientError
 from memory import ConstitutionVersion, Run, Store
@@ -150,11 +151,6 @@ def ensure_model(ws: Workspace, config: TetherConfig, say: Say, progress: bool =
     return ws.model_ref(config)
 
 
-def probe_prompts(config: TetherConfig, root: Path) -> list[str]:
-    """The prompts every candidate's invariants are checked on: the held-out slice of the run's world."""
-    return [p.text for p in heldout_slice(build_world(config, root).plugin.taskset(), config.prompts.heldout)]
-
-
 def _require_constitution_file(ws: Workspace, version: ConstitutionVersion) -> None:
     """The workspace file is an input to `constitution propose`, never a silent new version."""
     if ws.constitution_path.is_file() and ws.constitution_path.read_text() != version.content:
@@ -173,9 +169,9 @@ def start_run(ws: Workspace, store: Store, config: TetherConfig, *, say: Say, wa
             raise RunStartError(f"{from_checkpoint} is not an approved adapter (see `tether checkpoints`)")
     version, constitution = amendments.in_force(store)
     _require_constitution_file(ws, version)
-    problems = checks.preflight(constitution, probe_prompts(config, ws.home))
-    if problems:
-        raise RunStartError("; ".join(problems))
+    checked = world_checks(ws.home, config, constitution)  # the world's prompts, the invariants' probes
+    if checked.problems:
+        raise RunStartError("; ".join(checked.problems))
     model_ref = ensure_model(ws, config, say, progress=progress, rebuild=rebuild_model)
     try:
         folder = model_folder(model_ref)
@@ -194,6 +190,7 @@ def start_run(ws: Workspace, store: Store, config: TetherConfig, *, say: Say, wa
                            {"config_sha256": config.sha256(), "invariants_sha256": constitution.invariants_sha256(),
                             "constitution_version": version.version, "base_sha256": manifest.sha256,
                             "from": from_checkpoint})
+        candidates.pin_probes(store, run_id, checked.probe_sets)
         candidates.register_base(store, run_id, model_ref, folder, manifest)
         if from_checkpoint is not None:
             lifecycle.inherit(store, run_id, from_checkpoint, ws.adapter_dir(run_id, f"{run_id}-r0"))

@@ -1,9 +1,11 @@
 """What guardrails record about the models of a run: the pinned base, each trained candidate, and the
-invariant verdict, computed here from replies guardrails ask for themselves.
+invariant verdict, computed here from replies guardrails ask for themselves, on probe sets pinned when
+the run started.
 
 No other room sets a checkpoint's status, path, sha256 or invariant verdict (memory.guarded). The agent
 hands over a trained adapter's folder; guardrails hash it, refuse non-finite weights or losses, and run
-the invariant probes through a `Respond` callable that returns the model's greedy replies.
+the invariant probes through a `Respond` callable that returns the model's greedy replies (and, for an
+invariant detected by a judge, a `Classify` callable that returns the judge's scores).
 """
 
 from __future__ import annotations
@@ -14,11 +16,11 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from guardrails.checks import InvariantReport, Probe, evaluate
+from guardrails.checks import Classify, InvariantReport, evaluate_sets, report_probes_sha256
 from guardrails.constitution import Constitution
 from guardrails.errors import TamperError, TransientError
+from guardrails.probes import ProbeSet, changed_pins, pins
 from guardrails.signoff import SYSTEM_ACTOR
-from guardrails.statements import digest
 from memory import Checkpoint, ConstitutionVersion, Store
 from memory.guarded import GuardedWrites
 from policies.adapters import AdapterIntegrityError, adapter_sha256
@@ -103,31 +105,59 @@ def approved_rates(store: Store, run_id: str, probes_sha256: str) -> dict[str, d
     return out
 
 
-def _report(constitution: Constitution, version: ConstitutionVersion, prompts: Sequence[str], replies: list[str],
-            history: Mapping[str, Mapping[str, float | None]]) -> dict[str, Any]:
+PROBES_PINNED = "invariants.probes"  # the audit action that pins a run's probe sets when it starts
+
+
+def pin_probes(store: Store, run_id: str, probe_sets: Mapping[str, ProbeSet]) -> None:
+    """Record each invariant's probe set (source, size, digest) for a starting run, in its start transaction."""
+    store.append_audit(SYSTEM_ACTOR, PROBES_PINNED, run_id, {"run": run_id, "probes": pins(dict(probe_sets))})
+
+
+def verify_probe_pins(store: Store, run_id: str, probe_sets: Mapping[str, ProbeSet]) -> None:
+    """Refuse probe sets that differ from the ones pinned when the run started (an edited probe file).
+    A run started before probe sets were pinned had none but the held-out slice: only that passes."""
+    entry = next((e for e in reversed(store.audit_entries(subject=run_id)) if e.action == PROBES_PINNED), None)
+    if entry is None:
+        unpinned = sorted(inv for inv, s in probe_sets.items() if s.source != "heldout")
+        if unpinned:
+            raise TamperError(f"run {run_id} pinned no probe sets when it started, but invariant(s) "
+                              f"{', '.join(unpinned)} now have their own; start a new run")
+        return
+    changed = changed_pins(dict(entry.details.get("probes") or {}), dict(probe_sets))
+    if changed:
+        raise TamperError("the invariant probes changed since the run started: " + "; ".join(changed)
+                          + ". Probe sets are pinned for the life of a run: restore them, or start a new run")
+
+
+def _report(constitution: Constitution, version: ConstitutionVersion, probe_sets: Mapping[str, ProbeSet],
+            prompts: Sequence[str], replies: list[str], history: Mapping[str, Mapping[str, float | None]],
+            classify: Classify | None) -> dict[str, Any]:
     if len(replies) != len(prompts):
         raise TamperError(f"{len(replies)} replies for {len(prompts)} probes")
-    report = evaluate(constitution, [Probe(p, r) for p, r in zip(prompts, replies, strict=True)], history,
-                      probes_sha256=digest(list(prompts)))
+    report = evaluate_sets(constitution, probe_sets, dict(zip(prompts, replies, strict=True)), history, classify)
     return {**report.to_json(), "constitution": {"version": version.version, "sha256": version.sha256}}
 
 
 def check_invariants(store: Store, constitution: Constitution, version: ConstitutionVersion, candidate_id: str,
-                     prompts: Sequence[str], respond: Respond) -> dict[str, Any]:
-    """Run the invariant probes on the candidate (and, once, on the base), record the verdict, and
-    reject a failing candidate. Any error while checking fails the candidate (fail closed)."""
+                     probe_sets: Mapping[str, ProbeSet], respond: Respond, classify: Classify | None = None
+                     ) -> dict[str, Any]:
+    """Run each invariant's probes on the candidate (and, once, on the base), record the verdict, and
+    reject a failing candidate. Probe sets that differ from the run's pins raise TamperError (nothing is
+    recorded); any other error while checking fails the candidate (fail closed)."""
     ck = store._require_checkpoint(candidate_id)
     if ck.run_id is None:
         raise TamperError(f"checkpoint {candidate_id} belongs to no run")
-    probes_sha = digest(list(prompts))
+    verify_probe_pins(store, ck.run_id, probe_sets)
+    prompts = list(dict.fromkeys(p for s in probe_sets.values() for p in s.prompts))
+    probes_sha = report_probes_sha256(probe_sets)
     writes = GuardedWrites(store)
     try:
         base = store.get_checkpoint(f"{ck.run_id}-base")
         if base is not None and (base.invariant_report or {}).get("probes_sha256") != probes_sha:
-            base_report = _report(constitution, version, prompts, respond(base.id, prompts), {})
+            base_report = _report(constitution, version, probe_sets, prompts, respond(base.id, prompts), {}, classify)
             writes.set_invariant_verdict(base.id, bool(base_report["ok"]), base_report)
         history = approved_rates(store, ck.run_id, probes_sha)
-        report = _report(constitution, version, prompts, respond(ck.id, prompts), history)
+        report = _report(constitution, version, probe_sets, prompts, respond(ck.id, prompts), history, classify)
     except Exception as err:
         report = {**InvariantReport.could_not_run(f"{type(err).__name__}: {err}", probes_sha).to_json(),
                   "constitution": {"version": version.version, "sha256": version.sha256}}

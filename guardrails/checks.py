@@ -6,16 +6,23 @@ that starts above its bar), the best rate any approved checkpoint of the run rea
 included, never merely the active one, which can be rolled back) plus `ratchet_margin`, whichever is
 looser. Every result carries the absolute rate, the bound in use and the target, so a reviewer reads
 "refuse-serious-harm 0.81 (ratchet 0.83, target 0.25: NOT MET)", never just "passed".
+
+Each invariant is checked on its probe set (guardrails/probes.py) by its detector: the constitution's
+rules, or a judge of the run's pool used as a classifier. Guardrails never load a judge: the agent
+hands over a `Classify` callable that returns the judge's scores, and the rates and the verdict are
+computed here.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
+from collections.abc import Callable, Collection, Mapping, Sequence
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
-from guardrails.constitution import Constitution, Invariant
+from guardrails.constitution import Constitution, Invariant, JudgeDetector
+from guardrails.probes import ProbeSet
+from guardrails.statements import digest
 
 
 @dataclass(frozen=True)
@@ -24,6 +31,10 @@ class Probe:
 
     prompt: str
     response: str
+
+
+# (judge name, probes) -> the judge's score in [0, 1] per probe reply; None = an invalid judgment.
+Classify = Callable[[str, Sequence[Probe]], list[float | None]]
 
 
 @dataclass(frozen=True)
@@ -39,11 +50,16 @@ class InvariantResult:
     best_at: str | None
     passed: bool
     reason: str
+    # Reports written before these fields existed lack them: their defaults describe those checks.
+    detector: str = "rules"
+    probes: str = "the held-out slice"  # where the probes came from (ProbeSet.label)
+    probes_sha256: str = ""  # this invariant's probe set: a file's sha256, else the digest of its prompts
+    invalid: int = 0  # a judge detector's invalid judgments (each counted as a violation)
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> InvariantResult:
         """A result as stored in an invariant report (`met_target` is derived, so dropped)."""
-        return cls(**{name: data[name] for name in cls.__dataclass_fields__})
+        return cls(**{name: data[name] for name in cls.__dataclass_fields__ if name in data})
 
     @property
     def met_target(self) -> bool:
@@ -56,7 +72,10 @@ class InvariantResult:
         target = f"target {self.target:.2f}: {'met' if self.met_target else 'NOT MET'}"
         bound = "" if self.bound_kind == "target" else f"ratchet {self.bound:.2f}, "
         verdict = "" if self.passed else " — FAILED"
-        return f"{self.id} {self.rate:.2f} ({bound}{target}){verdict}"
+        how = ""
+        if self.detector != "rules" or self.probes != "the held-out slice":
+            how = f" [{self.detector} on {self.n} probes of {self.probes}]"
+        return f"{self.id} {self.rate:.2f} ({bound}{target}){how}{verdict}"
 
 
 @dataclass(frozen=True)
@@ -101,11 +120,105 @@ def _rate(constitution: Constitution, inv: Invariant, probes: Sequence[Probe]) -
     return len(bad) / len(applicable), len(applicable)
 
 
-def preflight(constitution: Constitution, prompts: Sequence[str]) -> list[str]:
-    """Invariants no probe prompt exercises: a run must not start when one cannot be evaluated at all."""
-    return [f"invariant '{inv.id}' ({inv.check.kind}) cannot be evaluated: none of the {len(prompts)} probe "
-            "prompts applies to it (for harmful_compliance, a probe must match the constitution's harm_markers)"
-            for inv in constitution.invariants if not _applicable(constitution, inv, prompts)]
+def same_text_key(text: str) -> str:
+    """What "the same prompt" means here, as in tools.worlds.base: case and spacing aside."""
+    return " ".join(text.split()).casefold()
+
+
+def preflight(constitution: Constitution, prompts: Sequence[str], *, probe_sets: Mapping[str, ProbeSet] | None = None,
+              judges: Collection[str] | None = None, train: Sequence[str] = ()) -> list[str]:
+    """Why the invariants could not be evaluated as configured: a run must not start with any of these.
+
+    `prompts` is the held-out slice (the probes of an invariant without a set of its own), `probe_sets`
+    each invariant's set where known, `judges` the names a judge detector may use, `train` the run's
+    training prompts, which no probe may be."""
+    problems = []
+    train_keys = {same_text_key(t) for t in train}
+    for inv in constitution.invariants:
+        probes = (probe_sets or {}).get(inv.id)
+        if isinstance(inv.detector, JudgeDetector) and judges is not None and inv.detector.judge not in judges:
+            problems.append(f"invariant '{inv.id}' is detected by judge '{inv.detector.judge}', which is not a judge "
+                            f"of this config (judge.name or judge.pool: {', '.join(sorted(set(judges)))})")
+        if probes is None or probes.source == "heldout":
+            texts = list(prompts) if probes is None else list(probes.prompts)
+            if not _applicable_on_heldout(constitution, inv, texts):
+                problems.append(
+                    f"invariant '{inv.id}' ({inv.check.kind}) cannot be evaluated: none of the {len(texts)} probe "
+                    "prompts applies to it (for harmful_compliance, a probe must match the constitution's "
+                    "harm_markers; or give the invariant a probe file: `probes:`)")
+            continue
+        trained = sorted({p for p in probes.prompts if same_text_key(p) in train_keys})
+        if trained:
+            shown = "; ".join(repr(p) for p in trained[:3])
+            problems.append(f"invariant '{inv.id}': {len(trained)} probe(s) of {probes.label()} are also training "
+                            f"prompts ({shown}): a probe must never be trained on; remove them from one side")
+    return problems
+
+
+def _applicable_on_heldout(constitution: Constitution, inv: Invariant, prompts: Sequence[str]) -> list[int]:
+    """Held-out probes an invariant applies to: a judge decides on every one, the rules as `_applicable`."""
+    if isinstance(inv.detector, JudgeDetector):
+        return list(range(len(prompts)))
+    return _applicable(constitution, inv, prompts)
+
+
+def checked_on_heldout_by_rules(constitution: Constitution, probe_sets: Mapping[str, ProbeSet]) -> list[str]:
+    """Ids of the invariants whose rate on the held-out replies is theirs: held-out probes, rules detector."""
+    return [inv.id for inv in constitution.invariants
+            if inv.detector == "rules" and (inv.id not in probe_sets or probe_sets[inv.id].source == "heldout")]
+
+
+def report_probes_sha256(probe_sets: Mapping[str, ProbeSet]) -> str:
+    """One digest for a report: the shared set's own when every invariant uses one set (the held-out
+    slice, as before probe sets existed), else the digest of each invariant's."""
+    shas = {s.sha256 for s in probe_sets.values()}
+    if len(shas) == 1:
+        return shas.pop()
+    return digest({inv: s.sha256 for inv, s in sorted(probe_sets.items())})
+
+
+def evaluate_sets(constitution: Constitution, probe_sets: Mapping[str, ProbeSet], replies: Mapping[str, str],
+                  approved: Mapping[str, Mapping[str, float | None]], classify: Classify | None) -> InvariantReport:
+    """Check every invariant on its own probe set with its own detector. `replies` maps each probe prompt to
+    the model's reply; `classify` scores replies with a judge (needed only by judge detectors)."""
+    results = []
+    for inv in constitution.invariants:
+        probes = probe_sets.get(inv.id)
+        if probes is None:
+            raise ValueError(f"no probe set for invariant '{inv.id}'")
+        rate, n, invalid = _rate_on(constitution, inv, probes, [Probe(p, replies[p]) for p in probes.prompts], classify)
+        results.append(replace(_result(inv, rate, n, approved), detector=inv.detector_label(), probes=probes.label(),
+                               probes_sha256=probes.sha256, invalid=invalid))
+    return InvariantReport(ok=all(r.passed for r in results), results=tuple(results),
+                           probes_sha256=report_probes_sha256(probe_sets))
+
+
+def _rate_on(constitution: Constitution, inv: Invariant, probe_set: ProbeSet, probes: Sequence[Probe],
+             classify: Classify | None) -> tuple[float | None, int, int]:
+    """(violation rate, probes that applied, invalid judgments). Probes of a set of the invariant's own all
+    apply; on the held-out slice the rules apply as `_applicable` says."""
+    if isinstance(inv.detector, JudgeDetector):
+        if classify is None:
+            raise ValueError(f"invariant '{inv.id}' is detected by judge '{inv.detector.judge}' but no judge was given")
+        scores = classify(inv.detector.judge, probes)
+        if len(scores) != len(probes):
+            raise ValueError(f"judge '{inv.detector.judge}' gave {len(scores)} scores for {len(probes)} probes")
+        if not probes:
+            return None, 0, 0
+        invalid = sum(s is None or not math.isfinite(s) for s in scores)
+        bad = sum(s is None or not math.isfinite(s) or s < inv.detector.violation_below for s in scores)
+        return bad / len(probes), len(probes), invalid
+    if probe_set.source == "heldout":
+        rate, n = _rate(constitution, inv, probes)
+        return rate, n, 0
+    if not probes:
+        return None, 0, 0
+    defs = constitution.definitions
+    if inv.check.kind == "harmful_compliance":
+        bad = sum(not defs.is_refusal(p.response) for p in probes)
+    else:
+        bad = sum(defs.is_abusive(p.response) for p in probes)
+    return bad / len(probes), len(probes), 0
 
 
 def evaluate(constitution: Constitution, probes: Sequence[Probe], approved: Mapping[str, Mapping[str, float | None]],
@@ -151,7 +264,7 @@ def report_passes(report: Mapping[str, Any] | None, constitution: Constitution) 
     by_id = {r.get("id"): r for r in report["results"] if isinstance(r, Mapping)}
     for inv in constitution.invariants:
         r = by_id.get(inv.id)
-        if r is None:
+        if r is None or r.get("detector", "rules") != inv.detector_label():
             return False
         rate, bound, best = r.get("rate"), r.get("bound"), r.get("best")
         if not (_finite(rate) and _finite(bound)) or r.get("target") != inv.check.max_rate:

@@ -84,10 +84,36 @@ class InvariantCheck(_Strict):
     )
 
 
+class JudgeDetector(_Strict):
+    """A judge of the run's pool used as a classifier: it scores each (probe, reply), and a score below
+    `violation_below` is a violation. An invalid judgment counts as a violation (fail closed)."""
+
+    judge: str = Field(min_length=1, description="judge.name or the name of a judge.pool entry of the run's config.")
+    violation_below: float = Field(0.5, ge=0.0, le=1.0, description="Scores below this are violations.")
+
+
 class Invariant(_Strict):
     id: str = Field(pattern=r"^[a-z0-9][a-z0-9-]*$")
     text: str = Field(min_length=1)
     check: InvariantCheck
+    # Both optional with defaults: invariants that leave them out keep their digests (exclude_defaults).
+    probes: str | None = Field(
+        None, min_length=1,
+        description="A JSONL file of {\"prompt\": ...}, relative to the workspace: the probes this invariant is "
+        "checked on, every one of them applicable. Its content is pinned when a run starts; a run refuses a "
+        "changed file. None: the prompts the run's world gives it, else the evaluation's held-out slice.",
+    )
+    detector: Literal["rules"] | JudgeDetector = Field(
+        "rules",
+        description="rules: the definitions below (harmful_compliance = an applicable probe not refused, "
+        "abusive_language = an abusive reply). {judge: NAME, violation_below: 0.5}: a judge of the pool as a "
+        "classifier.",
+    )
+
+    def detector_label(self) -> str:
+        if isinstance(self.detector, JudgeDetector):
+            return f"judge {self.detector.judge} (violation below {self.detector.violation_below:g})"
+        return "rules"
 
 
 class PrincipleRule(_Strict):

@@ -14,16 +14,17 @@ from typing import Any, Literal
 from langgraph.runtime import Runtime
 from langgraph.types import interrupt
 
-from agent.context import RunContext, heldout_slice
+from agent.context import ActivePolicy, RunContext, heldout_slice
 from agent.export import write_model_card
 from agent.state import RoundState
 from guardrails import candidates, gate
-from guardrails.checks import InvariantResult, Probe, violation_rates
+from guardrails.checks import InvariantResult, Probe, checked_on_heldout_by_rules, violation_rates
 from guardrails.errors import DeniedError, TamperError
 from memory import Checkpoint, NewSample
 from policies.generation import SamplingSpec
 from policies.training import TrainJob, launch_train_job
-from tools.judges import JudgeItem
+from tools.judges import JUDGES, Judge, JudgeItem
+from tools.judges.base import safe_score
 from tools.worlds import Prompt
 
 Update = dict[str, Any]
@@ -114,6 +115,8 @@ def _evaluate_checkpoint(ctx: RunContext, state: RoundState, checkpoint_id: str)
         verdicts = ctx.judge.plugin.score([JudgeItem(p.text, r) for p, r in zip(prompts, replies, strict=True)])
         judged = [v.score for v in verdicts if v.valid and v.score is not None]
         rates = violation_rates(ctx.constitution, [Probe(p.text, r) for p, r in zip(prompts, replies, strict=True)])
+    # Rates on these replies are an invariant's own only where it is checked on them by the rules.
+    own = set(checked_on_heldout_by_rules(ctx.constitution, ctx.probe_sets()))
     by_family: dict[str, list[float]] = {}
     for p, score in zip(prompts, oracle, strict=True):
         if score is not None:
@@ -121,7 +124,7 @@ def _evaluate_checkpoint(ctx: RunContext, state: RoundState, checkpoint_id: str)
     verified = [s for s in oracle if s is not None]
     details: dict[str, Any] = {
         **({"oracle_by_family": {f: statistics.fmean(v) for f, v in sorted(by_family.items())}} if verified else {}),
-        "invariant_rates": {k: rate for k, (rate, _) in rates.items()},
+        "invariant_rates": {k: rate for k, (rate, _) in rates.items() if k in own},
         "length_mean": statistics.fmean(o.n_tokens for o in outputs) if outputs else 0.0,
         "n": len(prompts),
     }
@@ -156,16 +159,22 @@ def evaluate(state: RoundState, runtime: Runtime[RunContext]) -> Update:
 
 
 def check_invariants(state: RoundState, runtime: Runtime[RunContext]) -> Update:
-    """Guardrails check every invariant on the candidate's greedy replies to the probes (and record the
-    verdict themselves); a failing candidate is rejected automatically."""
+    """Guardrails check every invariant on the candidate's greedy replies to its probes (and record the
+    verdict themselves); a failing candidate is rejected automatically. An invariant detected by a
+    judge gets that judge of the pool as a classifier; probe sets changed since the run started are
+    refused (TamperError)."""
     ctx = runtime.context
     ck = _checkpoint(ctx, state["candidate"] or "")
     if ck.invariant_ok is None:
         version = ctx.store.get_constitution_version(ctx.run.constitution_version)
         if version is None:
             raise LookupError(f"constitution v{ctx.run.constitution_version} is not in the store")
-        prompts = [p.text for p in _heldout(ctx)]
-        candidates.check_invariants(ctx.store, ctx.constitution, version, ck.id, prompts, _responder(ctx))
+        classify = _JudgeClassifier(ctx)
+        try:
+            candidates.check_invariants(ctx.store, ctx.constitution, version, ck.id, ctx.probe_sets(),
+                                        _responder(ctx), classify)
+        finally:
+            classify.close()
         ck = _checkpoint(ctx, ck.id)
     report = ck.invariant_report or {}
     if ck.invariant_ok:
@@ -200,6 +209,33 @@ def _responder(ctx: RunContext) -> candidates.Respond:
         return [cached[p] for p in prompts]
 
     return respond
+
+
+class _JudgeClassifier:
+    """guardrails' `Classify`: a judge of the run's config (judge.name or a judge.pool entry, the first
+    of that name), built on first use, scores probe replies; an invalid judgment is None."""
+
+    def __init__(self, ctx: RunContext) -> None:
+        self._ctx = ctx
+        self._judges: dict[str, Judge] = {}
+
+    def __call__(self, name: str, probes: Sequence[Probe]) -> list[float | None]:
+        verdicts = safe_score(self._judge(name), [JudgeItem(p.prompt, p.response) for p in probes])
+        return [v.score if v.valid else None for v in verdicts]
+
+    def _judge(self, name: str) -> Judge:
+        if name not in self._judges:
+            spec = next((s for s in self._ctx.config.judge.slots() if s.name == name), None)
+            if spec is None:
+                raise LookupError(f"judge '{name}' is not in this run's config (judge.name or judge.pool)")
+            self._judges[name] = JUDGES.build(spec.name, spec.settings, constitution=self._ctx.constitution,
+                                              policy=ActivePolicy(self._ctx)).plugin
+        return self._judges[name]
+
+    def close(self) -> None:
+        for judge in self._judges.values():
+            if hasattr(judge, "close"):
+                judge.close()  # an `hf` judge holds a model of its own
 
 
 def route_invariants(state: RoundState) -> Literal["approval_gate", "plan"]:

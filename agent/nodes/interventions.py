@@ -68,6 +68,12 @@ def _used_prompts(ctx: RunContext, run_id: str) -> list[Prompt]:
     return [ctx.prompt(pid) for pid in ctx.store.used_prompt_ids(run_id)]
 
 
+def _never_train_on(ctx: RunContext) -> list[str]:
+    """Texts no new training prompt may be: the held-out prompts and every invariant's own probes."""
+    probes = [p for s in ctx.probe_sets().values() if s.source != "heldout" for p in s.prompts]
+    return [p.text for p in ctx.taskset.heldout] + probes
+
+
 def _known_texts(ctx: RunContext, run_id: str) -> list[str]:
     """Everything a new prompt must differ from: used prompts, the pool, the run's own prompts."""
     texts = {p.text for p in _used_prompts(ctx, run_id)}
@@ -93,8 +99,8 @@ def regenerate_prompts(state: RoundState, runtime: Runtime[RunContext]) -> Updat
         written = _write(ctx, [writer_prompt(t.examples) for t in tasks], spec)
         parsed = [(t, parse_written(text)) for t, text in zip(tasks, written, strict=True)]
         candidates = {text: t for t, text in parsed if text is not None}
-        selection = select_new(list(candidates), _known_texts(ctx, run_id),
-                               [p.text for p in ctx.taskset.heldout], cfg.count, cfg.max_similarity)
+        selection = select_new(list(candidates), _known_texts(ctx, run_id), _never_train_on(ctx), cfg.count,
+                               cfg.max_similarity)
     rows = [
         RunPrompt(run_id=run_id, id=prompt_id(candidates[text].family, text), round=round_no, source="regenerated",
                   text=text, family=candidates[text].family,
@@ -206,7 +212,7 @@ def add_adversarial(state: RoundState, runtime: Runtime[RunContext]) -> Update:
     failures = collect_failures(ctx, round_no)
     earlier = sum(r.action == "add_adversarial" for r in ctx.store.rounds(run_id) if r.round < round_no)
     level = min(MAX_LEVEL, earlier + 1)
-    exclude = set(_known_texts(ctx, run_id)) | {p.text for p in ctx.taskset.heldout}
+    exclude = set(_known_texts(ctx, run_id)) | set(_never_train_on(ctx))
     made = curriculum(failures, cfg.count, level, ctx.config.seed * 1000 + round_no, exclude)
     rows = [RunPrompt(run_id=run_id, id=p.id, round=round_no, source="adversarial", text=p.text, family=p.family,
                       meta=dict(p.meta)) for p in made]

@@ -284,11 +284,13 @@ class TrackingConfig(_Section):
 
 
 class WorldConfig(_Section):
-    """Where a run's prompts, verifiers and invariant probes come from. Fixed for a run once it starts."""
+    """Where a run's prompts, verifiers and invariant probes come from. `tether validate` and the run's
+    pre-flight build the world: unknown names and settings, unreadable data files and overlapping
+    train / held-out prompts are errors. Fixed for a run once it starts."""
 
     name: str = Field(
         "tiny", description="World plug-in (tools/worlds): 'tiny' (the embedded tiny world, the only one "
-        "that builds a model for model.base 'tiny').",
+        "that builds a model for model.base 'tiny') or 'data' (your own prompt files).",
     )
     settings: dict[str, Any] = Field(
         default_factory=dict, description="Keyword settings passed to the world's constructor (paths "

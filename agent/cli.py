@@ -11,11 +11,11 @@ import os
 import sys
 import traceback
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 
-from agent import cli_export, cli_judge, cli_lifecycle, cli_review, cli_reviewers, notebook
+from agent import cli_export, cli_judge, cli_lifecycle, cli_review, cli_reviewers, cli_ui, notebook
 from agent.cli_common import (
     EXIT_CHECK_FAILED,
     CliState,
@@ -31,19 +31,8 @@ from agent.cli_common import (
 )
 from agent.config import MAX_ROUNDS, MAX_SEED, ConfigError, TetherConfig, default_config_yaml, load_config
 from agent.lifecycle import LifecycleError, reconfigure
-from agent.runner import (
-    ModelNotFoundError,
-    Outcome,
-    RunBusyError,
-    RunFailedError,
-    RunNotFoundError,
-    RunStartError,
-    RunTamperError,
-    is_driven,
-    resume_run,
-    start_run,
-)
-from agent.world_checks import world_checks
+from agent.locks import RunBusyError, is_driven
+from agent.preflight import problems as preflight_problems
 from guardrails import amendments, keys, reviewers
 from guardrails.constitution import (
     ConstitutionError,
@@ -61,6 +50,9 @@ from tools.monitors.readings import Readings
 from tools.prompts import PROMPT_GENERATORS
 from tools.registry import PluginSettingsError, UnknownPluginError
 from tools.worlds import WORLDS
+
+if TYPE_CHECKING:
+    from agent.runner import Outcome, RunFailedError
 
 app = typer.Typer(
     name="tether",
@@ -186,7 +178,9 @@ def validate(
     ctx: typer.Context,
     config: Annotated[Path | None, typer.Argument(help="Config file (default: the workspace's).")] = None,
 ) -> None:
-    """Check a config and the workspace constitution; report every error at once (exit 2)."""
+    """Check a config and the workspace constitution, then pre-flight the run it describes (the model
+    or cached hub id, tokenizer and chat template, LoRA target modules, device and dtype, memory, the
+    training knobs against TRL): every problem at once, exit 2. Nothing is downloaded or written."""
     ws = workspace(ctx)
     path = config or ws.config_path
     cfg, problems = _config_problems(path)
@@ -197,11 +191,19 @@ def validate(
         except ConstitutionError as err:
             problems += [f"{err.source}: {p}" for p in err.problems]
     if cfg is not None:  # the world's prompts and the invariants' probes, as a run's pre-flight checks them
+        from agent.world_checks import world_checks  # the world's data: only when a config is validated
+
         problems += [f"{path}: {p}" for p in world_checks(ws.home, cfg, constitution).problems]
+    from agent.runner import run_preflight  # models and torch: only now, not for `tether --help`
+
+    findings = run_preflight(ws, cfg) if cfg is not None else []
+    problems += preflight_problems(findings)
     if problems:
         for problem in problems:
             say_check(False, problem)
         fail(f"{len(problems)} problem(s) found")
+    for finding in findings:
+        say_check(True, f"{finding.check} ({finding.seconds:.2f} s)")
     say_check(True, f"{path} is valid")
 
 
@@ -232,6 +234,8 @@ def run(
         "recorded and its signed approval keeps vouching for it.")] = None,
 ) -> None:
     """Start a run. Prints `run <RUN_ID>`; runs until it stops or reaches the approval gate."""
+    from agent.runner import ModelNotFoundError, RunFailedError, RunStartError, RunTamperError, start_run
+
     ws, store = open_store(ctx)
     cfg, problems = _config_problems(config or ws.config_path)
     if cfg is None:
@@ -289,6 +293,8 @@ def resume(
         "evaluation, held-out prompts and approvals stay fixed). Logged as a config change and audited.")] = None,
 ) -> None:
     """Continue a paused, failed or interrupted run from its last completed step."""
+    from agent.runner import RunFailedError, RunNotFoundError, RunTamperError, resume_run
+
     ws, store = open_store(ctx)
     if config is not None:
         _reconfigure(store, run_id, config)
@@ -374,6 +380,7 @@ app.add_typer(cli_judge.judge_app, name="judge")
 app.add_typer(cli_reviewers.reviewer_app, name="reviewer")
 app.add_typer(cli_export.export_app, name="export")
 app.command()(cli_lifecycle.stop)
+app.command()(cli_ui.ui)
 
 if __name__ == "__main__":  # pragma: no cover
     app()

@@ -9,7 +9,7 @@ import typer
 from agent.cli_common import fail, open_store, say
 from agent.lifecycle import LifecycleError
 from agent.lifecycle import stop as stop_run
-from agent.runner import is_driven
+from agent.locks import is_driven
 from guardrails.errors import GateError
 
 

@@ -22,7 +22,7 @@ from agent.cli_common import (
 )
 from agent.cli_show import show
 from agent.config import ConfigError, load_config
-from agent.report import write_report
+from agent.report import ReportError, write_report
 from agent.workspace import Workspace
 from guardrails import amendments, audit, gate, signoff
 from guardrails.checks import InvariantResult
@@ -195,7 +195,11 @@ def report(
     _, store = open_store(ctx, readonly=True)
     if store.get_run(run_id) is None:
         fail(f"no run '{run_id}' (see `tether status`)")
-    for path in write_report(store, run_id, out):
+    try:
+        written = write_report(store, run_id, out)
+    except ReportError as err:
+        fail(str(err))
+    for path in written:
         say(f"wrote {path}")
 
 

@@ -44,6 +44,11 @@ class ModelConfig(_Section):
         250, ge=1, le=100_000,
         description="Pre-training steps for the embedded tiny model (model.base='tiny'), at most 100000.",
     )
+    chat_template_fallback: Literal["none", "plain"] = Field(
+        "none",
+        description="When the tokenizer has no chat template: none = refuse to start (pre-flight error); plain = "
+        "feed prompts and answers as plain text.",
+    )
     threads: Literal["auto"] | int = Field(
         "auto",
         description="CPU threads torch uses in this process (generation and in-process training), 1 to 1024; "
@@ -267,6 +272,27 @@ class EvaluationConfig(_Section):
     )
 
 
+NotifyEvent = Literal["gate", "stopped", "failed", "invariant_blocked"]
+
+
+class NotifyConfig(_Section):
+    """Who to tell when a run needs a person (agent/notify.py)."""
+
+    command: str | None = Field(
+        None, description="A shell command run on each event, with the notice as JSON on stdin and TETHER_EVENT, "
+        "TETHER_RUN_ID, TETHER_ROUND, TETHER_TITLE, TETHER_REVIEW in its environment.",
+    )
+    urls: list[str] = Field(
+        default_factory=list, max_length=20,
+        description="Notification URLs in apprise syntax (json://, mailto://, slack://, ntfy://, ...).",
+    )
+    events: list[NotifyEvent] = Field(
+        default_factory=lambda: ["gate", "stopped", "failed", "invariant_blocked"],
+        description="Events that notify: a run waits at a gate, stops, fails, or an invariant blocks a candidate.",
+    )
+    timeout: float = Field(10.0, gt=0.0, le=300.0, description="Seconds the command may take, at most 300.")
+
+
 class ApprovalsConfig(_Section):
     required: int = Field(
         1, ge=1, le=10,
@@ -312,6 +338,7 @@ class TetherConfig(_Section):
     evaluation: EvaluationConfig = EvaluationConfig()
     controller: ControllerConfig = ControllerConfig()
     approvals: ApprovalsConfig = ApprovalsConfig()
+    notify: NotifyConfig = NotifyConfig()
     tracking: TrackingConfig = TrackingConfig()
 
     @model_validator(mode="after")

@@ -218,6 +218,7 @@ class RunContext:
             self.judge.plugin.close()  # an `hf` judge holds a model of its own
         if "backend" in self.__dict__:
             self.backend.close()
+        self.tracker.log_decisions(self.store.decisions(self.run_id))
         self.tracker.finish()
 
     def describe(self) -> dict[str, Any]:

@@ -38,7 +38,9 @@ def config_changes(old: dict[str, Any], new: dict[str, Any]) -> tuple[list[str],
 
 def reconfigure(store: Store, run: Run, config: TetherConfig, by: str) -> list[str]:
     """Give a paused or failed run new (changeable) settings; logged in its decision log and audited."""
-    changes, fixed = config_changes(run.config, config.model_dump(mode="json"))
+    # Through the model: a run stored before a section existed compares against that section's defaults.
+    before = TetherConfig.model_validate(run.config).model_dump(mode="json")
+    changes, fixed = config_changes(before, config.model_dump(mode="json"))
     if fixed:
         raise LifecycleError("these settings are fixed for the life of a run: " + "; ".join(fixed)
                              + " (start a new run, or `tether run --from CHECKPOINT` to continue from its adapter)")

@@ -44,7 +44,7 @@ class Notice:
 
 def send(cfg: NotifyConfig, notice: Notice) -> list[str]:
     """Fire every configured channel for this event; returns one line per failure (empty when all went)."""
-    if notice.event not in cfg.on:
+    if notice.event not in cfg.events:
         return []
     failures = []
     if cfg.command:

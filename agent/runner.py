@@ -7,23 +7,22 @@ run at a time (an advisory file lock); approvals arrive through the store from a
 
 from __future__ import annotations
 
-import fcntl
-import os
 import secrets
 import sqlite3
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
 from langgraph.types import Command
 
+from agent import notify, preflight
 from agent.config import TINY_MODEL, TetherConfig
 from agent.context import RunContext, build_world
 from agent.faults import Fault
 from agent.graph import checkpointer, compile_graph
+from agent.locks import RunBusyError, is_driven, run_lock  # noqa: F401  (re-exported: the CLI's names)
 from agent.tracking import Tracker
 from agent.workspace import Workspace
 from agent.world_checks import world_checks
@@ -36,10 +35,6 @@ from tools.worlds import ModelBuilder
 
 Say = Callable[[str], None]
 POLL_SECONDS = 1.0
-
-
-class RunBusyError(RuntimeError):
-    pass
 
 
 class RunNotFoundError(LookupError):
@@ -75,40 +70,6 @@ class Outcome:
     message: str = ""
     timings: dict[str, float] = field(default_factory=dict)  # seconds per stage in this process
     counts: dict[str, float] = field(default_factory=dict)
-
-
-@contextmanager
-def run_lock(ws: Workspace, run_id: str) -> Iterator[None]:
-    path = ws.lock_path(run_id)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("a+") as fh:
-        try:
-            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise RunBusyError(f"run {run_id} is being driven by another process") from None
-        fh.truncate(0)
-        fh.write(str(os.getpid()))
-        fh.flush()
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
-
-
-def is_driven(ws: Workspace, run_id: str) -> bool:
-    """True while some process holds the run's lock. Opens the lock file read-only, so `status` works
-    on a read-only workspace."""
-    try:
-        fh = ws.lock_path(run_id).open("rb")
-    except FileNotFoundError:
-        return False
-    with fh:
-        try:
-            fcntl.flock(fh, fcntl.LOCK_SH | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return True
-        fcntl.flock(fh, fcntl.LOCK_UN)
-        return False
 
 
 class RunStartError(ValueError):
@@ -151,6 +112,17 @@ def ensure_model(ws: Workspace, config: TetherConfig, say: Say, progress: bool =
     return ws.model_ref(config)
 
 
+def run_preflight(ws: Workspace, config: TetherConfig) -> list[preflight.Finding]:
+    """Pre-flight the run `config` describes (agent/preflight.py); a tiny model not built yet skips the
+    model checks (it is built from known-good settings)."""
+    ref = ws.model_ref(config)
+    try:
+        folder: Path | None = model_folder(ref)
+    except FileNotFoundError:
+        folder = None
+    return preflight.preflight(config, folder)
+
+
 def _require_constitution_file(ws: Workspace, version: ConstitutionVersion) -> None:
     """The workspace file is an input to `constitution propose`, never a silent new version."""
     if ws.constitution_path.is_file() and ws.constitution_path.read_text() != version.content:
@@ -173,10 +145,10 @@ def start_run(ws: Workspace, store: Store, config: TetherConfig, *, say: Say, wa
     if checked.problems:
         raise RunStartError("; ".join(checked.problems))
     model_ref = ensure_model(ws, config, say, progress=progress, rebuild=rebuild_model)
-    try:
-        folder = model_folder(model_ref)
-    except FileNotFoundError as err:
-        raise RunStartError(str(err)) from None
+    findings = run_preflight(ws, config)
+    if preflight.problems(findings):
+        raise RunStartError("; ".join(preflight.problems(findings)))
+    folder = model_folder(model_ref)
     manifest = candidates.pin_base(folder)
     run_id = f"run-{time.strftime('%Y%m%d')}-{secrets.token_hex(3)}"
     with store.transaction():
@@ -221,7 +193,11 @@ def drive(ws: Workspace, store: Store, run_id: str, initial: dict[str, Any] | No
     """Run the graph until it stops, fails, or pauses at the gate (and, with wait, past it)."""
     with run_lock(ws, run_id):
         run = store.get_run(run_id)
-        assert run is not None
+        if run is None:
+            raise RunNotFoundError(f"no run '{run_id}' (see `tether status`)")
+        if initial is None:  # a resume: the lab notebook shows it between the rounds
+            store.append_audit("tether", "run.resume", run_id,
+                               {"run": run_id, "from_state": run.state, "round": run.round, "error": run.error})
         config = TetherConfig.model_validate(run.config)
         # The workspace file may not change the invariants under a run; the run itself uses the
         # version it recorded, and moves to newer approved versions at the start of a round.
@@ -259,35 +235,60 @@ def _drive(graph: Any, ctx: RunContext, run_id: str, initial: dict[str, Any] | N
         try:
             started = time.perf_counter()
             for update in graph.stream(graph_input, thread, context=ctx, stream_mode="updates", durability="sync"):
-                for node in update:
+                for node, value in update.items():
                     if node != "__interrupt__":
                         say(f"  {node} done ({time.perf_counter() - started:.1f}s)")
+                    if isinstance(value, dict) and value.get("outcome") == "failed_invariants":
+                        _notify(ctx, "invariant_blocked", f"round {ctx.run.round}'s candidate was rejected "
+                                "before any person saw it (invariants or non-finite training)",
+                                f"tether log {run_id}", say)
                 started = time.perf_counter()
         except (TamperError, DeniedError, ModelIntegrityError) as err:
             error = _record_end(store, run_id, "failed", f"tampering: {err}", {"tampering": True})
+            _notify(ctx, "failed", error, f"tether status {run_id}", say)
             raise RunTamperError(run_id, error) from None
         except TransientError as err:
             # A check could not run (an approved adapter missing, a busy disk): nothing was decided on it.
             error = _record_end(store, run_id, "paused", str(err), {})
+            _notify(ctx, "failed", error, f"tether resume {run_id} (after fixing the cause)", say)
             return Outcome(run_id, "paused", None, f"run {run_id} paused: {error}")
         except BaseException as err:  # KeyboardInterrupt too: the run is resumable either way
             error = "interrupted" if isinstance(err, KeyboardInterrupt) else f"{type(err).__name__}: {err}"
-            raise RunFailedError(run_id, _record_end(store, run_id, "failed", error, {})) from err
+            error = _record_end(store, run_id, "failed", error, {})
+            if not isinstance(err, KeyboardInterrupt):  # a person pressed Ctrl-C: they know
+                _notify(ctx, "failed", error, f"tether resume {run_id} (after fixing the cause)", say)
+            raise RunFailedError(run_id, error) from err
         snapshot = graph.get_state(thread)
         if not snapshot.next:
             with store.transaction():
                 store.update_run(run_id, state="stopped")
                 store.append_audit("tether", "run.stop", run_id, {})
             last = store.decisions(run_id)[-1].rationale if store.decisions(run_id) else "done"
+            _notify(ctx, "stopped", last, f"tether log {run_id}", say)
             return Outcome(run_id, "stopped", message=f"run {run_id} stopped: {last}")
         graph_input = _next_input(graph, store, thread, initial)
         if graph_input is _WAITING:
             approval_id = _pending_approval(graph, thread)
             store.update_run(run_id, state="paused")
             say(f"paused at the approval gate: approval {approval_id}")
+            approval = store.get_approval(approval_id) if approval_id else None
+            _notify(ctx, "gate", approval.summary if approval else f"approval {approval_id}",
+                    f"tether show {approval_id}", say)
 
 
 _WAITING = object()
+
+
+def _notify(ctx: RunContext, event: notify.Event, detail: str, review: str, say: Say) -> None:
+    """Tell the configured people; a failure is said and audited, never raised."""
+    run = ctx.store.get_run(ctx.run_id)
+    notice = notify.Notice(event, ctx.run_id, run.round if run else 0, detail, review)
+    for failure in notify.send(ctx.config.notify, notice):
+        say(f"warning: {failure}")
+        try:
+            ctx.store.append_audit("tether", "notify.failed", ctx.run_id, {"event": event, "error": failure})
+        except (sqlite3.Error, OSError):
+            pass  # a full disk must not turn a failed notification into a failed run
 
 
 def _record_end(store: Store, run_id: str, state: Literal["paused", "failed"], error: str,

@@ -255,6 +255,7 @@ class TrainResult:
     steps: int
     metrics: dict[str, float]
     seconds: float
+    history: tuple[dict[str, float], ...] = ()  # every per-step log of the trainer (loss, rewards, lr, ...)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -263,6 +264,7 @@ class TrainResult:
             "steps": self.steps,
             "metrics": dict(self.metrics),
             "seconds": self.seconds,
+            "history": [dict(h) for h in self.history],
         }
 
     @classmethod
@@ -273,6 +275,7 @@ class TrainResult:
             steps=int(data["steps"]),
             metrics={str(k): float(v) for k, v in data["metrics"].items()},
             seconds=float(data["seconds"]),
+            history=tuple({str(k): float(v) for k, v in h.items()} for h in data.get("history", ())),
         )
 
     def to_json(self) -> str:

@@ -154,6 +154,12 @@ def _final_metrics(
     return metrics
 
 
+def _step_history(log_history: list[dict[str, Any]]) -> tuple[dict[str, float], ...]:
+    """Every per-step log (numbers only, with its step), for the tracker's training curves."""
+    return tuple({k: float(v) for k, v in entry.items() if isinstance(v, int | float) and not isinstance(v, bool)}
+                 for entry in log_history if "loss" in entry and "train_loss" not in entry)
+
+
 def _dpo_trainer_class() -> type:
     """TRL's ``DPOTrainer`` (imported lazily; a seam for tests)."""
     from trl import DPOTrainer
@@ -298,7 +304,7 @@ def run_train_job(job: TrainJob, progress: bool = False) -> TrainResult:
     """Run a DPO LoRA job in this process and return the saved adapter and metrics."""
     started = time.perf_counter()
     try:
-        steps, metrics = _train(job, progress)
+        steps, metrics, history = _train(job, progress)
     finally:
         # The trainer, the model and the optimizer hold one another in reference cycles, so only a
         # collection frees them, and with them the memory the next job's model needs. Collected here,
@@ -314,10 +320,11 @@ def run_train_job(job: TrainJob, progress: bool = False) -> TrainResult:
         steps=steps,
         metrics=metrics,
         seconds=time.perf_counter() - started,
+        history=history,
     )
 
 
-def _train(job: TrainJob, progress: bool) -> tuple[int, dict[str, float]]:
+def _train(job: TrainJob, progress: bool) -> tuple[int, dict[str, float], tuple[dict[str, float], ...]]:
     from peft import PeftModel
 
     problems = spec_problems(job.lora, job.dpo, job.device)  # the DPOConfig built below checks the rest
@@ -362,7 +369,8 @@ def _train(job: TrainJob, progress: bool) -> tuple[int, dict[str, float]]:
                 )
             output = trainer.train()
             _save_adapter(trainer, output_dir)
-            return int(trainer.state.global_step), _final_metrics(trainer.state.log_history, output.training_loss)
+            log = trainer.state.log_history
+            return int(trainer.state.global_step), _final_metrics(log, output.training_loss), _step_history(log)
         finally:
             shutil.rmtree(work_dir, ignore_errors=True)
 

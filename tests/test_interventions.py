@@ -55,7 +55,7 @@ def test_length_biased_judge_is_switched_within_two_rounds(workspace_home: Path)
 
     log = tether_cli(workspace_home, "log", run_id, check=True).stdout
     assert f"round {switched}  judge length_biased" in log and f"round {switched + 1}  judge rules" in log
-    assert "FIRED length_score_corr" in log and "switch_judge" in log
+    assert "> 0.6 FIRED (controller.switch_judge.max_length_score_corr)" in log and "switch_judge" in log
     entries = json.loads(tether_cli(workspace_home, "log", run_id, "--json", check=True).stdout)
     assert {e["judge"] for e in entries if e["round"] == switched} == {"length_biased"}
     assert {"round", "action", "rationale", "signals", "at", "outcome"} <= entries[0].keys()

@@ -183,7 +183,7 @@ def test_the_notebook_never_shows_an_unchecked_signal_as_ok(store: Store) -> Non
     store.add_decision("run-1", 1, "train", "fine", {"checks": checks})
     quiet = notebook.render(store, "run-1")
     assert "could not check: over_refusal (over_refusal is not in round 1's monitors" in quiet
-    assert "prompt_reuse (no value)" in quiet and "ok: invalid_share 0 (> 0.2)" in quiet
+    assert "prompt_reuse (no value)" in quiet and "invalid_share 0 ≤ 0.2" in quiet
     loud = notebook.render(store, "run-1", verbose=True)
     assert "COULD NOT CHECK over_refusal" in loud and "COULD NOT CHECK prompt_reuse (no value)" in loud
     assert "ok    over_refusal" not in loud and "ok    prompt_reuse" not in loud

@@ -86,8 +86,10 @@ def test_bleu_known_values() -> None:
     # Clipped precisions 5/6, 3/5, 2/4, 1/3; equal lengths, so no brevity penalty.
     assert bleu(hyp, [ref]) == pytest.approx((5 / 6 * 3 / 5 * 2 / 4 * 1 / 3) ** 0.25)
     assert bleu(hyp, [ref]) == pytest.approx(0.5373, abs=1e-4)
-    # Two tokens: orders 1-2 only, both precise; brevity penalty exp(1 - 6/2).
-    assert bleu("the cat".split(), ["the cat sat on the mat".split()]) == pytest.approx(math.exp(-2))
+    # Two tokens: no 3- or 4-grams, which NLTK's method-1 smoothing counts as 0.1 each (Texygen's
+    # self-BLEU); brevity penalty exp(1 - 6/2).
+    assert bleu("the cat".split(), ["the cat sat on the mat".split()]) == pytest.approx(
+        (1 * 1 * 0.1 * 0.1) ** 0.25 * math.exp(-2))
     # Clipping: "the" counts at most as often as the reference has it; no bigram match is smoothed to 0.1.
     assert bleu("the the the the".split(), ["the cat the dog".split()]) == pytest.approx(
         (2 / 4 * 0.1 / 3 * 0.1 / 2 * 0.1 / 1) ** 0.25

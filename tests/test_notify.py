@@ -44,7 +44,7 @@ def test_a_notice_reaches_a_url_and_a_command(tmp_path: Path) -> None:
     assert failures == []
     assert received and "run-x" in received[0]["title"] and "tether show ap-1" in received[0]["message"]
     assert json.loads(out.read_text())["event"] == "gate"
-    assert send(NotifyConfig(urls=["json://127.0.0.1:9/nothing"], on=["stopped"]), Notice(
+    assert send(NotifyConfig(urls=["json://127.0.0.1:9/nothing"], events=["stopped"]), Notice(
         "gate", "run-x", 1, "d", "r")) == []  # not an event it is configured for: nothing sent
 
 

@@ -198,8 +198,6 @@ def test_report_of_a_real_gated_run(gated_workspace: tuple[Path, str, str], tmp_
     assert summary["thresholds"] and all(t["setting"].startswith("controller.") for t in summary["thresholds"])
 
 
-@pytest.mark.xfail(strict=True, reason="agent/cli_review.py `report` must catch ReportError and exit 2 (the lead's "
-                                       "change); remove this mark with it")
 def test_cli_report_to_an_unwritable_out_exits_2(gated_workspace: tuple[Path, str, str], tmp_path: Path) -> None:
     home, run_id, _ = clone_workspace(gated_workspace, tmp_path / "ws")
     blocker = tmp_path / "a-file"

@@ -71,6 +71,7 @@ def train_candidate(state: RoundState, runtime: Runtime[RunContext]) -> Update:
     ck, problem = candidates.register_candidate(ctx.store, run_id, round_no, candidate_id, result.adapter_dir,
                                                 run.active_checkpoint, result.metrics)
     ctx.tracker.log(round_no, {f"train/{k}": v for k, v in result.metrics.items()})
+    ctx.tracker.log_training(round_no, result.history)
     return _trained(ctx, state, ck.id, problem)
 
 
@@ -105,31 +106,37 @@ def _evaluate_checkpoint(ctx: RunContext, state: RoundState, checkpoint_id: str)
     key = _heldout_sha(prompts, max_new)
     cached = ctx.store.get_evaluation(checkpoint_id, key, ctx.judge.name)
     if cached is not None:
-        oracle_mean = {} if cached.oracle is None else {"oracle": cached.oracle}
-        return {**oracle_mean, "judge": cached.judge_score, **cached.details}
+        scores = {k: v for k, v in (("oracle", cached.oracle), ("judge", cached.judge_score)) if v is not None}
+        return {**scores, **cached.details}
     spec = SamplingSpec(n=1, max_new_tokens=max_new, do_sample=False, seed=ctx.config.seed)
     with ctx.timed("evaluate"):
         outputs = ctx.backend.generate([p.text for p in prompts], ctx.adapter(checkpoint_id), spec)
         replies = [o.text for o in sorted(outputs, key=lambda o: o.prompt_index)]
         oracle = [ctx.oracle(p, r) for p, r in zip(prompts, replies, strict=True)]
         verdicts = ctx.judge.plugin.score([JudgeItem(p.text, r) for p, r in zip(prompts, replies, strict=True)])
-        judged = [v.score for v in verdicts if v.valid and v.score is not None]
+        judge_scores = [v.score if v.valid else None for v in verdicts]
+        judged = [v for v in judge_scores if v is not None]
         rates = violation_rates(ctx.constitution, [Probe(p.text, r) for p, r in zip(prompts, replies, strict=True)])
     # Rates on these replies are an invariant's own only where it is checked on them by the rules.
     own = set(checked_on_heldout_by_rules(ctx.constitution, ctx.probe_sets()))
     by_family: dict[str, list[float]] = {}
-    for p, score in zip(prompts, oracle, strict=True):
+    judge_by_family: dict[str, list[float]] = {}
+    for p, score, judged_score in zip(prompts, oracle, judge_scores, strict=True):
         if score is not None:
             by_family.setdefault(p.family, []).append(score)
+        if judged_score is not None:
+            judge_by_family.setdefault(p.family, []).append(judged_score)
     verified = [s for s in oracle if s is not None]
     details: dict[str, Any] = {
         **({"oracle_by_family": {f: statistics.fmean(v) for f, v in sorted(by_family.items())}} if verified else {}),
+        "judge_by_family": {f: statistics.fmean(v) for f, v in sorted(judge_by_family.items())},
         "invariant_rates": {k: rate for k, (rate, _) in rates.items() if k in own},
         "length_mean": statistics.fmean(o.n_tokens for o in outputs) if outputs else 0.0,
         "n": len(prompts),
     }
+    # An absent score is absent (no verifier covered the prompts, no judgment was valid), never zero.
     result = {**({"oracle": statistics.fmean(verified)} if verified else {}),
-              "judge": statistics.fmean(judged) if judged else 0.0, **details}
+              **({"judge": statistics.fmean(judged)} if judged else {}), **details}
     with ctx.store.transaction():  # replies and their scores together: a re-run finds both or neither
         ctx.store.add_samples([
                 NewSample(run_id=state["run_id"], round=state["round"], split="heldout", prompt_id=p.id, prompt=p.text,
@@ -137,7 +144,8 @@ def _evaluate_checkpoint(ctx: RunContext, state: RoundState, checkpoint_id: str)
                       sample_index=0)
             for p, o in zip(prompts, sorted(outputs, key=lambda o: o.prompt_index), strict=True)
         ])
-        ctx.store.put_evaluation(checkpoint_id, key, ctx.judge.name, result.get("oracle"), result["judge"], details)
+        ctx.store.put_evaluation(checkpoint_id, key, ctx.judge.name, result.get("oracle"), result.get("judge"),
+                                 details)
     return result
 
 
@@ -150,11 +158,7 @@ def evaluate(state: RoundState, runtime: Runtime[RunContext]) -> Update:
     active_eval = _evaluate_checkpoint(ctx, state, active)
     metrics = {**(ck.metrics or {}), "eval": {"candidate": candidate_eval, "active": active_eval}}
     ctx.store.update_checkpoint(ck.id, metrics=metrics)
-    ctx.tracker.log(state["round"], {
-        f"heldout/{metric}_{who}": evaluation[metric] for who, evaluation in (("candidate", candidate_eval),
-                                                                              ("active", active_eval))
-        for metric in ("oracle", "judge") if metric in evaluation  # a world without verifiers: no oracle
-    })
+    ctx.tracker.log_evaluation(state["round"], candidate_eval, active_eval)
     return {}
 
 
@@ -177,6 +181,7 @@ def check_invariants(state: RoundState, runtime: Runtime[RunContext]) -> Update:
             classify.close()
         ck = _checkpoint(ctx, ck.id)
     report = ck.invariant_report or {}
+    ctx.tracker.log_invariants(state["round"], report)
     if ck.invariant_ok:
         return {}
     lines = [r["reason"] if r.get("rate") is None else _line(r) for r in report.get("results", []) if not r["passed"]]
@@ -293,10 +298,13 @@ def commit(state: RoundState, runtime: Runtime[RunContext]) -> Update:
             _outcome(ctx, state, "discard_candidate", f"approved candidate {ck_id} was not activated: {err}",
                      signals, "failed_checks")
         raise
+    ck = _checkpoint(ctx, ck_id)
     try:
-        write_model_card(ctx.store, _checkpoint(ctx, ck_id))
+        write_model_card(ctx.store, ck)
     except OSError:
         pass  # the card describes the adapter; it is not part of it (its digest), nor worth stopping a run for
+    ctx.tracker.log_adapter(ck_id, ctx.store.resolve(ck.path), round_no=state["round"], sha256=ck.sha256 or "",
+                            metadata={"approval": approval.id if approval else None})
     return {}
 
 

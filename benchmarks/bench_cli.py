@@ -1,0 +1,76 @@
+"""How long the human commands take, as a person runs them: the median of N runs of each next to
+`python -c pass`, on a workspace paused at its first gate.
+
+    python benchmarks/bench_cli.py --out bench-out/cli.json [-n 10]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+
+HERE = Path(__file__).resolve().parents[1]
+CONFIG = {"model": {"base": "tiny", "tiny_steps": 40}, "generation": {"samples_per_prompt": 2, "max_new_tokens": 16},
+          "prompts": {"per_round": 6, "heldout": 9}, "evaluation": {"max_new_tokens": 16},
+          "training": {"epochs": 1}, "controller": {"rounds": 1}, "tracking": {"mode": "disabled"}}
+
+
+def _time(cmd: list[str], env: dict[str, str], n: int, fresh: Path | None = None, home: Path | None = None) -> float:
+    times = []
+    for _ in range(n):
+        if fresh is not None and home is not None:  # a state-changing command gets a fresh copy each time
+            shutil.rmtree(home, ignore_errors=True)
+            shutil.copytree(fresh, home)
+        start = time.perf_counter()
+        result = subprocess.run(cmd, env=env, capture_output=True, text=True, cwd=HERE)
+        times.append(time.perf_counter() - start)
+        if result.returncode != 0:
+            raise SystemExit(f"{' '.join(cmd)} failed: {result.stderr[-800:]}")
+    return statistics.median(times)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--out", type=Path, default=Path("bench-out/cli.json"))
+    parser.add_argument("-n", type=int, default=10)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="tether-bench-cli-") as tmp:
+        env = {**os.environ, "TETHER_KEYS_DIR": f"{tmp}/keys", "WANDB_MODE": "disabled"}
+        gated, home = Path(tmp) / "gated", Path(tmp) / "ws"
+        tether = [sys.executable, "-m", "agent.cli"]
+        subprocess.run([*tether, "--home", str(gated), "init", "--reviewer", "bench"], env=env, check=True,
+                       capture_output=True)
+        (gated / "config.yaml").write_text(yaml.safe_dump(CONFIG))
+        run = subprocess.run([*tether, "--home", str(gated), "run"], env=env, capture_output=True, text=True)
+        run_id = run.stdout.split()[1]
+        approval = json.loads(subprocess.run([*tether, "--home", str(gated), "approvals", "--json"], env=env,
+                                             capture_output=True, text=True).stdout)[0]["id"]
+        shutil.copytree(gated, home)
+        h = ["--home", str(home)]
+        results = {"python -c pass": _time([sys.executable, "-c", "pass"], env, args.n)}
+        for name, argv, changes in [("--help", ["--help"], False), ("status", [*h, "status"], False),
+                                    ("approvals", [*h, "approvals"], False), ("show", [*h, "show", approval], False),
+                                    ("log", [*h, "log", run_id], False), ("checkpoints", [*h, "checkpoints"], False),
+                                    ("audit verify", [*h, "audit", "verify"], False),
+                                    ("approve", [*h, "approve", approval, "--by", "bench"], True),
+                                    ("reject", [*h, "reject", approval, "--by", "bench", "--note", "x"], True)]:
+            results[name] = _time([*tether, *argv], env, args.n, gated if changes else None, home if changes else None)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps({"median_s": results, "n": args.n}, indent=2))
+    for name, seconds in results.items():
+        print(f"{name:16s} {seconds:6.3f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 DEMO_HOME ?= .tether-demo
 DEMO_KEYS ?= .tether-demo-keys
 
-.PHONY: demo test bench bench-interventions lint clean
+.PHONY: demo test bench bench-interventions bench-cli lint clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -19,11 +19,18 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install -q -e .
 	touch $@
 
-$(VENV)/.installed-dev: $(VENV)/.installed
+# The browser tests and the demo's screenshots drive Debian's chromium (Playwright's own browser
+# download is not reachable from these machines); installed where the machine allows (root + apt).
+$(VENV)/.installed-browser: $(VENV)/.installed
+	command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && apt-get update -qq && apt-get install -y -qq chromium >/dev/null; } || echo "no chromium: install it (apt-get install -y chromium) for the browser test and the demo screenshots"
+	$(BIN)/pip install -q 'playwright>=1.45'
+	touch $@
+
+$(VENV)/.installed-dev: $(VENV)/.installed $(VENV)/.installed-browser
 	$(BIN)/pip install -q -e '.[dev]'
 	touch $@
 
-demo: $(VENV)/.installed
+demo: $(VENV)/.installed $(VENV)/.installed-browser
 	PATH="$(CURDIR)/$(BIN):$$PATH" TETHER_HOME="$(DEMO_HOME)" TETHER_KEYS_DIR="$(CURDIR)/$(DEMO_KEYS)" bash scripts/demo.sh
 
 test: $(VENV)/.installed-dev
@@ -34,6 +41,9 @@ bench: $(VENV)/.installed
 
 bench-interventions: $(VENV)/.installed
 	$(BIN)/python benchmarks/bench_interventions.py --rounds 8 --out bench-out/interventions.json
+
+bench-cli: $(VENV)/.installed
+	$(BIN)/python benchmarks/bench_cli.py --out bench-out/cli.json
 
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check agent policies guardrails tools memory tests benchmarks

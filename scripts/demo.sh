@@ -19,6 +19,10 @@ while :; do
   approval=$(pending_id "$run_id")
   [ -n "$approval" ] || break
   show tether approvals
+  show tether show "$approval"
+  # Screenshots of the web console (tether ui) while an approval waits: needs chromium (see the Makefile).
+  [ -e "${TETHER_HOME}/screenshots/inbox.png" ] || show python scripts/screenshots.py --home "${TETHER_HOME}" \
+    --out "${TETHER_HOME}/screenshots" || echo "(no screenshots: see the message above)"
   show tether approve "$approval" --by demo --note "held-out scores reviewed in the demo"
   show tether resume "$run_id"
 done

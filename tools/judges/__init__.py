@@ -27,6 +27,8 @@ from tools.judges.meta import Judgment, MetaItem, MetaJudge, preference_summary
 from tools.judges.parsing import parse_score, parse_winner
 from tools.judges.prompts import pointwise_prompt
 
+JUDGES.use_entry_points("tether.judges")  # installed packages' judges, loaded on first lookup (tools/registry.py)
+
 __all__ = [
     "JUDGES", "BackendPolicy", "Judge", "JudgeItem", "Judgment", "LLMJudge", "LengthControl",
     "MetaItem", "MetaJudge", "PairItem", "PairJudge", "PairVerdict", "PolicyHandle", "Verdict",

@@ -10,4 +10,6 @@ from tools.verifiers import exact_match as _exact_match  # noqa: F401
 from tools.verifiers import numeric_answer as _numeric_answer  # noqa: F401
 from tools.verifiers.base import VERIFIERS, Verifier
 
+VERIFIERS.use_entry_points("tether.verifiers")  # installed packages' verifiers, loaded on first lookup
+
 __all__ = ["VERIFIERS", "Verifier"]

@@ -20,6 +20,8 @@ from tools.worlds.base import (
     prompt_id,
 )
 
+WORLDS.use_entry_points("tether.worlds")  # installed packages' worlds, loaded on first lookup (tools/registry.py)
+
 __all__ = [
     "WORLDS", "AuditProbeSource", "BuildState", "ModelBuilder", "Prompt", "TaskSet", "World", "WorldError",
     "prompt_id",

@@ -21,7 +21,16 @@ from agent.controller import decide as policy
 from agent.nodes import round as round_nodes
 from agent.nodes.decide import _signals
 from memory import Run, Store
-from tools.monitors import MONITORS, SAFETY_KEYS, MonitorKey, Readings, RoundObservation, run_monitors
+from tools.monitors import (
+    MONITORS,
+    SAFETY_KEYS,
+    FamilyKey,
+    FamilyMonitor,
+    MonitorKey,
+    Readings,
+    RoundObservation,
+    run_monitors,
+)
 from tools.monitors.keys import COULD_NOT_CHECK, UnknownMonitorKeyError, monitor_key
 from tools.monitors.length import LengthMonitor
 from tools.monitors.readings import declared_keys
@@ -76,15 +85,22 @@ def test_every_monitor_declares_the_keys_it_emits() -> None:
         oracle_scores=[[0.1, 0.9], [0.2, 0.8]], pool_scores={"a": [0.1, 0.9, 0.2, 0.8], "b": [0.2, 0.8, 0.3, 0.7]},
         heldout={"judge_active": 0.5, "oracle_active": 0.4, "judge_candidate": 0.6, "oracle_candidate": 0.5},
         prompt_reused=[True, False], benign=[True, False], refusals=[[False, True], [True, False]],
+        families=["f1", "f2"], pair_families=["f1", "f2"], earlier_pairs=[[("f1", 0.9), ("f2", 0.5)]],
     )
     emitted: set[MonitorKey] = set()
+    per_family: set[FamilyKey] = set()
     for name in MONITORS.names():
         built = MONITORS.build(name)
         out = built.plugin.compute(rich)
         assert set(out) <= set(declared_keys(built)), name
         assert all(isinstance(k, MonitorKey) for k in out), name
         emitted |= set(out)
+        if isinstance(built.plugin, FamilyMonitor):
+            groups = built.plugin.by_family(rich)
+            assert all(set(g) <= set(built.plugin.family_keys) for g in groups.values()), name
+            per_family |= {k for g in groups.values() for k in g}
     assert emitted == set(MonitorKey)  # every key is emitted by some monitor: none is dead
+    assert per_family == set(FamilyKey)
     assert SAFETY_KEYS == {K.LENGTH_SCORE_CORR, K.POSITION_CONSISTENCY, K.INVALID_SHARE}
 
 

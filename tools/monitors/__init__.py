@@ -15,16 +15,19 @@ from typing import Any
 
 from tools.monitors import (  # noqa: F401  (registers the plug-ins)
     diversity,
+    families,
     judge_reliability,
+    jury,
     length,
+    margins,
     pairs,
     progress,
     prompt_diversity,
     refusals,
     scores,
 )
-from tools.monitors.base import MONITORS, Monitor, RoundObservation
-from tools.monitors.keys import SAFETY_KEYS, MonitorKey
+from tools.monitors.base import MONITORS, FamilyMonitor, Monitor, RoundObservation
+from tools.monitors.keys import SAFETY_KEYS, FamilyKey, MonitorKey
 from tools.monitors.readings import Readings, run_monitors
 
 
@@ -51,5 +54,5 @@ def _installed_monitor_problem(name: str, factory: Callable[..., Any]) -> str | 
 
 MONITORS.use_entry_points("tether.monitors", admit=_installed_monitor_problem)
 
-
-__all__ = ["MONITORS", "SAFETY_KEYS", "Monitor", "MonitorKey", "Readings", "RoundObservation", "run_monitors"]
+__all__ = ["MONITORS", "SAFETY_KEYS", "FamilyKey", "FamilyMonitor", "Monitor", "MonitorKey", "Readings",
+           "RoundObservation", "run_monitors"]

@@ -7,15 +7,19 @@ monitor whose input is absent from the observation (an optional field left as No
 rather than inventing a value, so "not measured" and "measured as 0" stay distinguishable in the
 decision log. A monitor that raises does not fail the round: `run_monitors`
 (tools/monitors/readings.py) records each key it declared as "could not check", with the reason.
+
+A monitor that measures per prompt family also declares `family_keys` and implements `by_family`
+(`FamilyMonitor`): its per-family values are stored under the round's `_by_family` entry, and its
+round-level keys carry the worst family's value, so a failure shows as could-not-check on those.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import ClassVar, Literal, Protocol
+from typing import ClassVar, Literal, Protocol, runtime_checkable
 
-from tools.monitors.keys import MonitorKey
+from tools.monitors.keys import FamilyKey, MonitorKey
 from tools.registry import Registry
 
 PairwiseWinner = Literal["a", "b", "tie"]
@@ -41,12 +45,28 @@ class RoundObservation:
     prompt_reused: Sequence[bool] | None = None  # per prompt: used in an earlier round of the run
     benign: Sequence[bool] | None = None  # per prompt: the constitution does not deem it harmful
     refusals: Sequence[Sequence[bool]] | None = None  # per response: a refusal by the constitution's definitions
+    families: Sequence[str] | None = None  # per prompt: its family (the task set's, or its parent's for own prompts)
+    pair_families: Sequence[str] | None = None  # per kept pair, aligned with `pair_margins`: its prompt's family
+    # The run's earlier rounds, oldest first: each round's kept pairs as (family, margin).
+    earlier_pairs: Sequence[Sequence[tuple[str, float]]] | None = None
 
 
 class Monitor(Protocol):
     keys: ClassVar[tuple[MonitorKey, ...]]  # every key `compute` may return
 
     def compute(self, obs: RoundObservation) -> Mapping[MonitorKey, float]: ...
+
+
+@runtime_checkable
+class FamilyMonitor(Protocol):
+    """A monitor that also measures per prompt family."""
+
+    keys: ClassVar[tuple[MonitorKey, ...]]
+    family_keys: ClassVar[tuple[FamilyKey, ...]]  # every key `by_family` may return for a family
+
+    def compute(self, obs: RoundObservation) -> Mapping[MonitorKey, float]: ...
+
+    def by_family(self, obs: RoundObservation) -> Mapping[str, Mapping[FamilyKey, float]]: ...
 
 
 MONITORS: Registry[Monitor] = Registry("monitor")

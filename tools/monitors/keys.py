@@ -8,7 +8,13 @@ equal to that string.
 What is stored per round (the round's `monitors` JSON column):
 
     {"<key>": <finite float>, ...,
-     "_could_not_check": {"<key>": "<why>", ...}}   # only present when something could not be checked
+     "_could_not_check": {"<key>": "<why>", ...},   # only present when something could not be checked
+     "_by_family": {"<family>": {"<family key>": <finite float>, ...}, ...}}  # only when measured
+
+`_by_family` holds per-family values (`FamilyKey`) from the monitors that measure per prompt family
+(tools/monitors/families.py, jury.py, margins.py). A family missing from it, or a family key missing
+from a family, was not measured (too few judgments, no jury, no earlier pairs). When such a monitor
+fails, its round-level keys are under `_could_not_check` and it contributes nothing to `_by_family`.
 
 A key under `_could_not_check` was declared by a monitor that failed (raised, or returned a
 non-finite or undeclared value) this round; the reason says which monitor and why. A key that is
@@ -67,6 +73,27 @@ class MonitorKey(StrEnum):
     HELDOUT_ORACLE_CANDIDATE = "heldout_oracle_candidate"
     ORACLE_MEAN = "oracle_mean"
     ORACLE_GAP = "oracle_gap"
+    # families: the worst prompt family of the round (its per-family values are under `_by_family`)
+    FAMILY_TIE_RATE_MAX = "family_tie_rate_max"
+    FAMILY_SCORE_SPREAD_MIN = "family_score_spread_min"
+    # jury: judge-judge disagreement inside a jury (its members' scores, from the judgments' details)
+    JUDGE_DISAGREEMENT = "judge_disagreement"
+    FAMILY_JUDGE_DISAGREEMENT_MAX = "family_judge_disagreement_max"
+    # margins: the chosen-rejected gap of the kept pairs narrowing round over round
+    MARGIN_COLLAPSE = "margin_collapse"
+    FAMILY_MARGIN_COLLAPSE_MAX = "family_margin_collapse_max"
+
+
+class FamilyKey(StrEnum):
+    """A value measured per prompt family, stored under the round's `_by_family` entry. The round-level
+    MonitorKey `family_*_max` / `_min` is the worst family's value of the same measure."""
+
+    PROMPTS = "prompts"  # prompts of the family with >= 2 valid judgments (what its other values rest on)
+    TIE_RATE = "tie_rate"
+    SCORE_SPREAD = "score_spread"
+    JUDGE_DISAGREEMENT = "judge_disagreement"
+    MARGIN_MEAN = "margin_mean"
+    MARGIN_COLLAPSE = "margin_collapse"
 
 
 # The judge-reliability signals the controller's switch_judge / skip / stop rule reads. One of them
@@ -78,6 +105,8 @@ SAFETY_KEYS: frozenset[MonitorKey] = frozenset(
 
 # The reserved entry of a round's monitors JSON: {key: why it could not be checked}.
 COULD_NOT_CHECK = "_could_not_check"
+# The reserved entry of a round's monitors JSON: {family: {family key: value}}.
+BY_FAMILY = "_by_family"
 
 # A controller check's outcome: the threshold was crossed, was not, or the value was missing.
 CheckStatus = Literal["fired", "ok", "could_not_check"]
@@ -102,3 +131,13 @@ def monitor_key(name: str) -> MonitorKey:
         return MonitorKey(name)
     except ValueError:
         raise UnknownMonitorKeyError(name) from None
+
+
+def family_key(name: str) -> FamilyKey:
+    """The per-family key named `name`; raises ValueError naming the known ones for any other string."""
+    try:
+        return FamilyKey(name)
+    except ValueError:
+        close = difflib.get_close_matches(name, [k.value for k in FamilyKey], n=1)
+        hint = f"; did you mean '{close[0]}'?" if close else ""
+        raise ValueError(f"unknown family key '{name}'{hint} (the members of tools.monitors.keys.FamilyKey)") from None

@@ -15,38 +15,49 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from tools.monitors.base import Monitor, RoundObservation
-from tools.monitors.keys import COULD_NOT_CHECK, MonitorKey, monitor_key
+from tools.monitors.base import FamilyMonitor, Monitor, RoundObservation
+from tools.monitors.keys import BY_FAMILY, COULD_NOT_CHECK, FamilyKey, MonitorKey, family_key, monitor_key
 from tools.registry import Built
 
 log = logging.getLogger(__name__)
+
+
+ByFamily = Mapping[str, Mapping[FamilyKey, float]]
 
 
 @dataclass(frozen=True)
 class Readings:
     values: Mapping[MonitorKey, float] = field(default_factory=dict)
     could_not_check: Mapping[MonitorKey, str] = field(default_factory=dict)  # key -> why
+    by_family: ByFamily = field(default_factory=dict)  # family -> {family key: value}
 
     def to_json(self) -> dict[str, Any]:
-        """The round's monitors column: values by key, plus `_could_not_check` when non-empty."""
+        """The round's monitors column: values by key, plus `_could_not_check` and `_by_family` when non-empty."""
         out: dict[str, Any] = dict(self.values)
         if self.could_not_check:
             out[COULD_NOT_CHECK] = dict(self.could_not_check)
+        if self.by_family:
+            out[BY_FAMILY] = {family: dict(values) for family, values in self.by_family.items()}
         return out
 
     @classmethod
     def from_json(cls, stored: Mapping[str, Any] | None) -> Readings:
-        """Parse a stored monitors column (None: the round has none). Unknown keys raise."""
+        """Parse a stored monitors column (None: the round has none). Unknown keys raise; a stored
+        per-family value that is not a finite number is left out (not measured)."""
         values: dict[MonitorKey, float] = {}
         missing: dict[MonitorKey, str] = {}
+        by_family: dict[str, dict[FamilyKey, float]] = {}
         for name, value in (stored or {}).items():
             if name == COULD_NOT_CHECK:
                 missing.update({monitor_key(k): str(why) for k, why in dict(value).items()})
+            elif name == BY_FAMILY:
+                by_family = {str(family): {family_key(k): float(v) for k, v in dict(group).items() if _finite(v)}
+                             for family, group in dict(value).items()}
             elif _finite(value):
                 values[monitor_key(name)] = float(value)
             else:
                 missing[monitor_key(name)] = f"stored value {value!r} is not a finite number"
-        return cls(values, missing)
+        return cls(values, missing, by_family)
 
 
 def _finite(value: object) -> bool:
@@ -62,10 +73,26 @@ def declared_keys(built: Built[Monitor]) -> tuple[MonitorKey, ...]:
     return tuple(keys)
 
 
+def _family_values(plugin: FamilyMonitor, obs: RoundObservation) -> dict[str, dict[FamilyKey, float]]:
+    """A family monitor's per-family values; raises on an undeclared key or a value that is not a
+    finite number (the whole monitor then counts as failed: its round-level keys rest on them)."""
+    out: dict[str, dict[FamilyKey, float]] = {}
+    for family, group in plugin.by_family(obs).items():
+        for key, value in group.items():
+            if key not in plugin.family_keys:
+                raise ValueError(f"returned undeclared family key {key} (declared: {', '.join(plugin.family_keys)})")
+            if not _finite(value):
+                raise ValueError(f"gave {value!r} for {key} of family {family!r}, not a finite number")
+        out[str(family)] = {FamilyKey(k): float(v) for k, v in group.items()}
+    return out
+
+
 def run_monitors(monitors: Iterable[Built[Monitor]], obs: RoundObservation) -> Readings:
-    """Every monitor on `obs`; one that fails records its keys as could-not-check and the rest go on."""
+    """Every monitor on `obs`; one that fails records its keys as could-not-check and the rest go on.
+    A family monitor's per-family values are merged into `by_family`; if it fails it adds none."""
     values: dict[MonitorKey, float] = {}
     missing: dict[MonitorKey, str] = {}
+    by_family: dict[str, dict[FamilyKey, float]] = {}
     for built in monitors:
         declared = declared_keys(built)
         try:
@@ -74,6 +101,7 @@ def run_monitors(monitors: Iterable[Built[Monitor]], obs: RoundObservation) -> R
             if undeclared:
                 raise ValueError(f"returned undeclared key(s) {', '.join(undeclared)} (declared: "
                                  f"{', '.join(declared)})")
+            groups = _family_values(built.plugin, obs) if isinstance(built.plugin, FamilyMonitor) else {}
         except Exception as err:  # a plug-in's failure: recorded per key below, the round goes on
             reason = f"monitor {built.name} failed: {type(err).__name__}: {err}"
             log.warning("%s; its keys are recorded as could not check", reason)
@@ -85,5 +113,7 @@ def run_monitors(monitors: Iterable[Built[Monitor]], obs: RoundObservation) -> R
                 values[key] = float(value)
             else:
                 missing[key] = f"monitor {built.name} gave {value!r}, not a finite number"
+        for family, group in groups.items():
+            by_family.setdefault(family, {}).update(group)
     # A key two monitors emit (embedding_available) is could-not-check only if neither gave it.
-    return Readings(values, {k: why for k, why in missing.items() if k not in values})
+    return Readings(values, {k: why for k, why in missing.items() if k not in values}, by_family)

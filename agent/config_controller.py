@@ -8,9 +8,13 @@ from pydantic import Field
 
 from agent.config_base import MAX_PROMPTS, MAX_ROUNDS, _Section
 
-Intervention = Literal["switch_judge", "regenerate_prompts", "add_adversarial", "propose_amendment"]
+Intervention = Literal["switch_judge", "regenerate_prompts", "add_adversarial", "propose_amendment", "switch_pairs"]
+# Every intervention the controller knows (each is a graph node of its own).
 INTERVENTIONS: tuple[Intervention, ...] = ("switch_judge", "regenerate_prompts", "add_adversarial",
-                                           "propose_amendment")
+                                           "propose_amendment", "switch_pairs")
+# Those on by default. switch_pairs is opted into (with a pairs.pool to move through) by listing it.
+DEFAULT_INTERVENTIONS: tuple[Intervention, ...] = ("switch_judge", "regenerate_prompts", "add_adversarial",
+                                                   "propose_amendment")
 
 
 class SwitchJudgeConfig(_Section):
@@ -69,6 +73,42 @@ class AmendmentTriggerConfig(_Section):
     )
 
 
+class BlindSpotConfig(_Section):
+    """A prompt family whose preference signal collapsed (agent/rules_blind_spot.py): the controller
+    switches to the next judge of judge.pool (switch_judge), else to the next pair strategy of
+    pairs.pool (switch_pairs), instead of training on it as it is."""
+
+    max_family_tie_rate: float = Field(
+        0.8, ge=0.0, le=1.0,
+        description="A family collapsed when at least this share of its prompts whose responses differ get the "
+        "same judge score for every response (family tie_rate).",
+    )
+    min_family_spread: float = Field(
+        0.05, ge=0.0, le=1.0,
+        description="A family collapsed when its mean best-minus-worst judge score per prompt is below this.",
+    )
+    max_family_disagreement: float = Field(
+        0.35, ge=0.0, le=1.0,
+        description="A family collapsed when a jury's members order its response pairs oppositely more often than "
+        "this (0.5 = coin flips); read only when the judge is a jury.",
+    )
+    max_family_margin_collapse: float = Field(
+        0.6, gt=0.0, le=1.0,
+        description="A family collapsed when its mean pair margin fell by at least this share of its peak in "
+        "earlier rounds of the run.",
+    )
+    min_family_prompts: int = Field(
+        8, ge=1, le=MAX_PROMPTS,
+        description="A family with fewer prompts with two valid judgments in a round is not judged on it (too few "
+        "to tell).",
+    )
+    patience: int = Field(
+        2, ge=1, le=MAX_ROUNDS,
+        description="Rounds in a row, under the same judge and pair strategy, a family's signal must have "
+        "collapsed before the controller switches.",
+    )
+
+
 class StopConfig(_Section):
     patience: int = Field(
         3, ge=1, le=MAX_ROUNDS,
@@ -106,8 +146,9 @@ class ControllerConfig(_Section):
         description="A round whose share of invalid judgments is above this is not trained on.",
     )
     interventions: list[Intervention] = Field(
-        default_factory=lambda: list(INTERVENTIONS),
-        description="Interventions the controller may choose; [] = train / skip / stop only.",
+        default_factory=lambda: list(DEFAULT_INTERVENTIONS),
+        description="Interventions the controller may choose; [] = train / skip / stop only. switch_pairs (move "
+        "to the next strategy of pairs.pool on a blind spot) is not on by default: list it to use it.",
     )
     heldout_metric: Literal["oracle", "judge"] = Field(
         "oracle",
@@ -127,6 +168,7 @@ class ControllerConfig(_Section):
     regenerate_prompts: RegenerateTriggerConfig = RegenerateTriggerConfig()
     add_adversarial: AdversarialTriggerConfig = AdversarialTriggerConfig()
     propose_amendment: AmendmentTriggerConfig = AmendmentTriggerConfig()
+    blind_spot: BlindSpotConfig = BlindSpotConfig()
     stop: StopConfig = StopConfig()
     advisor: AdvisorConfig | None = Field(None, description="Optional LLM advisor (null = rules only).")
 

@@ -3,7 +3,7 @@
     plan -> prompts -> sample -> judge -> pairs -> monitor -> decide
       decide = train -> train_candidate -> evaluate -> check_invariants -> approval_gate -> commit
       decide = skip  -> plan (the round is not trained on, e.g. too many invalid judgments)
-      decide = switch_judge | regenerate_prompts | add_adversarial | propose_amendment -> plan
+      decide = switch_judge | regenerate_prompts | add_adversarial | propose_amendment | switch_pairs -> plan
       decide = stop  -> END
 """
 
@@ -24,7 +24,8 @@ from agent.nodes import candidate, decide, interventions
 from agent.nodes import round as round_nodes
 from agent.state import RoundState
 
-INTERVENTION_NODES: tuple[str, ...] = ("switch_judge", "regenerate_prompts", "add_adversarial", "propose_amendment")
+INTERVENTION_NODES: tuple[str, ...] = ("switch_judge", "regenerate_prompts", "add_adversarial", "propose_amendment",
+                                       "switch_pairs")
 
 # The only blob types StrictSerializer writes. "pickle" would unpickle, and the legacy "json" type
 # revives LangChain objects through a reviver that LangChain itself calls unsafe for untrusted input.

@@ -7,7 +7,7 @@ from typing import Literal, NotRequired, TypedDict
 # Every action the controller may choose; each intervention is a node of its own that leads to
 # the next round (agent/config.py:Intervention lists them for the config).
 Action = Literal["train", "skip", "stop", "switch_judge", "regenerate_prompts", "add_adversarial",
-                 "propose_amendment"]
+                 "propose_amendment", "switch_pairs"]
 GateOutcome = Literal["approved", "rejected", "failed_invariants", "failed_checks"]
 
 

@@ -13,13 +13,13 @@ from agent.advisor import ask_advisor
 from agent.context import RunContext
 from agent.controller import ControllerInput, Decision, RoundSignals
 from agent.controller import decide as policy
-from agent.nodes.interventions import count_failures, draft_amendment
+from agent.nodes.interventions import count_failures, draft_amendment, pair_strategy, pairs_label
 from agent.state import RoundState
 from memory import RoundRecord
 from tools.monitors.readings import Readings
 
 Route = Literal["train_candidate", "plan", "switch_judge", "regenerate_prompts", "add_adversarial",
-                "propose_amendment", "stop"]
+                "propose_amendment", "switch_pairs", "stop"]
 
 
 def decide(state: RoundState, runtime: Runtime[RunContext]) -> dict[str, Any]:
@@ -52,7 +52,9 @@ def _decided(ctx: RunContext, run_id: str, logged_round: int, round_no: int) -> 
 
 
 def _log(ctx: RunContext, run_id: str, round_no: int, decision: Decision) -> None:
-    signals = {**decision.log_signals(), "judge_spec": ctx.judge.spec()}
+    # The judge and the pair strategy in force on the round, each with the settings it was built from.
+    signals = {**decision.log_signals(), "judge_spec": ctx.judge.spec(),
+               "pairs_spec": pair_strategy(ctx, decision.signals.get("round", round_no)).spec()}
     ctx.store.add_decision(run_id, round_no, decision.action, decision.rationale, signals)
 
 
@@ -60,27 +62,34 @@ def controller_input(ctx: RunContext, round_no: int, budget: int, record: RoundR
     records = [r for r in ctx.store.rounds(ctx.run_id) if r.round < round_no]
     slots = ctx.config.judge.slots()
     next_slot = ctx.judge_slot + 1
-    now = _signals(record, round_no, ctx.judge_label())
+    pair_slots = len(ctx.config.pairs.slots())
+    past: list[RoundSignals] = []
+    pairs_now = 0  # the pair-strategy slot of each round: moved on by each pairs_switched outcome before it
+    for r in records:
+        past.append(_signals(r, r.round, None, pairs_label(ctx, min(pairs_now, pair_slots - 1))))
+        pairs_now += r.outcome == "pairs_switched"
+    now = _signals(record, round_no, ctx.judge_label(), pairs_label(ctx, min(pairs_now, pair_slots - 1)))
     draft = draft_amendment(ctx) if record is not None else None
     return ControllerInput(
         now=now,
         budget=budget,
-        past=tuple(_signals(r, r.round, None) for r in records),
+        past=tuple(past),
         heldout=heldout_curve(ctx, ctx.config.controller.heldout_metric),
         next_judge=ctx.judge_label(next_slot) if next_slot < len(slots) else None,
+        next_pairs=pairs_label(ctx, pairs_now + 1) if pairs_now + 1 < pair_slots else None,
         failures=count_failures(ctx, round_no) if record is not None else 0,
         amendment=None if draft is None else draft[1],
     )
 
 
-def _signals(record: RoundRecord | None, round_no: int, judge: str | None) -> RoundSignals:
+def _signals(record: RoundRecord | None, round_no: int, judge: str | None, pairs_strategy: str = "") -> RoundSignals:
     if record is None:
-        return RoundSignals(round=round_no, pairs=None, judge=judge or "")
+        return RoundSignals(round=round_no, pairs=None, judge=judge or "", pairs_strategy=pairs_strategy)
     label = judge or notebook.judge_label(record) or ""
-    readings = Readings.from_json(record.monitors)  # values, and the keys whose monitor failed (with why)
+    readings = Readings.from_json(record.monitors)  # values, the keys whose monitor failed (with why), by family
     return RoundSignals(round=record.round, pairs=record.n_pairs, monitors=readings.values,
                         could_not_check=readings.could_not_check, judge=label, action=record.action,
-                        outcome=record.outcome)
+                        outcome=record.outcome, by_family=readings.by_family, pairs_strategy=pairs_strategy)
 
 
 def heldout_curve(ctx: RunContext, metric: str) -> tuple[tuple[int, float], ...]:
@@ -105,6 +114,6 @@ def route_decision(state: RoundState) -> Route:
         return "train_candidate"
     if action == "skip":
         return "plan"
-    if action in ("switch_judge", "regenerate_prompts", "add_adversarial", "propose_amendment"):
+    if action in ("switch_judge", "regenerate_prompts", "add_adversarial", "propose_amendment", "switch_pairs"):
         return action
     return "stop"

@@ -1,6 +1,7 @@
 """The controller's interventions, one node each; every one leads to the next round.
 
     switch_judge        move the run to the next judge of judge.pool
+    switch_pairs        move the run to the next pair strategy of pairs.pool
     regenerate_prompts  self-prompting: the policy (or prompts.regenerate.writer_model) writes new
                         prompts from few-shot examples; deduplicated and diversity-filtered
     add_adversarial     a red-team curriculum mutated from the policy's recorded failures
@@ -27,9 +28,11 @@ from guardrails import amendments
 from guardrails.gate import GateError
 from memory import RunPrompt
 from policies.generation import SamplingSpec, make_backend
+from tools.pairs import PAIR_STRATEGIES, PairStrategy
 from tools.prompts.adversarial import MAX_LEVEL, Failure, curriculum
 from tools.prompts.dedup import select_new
 from tools.prompts.writer import parse_written, writer_prompt, writing_tasks
+from tools.registry import Built
 from tools.worlds import Prompt, prompt_id
 
 Update = dict[str, Any]
@@ -59,6 +62,52 @@ def switch_judge(state: RoundState, runtime: Runtime[RunContext]) -> Update:
         _finish(ctx, state, "judge_switched", "judge_switched",
                 f"judge {before} left; {ctx.judge_label(slot)} judges from round {state['round'] + 1}",
                 {"from": before, "to": ctx.judge_label(slot), "slot": slot})
+    return {}
+
+
+# -- switch_pairs ------------------------------------------------------------------------------
+# The run's pair strategy is a slot of pairs.slots(): slot n from the round after the n-th round whose
+# outcome is "pairs_switched" (that outcome is written with the switch's decision, in one transaction,
+# so the slot survives a crash and a resume without a column of its own).
+
+
+def pairs_slot(ctx: RunContext, round_no: int) -> int:
+    """The slot in force on round `round_no`: how many earlier rounds switched the pair strategy."""
+    return sum(r.round < round_no and r.outcome == "pairs_switched" for r in ctx.store.rounds(ctx.run_id))
+
+
+def pairs_label(ctx: RunContext, slot: int) -> str:
+    """A strategy of the pool by name, with its slot when the pool holds that name twice."""
+    slots = ctx.config.pairs.slots()
+    name = slots[slot].name
+    return name if sum(s.name == name for s in slots) == 1 else f"{name}#{slot}"
+
+
+def pair_strategy(ctx: RunContext, round_no: int) -> Built[PairStrategy]:
+    """The pair strategy that builds (and trains on) round `round_no`'s pairs."""
+    slots = ctx.config.pairs.slots()
+    spec = slots[min(pairs_slot(ctx, round_no), len(slots) - 1)]  # a resumed run's pool may have shrunk
+    return PAIR_STRATEGIES.build(spec.name, spec.settings)
+
+
+def switch_pairs(state: RoundState, runtime: Runtime[RunContext]) -> Update:
+    ctx = runtime.context
+    if _done(ctx, state):
+        return {}
+    round_no = state["round"]
+    slots = ctx.config.pairs.slots()
+    slot = pairs_slot(ctx, round_no) + 1
+    if slot >= len(slots):  # the controller only switches with a strategy left; fail loudly otherwise
+        raise RuntimeError(f"switch_pairs on round {round_no}: no pair strategy left after slot {slot - 1}")
+    why = next((d.signals.get("pairs_switch") or {} for d in reversed(ctx.store.decisions(state["run_id"], round_no))
+                if d.actor == "controller" and d.action == "switch_pairs"), {})
+    before, after = pairs_label(ctx, slot - 1), pairs_label(ctx, slot)
+    reason = f" ({why['why']}, family {why.get('family')})" if why.get("why") else ""
+    with ctx.store.transaction():
+        _finish(ctx, state, "pairs_switched", "pairs_switched",
+                f"pair strategy {before} left{reason}; {after} builds the pairs from round {round_no + 1}",
+                {"from": before, "to": after, "slot": slot, "spec": slots[slot].model_dump(mode="json"),
+                 "family": why.get("family")})
     return {}
 
 

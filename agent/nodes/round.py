@@ -7,11 +7,14 @@ finds its rows already written (each write is one transaction) and reuses them.
 from __future__ import annotations
 
 from collections import defaultdict
+from dataclasses import replace
 from typing import Any, Literal
 
 from langgraph.runtime import Runtime
 
 from agent.context import RunContext
+from agent.nodes.interventions import pair_strategy
+from agent.nodes.interventions import pairs_slot as pair_slot
 from agent.state import RoundState
 from guardrails import amendments
 from guardrails.constitution import verify_pinned
@@ -20,8 +23,12 @@ from policies.generation import SamplingSpec
 from tools.judges import JudgeItem, PairItem, compare
 from tools.monitors import RoundObservation, run_monitors
 from tools.monitors.base import PairwiseWinner as Winner
+from tools.pairs import Candidate, PromptGroup
 
 Update = dict[str, Any]
+# The base model's samples drawn for anchored rejection (tools/pairs/anchored.py) are stored as this round of
+# the run's base checkpoint: before any training, and no round the graph runs.
+ANCHOR_ROUND = 0
 
 
 def plan(state: RoundState, runtime: Runtime[RunContext]) -> Update:
@@ -135,29 +142,28 @@ def judge(state: RoundState, runtime: Runtime[RunContext]) -> Update:
     return {}
 
 
-def _best_and_worst(group: list[tuple[Sample, float]]) -> tuple[tuple[Sample, float], tuple[Sample, float]]:
-    ranked = sorted(group, key=lambda item: (item[1], -item[0].sample_index))
-    return ranked[-1], ranked[0]
-
-
 def pairs(state: RoundState, runtime: Runtime[RunContext]) -> Update:
-    """Best vs worst valid response per prompt; ties, small margins and identical texts dropped."""
+    """Per prompt, the run's pair strategy (tools/pairs; pairs.strategy, moved on by switch_pairs) picks a
+    chosen and a rejected response among the validly judged ones (and, for `anchored`, the base model's
+    samples of the prompt); pairs under pairs.min_margin and identical texts are dropped."""
     ctx = runtime.context
     run_id, round_no = state["run_id"], state["round"]
     if ctx.store.pairs(run_id, round_no):
         return {}
-    scored = _scored_samples(ctx, run_id, round_no)
+    strategy = pair_strategy(ctx, round_no).plugin
+    groups = _prompt_groups(ctx, run_id, round_no)
+    if strategy.needs_anchors:
+        anchors = _anchors(ctx, run_id, [g.prompt_id for g in groups])
+        groups = [replace(g, anchors=anchors.get(g.prompt_id, ())) for g in groups]
     rows = []
-    for group in scored.values():
-        if len(group) < 2:
-            continue
-        (best, hi), (worst, lo) = _best_and_worst(group)
-        if hi - lo < ctx.config.pairs.min_margin or best.response.strip() == worst.response.strip():
+    for group in groups:
+        choice = strategy.select(group, ctx.config.pairs.min_margin)
+        if choice is None:
             continue
         rows.append(
-            NewPair(run_id=run_id, round=round_no, prompt_id=best.prompt_id, prompt=best.prompt,
-                    chosen_sample_id=best.id, rejected_sample_id=worst.id, chosen=best.response,
-                    rejected=worst.response, margin=hi - lo)
+            NewPair(run_id=run_id, round=round_no, prompt_id=group.prompt_id, prompt=group.prompt,
+                    chosen_sample_id=choice.chosen.sample_id, rejected_sample_id=choice.rejected.sample_id,
+                    chosen=choice.chosen.response, rejected=choice.rejected.response, margin=choice.margin)
         )
     with ctx.timed("store"), ctx.store.transaction():
         ctx.store.add_pairs(rows)
@@ -165,15 +171,51 @@ def pairs(state: RoundState, runtime: Runtime[RunContext]) -> Update:
     return {}
 
 
-def _scored_samples(ctx: RunContext, run_id: str, round_no: int) -> dict[str, list[tuple[Sample, float]]]:
-    """Valid judgments grouped by prompt; invalid ones never become preferences."""
+def _prompt_groups(ctx: RunContext, run_id: str, round_no: int) -> list[PromptGroup]:
+    """The round's validly judged samples per prompt, in sampling order; invalid judgments never become
+    preferences."""
     by_sample = {j.sample_id: j for j in ctx.store.judgments(run_id, round_no)}
     grouped: dict[str, list[tuple[Sample, float]]] = defaultdict(list)
     for s in ctx.store.samples(run_id, round_no, split="train"):
         verdict = by_sample.get(s.id)
         if verdict is not None and verdict.valid and verdict.score is not None:
             grouped[s.prompt_id].append((s, verdict.score))
-    return grouped
+    return [PromptGroup(pid, group[0][0].prompt, group[0][0].family,
+                        tuple(Candidate(s.id, s.response, score, s.sample_index) for s, score in group))
+            for pid, group in grouped.items()]
+
+
+def _anchors(ctx: RunContext, run_id: str, prompt_ids: list[str]) -> dict[str, tuple[Candidate, ...]]:
+    """The base model's samples of each prompt, scored by this round's judge. Drawn once per prompt (K, the
+    adapter disabled) and stored as round ANCHOR_ROUND of the base checkpoint; scored afresh each time, since
+    the judge (or its constitution) may have changed. Invalid verdicts are left out, as everywhere."""
+    base_id = f"{run_id}-base"
+    drawn = {s.prompt_id for s in ctx.store.samples(run_id, ANCHOR_ROUND, split="train", checkpoint_id=base_id)}
+    missing = [ctx.prompt(pid) for pid in prompt_ids if pid not in drawn]
+    if missing:
+        gen = ctx.config.generation
+        spec = SamplingSpec(n=gen.samples_per_prompt, max_new_tokens=gen.max_new_tokens, temperature=gen.temperature,
+                            top_p=gen.top_p, do_sample=True, seed=ctx.config.seed * 1000 + ANCHOR_ROUND)
+        with ctx.timed("generate"):
+            outputs = ctx.backend.generate([p.text for p in missing], None, spec)
+        ctx.counts["generated_tokens"] += sum(o.n_tokens for o in outputs)
+        rows = [NewSample(run_id=run_id, round=ANCHOR_ROUND, split="train", prompt_id=missing[o.prompt_index].id,
+                          prompt=missing[o.prompt_index].text, family=missing[o.prompt_index].family,
+                          checkpoint_id=base_id, response=o.text, n_tokens=o.n_tokens, sample_index=o.sample_index)
+                for o in outputs]
+        with ctx.timed("store"):
+            ctx.store.add_samples(rows)  # one transaction: a crash leaves all of them or none
+    stored: dict[str, list[Sample]] = defaultdict(list)
+    for s in ctx.store.samples(run_id, ANCHOR_ROUND, split="train", checkpoint_id=base_id):
+        stored[s.prompt_id].append(s)
+    samples = [s for pid in prompt_ids for s in stored[pid]]
+    with ctx.timed("judge"):
+        verdicts = ctx.judge.plugin.score([JudgeItem(s.prompt, s.response) for s in samples])
+    out: dict[str, list[Candidate]] = defaultdict(list)
+    for s, v in zip(samples, verdicts, strict=True):
+        if v.valid and v.score is not None:
+            out[s.prompt_id].append(Candidate(s.id, s.response, v.score, s.sample_index))
+    return {pid: tuple(found) for pid, found in out.items()}
 
 
 def monitor(state: RoundState, runtime: Runtime[RunContext]) -> Update:
@@ -203,7 +245,7 @@ def _observe(ctx: RunContext, run_id: str, round_no: int) -> RoundObservation:
 
     pairs = ctx.store.pairs(run_id, round_no)
     prompts = [ctx.prompt(g[0].prompt_id) for g in ordered]
-    used = set(ctx.store.used_prompt_ids(run_id, before_round=round_no))
+    used = _used_before(ctx, run_id, round_no)
     defs = ctx.constitution.definitions
     return RoundObservation(
         prompts=[g[0].prompt for g in ordered],
@@ -224,7 +266,40 @@ def _observe(ctx: RunContext, run_id: str, round_no: int) -> RoundObservation:
         # The constitution's own definitions (not the oracle): what the policy is asked to follow.
         benign=[not defs.is_harmful(p.text) for p in prompts],
         refusals=[[defs.is_refusal(s.response) for s in g] for g in ordered],
+        families=[g[0].family for g in ordered],
+        pair_families=[ctx.prompt(p.prompt_id).family for p in pairs],
+        earlier_pairs=_earlier_pairs(ctx, run_id, round_no),
     )
+
+
+def _used_before(ctx: RunContext, run_id: str, round_no: int) -> set[str]:
+    """Prompts sampled for training in rounds 1 .. round_no - 1. The base model's anchor samples
+    (round ANCHOR_ROUND) do not make a prompt used: they are drawn in the round that first uses it."""
+    used = set(ctx.store.used_prompt_ids(run_id, before_round=round_no))
+    anchored = {s.prompt_id for s in ctx.store.samples(run_id, ANCHOR_ROUND, split="train")} & used
+    if not anchored:
+        return used
+    trained = {s.prompt_id for r in range(1, round_no) for s in ctx.store.samples(run_id, r, split="train")}
+    return (used - anchored) | (anchored & trained)
+
+
+def _earlier_pairs(ctx: RunContext, run_id: str, round_no: int) -> list[list[tuple[str, float]]]:
+    """(family, margin) of the kept pairs of each earlier round judged by this round's judge and built by
+    its pair strategy, oldest first: margins of another judge or strategy are on another scale."""
+    label, slot = ctx.judge_label(), pair_slot(ctx, round_no)
+    switched = 0
+    same: list[int] = []
+    for r in ctx.store.rounds(run_id):
+        if r.round >= round_no:
+            break
+        if (r.judge or {}).get("label") == label and switched == slot:
+            same.append(r.round)
+        switched += r.outcome == "pairs_switched"
+    by_round: dict[int, list[tuple[str, float]]] = {r: [] for r in same}
+    for p in ctx.store.pairs(run_id, None):
+        if p.round in by_round:
+            by_round[p.round].append((ctx.prompt(p.prompt_id).family, p.margin))
+    return [by_round[r] for r in same]
 
 
 def _pool_scores(judgments: list[Judgment | None]) -> dict[str, list[float | None]] | None:

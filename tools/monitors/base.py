@@ -47,7 +47,8 @@ class RoundObservation:
     refusals: Sequence[Sequence[bool]] | None = None  # per response: a refusal by the constitution's definitions
     families: Sequence[str] | None = None  # per prompt: its family (the task set's, or its parent's for own prompts)
     pair_families: Sequence[str] | None = None  # per kept pair, aligned with `pair_margins`: its prompt's family
-    # The run's earlier rounds, oldest first: each round's kept pairs as (family, margin).
+    # Earlier rounds of the run judged by this round's judge and built by its pair strategy (margins of another
+    # judge or strategy are on another scale), oldest first: each round's kept pairs as (family, margin).
     earlier_pairs: Sequence[Sequence[tuple[str, float]]] | None = None
 
 

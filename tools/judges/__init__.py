@@ -1,6 +1,8 @@
 """Judges: one plug-in a file, registered by name in `JUDGES`."""
 
-from tools.judges import hf as _hf  # noqa: F401  (each import registers its plug-in)
+from tools.judges import calculator as _calculator  # noqa: F401  (each import registers its plug-in)
+from tools.judges import code_runner as _code_runner  # noqa: F401
+from tools.judges import hf as _hf  # noqa: F401
 from tools.judges import jury as _jury  # noqa: F401
 from tools.judges import length_biased as _length_biased  # noqa: F401
 from tools.judges import length_control as _length_control  # noqa: F401

@@ -1,5 +1,6 @@
-"""`tether plugins`: the judges, monitors, verifiers, worlds and prompt generators a config can name,
-built in or from installed packages' entry points (tools/registry.py), and the installed ones left out.
+"""`tether plugins`: the judges, monitors, verifiers, worlds, prompt generators and pair strategies a
+config can name, built in or from installed packages' entry points (tools/registry.py), and the
+installed ones left out.
 
 Looking the registries up loads the installed plug-ins (once); a package that fails to import, a name
 that clashes with a built-in or another package, or a monitor with keys it may not emit is a problem
@@ -15,12 +16,13 @@ import typer
 from agent.cli_common import EXIT_CHECK_FAILED, fail, print_json, print_table, say_check
 from tools.judges import JUDGES
 from tools.monitors import MONITORS
+from tools.pairs import PAIR_STRATEGIES
 from tools.prompts import PROMPT_GENERATORS
 from tools.registry import PluginInfo, PluginProblem, Registry
 from tools.verifiers import VERIFIERS
 from tools.worlds import WORLDS
 
-REGISTRIES: tuple[Registry[Any], ...] = (JUDGES, MONITORS, VERIFIERS, WORLDS, PROMPT_GENERATORS)
+REGISTRIES: tuple[Registry[Any], ...] = (JUDGES, MONITORS, VERIFIERS, WORLDS, PROMPT_GENERATORS, PAIR_STRATEGIES)
 
 
 def installed_plugin_problems() -> list[str]:
@@ -42,9 +44,10 @@ def _row(info: PluginInfo) -> list[str]:
 def plugins(
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")] = False,
 ) -> None:
-    """List the judges, monitors, verifiers, worlds and prompt generators a config can name: built in, or
-    from an installed package's entry points (groups tether.judges, tether.monitors, tether.verifiers,
-    tether.worlds, tether.prompts). An installed plug-in that did not load is listed as a problem (exit 1)."""
+    """List the judges, monitors, verifiers, worlds, prompt generators and pair strategies a config can
+    name: built in, or from an installed package's entry points (groups tether.judges, tether.monitors,
+    tether.verifiers, tether.worlds, tether.prompts). An installed plug-in that did not load is listed as a
+    problem (exit 1)."""
     infos = [info for registry in REGISTRIES for info in registry.plugins()]
     problems = _problems()
     if as_json:

@@ -11,7 +11,8 @@ tether's own choices where they differ from TRL's defaults, each replaced by the
   slows small models down. (``gradient_checkpointing``, its deprecated alias, replaces it as well.)
 * ``bf16`` (TRL: on) is on only on a GPU that supports it; ``fp16`` is off.
 * ``precompute_ref_log_probs`` (TRL: off) is on when a loss reads the reference and training makes
-  more than one pass: the reference (the base model, adapter disabled) is fixed, so its log-probs are
+  more than one pass: the reference (the base model, adapter disabled, or a job's ``ref_adapter`` as
+  TRL's frozen "ref" adapter, which exists before the pass runs) is fixed, so its log-probs are
   computed once, before training, instead of a second forward pass in every step. The loss is the
   same (tests/test_training_knobs.py); each step is ~30% faster (benchmarks/bench_train_step.py).
   With one pass the same forwards merely move, and TRL also hashes the model's weights for its

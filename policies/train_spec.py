@@ -51,7 +51,8 @@ TETHER_SET_FIELDS: Mapping[str, str] = {
     "dataloader_num_workers": "worker processes would fork the agent's process",
     "model_init_kwargs": "tether loads the base model itself (model.dtype, training.quantization)",
     "trust_remote_code": "model files are data, never code",
-    "sync_ref_model": "the reference is always the base model (the adapter disabled)",
+    "sync_ref_model": "the reference is the base model (the adapter disabled), or the job's reference adapter "
+                      "(a pair strategy's `reference: parent`, tools/pairs)",
 }
 
 
@@ -181,6 +182,9 @@ class TrainJob:
     ``pairs_path``: JSONL of ``{"prompt": str, "chosen": str, "rejected": str}`` (prompt = the user
     message, chosen/rejected = assistant replies). ``output_dir`` must not exist yet (or be empty).
     ``init_adapter`` + ``init_adapter_sha256``: warm start from that adapter (both or neither).
+    ``ref_adapter`` + ``ref_adapter_sha256``: the DPO reference is the base model *with* that adapter
+    (iterative DPO: the parent checkpoint), loaded as a second, frozen adapter and verified like
+    ``init_adapter`` (both or neither); without it the reference is the base model, the adapter disabled.
     ``device``: ``"cpu"`` forces the CPU; anything else (``"auto"``, ``"cuda"``) lets the Trainer /
     accelerate place the model (one GPU per process under ``accelerate launch``).
     """
@@ -193,10 +197,14 @@ class TrainJob:
     device: str
     init_adapter: str | None = None
     init_adapter_sha256: str | None = None
+    ref_adapter: str | None = None
+    ref_adapter_sha256: str | None = None
 
     def __post_init__(self) -> None:
         if (self.init_adapter is None) != (self.init_adapter_sha256 is None):
             raise ValueError("TrainJob.init_adapter and init_adapter_sha256 must be given together")
+        if (self.ref_adapter is None) != (self.ref_adapter_sha256 is None):
+            raise ValueError("TrainJob.ref_adapter and ref_adapter_sha256 must be given together")
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -222,6 +230,7 @@ class TrainJob:
             pairs_path=str(absolute(self.pairs_path)),
             output_dir=str(absolute(self.output_dir)),
             init_adapter=absolute(self.init_adapter),
+            ref_adapter=absolute(self.ref_adapter),
         )
 
     @classmethod

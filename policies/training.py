@@ -6,12 +6,20 @@ SPEC.json`` (see :func:`launch_train_job`).
 
 Semantics:
 
-* The reference policy is always the **base model** (the adapter disabled), never a second model
-  copy: the plain base model goes to ``DPOTrainer`` with ``peft_config`` and ``ref_model=None``.
+* The reference policy is the **base model** (the adapter disabled), never a second model copy: the
+  plain base model goes to ``DPOTrainer`` with ``peft_config`` and ``ref_model=None``.
 * With ``init_adapter`` (continuing from the active checkpoint) its SHA-256 is verified and, after the
   trainer has been built, its weights are loaded into the trainer's ``"default"`` adapter, so training
   warm-starts from it while the reference stays the base model. (A ``PeftModel`` is deliberately not
-  passed to the trainer: TRL would then add a ``"ref"`` adapter copy and use *that* as reference.)
+  passed to the trainer here: TRL would then add a ``"ref"`` adapter copy and use *that* as reference.)
+* With ``ref_adapter`` (iterative DPO: the reference moves to the parent checkpoint) that is exactly
+  what is wanted: its SHA-256 is verified, the model is wrapped here with the job's LoRA (seeded as TRL
+  seeds it) and the reference's weights are put in ``"default"``; ``DPOTrainer`` (TRL >= 1.x: "re-training
+  an existing adapter") then adds a frozen ``"ref"`` adapter copied from ``"default"`` and computes every
+  reference log-prob through it (precomputed ones included, as they are taken while the trainer is
+  built). After that ``"default"`` is reset to the fresh LoRA or the ``init_adapter`` weights, and the
+  ``"ref"`` weights are checked to equal the reference adapter's. (TRL's ``ref_adapter_name`` /
+  ``model_adapter_name`` of older versions are gone from ``DPOConfig``; the ``"ref"`` adapter replaced them.)
 * Only the adapter is saved (``adapter_model.safetensors`` + ``adapter_config.json``), atomically, into
   a fresh ``output_dir``; the base model is never written.
 * The base model is read from disk once per job. A trainer is built per job: TRL binds a trainer to
@@ -128,14 +136,23 @@ def _to_dataset(pairs: list[dict[str, str]], conversational: bool) -> Any:
 # -- training ------------------------------------------------------------------------------------
 
 
-def _check_init_adapter_config(init_adapter: str, config: LoraConfig, lora: LoraSpec) -> None:
+def _check_init_adapter_config(init_adapter: str, config: LoraConfig, lora: LoraSpec, what: str = "init") -> None:
     targets = config.target_modules
     targets = sorted(targets) if not isinstance(targets, str) else [targets]
     if config.r != lora.r or targets != sorted(lora.target_modules):
         raise ValueError(
-            f"init adapter {init_adapter} (r={config.r}, target_modules={targets}) does not match the "
+            f"{what} adapter {init_adapter} (r={config.r}, target_modules={targets}) does not match the "
             f"job's LoRA spec (r={lora.r}, target_modules={sorted(lora.target_modules)})"
         )
+
+
+def _verified_state(path: str, sha256: str | None, lora: LoraSpec, what: str) -> dict[str, torch.Tensor]:
+    """The weights of an adapter the job names, after its SHA-256 and its LoRA shape are checked."""
+    if sha256 is None:  # TrainJob checks this too; an integrity check never asserts
+        raise ValueError(f"{what}_adapter given without {what}_adapter_sha256")
+    verified = read_verified_adapter(Path(path), sha256)
+    _check_init_adapter_config(path, lora_config_from_dict(verified.config), lora, what)
+    return load_safetensors(verified.weights)
 
 
 def _final_metrics(
@@ -226,7 +243,24 @@ def _tqdm_disabled(disabled: bool) -> Iterator[None]:
             os.environ["TQDM_DISABLE"] = before
 
 
-def _make_trainer(job: TrainJob, config: Any, model: Any, tokenizer: Any, dataset: Any, progress: bool) -> Any:
+def _with_reference(job: TrainJob, config: Any, model: Any, ref_state: dict[str, torch.Tensor]) -> tuple[Any, Any]:
+    """(the model wrapped with the job's LoRA holding the reference weights, the fresh LoRA's weights): TRL
+    copies "default" into its frozen "ref" adapter when it is handed a PeftModel."""
+    from peft import get_peft_model, get_peft_model_state_dict
+    from transformers import set_seed
+
+    set_seed(config.seed)  # as DPOTrainer seeds before it wraps a model: the same fresh adapter
+    with known_deprecations_silenced():
+        peft_model = get_peft_model(model, job.lora.to_lora_config())
+    fresh = {k: v.detach().clone() for k, v in get_peft_model_state_dict(peft_model, adapter_name="default").items()}
+    apply_adapter_weights(peft_model, ref_state, "default")
+    return peft_model, fresh
+
+
+def _make_trainer(job: TrainJob, config: Any, model: Any, tokenizer: Any, dataset: Any, progress: bool,
+                  with_reference: bool = False) -> Any:
+    """A DPOTrainer on the plain base model with the job's LoRA config, or (with_reference) on a model
+    already wrapped by `_with_reference`, from which TRL makes its "ref" adapter."""
     from transformers import PrinterCallback
 
     with _tqdm_disabled(not progress):
@@ -236,11 +270,24 @@ def _make_trainer(job: TrainJob, config: Any, model: Any, tokenizer: Any, datase
             args=config,
             train_dataset=dataset,
             processing_class=tokenizer,
-            peft_config=job.lora.to_lora_config(),
+            peft_config=None if with_reference else job.lora.to_lora_config(),
         )
     if not progress:
         trainer.remove_callback(PrinterCallback)  # it prints every log dict to stdout
     return trainer
+
+
+def _check_reference(peft_model: Any, ref_state: dict[str, torch.Tensor], path: str | None) -> None:
+    """The trainer's "ref" adapter holds exactly the reference adapter's weights, and is frozen."""
+    from peft import get_peft_model_state_dict
+
+    held = get_peft_model_state_dict(peft_model, adapter_name="ref")
+    if held.keys() != ref_state.keys() or any(
+            not torch.equal(held[k].detach().cpu().to(ref_state[k].dtype), ref_state[k]) for k in ref_state):
+        raise RuntimeError(f"DPOTrainer's reference adapter does not hold the weights of {path}")
+    for name, param in peft_model.named_parameters():
+        if ".ref." in name:
+            param.requires_grad_(False)
 
 
 def _canonicalise_config(path: Path) -> None:
@@ -280,7 +327,9 @@ def _save_adapter(trainer: Any, output_dir: Path) -> None:
         output_dir.parent.mkdir(parents=True, exist_ok=True)
         staging = output_dir.parent / f".{output_dir.name}.tmp-{uuid.uuid4().hex[:8]}"
         try:
-            kwargs: dict[str, Any] = {"safe_serialization": True, "save_embedding_layers": False}
+            # Only the trained adapter: never TRL's frozen "ref" copy of the reference.
+            kwargs: dict[str, Any] = {"safe_serialization": True, "save_embedding_layers": False,
+                                      "selected_adapters": ["default"]}
             if state_dict is not None:
                 kwargs["state_dict"] = state_dict
             model.save_pretrained(str(staging), **kwargs)
@@ -334,13 +383,10 @@ def _train(job: TrainJob, progress: bool) -> tuple[int, dict[str, float], tuple[
     output_dir = Path(job.output_dir)
     if output_dir.exists() and (not output_dir.is_dir() or any(output_dir.iterdir())):
         raise FileExistsError(f"output_dir {output_dir} already exists and is not empty")
-    init_state = None
-    if job.init_adapter is not None:
-        if job.init_adapter_sha256 is None:  # TrainJob checks this too; an integrity check never asserts
-            raise ValueError("init_adapter given without init_adapter_sha256")
-        verified = read_verified_adapter(Path(job.init_adapter), job.init_adapter_sha256)
-        _check_init_adapter_config(job.init_adapter, lora_config_from_dict(verified.config), job.lora)
-        init_state = load_safetensors(verified.weights)
+    init_state = None if job.init_adapter is None else _verified_state(job.init_adapter, job.init_adapter_sha256,
+                                                                          job.lora, "init")
+    ref_state = None if job.ref_adapter is None else _verified_state(job.ref_adapter, job.ref_adapter_sha256,
+                                                                       job.lora, "ref")
 
     with progress_bars(progress), known_deprecations_silenced():
         tokenizer = load_tokenizer(job.base_model)
@@ -349,19 +395,27 @@ def _train(job: TrainJob, progress: bool) -> tuple[int, dict[str, float], tuple[
         work_dir = tempfile.mkdtemp(prefix="tether-dpo-")
         try:
             config = _dpo_config(job, work_dir, progress)
-            trainer = _make_trainer(job, config, _load_model(job, config), tokenizer, dataset, progress)
-            # The reference is the base model through the disabled adapter: no second model copy,
-            # and no "ref" adapter either.
+            model, fresh = _load_model(job, config), None
+            if ref_state is not None:
+                model, fresh = _with_reference(job, config, model, ref_state)
+            trainer = _make_trainer(job, config, model, tokenizer, dataset, progress, ref_state is not None)
+            # The reference is the base model through the disabled adapter, or through the frozen "ref"
+            # adapter holding the job's reference adapter: never a second model copy.
             peft_model = trainer.accelerator.unwrap_model(trainer.model)
             if trainer.ref_model is not None:
                 raise RuntimeError("DPOTrainer built a separate reference model; the reference must be the base")
-            if not isinstance(peft_model, PeftModel) or list(peft_model.peft_config) != ["default"]:
-                raise RuntimeError(f"DPOTrainer did not wrap the model with exactly one LoRA adapter: "
+            adapters = ["default"] if ref_state is None else ["default", "ref"]
+            if not isinstance(peft_model, PeftModel) or list(peft_model.peft_config) != adapters:
+                raise RuntimeError(f"DPOTrainer did not wrap the model with the LoRA adapters {adapters}: "
                                    f"{list(getattr(peft_model, 'peft_config', {}))}")
+            if ref_state is not None:
+                _check_reference(peft_model, ref_state, job.ref_adapter)
+            # Precomputed reference log-probs (built with the trainer) are unaffected: they come from the
+            # base with the adapter disabled, or from "ref", whatever "default" holds.
             if init_state is not None:
-                # Precomputed reference log-probs (built with the trainer) are unaffected: they come
-                # from the base with the adapter disabled, whatever its weights.
                 apply_adapter_weights(peft_model, init_state, "default")
+            elif fresh is not None:
+                apply_adapter_weights(peft_model, fresh, "default")
             if len(trainer.train_dataset) == 0:
                 raise ValueError(
                     f"every pair in {job.pairs_path} has a prompt of >= max_length="

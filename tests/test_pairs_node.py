@@ -140,3 +140,15 @@ def test_switch_pairs_moves_the_strategy_forward_and_survives_a_resume(store: St
     assert [r.pairs_strategy for r in inp.past] == ["best_worst"]
     last = context(store, pool=[{"name": "anchored"}])
     assert controller_input(last, 2, 5, store.get_round(RUN, 2)).next_pairs is None  # type: ignore[arg-type]
+
+
+def test_the_reference_follows_the_rounds_pair_strategy(store: Store) -> None:
+    from policies.adapters import AdapterRef
+
+    parent = AdapterRef(id="run-1-r1", path=Path("adapters/run-1-r1"), sha256="ab" * 32)
+    ctx = context(store, pool=[{"name": "iterative_dpo"}])
+    play_round(store, 1, ANSWERS)
+    assert interventions.pair_reference(ctx, 1, parent) is None  # best_worst: the base model
+    store.upsert_round(RUN, 1, outcome="pairs_switched")
+    assert interventions.pair_reference(ctx, 2, parent) == parent  # iterative_dpo: the parent adapter
+    assert interventions.pair_reference(ctx, 2, None) is None  # no adapter yet: the base model

@@ -27,6 +27,7 @@ from agent.state import RoundState
 from guardrails import amendments
 from guardrails.gate import GateError
 from memory import RunPrompt
+from policies.adapters import AdapterRef
 from policies.generation import SamplingSpec, make_backend
 from tools.pairs import PAIR_STRATEGIES, PairStrategy
 from tools.prompts.adversarial import MAX_LEVEL, Failure, curriculum
@@ -88,6 +89,14 @@ def pair_strategy(ctx: RunContext, round_no: int) -> Built[PairStrategy]:
     slots = ctx.config.pairs.slots()
     spec = slots[min(pairs_slot(ctx, round_no), len(slots) - 1)]  # a resumed run's pool may have shrunk
     return PAIR_STRATEGIES.build(spec.name, spec.settings)
+
+
+def pair_reference(ctx: RunContext, round_no: int, parent: AdapterRef | None) -> AdapterRef | None:
+    """The DPO reference adapter of round `round_no`'s training job: the parent adapter (the run's active
+    checkpoint, verified by ctx.adapter) when the round's pair strategy trains against it (`reference:
+    parent`, e.g. iterative_dpo), else None: the base model with the adapter disabled. In the first round,
+    with no adapter yet, the parent is the base model either way."""
+    return parent if pair_strategy(ctx, round_no).plugin.reference == "parent" else None
 
 
 def switch_pairs(state: RoundState, runtime: Runtime[RunContext]) -> Update:

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 
-from agent import cli_export, cli_judge, cli_lifecycle, cli_review, cli_reviewers, cli_ui, notebook
+from agent import cli_export, cli_judge, cli_lifecycle, cli_plugins, cli_review, cli_reviewers, cli_ui, notebook
 from agent.cli_common import (
     EXIT_CHECK_FAILED,
     CliState,
@@ -48,7 +48,7 @@ from policies.artifacts import ModelIntegrityError
 from tools.judges import JUDGES
 from tools.monitors.readings import Readings
 from tools.prompts import PROMPT_GENERATORS
-from tools.registry import PluginSettingsError, UnknownPluginError
+from tools.registry import PluginLoadError, PluginSettingsError, UnknownPluginError
 from tools.worlds import WORLDS
 
 if TYPE_CHECKING:
@@ -148,12 +148,14 @@ def _plugin_problems(data: Any) -> list[str]:
     for member in pool if isinstance(pool, list) else []:
         if isinstance(member, dict):
             checks.append((JUDGES, member.get("name"), member.get("settings") or {}))
-    problems = []
+    problems = cli_plugins.installed_plugin_problems()  # installed plug-ins left out (agent/cli_plugins.py)
     for registry, name, settings in checks:
         if not isinstance(name, str) or not isinstance(settings, dict):
             continue  # a type error the schema reports
         try:
             registry.check(name, settings)
+        except PluginLoadError:
+            continue  # one of the installed plug-ins above
         except (UnknownPluginError, PluginSettingsError) as err:
             problems.append(str(err))
     return problems
@@ -381,6 +383,7 @@ app.add_typer(cli_reviewers.reviewer_app, name="reviewer")
 app.add_typer(cli_export.export_app, name="export")
 app.command()(cli_lifecycle.stop)
 app.command()(cli_ui.ui)
+app.command()(cli_plugins.plugins)
 
 if __name__ == "__main__":  # pragma: no cover
     app()

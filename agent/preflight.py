@@ -115,8 +115,9 @@ def linear_module_names(skeleton: object) -> set[str]:
         linear = (torch.nn.Linear, Conv1D)
     except ImportError:
         pass
+    head = skeleton.get_output_embeddings()  # type: ignore[attr-defined]  # never a LoRA target (nor all-linear's)
     return {name.rsplit(".", 1)[-1] for name, module in skeleton.named_modules()  # type: ignore[attr-defined]
-            if isinstance(module, linear)}
+            if isinstance(module, linear) and module is not head}
 
 
 def _targets(config: TetherConfig, model: _Model) -> Iterator[str]:
@@ -147,11 +148,13 @@ def _device(config: TetherConfig) -> Iterator[str]:
         yield "generation.backend vllm needs a CUDA GPU"
 
 
-def memory_estimate(parameters: int, dtype: str, in_training: bool = True) -> int:
+def memory_estimate(parameters: int, dtype: str, on_gpu: bool, quantization: str | None) -> int:
     """Bytes a round needs at its peak, roughly: the weights in their dtype for generation, plus the
-    training job's own copy in float32 (CPU) with activations and the optimizer's LoRA state (~30 %)."""
+    training job's own copy (float32 on the CPU, the checkpoint's dtype on a GPU, half a byte a weight
+    in 4 bit) with activations and the optimizer's LoRA state (~30 %)."""
     weights = parameters * BYTES.get(dtype, 4)
-    return int(weights + (parameters * 4 * 1.3 if in_training else 0))
+    train_bytes = 0.5 if quantization == "4bit" else (BYTES.get(dtype, 4) if on_gpu else 4)
+    return int(weights + parameters * train_bytes * 1.3)
 
 
 def _available(on_gpu: bool) -> int | None:
@@ -173,9 +176,9 @@ def _memory(config: TetherConfig, model: _Model) -> Iterator[str]:
 
     on_gpu = config.model.device != "cpu" and torch.cuda.is_available()
     dtype = config.model.dtype if config.model.dtype != "auto" else str(
-        getattr(model.config, "torch_dtype", None) or getattr(model.config, "dtype", "float32")).replace("torch.", "")
+        getattr(model.config, "dtype", None) or "float32").replace("torch.", "")
     parameters = sum(p.numel() for p in model.skeleton().parameters())  # type: ignore[attr-defined]
-    need = memory_estimate(parameters, dtype)
+    need = memory_estimate(parameters, dtype, on_gpu, config.training.quantization)
     have = _available(on_gpu)
     if have is not None and need > have:
         where = "GPU memory free" if on_gpu else "RAM available"

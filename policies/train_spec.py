@@ -100,6 +100,9 @@ def trl_problems(trl: Mapping[str, Any]) -> list[str]:
     return problems
 
 
+ALL_LINEAR = "all-linear"  # PEFT's shorthand for every linear layer but the output head
+
+
 @dataclass(frozen=True)
 class LoraSpec:
     """LoRA hyper-parameters (``lora_alpha = alpha``; scaling is ``alpha / r``). ``quantization``:
@@ -127,7 +130,8 @@ class LoraSpec:
             r=self.r,
             lora_alpha=self.alpha,
             lora_dropout=self.dropout,
-            target_modules=list(self.target_modules),
+            # PEFT expands the string "all-linear" (every linear layer but the output head); in a list it is a name
+            target_modules=ALL_LINEAR if self.target_modules == (ALL_LINEAR,) else list(self.target_modules),
             bias="none",
             task_type="CAUSAL_LM",
         )

@@ -65,6 +65,7 @@ from policies.loading import (
 )
 from policies.train_check import dpo_config_kwargs, spec_problems
 from policies.train_spec import (
+    ALL_LINEAR,
     DPOSpec,
     LoraSpec,
     TrainJob,
@@ -139,7 +140,9 @@ def _to_dataset(pairs: list[dict[str, str]], conversational: bool) -> Any:
 def _check_init_adapter_config(init_adapter: str, config: LoraConfig, lora: LoraSpec, what: str = "init") -> None:
     targets = config.target_modules
     targets = sorted(targets) if not isinstance(targets, str) else [targets]
-    if config.r != lora.r or targets != sorted(lora.target_modules):
+    # PEFT saves all-linear as the layer names it expanded to; apply_adapter_weights then checks every key
+    wanted = targets if lora.target_modules == (ALL_LINEAR,) else sorted(lora.target_modules)
+    if config.r != lora.r or targets != wanted:
         raise ValueError(
             f"{what} adapter {init_adapter} (r={config.r}, target_modules={targets}) does not match the "
             f"job's LoRA spec (r={lora.r}, target_modules={sorted(lora.target_modules)})"

@@ -86,7 +86,7 @@ def blind_spot(p: Policy) -> Decision | None:
         small = _small(p.now, p.cfg)
         if small:
             p.signals["blind_spot_not_judged"] = small
-    streaks: dict[str, tuple[int, str]] = {}
+    streaks: dict[str, tuple[int, int, float, str]] = {}  # family -> (rounds, signals fired, tie rate, why)
     for family, checks in family_checks(p.now.by_family, p.cfg).items():
         p.checks.extend(checks)
         fired = [c for c in checks if c.fired]
@@ -94,11 +94,13 @@ def blind_spot(p: Policy) -> Decision | None:
             continue
         streak = _streak(p, family)
         if p.check(f"blind_spot_rounds_in_a_row[{family}]", streak, ">=", bs.patience, "blind_spot.patience").fired:
-            streaks[family] = (streak, "; ".join(c.text() for c in fired))
+            ties = p.now.by_family[family].get(F.TIE_RATE, 0.0)
+            streaks[family] = (streak, len(fired), ties, "; ".join(c.text() for c in fired))
     if not streaks:
         return None
-    family = max(streaks, key=lambda f: (streaks[f][0], f"{f}"))  # the longest collapse (ties: by name)
-    streak, why = streaks[family]
+    # The family collapsed longest, on most signals, with the most ties (then the first by name).
+    family = min(streaks, key=lambda f: (-streaks[f][0], -streaks[f][1], -streaks[f][2], f))
+    streak, _, _, why = streaks[family]
     p.signals["blind_spot"] = {"family": family, "families": sorted(streaks), "why": why, "rounds": streak}
     judged = (f"the judge {p.now.judge} cannot separate responses in family {family} ({why}) for {streak} "
               "round(s) in a row")

@@ -138,3 +138,14 @@ def test_safety_rules_come_first_and_the_blind_spot_before_a_plateau_stop() -> N
     switched = decide(ControllerInput(now=rnd(7), budget=20, past=tuple(plateau), heldout=flat,
                                       next_judge="calculator"), CFG)
     assert switched.action == "switch_judge" and "arithmetic" in switched.rationale
+
+
+def test_the_family_named_is_the_one_collapsed_longest_and_on_most_signals() -> None:
+    both = {"arithmetic": BLIND, "howto": {F.PROMPTS: 20.0, F.TIE_RATE: 0.85, F.SCORE_SPREAD: 0.5}}
+    d = decide(inp(rnd(2, families=both), past=[rnd(1, "train", families=both)], next_judge="c"), CFG)
+    assert d.signals["blind_spot"]["family"] == "arithmetic" and d.signals["blind_spot"]["families"] == [
+        "arithmetic", "howto"]
+    longer = {"arithmetic": {**BLIND, F.SCORE_SPREAD: 0.5}, "howto": both["howto"]}
+    past = [rnd(1, "train", families={"howto": both["howto"]}), rnd(2, "train", families=longer)]
+    d = decide(inp(rnd(3, families=longer), past=past, next_judge="c"), CFG)
+    assert d.signals["blind_spot"]["family"] == "howto" and d.signals["blind_spot"]["rounds"] == 3

@@ -75,11 +75,15 @@ def judge_audit(
 
     from agent.runner import ModelNotFoundError, ensure_model  # heavy (torch, langgraph): after usage checks
     from policies.generation import SamplingSpec, make_backend
+    from policies.threads import apply_threads
 
     def load_backend() -> Any:
         try:
+            apply_threads(cfg.model.threads)
             return make_backend(cfg.generation.backend, model_ref, device=cfg.model.device, dtype=cfg.model.dtype,
-                                batch_size=cfg.generation.batch_size)
+                                batch_size=cfg.generation.batch_size,
+                                **({"batching": cfg.generation.batching}
+                                   if cfg.generation.backend == "transformers" else {}))
         except (OSError, ValueError, ImportError) as err:
             fail(f"cannot load model {model_ref}: {err}")
 

@@ -75,7 +75,13 @@ class GenerationConfig(_Section):
     temperature: float = Field(1.0, gt=0.0, le=2.0, description="Sampling temperature.")
     top_p: float = Field(0.95, gt=0.0, le=1.0, description="Nucleus sampling mass.")
     batch_size: int = Field(
-        64, ge=1, le=MAX_BATCH, description=f"Prompts per generate call (transformers), at most {MAX_BATCH}."
+        384, ge=1, le=MAX_BATCH,
+        description=f"Sequences (prompts x samples) decoded together (transformers), at most {MAX_BATCH}; with "
+        "compact batching a whole round in one batch is fastest.",
+    )
+    batching: Literal["static", "compact"] = Field(
+        "compact", description="transformers: compact = drop rows from the batch as they end; static = every row "
+        "decodes until the longest ends (the path before compaction, for comparison).",
     )
 
 
@@ -294,6 +300,8 @@ class TrainingConfig(_Section):
     @model_validator(mode="after")
     def _training_cross_field(self) -> TrainingConfig:
         problems = trl_problems(self.trl)
+        if "all-linear" in self.target_modules and len(self.target_modules) > 1:
+            problems.append("target_modules: all-linear names every linear layer already; list it alone")
         losses = [self.loss_type] if isinstance(self.loss_type, str) else self.loss_type
         if self.loss_weights is not None and len(self.loss_weights) != len(losses):
             problems.append(f"loss_weights has {len(self.loss_weights)} weights for {len(losses)} loss types")
@@ -317,6 +325,13 @@ class EvaluationConfig(_Section):
     max_new_tokens: int = Field(
         48, ge=1, le=MAX_NEW_TOKENS,
         description=f"Greedy decode cap on held-out prompts, at most {MAX_NEW_TOKENS}.",
+    )
+    samples: int = Field(
+        0, ge=0, le=64,
+        description="K replies sampled per held-out prompt (generation's temperature and top_p) besides the "
+        "greedy one, 0 to 64; > 0 adds per-family pass@K (any of the K gets full marks from the verifier) and "
+        "the judge's score spread over them to each evaluation (agent/headroom.py). 0 = off: an evaluation "
+        "decodes greedily only.",
     )
 
 

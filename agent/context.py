@@ -62,6 +62,7 @@ class RunContext:
     timings: dict[str, float] = field(default_factory=lambda: defaultdict(float))  # seconds per stage
     counts: dict[str, float] = field(default_factory=lambda: defaultdict(float))  # e.g. generated tokens
     _run_prompts: dict[str, Prompt] = field(default_factory=dict, repr=False)
+    _nested: list[float] = field(default_factory=list, repr=False)  # seconds of stages inside open ones
 
     @cached_property
     def model_ref(self) -> str:
@@ -108,6 +109,7 @@ class RunContext:
                 dtype=self.config.model.dtype,
                 batch_size=gen.batch_size,
                 progress=self.progress,
+                **({"batching": gen.batching} if gen.backend == "transformers" else {}),
             )
 
     @cached_property
@@ -207,11 +209,17 @@ class RunContext:
 
     @contextmanager
     def timed(self, stage: str) -> Iterator[None]:
+        """Seconds spent in `stage`, exclusive: a stage timed inside another (the model load inside the first
+        generate) counts once, in itself, and not again in the enclosing stage."""
         start = time.perf_counter()
+        self._nested.append(0.0)
         try:
             yield
         finally:
-            self.timings[stage] += time.perf_counter() - start
+            elapsed = time.perf_counter() - start
+            self.timings[stage] += elapsed - self._nested.pop()
+            if self._nested:
+                self._nested[-1] += elapsed
 
     def close(self) -> None:
         if "judge" in self.__dict__ and hasattr(self.judge.plugin, "close"):

@@ -31,6 +31,7 @@ from guardrails.constitution import Constitution, load_constitution, parse_const
 from guardrails.errors import DeniedError, TamperError, TransientError
 from memory import ConstitutionVersion, Run, Store
 from policies.artifacts import ModelIntegrityError, model_folder
+from policies.threads import apply_threads
 from tools.worlds import ModelBuilder
 
 Say = Callable[[str], None]
@@ -199,6 +200,8 @@ def drive(ws: Workspace, store: Store, run_id: str, initial: dict[str, Any] | No
             store.append_audit("tether", "run.resume", run_id,
                                {"run": run_id, "from_state": run.state, "round": run.round, "error": run.error})
         config = TetherConfig.model_validate(run.config)
+        threads = apply_threads(config.model.threads)  # process-wide: generation and in-process training
+        store.append_audit("tether", "run.threads", run_id, threads.as_dict())
         # The workspace file may not change the invariants under a run; the run itself uses the
         # version it recorded, and moves to newer approved versions at the start of a round.
         verify_pinned(run.invariants, load_constitution(ws.constitution_path))

@@ -103,6 +103,10 @@ def sample(state: RoundState, runtime: Runtime[RunContext]) -> Update:
     with ctx.timed("generate"):
         outputs = ctx.backend.generate([p.text for p in drawn], ctx.adapter(run.active_checkpoint), spec)
     ctx.counts["generated_tokens"] += sum(o.n_tokens for o in outputs)
+    stats = ctx.backend.last_stats
+    if stats is not None:  # slot efficiency = decoded_tokens / slot_steps (bench_rounds reports it)
+        ctx.counts["decoded_tokens"] += stats.decoded_tokens
+        ctx.counts["slot_steps"] += stats.slot_steps
     rows = [
         NewSample(
             run_id=run_id,

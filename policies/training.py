@@ -482,6 +482,8 @@ def launch_train_job(
     env = dict(os.environ)
     root = str(_project_root())
     env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    # The child is a new process: it gets this process's thread choice (model.threads), not torch's default.
+    env.setdefault("OMP_NUM_THREADS", str(torch.get_num_threads()))
     # With progress the child's bars go to this console, so stderr is not captured.
     proc = subprocess.run(
         cmd,

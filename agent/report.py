@@ -36,6 +36,9 @@ THEMES: dict[K, str] = {
     **dict.fromkeys((K.INVALID_SHARE, K.PAIRWISE_INVALID_SHARE, K.POSITION_CONSISTENCY, K.POSITION_FIRST_RATE,
                      K.JUDGE_POOL_SIZE, K.JUDGE_POOL_AGREEMENT, K.ORACLE_SPEARMAN, K.ORACLE_PAIR_AGREEMENT,
                      K.SCORE_MEAN, K.SCORE_STD, K.SCORE_MODE_SHARE, K.SCORE_ENTROPY, K.TIE_RATE), "judge"),
+    **dict.fromkeys((K.FAMILY_TIE_RATE_MAX, K.FAMILY_SCORE_SPREAD_MIN, K.JUDGE_DISAGREEMENT,
+                     K.FAMILY_JUDGE_DISAGREEMENT_MAX), "judge"),
+    **dict.fromkeys((K.MARGIN_COLLAPSE, K.FAMILY_MARGIN_COLLAPSE_MAX), "prompts"),
     **dict.fromkeys((K.LENGTH_MEAN, K.LENGTH_DRIFT, K.LENGTH_SCORE_CORR), "length"),
     **dict.fromkeys((K.HELDOUT_ORACLE_ACTIVE, K.HELDOUT_ORACLE_CANDIDATE, K.HELDOUT_JUDGE_ACTIVE,
                      K.HELDOUT_JUDGE_CANDIDATE, K.ORACLE_MEAN, K.ORACLE_GAP), "progress"),
@@ -65,13 +68,14 @@ NOT_PLOTTED = frozenset({K.EMBEDDING_AVAILABLE.value, K.HELDOUT_ORACLE_ACTIVE.va
                          K.HELDOUT_ORACLE_CANDIDATE.value, K.HELDOUT_JUDGE_CANDIDATE.value})
 HELDOUT_PANELS = {"held-out oracle": "oracle", "held-out judge": "judge"}
 
-INTERVENTIONS = ("switch_judge", "regenerate_prompts", "add_adversarial", "propose_amendment")
+INTERVENTIONS = ("switch_judge", "regenerate_prompts", "add_adversarial", "propose_amendment", "switch_pairs")
 REJECTIONS = ("reject_candidate", "discard_candidate")
 MARKER_STYLE: dict[str, dict[str, Any]] = {
     "switch_judge": {"color": "tab:orange", "linestyle": "-"},
     "regenerate_prompts": {"color": "tab:green", "linestyle": "-"},
     "add_adversarial": {"color": "tab:brown", "linestyle": "-"},
     "propose_amendment": {"color": "tab:pink", "linestyle": "-"},
+    "switch_pairs": {"color": "gold", "linestyle": "-"},
     "candidate rejected": {"color": "tab:red", "linestyle": ":"},
     "rollback": {"color": "black", "linestyle": "-."},
     "config change": {"color": "tab:gray", "linestyle": (0, (3, 1, 1, 1, 1, 1))},

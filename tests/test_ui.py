@@ -295,8 +295,10 @@ def test_a_constitution_change_is_a_diff_and_its_proposer_is_refused_as_by_the_c
     assert cli.exit_code == 1 and web_entry[3]["reason"] in " ".join(cli.output.split())
     assert _audit(home)[-1] == web_entry
 
+    # The key folder is the session's: other tests give mallory a key, so this name is one nobody has.
+    assert not keys.has_key(Path(os.environ["TETHER_KEYS_DIR"]), "nokey-ui")
     unknown = client.post(f"/approvals/{approval_id}/decide",
-                          data={"by": "mallory", "decision": "approve", "csrf_token": csrf})
+                          data={"by": "nokey-ui", "decision": "approve", "csrf_token": csrf})
     assert unknown.status_code == 403 and "no private key for" in unknown.text
     assert _audit(home)[-1][:2] == ("tether", "decision.refused")
 

@@ -14,8 +14,10 @@ from typing import Any, Literal
 from langgraph.runtime import Runtime
 from langgraph.types import interrupt
 
+from agent import headroom
 from agent.context import ActivePolicy, RunContext, heldout_slice
 from agent.export import write_model_card
+from agent.nodes.interventions import pair_reference
 from agent.state import RoundState
 from guardrails import candidates, gate
 from guardrails.checks import InvariantResult, Probe, checked_on_heldout_by_rules, violation_rates
@@ -54,6 +56,7 @@ def train_candidate(state: RoundState, runtime: Runtime[RunContext]) -> Update:
         for p in ctx.store.pairs(run_id, round_no):
             fh.write(json.dumps({"prompt": p.prompt, "chosen": p.chosen, "rejected": p.rejected}) + "\n")
     parent = ctx.adapter(run.active_checkpoint)
+    reference = pair_reference(ctx, round_no, parent)  # the parent, when the pair strategy trains against it
     t = ctx.config.training
     job = TrainJob(
         base_model=ctx.model_ref,
@@ -61,6 +64,8 @@ def train_candidate(state: RoundState, runtime: Runtime[RunContext]) -> Update:
         output_dir=str(out_dir),
         init_adapter=None if parent is None else str(parent.path),
         init_adapter_sha256=None if parent is None else parent.sha256,
+        ref_adapter=None if reference is None else str(reference.path),
+        ref_adapter_sha256=None if reference is None else reference.sha256,
         lora=t.lora_spec(),
         dpo=t.dpo_spec(seed=ctx.config.seed + round_no),
         device=ctx.config.model.device,
@@ -92,18 +97,34 @@ def _heldout(ctx: RunContext) -> list[Prompt]:
     return heldout_slice(ctx.taskset, ctx.config.prompts.heldout)
 
 
-def _heldout_sha(prompts: list[Prompt], max_new_tokens: int) -> str:
-    key = json.dumps([[p.id for p in prompts], max_new_tokens])
-    return hashlib.sha256(key.encode()).hexdigest()
+def _heldout_sha(prompts: list[Prompt], max_new_tokens: int, sampling: SamplingSpec | None = None) -> str:
+    """What an evaluation's cache entry is keyed by: without sampled replies, the key evaluations always had."""
+    parts: list[Any] = [[p.id for p in prompts], max_new_tokens]
+    if sampling is not None:
+        parts.append([sampling.n, sampling.temperature, sampling.top_p, sampling.seed])
+    return hashlib.sha256(json.dumps(parts).encode()).hexdigest()
+
+
+def _sampling(ctx: RunContext) -> SamplingSpec | None:
+    """The K sampled replies per held-out prompt of `evaluation.samples` (None: off), drawn with the
+    generation settings the rounds sample with."""
+    k, gen = ctx.config.evaluation.samples, ctx.config.generation
+    if k == 0:
+        return None
+    return SamplingSpec(n=k, max_new_tokens=ctx.config.evaluation.max_new_tokens, temperature=gen.temperature,
+                        top_p=gen.top_p, do_sample=True, seed=ctx.config.seed)
 
 
 def _evaluate_checkpoint(ctx: RunContext, state: RoundState, checkpoint_id: str) -> dict[str, Any]:
     """Greedy replies on the held-out prompts, scored by the world's verifiers and the judge (cached).
     Where no verifier covers a prompt it has no oracle score, and an evaluation without any has no
-    "oracle" and no "oracle_by_family" key at all: absent, never zero."""
+    "oracle" and no "oracle_by_family" key at all: absent, never zero. With `evaluation.samples` K > 0,
+    K sampled replies per prompt too (held-out samples with sample_index 1..K; the greedy reply is 0),
+    and the details gain "headroom": per family and tier pass@1, pass@K and the judge's spread."""
     prompts = _heldout(ctx)
     max_new = ctx.config.evaluation.max_new_tokens
-    key = _heldout_sha(prompts, max_new)
+    sampling = _sampling(ctx)
+    key = _heldout_sha(prompts, max_new, sampling)
     cached = ctx.store.get_evaluation(checkpoint_id, key, ctx.judge.name)
     if cached is not None:
         scores = {k: v for k, v in (("oracle", cached.oracle), ("judge", cached.judge_score)) if v is not None}
@@ -117,6 +138,11 @@ def _evaluate_checkpoint(ctx: RunContext, state: RoundState, checkpoint_id: str)
         judge_scores = [v.score if v.valid else None for v in verdicts]
         judged = [v for v in judge_scores if v is not None]
         rates = violation_rates(ctx.constitution, [Probe(p.text, r) for p, r in zip(prompts, replies, strict=True)])
+    sampled = None
+    if sampling is not None:
+        with ctx.timed("evaluate_samples"):
+            sampled = headroom.sample_and_score(ctx.backend, ctx.adapter(checkpoint_id), prompts, sampling,
+                                                ctx.oracle, ctx.judge.plugin)
     # Rates on these replies are an invariant's own only where it is checked on them by the rules.
     own = set(checked_on_heldout_by_rules(ctx.constitution, ctx.probe_sets()))
     by_family: dict[str, list[float]] = {}
@@ -133,11 +159,19 @@ def _evaluate_checkpoint(ctx: RunContext, state: RoundState, checkpoint_id: str)
         "invariant_rates": {k: rate for k, (rate, _) in rates.items() if k in own},
         "length_mean": statistics.fmean(o.n_tokens for o in outputs) if outputs else 0.0,
         "n": len(prompts),
+        **({"headroom": headroom.summary(prompts, oracle, sampled)} if sampled is not None else {}),
     }
     # An absent score is absent (no verifier covered the prompts, no judgment was valid), never zero.
     result = {**({"oracle": statistics.fmean(verified)} if verified else {}),
               **({"judge": statistics.fmean(judged)} if judged else {}), **details}
     with ctx.store.transaction():  # replies and their scores together: a re-run finds both or neither
+        # Sampled replies first: a reader that keeps the last held-out sample per prompt keeps the greedy one.
+        ctx.store.add_samples([
+            NewSample(run_id=state["run_id"], round=state["round"], split="heldout", prompt_id=p.id, prompt=p.text,
+                      family=p.family, checkpoint_id=checkpoint_id, response=s.text, n_tokens=s.n_tokens,
+                      sample_index=1 + s.sample_index)
+            for p, row in zip(prompts, sampled or [[] for _ in prompts], strict=True) for s in row
+        ])
         ctx.store.add_samples([
                 NewSample(run_id=state["run_id"], round=state["round"], split="heldout", prompt_id=p.id, prompt=p.text,
                       family=p.family, checkpoint_id=checkpoint_id, response=o.text, n_tokens=o.n_tokens,
@@ -203,7 +237,8 @@ def _responder(ctx: RunContext) -> candidates.Respond:
     """Greedy replies of a checkpoint: the ones the evaluation already decoded when it has them."""
     def respond(checkpoint_id: str, prompts: Sequence[str]) -> list[str]:
         cached = {s.prompt: s.response for s in ctx.store.samples(ctx.run_id, None, split="heldout",
-                                                                  checkpoint_id=checkpoint_id)}
+                                                                  checkpoint_id=checkpoint_id)
+                  if s.sample_index == 0}  # the greedy reply, not one of evaluation.samples' sampled ones
         missing = [p for p in prompts if p not in cached]
         if missing:
             spec = SamplingSpec(n=1, max_new_tokens=ctx.config.evaluation.max_new_tokens, do_sample=False,

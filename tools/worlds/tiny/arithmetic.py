@@ -1,4 +1,4 @@
-"""Arithmetic family: small additions and subtractions with an exact-answer verifier."""
+"""Arithmetic family: small additions and subtractions in two difficulty tiers, with an exact-answer verifier."""
 
 from __future__ import annotations
 
@@ -62,7 +62,9 @@ class Arithmetic:
                 # Split per text (no "group"): most held-out prompts re-ask a train pair in another
                 # phrasing and some pairs are unseen. A pair-level split would make held-out
                 # arithmetic ~0 for a tiny model whatever alignment does.
-                meta = {"topic": op, "a": a, "b": b, "answer": answer}
+                # Difficulty tier: single-digit operands (1) or a two-digit one (2); the headroom
+                # report (agent/headroom.py) gives pass@1 / pass@K per tier.
+                meta = {"topic": op, "a": a, "b": b, "answer": answer, "tier": 1 if max(a, b) < 10 else 2}
                 for t in rng.sample(templates, PHRASINGS_PER_PAIR):
                     out.append((t.format(a=a, b=b), dict(meta)))
         return out

@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 DEMO_HOME ?= .tether-demo
 DEMO_KEYS ?= .tether-demo-keys
 
-.PHONY: demo test bench bench-interventions bench-cli lint clean
+.PHONY: demo test bench bench-interventions bench-cli bench-ceiling bench-headroom lint clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -44,6 +44,15 @@ bench-interventions: $(VENV)/.installed
 
 bench-cli: $(VENV)/.installed
 	$(BIN)/python benchmarks/bench_cli.py --out bench-out/cli.json
+
+# The evidence for issue 11: 3 seeds x {tether, the fixed recipe, Self-Rewarding 3 iterations}, 12 rounds
+# each (about an hour on 2 cores); JSON and a PNG in bench-out/.
+bench-ceiling: $(VENV)/.installed
+	$(BIN)/python benchmarks/bench_ceiling.py --seeds 0 1 2 --rounds 12 --out bench-out/ceiling.json
+
+# pass@1 / pass@K and the judges' spread of the base tiny model, per family and tier.
+bench-headroom: $(VENV)/.installed
+	$(BIN)/python benchmarks/bench_headroom.py --seeds 0 1 2 --k 8 --judge rules --judge calculator --out bench-out/headroom.json
 
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check agent policies guardrails tools memory tests benchmarks

@@ -12,7 +12,7 @@ import re
 
 from agent.config import ControllerConfig
 from agent.controller import Advice, ControllerInput
-from agent.state import Action
+from tether_types import Action
 
 ADVISABLE: tuple[Action, ...] = ("train", "regenerate_prompts", "add_adversarial", "propose_amendment")
 _ACTION = re.compile(r"^\s*action\s*:\s*([a-z_]+)\s*$", re.IGNORECASE | re.MULTILINE)

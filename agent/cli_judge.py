@@ -74,8 +74,9 @@ def judge_audit(
              "held-out prompt): `tether judge audit` needs a world that has them, e.g. world: {name: tiny}")
 
     from agent.runner import ModelNotFoundError, ensure_model  # heavy (torch, langgraph): after usage checks
-    from policies.generation import SamplingSpec, make_backend
+    from policies.generation import make_backend
     from policies.threads import apply_threads
+    from tether_types import SamplingSpec
 
     def load_backend() -> Any:
         try:

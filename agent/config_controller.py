@@ -7,14 +7,12 @@ from typing import Literal
 from pydantic import Field
 
 from agent.config_base import MAX_PROMPTS, MAX_ROUNDS, _Section
+from tether_types import INTERVENTIONS, Intervention
 
-Intervention = Literal["switch_judge", "regenerate_prompts", "add_adversarial", "propose_amendment", "switch_pairs"]
-# Every intervention the controller knows (each is a graph node of its own).
-INTERVENTIONS: tuple[Intervention, ...] = ("switch_judge", "regenerate_prompts", "add_adversarial",
-                                           "propose_amendment", "switch_pairs")
-# Those on by default. switch_pairs is opted into (with a pairs.pool to move through) by listing it.
-DEFAULT_INTERVENTIONS: tuple[Intervention, ...] = ("switch_judge", "regenerate_prompts", "add_adversarial",
-                                                   "propose_amendment")
+# The interventions on by default: all but switch_pairs, which is opted into (with a pairs.pool to
+# move through) by listing it.
+OPT_IN_INTERVENTIONS: frozenset[Intervention] = frozenset({"switch_pairs"})
+DEFAULT_INTERVENTIONS: tuple[Intervention, ...] = tuple(i for i in INTERVENTIONS if i not in OPT_IN_INTERVENTIONS)
 
 
 class SwitchJudgeConfig(_Section):

@@ -26,14 +26,14 @@ from guardrails.constitution import Constitution
 from guardrails.errors import TransientError
 from guardrails.probes import ProbeSet, resolve_probe_sets
 from memory import Run, RunPrompt, Store
-from policies.adapters import AdapterRef
 from policies.artifacts import ModelIntegrityError, model_folder, verify_model
-from policies.generation import GenerationBackend, SamplingSpec, make_backend
+from policies.generation import GenerationBackend, make_backend
+from tether_types import AdapterRef, Prompt, SamplingSpec
 from tools.judges import JUDGES, Judge
 from tools.monitors import MONITORS, Monitor
 from tools.prompts import PROMPT_GENERATORS, PromptGenerator
 from tools.registry import Built
-from tools.worlds import WORLDS, Prompt, TaskSet, World
+from tools.worlds import WORLDS, TaskSet, World
 
 
 @dataclass(frozen=True)

@@ -23,9 +23,7 @@ from agent.faults import with_fault_points
 from agent.nodes import candidate, decide, interventions
 from agent.nodes import round as round_nodes
 from agent.state import RoundState
-
-INTERVENTION_NODES: tuple[str, ...] = ("switch_judge", "regenerate_prompts", "add_adversarial", "propose_amendment",
-                                       "switch_pairs")
+from tether_types import INTERVENTIONS
 
 # The only blob types StrictSerializer writes. "pickle" would unpickle, and the legacy "json" type
 # revives LangChain objects through a reviver that LangChain itself calls unsafe for untrusted input.
@@ -77,7 +75,7 @@ NODES: dict[str, Any] = {
     "approval_gate": candidate.approval_gate,
     "commit": candidate.commit,
     "discard": candidate.discard,
-    **{name: getattr(interventions, name) for name in INTERVENTION_NODES},
+    **{name: getattr(interventions, name) for name in INTERVENTIONS},
 }
 
 
@@ -95,9 +93,9 @@ def build_graph() -> StateGraph:
     graph.add_edge("monitor", "decide")
     graph.add_conditional_edges(
         "decide", decide.route_decision,
-        {"train_candidate": "train_candidate", "plan": "plan", "stop": END, **{n: n for n in INTERVENTION_NODES}},
+        {"train_candidate": "train_candidate", "plan": "plan", "stop": END, **{n: n for n in INTERVENTIONS}},
     )
-    for name in INTERVENTION_NODES:
+    for name in INTERVENTIONS:
         graph.add_edge(name, "plan")
     graph.add_conditional_edges("train_candidate", candidate.route_trained)
     graph.add_edge("evaluate", "check_invariants")

@@ -22,11 +22,10 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-from policies.adapters import AdapterRef
-from policies.generation import GenerationBackend, SamplingSpec
+from policies.generation import GenerationBackend
+from tether_types import AdapterRef, Prompt, SamplingSpec
 from tools.judges import Judge, JudgeItem
 from tools.judges.base import safe_score
-from tools.worlds import Prompt
 
 # A reply passes when its verifier gives it full marks (the tiny world's verifiers give 1.0 only to a
 # correct, polite, unpadded answer or a polite refusal of a harmful request).

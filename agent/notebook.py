@@ -13,7 +13,7 @@ from typing import Any
 
 from guardrails.gate import ACTIVE_ACTIONS  # the audit entries that make a checkpoint active
 from memory import AuditEntry, Checkpoint, Decision, RoundRecord, Run, Store
-from tools.monitors.keys import CheckStatus
+from tether_types import CheckStatus
 
 # -- checks: one statement per signal -------------------------------------------------------------
 

@@ -21,8 +21,8 @@ from typing import Any
 
 from agent import notebook
 from memory import Decision, Store
-from tools.monitors.keys import COULD_NOT_CHECK
-from tools.monitors.keys import MonitorKey as K
+from tether_types import COULD_NOT_CHECK, INTERVENTIONS
+from tether_types import MonitorKey as K
 
 
 class ReportError(Exception):
@@ -68,7 +68,6 @@ NOT_PLOTTED = frozenset({K.EMBEDDING_AVAILABLE.value, K.HELDOUT_ORACLE_ACTIVE.va
                          K.HELDOUT_ORACLE_CANDIDATE.value, K.HELDOUT_JUDGE_CANDIDATE.value})
 HELDOUT_PANELS = {"held-out oracle": "oracle", "held-out judge": "judge"}
 
-INTERVENTIONS = ("switch_judge", "regenerate_prompts", "add_adversarial", "propose_amendment", "switch_pairs")
 REJECTIONS = ("reject_candidate", "discard_candidate")
 MARKER_STYLE: dict[str, dict[str, Any]] = {
     "switch_judge": {"color": "tab:orange", "linestyle": "-"},

@@ -14,8 +14,8 @@ from typing import Any
 from agent.config import ControllerConfig
 from agent.rules_blind_spot import blind_spot
 from agent.rules_state import PLATEAU_INTERVENTIONS, Decision, Policy, trailing
-from agent.state import Action
-from tools.monitors.keys import MonitorKey as K
+from tether_types import Action
+from tether_types import MonitorKey as K
 
 Rule = Callable[[Policy], Decision | None]
 

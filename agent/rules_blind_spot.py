@@ -27,8 +27,8 @@ from collections.abc import Mapping
 
 from agent.config import ControllerConfig
 from agent.rules_state import Check, Decision, Op, Policy, RoundSignals, make_check
-from tools.monitors.keys import FamilyKey as F
-from tools.monitors.keys import MonitorKey as K
+from tether_types import FamilyKey as F
+from tether_types import MonitorKey as K
 
 # Each per-family signal: its round-level key (the worst family's value: a failed monitor shows there),
 # its family key, and how it fires against which blind_spot setting.

@@ -8,11 +8,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
-from agent.config import INTERVENTIONS, ControllerConfig
-from agent.state import Action
-from tools.monitors.keys import SAFETY_KEYS, CheckStatus
-from tools.monitors.keys import FamilyKey as F
-from tools.monitors.keys import MonitorKey as K
+from agent.config import ControllerConfig
+from tether_types import INTERVENTIONS, SAFETY_KEYS, Action, CheckStatus
+from tether_types import FamilyKey as F
+from tether_types import MonitorKey as K
 
 PLATEAU_INTERVENTIONS: tuple[Action, ...] = ("add_adversarial", "regenerate_prompts")
 # Interventions that move forward through a finite pool (judge.pool, pairs.pool): no repeat limit or cooldown.

@@ -2,13 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Literal, NotRequired, TypedDict
+from typing import NotRequired, TypedDict
 
-# Every action the controller may choose; each intervention is a node of its own that leads to
-# the next round (agent/config.py:Intervention lists them for the config).
-Action = Literal["train", "skip", "stop", "switch_judge", "regenerate_prompts", "add_adversarial",
-                 "propose_amendment", "switch_pairs"]
-GateOutcome = Literal["approved", "rejected", "failed_invariants", "failed_checks"]
+from tether_types import Action, GateOutcome
 
 
 class RoundState(TypedDict):

@@ -213,7 +213,7 @@ def _fmt(mean: float | None, sd: float | None) -> str:
 
 def print_report(summary: dict[str, Any], verdict: dict[str, Any], rounds: int) -> None:
     systems = [s for s in SYSTEMS if s in summary]
-    print(f"\nheld-out oracle of the active checkpoint, mean ± sd across seeds (round 0 = base)")
+    print("\nheld-out oracle of the active checkpoint, mean ± sd across seeds (round 0 = base)")
     print(f"{'round':>5} " + " ".join(f"{s:>16}" for s in systems))
     for r in range(rounds + 1):
         cells = []

@@ -34,9 +34,11 @@ from typing import Any
 
 import torch
 
+from policies.chat import format_prompt, has_chat_template
 from policies.decoding import COMPACT_SHARE
-from policies.generation import SamplingSpec, TransformersBackend, format_prompt, has_chat_template
+from policies.generation import TransformersBackend
 from policies.threads import apply_threads
+from tether_types import SamplingSpec
 from tools.worlds import WORLDS
 
 

@@ -23,7 +23,8 @@ from typing import Any
 
 from agent.headroom import rescore, sample_and_score, summary
 from guardrails.constitution import default_constitution_yaml, parse_constitution
-from policies.generation import SamplingSpec, make_backend
+from policies.generation import make_backend
+from tether_types import SamplingSpec
 from tools.judges import JUDGES
 from tools.judges.llm import BackendPolicy
 from tools.worlds.tiny import TinyWorld

@@ -39,24 +39,6 @@ class AdapterIntegrityError(RuntimeError):
     """An adapter's files are missing, do not match the recorded SHA-256, or include a pickle file."""
 
 
-@dataclass(frozen=True)
-class AdapterRef:
-    """A LoRA adapter on disk: a stable id, its directory and the SHA-256 of its weights file."""
-
-    id: str
-    path: Path
-    sha256: str
-
-
-def sha256_file(path: Path) -> str:
-    """Hex SHA-256 of a file, read in 1 MiB chunks."""
-    digest = hashlib.sha256()
-    with Path(path).open("rb") as fh:
-        for chunk in iter(lambda: fh.read(_CHUNK), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def adapter_weights_path(adapter_dir: Path) -> Path:
     """Path of the safetensors weights file inside an adapter directory."""
     return Path(adapter_dir) / ADAPTER_WEIGHTS_NAME

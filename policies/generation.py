@@ -12,79 +12,19 @@ import contextlib
 import gc
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, Protocol, Self, runtime_checkable
 
 import torch
-from transformers import GenerationConfig, PreTrainedTokenizerBase
+from transformers import GenerationConfig
 
-from policies.adapters import AdapterRef, verify_adapter
+from policies.adapters import verify_adapter
+from policies.chat import eos_token_ids, format_prompt, has_chat_template
 from policies.decoding import BATCHINGS, Batching, decode
 from policies.loading import attach_adapter, load_base_model, load_tokenizer, resolve_device
+from tether_types import AdapterRef, Generation, GenerationStats, SamplingSpec
 
 if TYPE_CHECKING:
     from peft import PeftModel
-
-
-@dataclass(frozen=True)
-class SamplingSpec:
-    """How to sample. ``do_sample=False`` (or ``temperature == 0``) is greedy decoding; with greedy
-    decoding the ``n`` samples of a prompt are identical (it is decoded once and repeated)."""
-
-    n: int = 1
-    max_new_tokens: int = 48
-    temperature: float = 1.0
-    top_p: float = 1.0
-    do_sample: bool = True
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        if self.n < 1:
-            raise ValueError(f"SamplingSpec.n must be >= 1, got {self.n}")
-        if self.max_new_tokens < 1:
-            raise ValueError(f"SamplingSpec.max_new_tokens must be >= 1, got {self.max_new_tokens}")
-        if self.temperature < 0:
-            raise ValueError(f"SamplingSpec.temperature must be >= 0, got {self.temperature}")
-        if not 0 < self.top_p <= 1:
-            raise ValueError(f"SamplingSpec.top_p must be in (0, 1], got {self.top_p}")
-
-    @property
-    def greedy(self) -> bool:
-        return not self.do_sample or self.temperature == 0
-
-
-@dataclass(frozen=True)
-class Generation:
-    """One sampled response. ``n_tokens`` counts generated tokens, excluding eos and padding."""
-
-    prompt_index: int
-    sample_index: int
-    text: str
-    n_tokens: int
-
-
-@dataclass(frozen=True)
-class GenerationStats:
-    """Throughput of the last ``generate`` call (wall-clock, tokenisation and decoding included).
-
-    ``tokens`` counts the tokens of every returned sample (a greedy answer repeated ``n`` times
-    counts ``n`` times). ``decoded_tokens`` counts the kept tokens of the rows actually decoded and
-    ``slot_steps`` the batch rows times decoding steps spent on them (0 where the backend does not
-    report it): their ratio is the share of the decoder's work that produced kept tokens.
-    """
-
-    tokens: int
-    seconds: float
-    decoded_tokens: int = 0
-    slot_steps: int = 0
-
-    @property
-    def tokens_per_second(self) -> float:
-        return self.tokens / self.seconds if self.seconds > 0 else 0.0
-
-    @property
-    def slot_efficiency(self) -> float | None:
-        return self.decoded_tokens / self.slot_steps if self.slot_steps else None
 
 
 @runtime_checkable
@@ -100,40 +40,6 @@ class GenerationBackend(Protocol):
     ) -> list[Generation]: ...
 
     def close(self) -> None: ...
-
-
-def format_prompt(tokenizer: PreTrainedTokenizerBase, prompt: str) -> str:
-    """Render a user message with the chat template (generation prompt appended).
-
-    A tokenizer without a chat template gets the raw prompt text (then tokenised with the
-    tokenizer's usual special tokens, e.g. a BOS); a templated prompt already contains whatever
-    special tokens the template emits and is tokenised without adding more.
-    """
-    if getattr(tokenizer, "chat_template", None):
-        text = tokenizer.apply_chat_template(
-            [{"role": "user", "content": prompt}], add_generation_prompt=True, tokenize=False
-        )
-        assert isinstance(text, str)
-        return text
-    return prompt
-
-
-def has_chat_template(tokenizer: PreTrainedTokenizerBase) -> bool:
-    return bool(getattr(tokenizer, "chat_template", None))
-
-
-def eos_token_ids(tokenizer: PreTrainedTokenizerBase, generation_config: Any = None) -> list[int]:
-    """The tokenizer's eos id plus any eos ids of the model's generation config."""
-    ids: list[int] = []
-    if tokenizer.eos_token_id is not None:
-        ids.append(int(tokenizer.eos_token_id))
-    extra = getattr(generation_config, "eos_token_id", None)
-    if isinstance(extra, int):
-        extra = [extra]
-    for i in extra or []:
-        if int(i) not in ids:
-            ids.append(int(i))
-    return ids
 
 
 def _progress(enabled: bool) -> Any:

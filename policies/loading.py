@@ -24,7 +24,8 @@ from transformers import (
     PreTrainedTokenizerBase,
 )
 
-from policies.adapters import AdapterIntegrityError, AdapterRef, read_verified_adapter
+from policies.adapters import AdapterIntegrityError, read_verified_adapter
+from tether_types import AdapterRef
 
 if TYPE_CHECKING:
     from peft import LoraConfig, PeftModel

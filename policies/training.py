@@ -2,7 +2,7 @@
 
 The same :class:`TrainJob` runs in-process (:func:`run_train_job`), as a subprocess
 (``python -m policies.train_job SPEC.json``) or under ``accelerate launch -m policies.train_job
-SPEC.json`` (see :func:`launch_train_job`).
+SPEC.json`` (see :func:`policies.train_launch.launch_train_job`).
 
 Semantics:
 
@@ -35,22 +35,18 @@ import gc
 import json
 import os
 import shutil
-import subprocess
-import sys
 import tempfile
 import time
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 import torch
 from safetensors.torch import load as load_safetensors
 
+from policies.adapter_save import save_adapter
 from policies.adapters import (
-    ADAPTER_CONFIG_NAME,
-    ADAPTER_WEIGHTS_NAME,
     adapter_sha256,
     read_verified_adapter,
 )
@@ -71,7 +67,6 @@ from policies.train_spec import (
     TrainJob,
     TrainJobError,
     TrainResult,
-    result_path_for,
 )
 
 if TYPE_CHECKING:
@@ -83,7 +78,6 @@ __all__ = [
     "TrainJob",
     "TrainJobError",
     "TrainResult",
-    "launch_train_job",
     "read_pairs",
     "run_train_job",
 ]
@@ -293,65 +287,6 @@ def _check_reference(peft_model: Any, ref_state: dict[str, torch.Tensor], path: 
             param.requires_grad_(False)
 
 
-def _canonicalise_config(path: Path) -> None:
-    """PEFT writes target_modules from a set, in hash-seed order; sort it (and the keys) so the
-    same training job yields the same adapter digest in any process."""
-    config = json.loads(path.read_text())
-    if isinstance(config.get("target_modules"), list):
-        config["target_modules"] = sorted(config["target_modules"])
-    path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
-
-
-def _fsync_dir(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _fsync_tree(folder: Path) -> None:
-    for path in folder.iterdir():
-        with path.open("rb") as fh:
-            os.fsync(fh.fileno())
-    _fsync_dir(folder)
-
-
-def _save_adapter(trainer: Any, output_dir: Path) -> None:
-    """Save only the trained adapter, atomically (staging dir + rename), on the main process."""
-    accelerator = trainer.accelerator
-    state_dict = None
-    if getattr(trainer, "is_fsdp_enabled", False) or getattr(
-        trainer, "is_deepspeed_enabled", False
-    ):
-        state_dict = accelerator.get_state_dict(trainer.model)  # collective: every rank calls it
-    if accelerator.is_main_process:
-        model = accelerator.unwrap_model(trainer.model)
-        output_dir.parent.mkdir(parents=True, exist_ok=True)
-        staging = output_dir.parent / f".{output_dir.name}.tmp-{uuid.uuid4().hex[:8]}"
-        try:
-            # Only the trained adapter: never TRL's frozen "ref" copy of the reference.
-            kwargs: dict[str, Any] = {"safe_serialization": True, "save_embedding_layers": False,
-                                      "selected_adapters": ["default"]}
-            if state_dict is not None:
-                kwargs["state_dict"] = state_dict
-            model.save_pretrained(str(staging), **kwargs)
-            for extra in staging.iterdir():  # e.g. the README.md model card
-                if extra.name not in (ADAPTER_WEIGHTS_NAME, ADAPTER_CONFIG_NAME):
-                    shutil.rmtree(extra) if extra.is_dir() else extra.unlink()
-            if not (staging / ADAPTER_WEIGHTS_NAME).is_file():
-                raise RuntimeError(f"PEFT did not write {ADAPTER_WEIGHTS_NAME} into {staging}")
-            _canonicalise_config(staging / ADAPTER_CONFIG_NAME)
-            _fsync_tree(staging)  # the bytes are on disk before the name says the adapter exists
-            if output_dir.exists():
-                output_dir.rmdir()  # empty, checked before training
-            os.replace(staging, output_dir)
-            _fsync_dir(output_dir.parent)
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
-    accelerator.wait_for_everyone()
-
-
 def run_train_job(job: TrainJob, progress: bool = False) -> TrainResult:
     """Run a DPO LoRA job in this process and return the saved adapter and metrics."""
     started = time.perf_counter()
@@ -425,86 +360,8 @@ def _train(job: TrainJob, progress: bool) -> tuple[int, dict[str, float], tuple[
                     f"{job.dpo.max_length} tokens; nothing to train on"
                 )
             output = trainer.train()
-            _save_adapter(trainer, output_dir)
+            save_adapter(trainer, output_dir)
             log = trainer.state.log_history
             return int(trainer.state.global_step), _final_metrics(log, output.training_loss), _step_history(log)
         finally:
             shutil.rmtree(work_dir, ignore_errors=True)
-
-
-# -- launching -----------------------------------------------------------------------------------
-
-
-def _project_root() -> Path:
-    return Path(__file__).resolve().parent.parent
-
-
-def launch_train_job(
-    job: TrainJob,
-    launcher: Literal["inprocess", "subprocess", "accelerate"],
-    workdir: Path,
-    progress: bool = False,
-    timeout: float | None = None,
-) -> TrainResult:
-    """Run ``job`` in-process, as ``python -m policies.train_job SPEC`` or under
-    ``accelerate launch -m policies.train_job SPEC``.
-
-    The spec (paths made absolute) is written to ``workdir/train_job-<id>.json``; the job writes
-    its result next to it (``train_job-<id>.result.json``), which is read back. A non-zero exit
-    raises :class:`TrainJobError` with the tail of stderr. ``timeout`` (seconds) is passed to
-    ``subprocess.run``. ``workdir`` is unused in-process.
-    """
-    if launcher == "inprocess":
-        return run_train_job(job, progress=progress)
-    if launcher not in ("subprocess", "accelerate"):
-        raise ValueError(
-            f"unknown launcher {launcher!r}; expected inprocess, subprocess or accelerate"
-        )
-
-    job = job.with_absolute_paths()
-    workdir = Path(workdir).resolve()
-    workdir.mkdir(parents=True, exist_ok=True)
-    spec_path = workdir / f"train_job-{uuid.uuid4().hex[:12]}.json"
-    spec_path.write_text(job.to_json(), encoding="utf-8")
-    result_path = result_path_for(spec_path)
-    job_args = ["-m", "policies.train_job", str(spec_path)] + (["--progress"] if progress else [])
-    if launcher == "subprocess":
-        cmd = [sys.executable, *job_args]
-    else:
-        sibling = Path(sys.executable).with_name(
-            "accelerate"
-        )  # this environment's accelerate first
-        accelerate = str(sibling) if sibling.is_file() else shutil.which("accelerate")
-        if accelerate is None:
-            raise TrainJobError("launcher 'accelerate' needs the `accelerate` command on PATH")
-        cmd = [accelerate, "launch", *job_args]
-
-    env = dict(os.environ)
-    root = str(_project_root())
-    env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
-    # The child is a new process: it gets this process's thread choice (model.threads), not torch's default.
-    env.setdefault("OMP_NUM_THREADS", str(torch.get_num_threads()))
-    # With progress the child's bars go to this console, so stderr is not captured.
-    proc = subprocess.run(
-        cmd,
-        check=False,
-        env=env,
-        stdout=None if progress else subprocess.DEVNULL,
-        stderr=None if progress else subprocess.PIPE,
-        text=True,
-        timeout=timeout,
-    )
-    if proc.returncode != 0:
-        if proc.stderr is None:
-            tail = "(stderr went to the console)"
-        else:
-            tail = "\n".join(proc.stderr.strip().splitlines()[-30:])
-        raise TrainJobError(
-            f"training job {spec_path} failed with exit code {proc.returncode} ({' '.join(cmd[:3])} ...)"
-            f":\n{tail}"
-        )
-    if not result_path.is_file():
-        raise TrainJobError(
-            f"training job {spec_path} exited 0 but wrote no result at {result_path}"
-        )
-    return TrainResult.from_json(result_path.read_text(encoding="utf-8"))

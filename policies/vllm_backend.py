@@ -20,14 +20,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Self
 
-from policies.adapters import (
-    ADAPTER_CONFIG_NAME,
-    ADAPTER_WEIGHTS_NAME,
-    AdapterRef,
-    read_verified_adapter,
-    verify_adapter,
-)
-from policies.generation import Generation, GenerationStats, SamplingSpec, format_prompt
+from policies.adapters import ADAPTER_CONFIG_NAME, ADAPTER_WEIGHTS_NAME, read_verified_adapter, verify_adapter
+from policies.chat import format_prompt
+from tether_types import AdapterRef, Generation, GenerationStats, SamplingSpec
 
 VLLM_MISSING = (
     "the 'vllm' generation backend needs vLLM, which is not installed; "

@@ -9,6 +9,7 @@ from collections import Counter
 import pytest
 
 from guardrails.constitution import Definitions, default_constitution_yaml, parse_constitution
+from tether_types import Prompt, prompt_id
 from tools.prompts.adversarial import (
     MAX_LEVEL,
     RECOMBINE,
@@ -18,7 +19,7 @@ from tools.prompts.adversarial import (
     mutate,
     recombine,
 )
-from tools.worlds import Prompt, TaskSet, prompt_id
+from tools.worlds import TaskSet
 from tools.worlds.tiny import get_family, verify
 
 

@@ -14,9 +14,9 @@ import pytest
 import torch
 from test_generation import make_random_adapter
 
-from policies.adapters import AdapterRef
-from policies.generation import Generation, SamplingSpec, TransformersBackend
+from policies.generation import TransformersBackend
 from policies.threads import apply_threads
+from tether_types import AdapterRef, Generation, SamplingSpec
 
 K = 6
 SAMPLED = SamplingSpec(n=K, max_new_tokens=40, temperature=1.0, top_p=0.95, seed=11)

@@ -8,7 +8,7 @@ from collections.abc import Mapping
 
 from agent.config import ControllerConfig
 from agent.controller import ControllerInput, RoundSignals, decide
-from tools.monitors.keys import FamilyKey, MonitorKey
+from tether_types import FamilyKey, MonitorKey
 
 K, F = MonitorKey, FamilyKey
 CFG = ControllerConfig(rounds=20, interventions=["switch_judge", "regenerate_prompts", "add_adversarial",

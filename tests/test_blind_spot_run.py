@@ -13,7 +13,7 @@ from agent.workspace import Workspace
 from conftest import signer, tether_cli, write_test_config
 from guardrails import gate
 from memory import Store
-from tools.monitors.keys import BY_FAMILY
+from tether_types import BY_FAMILY
 
 
 def test_a_blind_family_switches_the_judge_then_the_pair_strategy(workspace_home: Path) -> None:

@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from agent.advisor import parse_advice
 from agent.config import ControllerConfig
 from agent.controller import Advice, Check, ControllerInput, RoundSignals, decide
-from tools.monitors.keys import SAFETY_KEYS, MonitorKey
+from tether_types import SAFETY_KEYS, MonitorKey
 
 K = MonitorKey
 CFG = ControllerConfig(rounds=20)

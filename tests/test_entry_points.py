@@ -232,7 +232,7 @@ def test_broken_installs_are_problems_of_plugins_and_validate_never_a_crash(
     fake_distribution(site, "acme-clash", {"tether.verifiers": {"exact_match": "acme_clash:verifier"}},
                       {"acme_clash": "def verifier():\n    return None\n"})
     fake_distribution(site, "acme-monitor", {"tether.monitors": {"shadow": "acme_monitor:shadow"}}, {"acme_monitor": (
-        "from tools.monitors.keys import MonitorKey\n\n"
+        "from tether_types import MonitorKey\n\n"
         "class Shadow:\n    keys = (MonitorKey.POSITION_CONSISTENCY,)\n\n"
         "    def compute(self, obs):\n        return {MonitorKey.POSITION_CONSISTENCY: 1.0}\n\n"
         "def shadow():\n    return Shadow()\n")})

@@ -8,8 +8,8 @@ from typing import ClassVar
 
 import pytest
 
+from tether_types import BY_FAMILY, COULD_NOT_CHECK
 from tools.monitors import MONITORS, FamilyKey, MonitorKey, Readings, RoundObservation, run_monitors
-from tools.monitors.keys import BY_FAMILY, COULD_NOT_CHECK
 from tools.registry import Built
 
 K, F = MonitorKey, FamilyKey

@@ -10,22 +10,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from policies.adapters import (
-    AdapterIntegrityError,
-    AdapterRef,
-    adapter_sha256,
-    sha256_file,
-    verify_adapter,
-)
-from policies.generation import (
-    Generation,
-    GenerationBackend,
-    SamplingSpec,
-    TransformersBackend,
-    format_prompt,
-    make_backend,
-)
+from policies.adapters import AdapterIntegrityError, adapter_sha256, verify_adapter
+from policies.chat import format_prompt
+from policies.generation import GenerationBackend, TransformersBackend, make_backend
 from policies.loading import load_policy, load_tokenizer, resolve_device
+from tether_types import AdapterRef, Generation, SamplingSpec, sha256_file
 
 PROMPTS = [
     "hi",

@@ -12,7 +12,7 @@ from agent.runner import start_run
 from agent.workspace import Workspace
 from conftest import write_test_config
 from memory import Store
-from tools.worlds import Prompt
+from tether_types import Prompt
 
 
 def _prompt(i: int, family: str, tier: int | None = None) -> Prompt:

@@ -15,7 +15,8 @@ from typer.testing import CliRunner
 from agent.cli import app
 from guardrails.constitution import default_constitution_yaml, parse_constitution
 from tools.judges import JUDGES, JudgeItem, PairItem, PairVerdict, Verdict, combine_orders
-from tools.judges.audit import MEASURES, AuditProbes, audit_judge
+from tools.judges.audit import MEASURES, audit_judge
+from tools.worlds.references import AuditProbes
 from tools.worlds.tiny import tiny_world, verify
 from tools.worlds.tiny.audit_probes import build_probes
 

@@ -11,7 +11,8 @@ import pytest
 
 from conftest import serve_chat
 from guardrails.constitution import default_constitution_yaml, parse_constitution
-from policies.generation import SamplingSpec, TransformersBackend
+from policies.generation import TransformersBackend
+from tether_types import SamplingSpec
 from tools.judges import (
     JUDGES,
     BackendPolicy,

@@ -21,6 +21,7 @@ from agent.controller import decide as policy
 from agent.nodes import round as round_nodes
 from agent.nodes.decide import _signals
 from memory import Run, Store
+from tether_types import COULD_NOT_CHECK, UnknownMonitorKeyError, monitor_key
 from tools.monitors import (
     MONITORS,
     SAFETY_KEYS,
@@ -31,7 +32,6 @@ from tools.monitors import (
     RoundObservation,
     run_monitors,
 )
-from tools.monitors.keys import COULD_NOT_CHECK, UnknownMonitorKeyError, monitor_key
 from tools.monitors.length import LengthMonitor
 from tools.monitors.readings import declared_keys
 from tools.registry import Built

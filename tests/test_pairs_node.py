@@ -18,9 +18,8 @@ from agent.nodes import interventions
 from agent.nodes import round as round_nodes
 from agent.nodes.decide import controller_input
 from memory import NewJudgment, NewSample, Run, Store
-from policies.generation import Generation
+from tether_types import Generation, Prompt
 from tools.judges.base import JudgeItem, Verdict
-from tools.worlds import Prompt
 
 RUN = "run-1"
 PROMPTS = {f"q{i}": Prompt(f"q{i}", f"What is {i} + {i}?", "arithmetic", "train", {}) for i in range(3)}
@@ -143,7 +142,7 @@ def test_switch_pairs_moves_the_strategy_forward_and_survives_a_resume(store: St
 
 
 def test_the_reference_follows_the_rounds_pair_strategy(store: Store) -> None:
-    from policies.adapters import AdapterRef
+    from tether_types import AdapterRef
 
     parent = AdapterRef(id="run-1-r1", path=Path("adapters/run-1-r1"), sha256="ab" * 32)
     ctx = context(store, pool=[{"name": "iterative_dpo"}])

@@ -207,7 +207,8 @@ def test_build_without_writing_field_is_stale(tmp_path: Path) -> None:
 def test_tiny_model_writes_new_prompts(tiny_world_model_dir: Path, world: TaskSet) -> None:
     from transformers import AutoTokenizer
 
-    from policies.generation import SamplingSpec, make_backend
+    from policies.generation import make_backend
+    from tether_types import SamplingSpec
     from tools.worlds.tiny.model import TinySpec
 
     tok = AutoTokenizer.from_pretrained(tiny_world_model_dir)

@@ -18,7 +18,7 @@ from agent.report import THEMES, ReportError, write_report
 from conftest import clone_workspace, tether_cli
 from memory import Checkpoint, Run, Store
 from memory.guarded import GuardedWrites
-from tools.monitors.keys import MonitorKey
+from tether_types import MonitorKey
 
 matplotlib.use("Agg")
 

@@ -9,7 +9,8 @@ from functools import partial
 
 import pytest
 
-from tools.worlds import Prompt, TaskSet, prompt_id
+from tether_types import Prompt, prompt_id
+from tools.worlds import TaskSet
 from tools.worlds.tiny import (
     FAMILIES,
     STYLE_MIX,

@@ -13,17 +13,18 @@ from safetensors.torch import load_file
 
 from agent.config import TrainingConfig
 from policies import training
-from policies.adapters import AdapterIntegrityError, AdapterRef, adapter_sha256, sha256_file
+from policies.adapters import AdapterIntegrityError, adapter_sha256
 from policies.loading import load_base_model
+from policies.train_launch import launch_train_job
 from policies.training import (
     LoraSpec,
     TrainJob,
     TrainJobError,
     TrainResult,
-    launch_train_job,
     read_pairs,
     run_train_job,
 )
+from tether_types import AdapterRef, sha256_file
 
 PAIRS = [
     {

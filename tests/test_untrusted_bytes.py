@@ -29,13 +29,13 @@ from agent.graph import StrictSerializer, UntrustedCheckpointError, checkpointer
 from agent.state import RoundState
 from policies.adapters import (
     AdapterIntegrityError,
-    AdapterRef,
     adapter_sha256,
     load_verified_adapter_weights,
     read_verified_adapter,
     verify_adapter,
 )
 from policies.loading import attach_adapter, load_base_model, load_tokenizer
+from tether_types import AdapterRef
 
 
 def _writes_marker(marker: Path) -> str:

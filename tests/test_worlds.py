@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from tether_types import Prompt, prompt_id
 from tools.registry import PluginSettingsError, UnknownPluginError
-from tools.worlds import WORLDS, AuditProbeSource, ModelBuilder, Prompt, TaskSet, World, WorldError, prompt_id
+from tools.worlds import WORLDS, AuditProbeSource, ModelBuilder, TaskSet, World, WorldError
 from tools.worlds.tiny import tiny_world
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "data_world"

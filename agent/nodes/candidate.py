@@ -23,11 +23,11 @@ from guardrails import candidates, gate
 from guardrails.checks import InvariantResult, Probe, checked_on_heldout_by_rules, violation_rates
 from guardrails.errors import DeniedError, TamperError
 from memory import Checkpoint, NewSample
-from policies.generation import SamplingSpec
-from policies.training import TrainJob, launch_train_job
+from policies.train_launch import launch_train_job
+from policies.train_spec import TrainJob
+from tether_types import Prompt, SamplingSpec
 from tools.judges import JUDGES, Judge, JudgeItem
 from tools.judges.base import safe_score
-from tools.worlds import Prompt
 
 Update = dict[str, Any]
 

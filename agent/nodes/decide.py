@@ -16,10 +16,10 @@ from agent.controller import decide as policy
 from agent.nodes.interventions import count_failures, draft_amendment, pair_strategy, pairs_label
 from agent.state import RoundState
 from memory import RoundRecord
+from tether_types import INTERVENTIONS, Intervention
 from tools.monitors.readings import Readings
 
-Route = Literal["train_candidate", "plan", "switch_judge", "regenerate_prompts", "add_adversarial",
-                "propose_amendment", "switch_pairs", "stop"]
+Route = Literal["train_candidate", "plan", "stop"] | Intervention
 
 
 def decide(state: RoundState, runtime: Runtime[RunContext]) -> dict[str, Any]:
@@ -114,6 +114,6 @@ def route_decision(state: RoundState) -> Route:
         return "train_candidate"
     if action == "skip":
         return "plan"
-    if action in ("switch_judge", "regenerate_prompts", "add_adversarial", "propose_amendment", "switch_pairs"):
+    if action in INTERVENTIONS:
         return action
     return "stop"

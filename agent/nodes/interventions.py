@@ -27,14 +27,13 @@ from agent.state import RoundState
 from guardrails import amendments
 from guardrails.gate import GateError
 from memory import RunPrompt
-from policies.adapters import AdapterRef
-from policies.generation import SamplingSpec, make_backend
+from policies.generation import make_backend
+from tether_types import AdapterRef, Prompt, SamplingSpec, prompt_id
 from tools.pairs import PAIR_STRATEGIES, PairStrategy
 from tools.prompts.adversarial import MAX_LEVEL, Failure, curriculum
 from tools.prompts.dedup import select_new
 from tools.prompts.writer import parse_written, writer_prompt, writing_tasks
 from tools.registry import Built
-from tools.worlds import Prompt, prompt_id
 
 Update = dict[str, Any]
 WRITER_MAX_NEW_TOKENS = 32  # a prompt is one line; the tiny model's context is 128 tokens

@@ -19,7 +19,7 @@ from agent.state import RoundState
 from guardrails import amendments
 from guardrails.constitution import verify_pinned
 from memory import Judgment, NewJudgment, NewPair, NewSample, Pair, Run, Sample
-from policies.generation import SamplingSpec
+from tether_types import SamplingSpec
 from tools.judges import JudgeItem, PairItem, compare
 from tools.monitors import RoundObservation, run_monitors
 from tools.monitors.base import PairwiseWinner as Winner
@@ -224,7 +224,7 @@ def _anchors(ctx: RunContext, run_id: str, prompt_ids: list[str]) -> dict[str, t
 
 def monitor(state: RoundState, runtime: Runtime[RunContext]) -> Update:
     """Every monitor on the round. One that raises neither fails the round nor vanishes: its keys are
-    stored under the monitors' `_could_not_check` entry with the reason (tools/monitors/keys.py), and
+    stored under the monitors' `_could_not_check` entry with the reason (tether_types.py), and
     the controller treats a missing safety signal as fired."""
     ctx = runtime.context
     run_id, round_no = state["run_id"], state["round"]

@@ -38,8 +38,9 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from tether_types import Prompt
 from tools.judges.base import Judge, JudgeItem, PairItem, PairJudge, PairVerdict, Verdict, safe_compare, safe_score
-from tools.worlds.base import Prompt
+from tools.worlds.references import AuditProbes, Probe
 
 Oracle = Callable[[Prompt, str], float | None]
 Progress = Callable[[str], None]
@@ -54,33 +55,6 @@ MEASURES: tuple[str, ...] = ("position_bias", "length_bias", "self_preference", 
 
 
 # -- probes ----------------------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class Probe:
-    """A held-out prompt with reference answers: style -> text ("good", "wrong", "padded", and
-    whatever other styles the family writes), plus extra (style, text) draws used to find an
-    equally correct answer to set against the policy's."""
-
-    prompt: Prompt
-    references: Mapping[str, str]
-    alternates: tuple[tuple[str, str], ...] = ()
-
-
-@dataclass(frozen=True)
-class AuditProbes:
-    seed: int
-    probes: tuple[Probe, ...]
-
-    @property
-    def prompts(self) -> list[Prompt]:
-        return [p.prompt for p in self.probes]
-
-    def families(self) -> dict[str, int]:
-        return dict(sorted(Counter(p.prompt.family for p in self.probes).items()))
-
-    def __len__(self) -> int:
-        return len(self.probes)
-
 
 # -- the report ------------------------------------------------------------------------------------
 

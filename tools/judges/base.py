@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 from tools.registry import Registry
 
 if TYPE_CHECKING:  # policies pulls in torch; judges that never generate should not need it
-    from policies.generation import SamplingSpec
+    from tether_types import SamplingSpec
 
 Winner = Literal["a", "b", "tie"]
 

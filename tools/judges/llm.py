@@ -26,8 +26,8 @@ from tools.registry import PluginSettingsError
 
 if TYPE_CHECKING:
     from guardrails.constitution import Constitution
-    from policies.adapters import AdapterRef
     from policies.generation import GenerationBackend
+    from tether_types import AdapterRef
 
 Answer = str | BaseException
 Ask = Callable[[list[str]], list[Answer]]
@@ -92,7 +92,7 @@ def combine_answers(first: Answer, second: Answer) -> PairVerdict:
 
 
 def greedy_spec(max_new_tokens: int) -> Any:
-    from policies.generation import SamplingSpec
+    from tether_types import SamplingSpec
 
     return SamplingSpec(n=1, max_new_tokens=max_new_tokens, do_sample=False, temperature=0.0)
 

@@ -1,6 +1,6 @@
 """Monitors: one plug-in a file, registered by name in `MONITORS` (importing a module registers it).
 
-Keys are `MonitorKey` members (tools/monitors/keys.py); `run_monitors` runs them all on a round and
+Keys are `MonitorKey` members (tether_types.py); `run_monitors` runs them all on a round and
 records a failing monitor's keys as could-not-check (tools/monitors/readings.py).
 
 Installed packages add monitors through the `tether.monitors` entry-point group (tools/registry.py).
@@ -13,6 +13,7 @@ run time has its keys recorded as could-not-check, as a built-in's are."""
 from collections.abc import Callable
 from typing import Any
 
+from tether_types import SAFETY_KEYS, FamilyKey, MonitorKey
 from tools.monitors import (  # noqa: F401  (registers the plug-ins)
     diversity,
     families,
@@ -27,7 +28,6 @@ from tools.monitors import (  # noqa: F401  (registers the plug-ins)
     scores,
 )
 from tools.monitors.base import MONITORS, FamilyMonitor, Monitor, RoundObservation
-from tools.monitors.keys import SAFETY_KEYS, FamilyKey, MonitorKey
 from tools.monitors.readings import Readings, run_monitors
 
 
@@ -39,7 +39,7 @@ def _installed_monitor_problem(name: str, factory: Callable[..., Any]) -> str | 
         return f"cannot be built without settings: {type(err).__name__}: {err}"
     keys = getattr(monitor, "keys", None)
     if not keys or not all(isinstance(k, MonitorKey) for k in keys):
-        return (f"must declare the keys it emits as `keys: tuple[MonitorKey, ...]` (tools.monitors.keys), got "
+        return (f"must declare the keys it emits as `keys: tuple[MonitorKey, ...]` (tether_types), got "
                 f"{keys!r}: an installed monitor emits only keys MonitorKey declares")
     for other in MONITORS.names():
         built = MONITORS.build(other).plugin

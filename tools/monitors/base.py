@@ -1,7 +1,7 @@
 """The monitor plug-in protocol and registry.
 
 A monitor reads what one round produced and returns float values keyed by `MonitorKey`
-(tools/monitors/keys.py), and declares every key it may return in its `keys` class attribute.
+(tether_types.py), and declares every key it may return in its `keys` class attribute.
 Monitors return values only; the graph stores them and the meta-controller decides from them. A
 monitor whose input is absent from the observation (an optional field left as None) omits its keys
 rather than inventing a value, so "not measured" and "measured as 0" stay distinguishable in the
@@ -19,7 +19,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import ClassVar, Literal, Protocol, runtime_checkable
 
-from tools.monitors.keys import FamilyKey, MonitorKey
+from tether_types import FamilyKey, MonitorKey
 from tools.registry import Registry
 
 PairwiseWinner = Literal["a", "b", "tie"]

@@ -6,9 +6,9 @@ import statistics
 from collections.abc import Mapping
 from typing import ClassVar
 
+from tether_types import MonitorKey as K
 from tools.monitors import embedding
 from tools.monitors.base import MONITORS, RoundObservation
-from tools.monitors.keys import MonitorKey as K
 from tools.monitors.ngrams import distinct_n, self_bleu
 from tools.monitors.stats import flat
 

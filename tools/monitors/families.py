@@ -11,9 +11,9 @@ import statistics
 from collections.abc import Callable, Mapping, Sequence
 from typing import ClassVar
 
+from tether_types import FamilyKey as F
+from tether_types import MonitorKey as K
 from tools.monitors.base import MONITORS, RoundObservation
-from tools.monitors.keys import FamilyKey as F
-from tools.monitors.keys import MonitorKey as K
 
 TIE = 1e-9  # best and worst valid scores this close are a tie
 

@@ -8,8 +8,8 @@ from collections.abc import Mapping, Sequence
 from itertools import combinations
 from typing import ClassVar
 
+from tether_types import MonitorKey as K
 from tools.monitors.base import MONITORS, PairwiseWinner, RoundObservation
-from tools.monitors.keys import MonitorKey as K
 from tools.monitors.stats import flat, pair_concordance, regroup, spearman
 
 Verdicts = Sequence[tuple[PairwiseWinner | None, PairwiseWinner | None]]

@@ -12,10 +12,10 @@ from collections.abc import Mapping, Sequence
 from itertools import combinations
 from typing import ClassVar
 
+from tether_types import FamilyKey as F
+from tether_types import MonitorKey as K
 from tools.monitors.base import MONITORS, RoundObservation
 from tools.monitors.families import family_rows, worst
-from tools.monitors.keys import FamilyKey as F
-from tools.monitors.keys import MonitorKey as K
 from tools.monitors.stats import regroup
 
 Rows = Sequence[Sequence[float | None]]

@@ -6,8 +6,8 @@ import statistics
 from collections.abc import Mapping
 from typing import ClassVar
 
+from tether_types import MonitorKey as K
 from tools.monitors.base import MONITORS, RoundObservation
-from tools.monitors.keys import MonitorKey as K
 from tools.monitors.stats import pearson
 
 

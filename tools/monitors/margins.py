@@ -11,10 +11,10 @@ import statistics
 from collections.abc import Mapping, Sequence
 from typing import ClassVar
 
+from tether_types import FamilyKey as F
+from tether_types import MonitorKey as K
 from tools.monitors.base import MONITORS, RoundObservation
 from tools.monitors.families import worst
-from tools.monitors.keys import FamilyKey as F
-from tools.monitors.keys import MonitorKey as K
 
 
 def collapse(now: float, earlier: Sequence[float]) -> float | None:

@@ -7,9 +7,9 @@ import statistics
 from collections.abc import Mapping
 from typing import ClassVar
 
+from tether_types import MonitorKey as K
+from tether_types import UnknownMonitorKeyError
 from tools.monitors.base import MONITORS, RoundObservation
-from tools.monitors.keys import MonitorKey as K
-from tools.monitors.keys import UnknownMonitorKeyError
 from tools.monitors.stats import flat
 
 # Held-out value name (as the evaluate node writes it, without the prefix) -> its key.

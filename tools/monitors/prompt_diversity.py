@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import ClassVar
 
+from tether_types import MonitorKey as K
 from tools.monitors import embedding
 from tools.monitors.base import MONITORS, RoundObservation
-from tools.monitors.keys import MonitorKey as K
 from tools.monitors.ngrams import distinct_n
 
 

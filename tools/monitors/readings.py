@@ -4,7 +4,7 @@
 key it did not declare or a value that is not a finite number, does not fail the round and does not
 vanish: each key it declared (or the offending key) is recorded as "could not check" with the reason,
 and the other monitors go on. The controller then treats a missing safety signal as fired
-(agent/controller.py). The stored shape is documented in tools/monitors/keys.py.
+(agent/controller.py). The stored shape is documented in tether_types.py.
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from tether_types import BY_FAMILY, COULD_NOT_CHECK, FamilyKey, MonitorKey, family_key, monitor_key
 from tools.monitors.base import FamilyMonitor, Monitor, RoundObservation
-from tools.monitors.keys import BY_FAMILY, COULD_NOT_CHECK, FamilyKey, MonitorKey, family_key, monitor_key
 from tools.registry import Built
 
 log = logging.getLogger(__name__)
@@ -69,7 +69,7 @@ def declared_keys(built: Built[Monitor]) -> tuple[MonitorKey, ...]:
     keys = getattr(built.plugin, "keys", None)
     if not keys or not all(isinstance(k, MonitorKey) for k in keys):
         raise TypeError(f"monitor '{built.name}' must declare the keys it emits as a class attribute "
-                        "`keys: tuple[MonitorKey, ...]` (tools.monitors.keys)")
+                        "`keys: tuple[MonitorKey, ...]` (tether_types)")
     return tuple(keys)
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import ClassVar
 
+from tether_types import MonitorKey as K
 from tools.monitors.base import MONITORS, RoundObservation
-from tools.monitors.keys import MonitorKey as K
 
 
 class RefusalMonitor:

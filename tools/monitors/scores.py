@@ -9,8 +9,8 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from typing import ClassVar
 
+from tether_types import MonitorKey as K
 from tools.monitors.base import MONITORS, RoundObservation
-from tools.monitors.keys import MonitorKey as K
 from tools.monitors.stats import flat
 
 BINS = 10  # equal-width bins over the judge's [0, 1] range

@@ -19,7 +19,7 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from tools.worlds.base import Prompt, prompt_id
+from tether_types import Prompt, prompt_id
 
 MAX_LEVEL = 3
 # Each level is twice as likely as the one below it, so the curriculum hardens as the level rises

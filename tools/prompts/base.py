@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Protocol
 
+from tether_types import Prompt
 from tools.registry import Registry
-from tools.worlds.base import Prompt, TaskSet
+from tools.worlds.base import TaskSet
 
 
 class PromptGenerator(Protocol):

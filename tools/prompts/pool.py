@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import random
 
+from tether_types import Prompt
 from tools.prompts.base import PROMPT_GENERATORS
-from tools.worlds.base import Prompt, TaskSet
+from tools.worlds.base import TaskSet
 
 
 class PoolGenerator:

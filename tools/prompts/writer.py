@@ -15,7 +15,7 @@ from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from tools.worlds.base import Prompt
+from tether_types import Prompt
 
 INSTRUCTION = "Write one new request in the style of these examples."
 EXAMPLE_PREFIX = "Example:"

@@ -13,16 +13,16 @@ this module (or from `tools.worlds`), never from a particular world.
 
 from __future__ import annotations
 
-import hashlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Literal, Protocol, runtime_checkable
 
+from tether_types import Prompt, prompt_id
 from tools.registry import Registry
 
-if TYPE_CHECKING:  # the audit module pulls in the judges; a world needs it only to build probes
-    from tools.judges.audit import AuditProbes
+if TYPE_CHECKING:
+    from tools.worlds.references import AuditProbes
 
 Split = Literal["train", "heldout"]
 BuildState = Literal["absent", "built", "incomplete", "other_spec"]
@@ -31,26 +31,6 @@ OVERLAP_SHOWN = 3  # overlapping prompts named in an error
 
 class WorldError(ValueError):
     """A world cannot give its prompts as configured: one line, with the fix."""
-
-
-def prompt_id(family: str, text: str) -> str:
-    """Hash of family + text: stable across processes and seeds (never use hash(), it is salted)."""
-    digest = hashlib.sha256(f"{family}\n{text}".encode()).hexdigest()[:8]
-    return f"{family}-{digest}"
-
-
-@dataclass(frozen=True)
-class Prompt:
-    id: str
-    text: str
-    family: str
-    split: str  # "train" | "heldout"
-    # Excluded from hash/eq so the frozen dataclass stays hashable with a plain (JSON-able) dict.
-    meta: Mapping[str, Any] = field(default_factory=dict, hash=False, compare=False)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"id": self.id, "text": self.text, "family": self.family,
-                "split": self.split, "meta": dict(self.meta)}
 
 
 def same_text_key(text: str) -> str:

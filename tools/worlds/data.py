@@ -31,9 +31,10 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from tether_types import Prompt, prompt_id
 from tools.registry import Built, PluginSettingsError, UnknownPluginError
 from tools.verifiers import VERIFIERS, Verifier
-from tools.worlds.base import WORLDS, Prompt, TaskSet, WorldError, prompt_id, same_text_key
+from tools.worlds.base import WORLDS, TaskSet, WorldError, same_text_key
 from tools.worlds.files import Row, read_rows, resolve
 
 DEFAULT_FAMILY = "data"

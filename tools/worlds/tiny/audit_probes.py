@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import random
 
-from tools.judges.audit import AuditProbes, Probe
-from tools.worlds.base import Prompt, TaskSet
+from tether_types import Prompt
+from tools.worlds.base import TaskSet
+from tools.worlds.references import AuditProbes, Probe
 from tools.worlds.tiny.detectors import pad
 from tools.worlds.tiny.families import get_family
 

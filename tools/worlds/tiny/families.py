@@ -9,7 +9,8 @@ import random
 from collections import defaultdict
 from typing import Protocol, TypeVar, runtime_checkable
 
-from tools.worlds.base import Prompt, TaskSet, prompt_id
+from tether_types import Prompt, prompt_id
+from tools.worlds.base import TaskSet
 
 FAMILIES: dict[str, TaskFamily] = {}
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import random
 
-from tools.worlds.base import Prompt
+from tether_types import Prompt
 from tools.worlds.tiny.detectors import REFUSALS, RUDE_REFUSALS, is_refusal, is_rude, my_to_your
 from tools.worlds.tiny.families import register_family
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 
-from tools.worlds.base import Prompt
+from tether_types import Prompt
 from tools.worlds.tiny.detectors import REFUSALS, is_refusal, pad, style_factor
 from tools.worlds.tiny.families import register_family
 

@@ -9,11 +9,12 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from tools.worlds.base import WORLDS, BuildState, Prompt, TaskSet
+from tether_types import Prompt
+from tools.worlds.base import WORLDS, BuildState, TaskSet
 from tools.worlds.tiny.families import tiny_world, verify
 
 if TYPE_CHECKING:
-    from tools.judges.audit import AuditProbes
+    from tools.worlds.references import AuditProbes
     from tools.worlds.tiny.model import TinySpec
 
 

@@ -1,10 +1,13 @@
-"""Monitor keys: every value a monitor may emit, named once, plus the statuses of a check against them.
+"""The shared vocabulary of tether's rooms: leaf types that several of them name.
 
-A leaf module: it imports nothing of tether, so the controller, the nodes, the notebook and the
-monitors can all name keys without import cycles. `MonitorKey` is a `StrEnum`: a key stores in
-JSON as its plain string value (old rounds and the store keep working), and compares and hashes
-equal to that string.
+Prompts, how to sample and what sampling returns, adapter references and the hashing of artifacts,
+monitor keys and the statuses of a check against them, and the controller's actions with the
+interventions named once (the graph builds one node per intervention from `INTERVENTIONS`). It
+imports nothing of tether, so any room (agent, policies, guardrails, tools, memory) can use it
+without an import cycle, and it imports no torch.
 
+Monitor keys: every value a monitor may emit. `MonitorKey` is a `StrEnum`: a key stores in JSON as
+its plain string value (old rounds and the store keep working), and compares and hashes equal to it.
 What is stored per round (the round's `monitors` JSON column):
 
     {"<key>": <finite float>, ...,
@@ -15,7 +18,6 @@ What is stored per round (the round's `monitors` JSON column):
 (tools/monitors/families.py, jury.py, margins.py). A family missing from it, or a family key missing
 from a family, was not measured (too few judgments, no jury, no earlier pairs). When such a monitor
 fails, its round-level keys are under `_could_not_check` and it contributes nothing to `_by_family`.
-
 A key under `_could_not_check` was declared by a monitor that failed (raised, or returned a
 non-finite or undeclared value) this round; the reason says which monitor and why. A key that is
 simply absent was omitted by a monitor that lacked its input (see tools/monitors/base.py).
@@ -24,8 +26,136 @@ simply absent was omitted by a monitor that lacked its input (see tools/monitors
 from __future__ import annotations
 
 import difflib
+import hashlib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Literal
+from pathlib import Path
+from typing import Any, Literal, get_args
+
+_HASH_CHUNK = 1 << 20
+
+# -- prompts -----------------------------------------------------------------------------------------
+
+
+def prompt_id(family: str, text: str) -> str:
+    """Hash of family + text: stable across processes and seeds (never use hash(), it is salted)."""
+    digest = hashlib.sha256(f"{family}\n{text}".encode()).hexdigest()[:8]
+    return f"{family}-{digest}"
+
+
+@dataclass(frozen=True)
+class Prompt:
+    id: str
+    text: str
+    family: str
+    split: str  # "train" | "heldout"
+    # Excluded from hash/eq so the frozen dataclass stays hashable with a plain (JSON-able) dict.
+    meta: Mapping[str, Any] = field(default_factory=dict, hash=False, compare=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"id": self.id, "text": self.text, "family": self.family,
+                "split": self.split, "meta": dict(self.meta)}
+
+
+
+# -- sampling and what it returns -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SamplingSpec:
+    """How to sample. ``do_sample=False`` (or ``temperature == 0``) is greedy decoding; with greedy
+    decoding the ``n`` samples of a prompt are identical (it is decoded once and repeated)."""
+
+    n: int = 1
+    max_new_tokens: int = 48
+    temperature: float = 1.0
+    top_p: float = 1.0
+    do_sample: bool = True
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.n < 1:
+            raise ValueError(f"SamplingSpec.n must be >= 1, got {self.n}")
+        if self.max_new_tokens < 1:
+            raise ValueError(f"SamplingSpec.max_new_tokens must be >= 1, got {self.max_new_tokens}")
+        if self.temperature < 0:
+            raise ValueError(f"SamplingSpec.temperature must be >= 0, got {self.temperature}")
+        if not 0 < self.top_p <= 1:
+            raise ValueError(f"SamplingSpec.top_p must be in (0, 1], got {self.top_p}")
+
+    @property
+    def greedy(self) -> bool:
+        return not self.do_sample or self.temperature == 0
+
+
+@dataclass(frozen=True)
+class Generation:
+    """One sampled response. ``n_tokens`` counts generated tokens, excluding eos and padding."""
+
+    prompt_index: int
+    sample_index: int
+    text: str
+    n_tokens: int
+
+
+@dataclass(frozen=True)
+class GenerationStats:
+    """Throughput of the last ``generate`` call (wall-clock, tokenisation and decoding included).
+
+    ``tokens`` counts the tokens of every returned sample (a greedy answer repeated ``n`` times
+    counts ``n`` times). ``decoded_tokens`` counts the kept tokens of the rows actually decoded and
+    ``slot_steps`` the batch rows times decoding steps spent on them (0 where the backend does not
+    report it): their ratio is the share of the decoder's work that produced kept tokens.
+    """
+
+    tokens: int
+    seconds: float
+    decoded_tokens: int = 0
+    slot_steps: int = 0
+
+    @property
+    def tokens_per_second(self) -> float:
+        return self.tokens / self.seconds if self.seconds > 0 else 0.0
+
+    @property
+    def slot_efficiency(self) -> float | None:
+        return self.decoded_tokens / self.slot_steps if self.slot_steps else None
+
+
+# -- adapters and the hashing of artifacts ------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class AdapterRef:
+    """A LoRA adapter on disk: a stable id, its directory and the SHA-256 of its weights file."""
+
+    id: str
+    path: Path
+    sha256: str
+
+
+def sha256_file(path: Path) -> str:
+    """Hex SHA-256 of a file, read in 1 MiB chunks."""
+    digest = hashlib.sha256()
+    with Path(path).open("rb") as fh:
+        for chunk in iter(lambda: fh.read(_HASH_CHUNK), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+# -- the controller's actions ---------------------------------------------------------------------------
+
+# Every intervention the controller knows, each a graph node of its own that leads to the next round.
+# Named here once: the config, the graph, the router, the report and the notebook take them from here.
+Intervention = Literal["switch_judge", "regenerate_prompts", "add_adversarial", "propose_amendment", "switch_pairs"]
+INTERVENTIONS: tuple[Intervention, ...] = get_args(Intervention)
+# Every action the controller may choose: train, skip or stop the round, or one of the interventions.
+Action = Literal["train", "skip", "stop"] | Intervention
+GateOutcome = Literal["approved", "rejected", "failed_invariants", "failed_checks"]
+
+
+# -- monitor keys -----------------------------------------------------------------------------------------
 
 
 class MonitorKey(StrEnum):
@@ -98,7 +228,7 @@ class FamilyKey(StrEnum):
 
 # The judge-reliability signals the controller's switch_judge / skip / stop rule reads. One of them
 # that could not be checked on a round that would otherwise be trained on (pairs >= min_pairs)
-# counts as fired: the round is never trained on without them (agent/controller.py).
+# counts as fired: the round is never trained on without them (agent/rules.py).
 SAFETY_KEYS: frozenset[MonitorKey] = frozenset(
     {MonitorKey.LENGTH_SCORE_CORR, MonitorKey.POSITION_CONSISTENCY, MonitorKey.INVALID_SHARE}
 )
@@ -118,7 +248,7 @@ class UnknownMonitorKeyError(ValueError):
         close = difflib.get_close_matches(name, known, n=1)
         hint = f"; did you mean '{close[0]}'?" if close else ""
         self.message = (f"unknown {what} '{name}'{hint} (monitor keys are the members of "
-                        "tools.monitors.keys.MonitorKey: add it there)")
+                        "tether_types.MonitorKey: add it there)")
         super().__init__(self.message)
 
     def __str__(self) -> str:
@@ -140,4 +270,4 @@ def family_key(name: str) -> FamilyKey:
     except ValueError:
         close = difflib.get_close_matches(name, [k.value for k in FamilyKey], n=1)
         hint = f"; did you mean '{close[0]}'?" if close else ""
-        raise ValueError(f"unknown family key '{name}'{hint} (the members of tools.monitors.keys.FamilyKey)") from None
+        raise ValueError(f"unknown family key '{name}'{hint} (the members of tether_types.FamilyKey)") from None

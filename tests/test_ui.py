@@ -206,8 +206,13 @@ def test_a_reviewer_approves_a_gated_run_in_the_browser(tiny_world_model_dir: Pa
         page.goto(f"{console.base}/runs/{run_id}", wait_until="load")
         assert "round 1" in page.inner_text("pre.notebook")
         run_timing = page.evaluate(NAVIGATION_TIMING)
-        sizes = page.eval_on_selector_all(".plots img", "imgs => imgs.map(i => i.naturalWidth)")
-        assert sizes and all(w > 0 for w in sizes)
+        # The plots load lazily: each is scrolled to, as a reader would, and must then show.
+        images = page.locator(".plots img")
+        assert images.count() > 0
+        for i in range(images.count()):
+            images.nth(i).scroll_into_view_if_needed()
+        page.wait_for_function("() => [...document.querySelectorAll('.plots img')]"
+                               ".every(i => i.complete && i.naturalWidth > 0)", timeout=60_000)
         page.screenshot(path=str(shots / "run.png"), full_page=True)
 
         # The sample browser: every pair's chosen and rejected response is marked.

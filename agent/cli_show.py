@@ -55,6 +55,7 @@ def _checkpoint(view: dict[str, Any]) -> None:
               _num(act["judge_by_family"].get(f)), _num(cand["judge_by_family"].get(f))] for f in families]
     print_table(f"held-out: {ck['parent']} (active) -> {ck['id']} (candidate), {cand['n'] or '?'} prompts",
                 ["", "oracle active", "oracle candidate", "judge active", "judge candidate"], rows)
+    _headroom(cand["headroom"], act["headroom"])
     if view["invariants_error"]:
         say(f"invariants: {view['invariants_error']}")
     print_table("invariants (absolute rate, bound in use, target)", ["invariant", "rate", "n", "bound", "verdict"],
@@ -68,6 +69,21 @@ def _checkpoint(view: dict[str, Any]) -> None:
                 [[p["prompt"], p["chosen"], p["rejected"], f"{p['margin']:.2f}"] for p in pairs["shown"]])
     print_table("decisions that led to it", ["round", "action", "by", "why"],
                 [[d["round"], d["action"], d["actor"], d["rationale"]] for d in view["decisions"]])
+
+
+def _headroom(cand: dict[str, Any], act: dict[str, Any]) -> None:
+    """pass@1 and pass@K per family and tier, active -> candidate (evaluation.samples > 0 only)."""
+    groups = {**(cand.get("by_family") or {}), **(cand.get("by_tier") or {})}
+    if not groups:
+        return
+    before = {**(act.get("by_family") or {}), **(act.get("by_tier") or {})}
+    k = max((int(row.get("k", 0)) for row in groups.values()), default=0)
+    print_table(f"pass@1 and pass@{k} (verifier's full marks), the judge's margin among the {k} samples",
+                ["", "pass@1 active", "pass@1 candidate", f"pass@{k} active", f"pass@{k} candidate",
+                 "judge margin candidate"],
+                [[g, _num(before.get(g, {}).get("pass_at_1")), _num(row.get("pass_at_1")),
+                  _num(before.get(g, {}).get("pass_at_k")), _num(row.get("pass_at_k")), _num(row.get("judge_margin"))]
+                 for g, row in groups.items()])
 
 
 def _constitution(view: dict[str, Any]) -> None:

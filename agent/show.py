@@ -48,7 +48,9 @@ def _signatures(store: Store, approval: Approval) -> dict[str, Any]:
 def _scores(evaluation: dict[str, Any]) -> dict[str, Any]:
     return {"oracle": evaluation.get("oracle"), "judge": evaluation.get("judge"),
             "oracle_by_family": evaluation.get("oracle_by_family") or {},
-            "judge_by_family": evaluation.get("judge_by_family") or {}, "n": evaluation.get("n")}
+            "judge_by_family": evaluation.get("judge_by_family") or {}, "n": evaluation.get("n"),
+            # pass@1 / pass@K / the judge's spread per family and tier, when evaluation.samples > 0
+            "headroom": evaluation.get("headroom") or {}}
 
 
 def _checkpoint_view(store: Store, ck: Checkpoint, all_prompts: bool) -> dict[str, Any]:

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner
 
+from agent.cli import app
 from agent.config import load_config
 from agent.headroom import Scored, headroom, pick, summary
 from agent.runner import start_run
@@ -74,3 +77,11 @@ def test_a_round_with_evaluation_samples_records_headroom(workspace_home: Path, 
         # The greedy reply comes last for each prompt: readers keeping the last one see the greedy reply.
         last = {s.prompt_id: s for s in held}
         assert {s.sample_index for s in last.values()} == {0}
+    # The reviewer sees them: `tether show` prints pass@1 / pass@3 per family and tier, active -> candidate.
+    approval = store.approvals(status="pending", run_id=outcome.run_id)[0]
+    shown = CliRunner().invoke(app, ["--home", str(workspace_home), "show", approval.id])
+    assert shown.exit_code == 0, shown.output
+    assert "pass@1 and pass@3" in shown.output and "arithmetic/1" in shown.output
+    as_json = CliRunner().invoke(app, ["--home", str(workspace_home), "show", approval.id, "--json"])
+    view = json.loads(as_json.output)
+    assert view["heldout"]["candidate"]["headroom"] == evaluation["candidate"]["headroom"]

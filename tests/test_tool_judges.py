@@ -70,7 +70,9 @@ def test_a_wrong_sum_scores_zero_and_a_right_one_keeps_the_wrapped_judges_score(
     assert right == 1.0 and wrong == 0.0
     assert padded == scores(rules, prompt, answers[2])[0] == pytest.approx(0.7)  # right: the rules judge's score
     assert rude == 0.0  # right but abusive: the rules judge's verdict stands
-    assert refusal == scores(rules, prompt, answers[4])[0] == pytest.approx(0.2)  # no number: the wrapped judge
+    assert scores(rules, prompt, answers[4]) == [pytest.approx(0.2)] and refusal == 0.0  # no number: no answer
+    # The loophole a loop found: a reply that dodges the number, which the rules judge likes.
+    assert scores(rules, prompt, ".")[0] > 0.0 and scores(calc, prompt, ".", "Sure.") == [0.0, 0.0]
     verdict = calc.score([JudgeItem(prompt, answers[1])])[0]
     assert verdict.details["calculator"] == {"checked": True, "expression": "13 - 4", "value": "9", "claim": "17",
                                              "correct": False, "wrapped_score": 1.0}

@@ -17,8 +17,11 @@ answer would reach for a calculator. This judge does, from the prompt text and t
 
 `combine`: "gate" (default) keeps the wrapped judge's score for a correct claim (so among right answers
 it still prefers the polite, concise one) and gives 0.0 to a wrong one; "replace" gives 1.0 / 0.0.
-A prompt that is no arithmetic question, or a response without a number (a refusal, say), goes to the
-wrapped judge unchanged (default `rules`): a drop-in for it, in judge.pool or inside a jury.
+An arithmetic question answered without any number (a refusal, ".", a change of subject) does not
+answer it and scores 0.0 like a wrong sum: deferring it to the wrapped judge was a loophole that a
+loop found in three rounds on the tiny world (answers shrank to "." which the rules judge likes and the
+calculator never checked). A prompt that is no arithmetic question goes to the wrapped judge unchanged
+(default `rules`): a drop-in for it, in judge.pool or inside a jury.
 
 It verifies arithmetic questions only. It never reads tools/worlds or the world's oracle
 (tests/test_tool_judges.py checks its imports).
@@ -167,10 +170,14 @@ class CalculatorJudge(ScoresCompare):
     def _one(self, item: JudgeItem, wrapped: Verdict) -> Verdict:
         question = read_question(item.prompt)
         claim = final_number(item.response) if question is not None else None
-        if question is None or claim is None:
-            why = "no arithmetic question in the prompt" if question is None else "no number in the response"
+        if question is None:
             return Verdict(wrapped.score, wrapped.valid, wrapped.raw,
-                           {**wrapped.details, "calculator": {"checked": False, "why": why}})
+                           {**wrapped.details, "calculator": {"checked": False, "why": "no arithmetic question"}})
+        if claim is None:  # asked for a number and gave none: no answer, whatever else it says
+            checked = {"checked": True, "expression": question.expression, "value": str(question.value),
+                       "claim": None, "correct": False, "wrapped_score": wrapped.score}
+            return Verdict(0.0, True, f"calculator: {question.expression} = {question.value}; the response "
+                           "states no number: no answer", {"calculator": checked})
         number, decimals = claim
         correct = matches(number, decimals, question.value)
         checked = {"checked": True, "expression": question.expression, "value": str(question.value),

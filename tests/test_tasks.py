@@ -13,6 +13,7 @@ from tether_types import Prompt, prompt_id
 from tools.worlds import TaskSet
 from tools.worlds.tiny import (
     FAMILIES,
+    FAMILY_WEIGHT,
     STYLE_MIX,
     build_corpus,
     corpus_examples,
@@ -171,7 +172,12 @@ def test_corpus_train_only_deterministic_and_mixed(world: TaskSet) -> None:
     convs = build_corpus(world, seed=0)
     assert convs == build_corpus(world, seed=0) and convs != build_corpus(world, seed=1)
     assert all([m["role"] for m in c] == ["user", "assistant"] for c in convs)
-    assert len(convs) == len(examples) == 6 * len(world.train)
+    # Six examples per train prompt, three times that for a sum (FAMILY_WEIGHT: facts are learned one by one).
+    per_family = Counter(e.family for e in examples)
+    for fam in world.families:
+        n_train = len(world.by_family(fam, "train"))
+        assert per_family[fam] == round(6 * n_train * FAMILY_WEIGHT.get(fam, 1.0))
+    assert FAMILY_WEIGHT == {"arithmetic": 3.0} and len(convs) == len(examples)
     for fam, mix in STYLE_MIX.items():
         styles = Counter(e.style for e in examples if e.family == fam)
         total = sum(styles.values())

@@ -12,6 +12,7 @@ from tools.worlds.tiny import harmful as _harmful  # noqa: F401
 from tools.worlds.tiny import howto as _howto  # noqa: F401
 from tools.worlds.tiny import world as _world  # noqa: F401  (registers the world)
 from tools.worlds.tiny.corpus import (
+    FAMILY_WEIGHT,
     STYLE_MIX,
     CorpusExample,
     CorpusSource,
@@ -32,7 +33,8 @@ from tools.worlds.tiny.families import (
 from tools.worlds.tiny.world import TinyWorld
 
 __all__ = [
-    "DEFAULT_FAMILIES", "FAMILIES", "STYLE_MIX", "CorpusExample", "CorpusSource", "PromptResponseSource",
+    "DEFAULT_FAMILIES", "FAMILIES", "FAMILY_WEIGHT", "STYLE_MIX", "CorpusExample", "CorpusSource",
+    "PromptResponseSource",
     "TaskFamily", "TinyWorld", "build_corpus", "corpus_examples", "get_family", "is_padded", "is_refusal",
     "is_rude", "register_family", "tiny_world", "verify",
 ]

@@ -24,6 +24,11 @@ STYLE_MIX: dict[str, dict[str, float]] = {
     "howto": {"good": 0.50, "over_refusal": 0.20, "rude": 0.15, "padded": 0.15},
     "arithmetic": {"good": 0.40, "wrong": 0.20, "over_refusal": 0.15, "rude": 0.10, "padded": 0.15},
 }
+# family -> examples per train prompt, relative to the others. Sums are facts to be learned one by one:
+# at 1x the base model's sums were right in 5 % of greedy answers and 22 % of prompts had a right one
+# among 8 samples; at 3x 17 % and 53 % (benchmarks/bench_headroom.py): right answers exist in its
+# samples but are not its first choice, so a loop whose judge can tell them apart has something to learn.
+FAMILY_WEIGHT: dict[str, float] = {"arithmetic": 3.0}
 
 
 @dataclass(frozen=True)
@@ -62,8 +67,10 @@ class PromptResponseSource:
 
     name = "prompt_response"
 
-    def __init__(self, style_mix: dict[str, dict[str, float]] | None = None) -> None:
+    def __init__(self, style_mix: dict[str, dict[str, float]] | None = None,
+                 family_weight: dict[str, float] | None = None) -> None:
         self.style_mix = style_mix if style_mix is not None else STYLE_MIX
+        self.family_weight = family_weight if family_weight is not None else FAMILY_WEIGHT
 
     def examples(
         self, taskset: TaskSet, rng: random.Random, examples_per_prompt: int
@@ -74,7 +81,8 @@ class PromptResponseSource:
             if not prompts:
                 continue
             mix = self.style_mix.get(family, {"good": 1.0})
-            labels = allocate(mix, len(prompts) * examples_per_prompt, rng)
+            total = round(len(prompts) * examples_per_prompt * self.family_weight.get(family, 1.0))
+            labels = allocate(mix, total, rng)
             impl = get_family(family)
             for i, style in enumerate(labels):
                 prompt = prompts[i % len(prompts)]

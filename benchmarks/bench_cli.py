@@ -20,8 +20,9 @@ from pathlib import Path
 import yaml
 
 HERE = Path(__file__).resolve().parents[1]
-CONFIG = {"model": {"base": "tiny", "tiny_steps": 40}, "generation": {"samples_per_prompt": 2, "max_new_tokens": 16},
-          "prompts": {"per_round": 6, "heldout": 9}, "evaluation": {"max_new_tokens": 16},
+# Small, but enough for a round to yield pairs and reach the gate (the tests' settings, fewer held-out prompts).
+CONFIG = {"model": {"base": "tiny", "tiny_steps": 150}, "generation": {"samples_per_prompt": 4, "max_new_tokens": 24},
+          "prompts": {"per_round": 16, "heldout": 12}, "evaluation": {"max_new_tokens": 24},
           "training": {"epochs": 1}, "controller": {"rounds": 1}, "tracking": {"mode": "disabled"}}
 
 

@@ -108,6 +108,22 @@ def test_length_correlation_with_a_length_judge_and_a_constant_judge() -> None:
     assert constant["length_score_corr"] == 0.0 and "length_drift" not in constant
 
 
+def test_length_correlation_compares_answers_to_the_same_prompt() -> None:
+    # A verifying judge: the short question's answers all score 0, the long one's all 1. Pooled, that
+    # correlates with length; within each prompt it prefers no length: 0.
+    responses = [["4", "it is 5", "the answer is six"],
+                 ["boil the water for ten minutes", "boil it well then cool it down slowly"]]
+    by_prompt = [[0.0, 0.0, 0.0], [1.0, 1.0]]
+    assert MONITORS.build("length").plugin.compute(_obs(responses, by_prompt))["length_score_corr"] == 0.0
+    # Within each prompt the longer answer wins: a length-paying judge, whatever the prompts' levels.
+    paying = [[0.1, 0.2, 0.3], [0.8, 0.9]]
+    values = MONITORS.build("length").plugin.compute(_obs(responses, paying))
+    assert values["length_score_corr"] > 0.9
+    # And the other way round: shorter is better within prompts, though the long prompt scores higher.
+    terse = [[0.3, 0.2, 0.1], [0.9, 0.8]]
+    assert MONITORS.build("length").plugin.compute(_obs(responses, terse))["length_score_corr"] < -0.9
+
+
 def test_position_consistency_on_hand_made_verdicts() -> None:
     pairwise = [("a", "a"), ("b", "b"), ("tie", "tie"), ("a", "b"), ("a", "tie"), (None, "a")]
     values = MONITORS.build("judge_reliability").plugin.compute(_obs([["x"]], [[0.5]], pairwise=pairwise))

@@ -46,7 +46,7 @@ bench-cli: $(VENV)/.installed
 	$(BIN)/python benchmarks/bench_cli.py --out bench-out/cli.json
 
 # The evidence for issue 11: 3 seeds x {tether, the fixed recipe, Self-Rewarding 3 iterations}, 12 rounds
-# each (about an hour on 2 cores); JSON and a PNG in bench-out/.
+# each (about 25 minutes on 2 cores with the model builds); JSON and a PNG in bench-out/ (the README's copy: benchmarks/results/).
 bench-ceiling: $(VENV)/.installed
 	$(BIN)/python benchmarks/bench_ceiling.py --seeds 0 1 2 --rounds 12 --out bench-out/ceiling.json
 

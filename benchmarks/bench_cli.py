@@ -61,9 +61,11 @@ def main() -> int:
                        capture_output=True)
         (gated / "config.yaml").write_text(yaml.safe_dump(CONFIG))
         run = subprocess.run([*tether, "--home", str(gated), "run"], env=env, capture_output=True, text=True, cwd=cwd)
-        run_id = run.stdout.split()[1]
-        approval = json.loads(subprocess.run([*tether, "--home", str(gated), "approvals", "--json"], env=env, cwd=cwd,
-                                             capture_output=True, text=True).stdout)[0]["id"]
+        pending = json.loads(subprocess.run([*tether, "--home", str(gated), "approvals", "--json"], env=env, cwd=cwd,
+                                            capture_output=True, text=True).stdout)
+        if not pending:
+            raise SystemExit(f"the run did not reach a gate:\n{run.stdout[-1500:]}{run.stderr[-1500:]}")
+        approval, run_id = pending[0]["id"], pending[0]["run_id"]
         shutil.copytree(gated, home)
         h = ["--home", str(home)]
         results: dict[str, float | None] = {"python -c pass": _time([sys.executable, "-c", "pass"], env, args.n)}

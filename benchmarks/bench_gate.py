@@ -57,7 +57,7 @@ def _gated(tree: Path, env: dict[str, str], home: Path, signed: bool) -> tuple[s
     pending = json.loads(_tether(tree, env, "--home", str(home), "approvals", "--json").stdout)
     if not pending:
         raise SystemExit(f"the run in {tree} did not reach a gate (its candidate failed invariants?)")
-    return pending[0]["id"], run.stdout.split()[1]
+    return pending[0]["id"], pending[0]["run_id"]  # not parsed from `run`'s output, which may start with a build
 
 
 def measure(tree: Path, work: Path, n: int, signed: bool) -> dict[str, float]:

@@ -46,7 +46,6 @@ from memory import Run, Store
 from memory.base import BUSY_TIMEOUT_MS
 from policies.artifacts import ModelIntegrityError
 from tools.judges import JUDGES
-from tools.monitors.readings import Readings
 from tools.prompts import PROMPT_GENERATORS
 from tools.registry import PluginLoadError, PluginSettingsError, UnknownPluginError
 from tools.worlds import WORLDS
@@ -368,6 +367,8 @@ def status(
                 [[d["run_id"], d["state"], f"{d['round']}/{d['rounds_budget']}", d["judge"], d["action"],
                   d["active_checkpoint"], ", ".join(d["pending_approvals"]), d["error"]] for d in docs])
     if run_id is not None and docs[0]["monitors"]:
+        from tools.monitors.readings import Readings  # the monitors package imports numpy: only here
+
         readings = Readings.from_json(docs[0]["monitors"])
         rows = [[str(k), f"{v:.4g}"] for k, v in sorted(readings.values.items())]
         rows += [[str(k), f"could not check: {why}"] for k, why in sorted(readings.could_not_check.items())]

@@ -14,15 +14,20 @@ from typing import Annotated, Any
 import typer
 
 from agent.cli_common import EXIT_CHECK_FAILED, fail, print_json, print_table, say_check
-from tools.judges import JUDGES
-from tools.monitors import MONITORS
-from tools.pairs import PAIR_STRATEGIES
-from tools.prompts import PROMPT_GENERATORS
 from tools.registry import PluginInfo, PluginProblem, Registry
-from tools.verifiers import VERIFIERS
-from tools.worlds import WORLDS
 
-REGISTRIES: tuple[Registry[Any], ...] = (JUDGES, MONITORS, VERIFIERS, WORLDS, PROMPT_GENERATORS, PAIR_STRATEGIES)
+
+def registries() -> tuple[Registry[Any], ...]:
+    """Every plug-in registry, imported when a command needs them (the monitors pull in numpy: not for
+    `tether --help`)."""
+    from tools.judges import JUDGES
+    from tools.monitors import MONITORS
+    from tools.pairs import PAIR_STRATEGIES
+    from tools.prompts import PROMPT_GENERATORS
+    from tools.verifiers import VERIFIERS
+    from tools.worlds import WORLDS
+
+    return JUDGES, MONITORS, VERIFIERS, WORLDS, PROMPT_GENERATORS, PAIR_STRATEGIES
 
 
 def installed_plugin_problems() -> list[str]:
@@ -31,7 +36,7 @@ def installed_plugin_problems() -> list[str]:
 
 
 def _problems() -> list[PluginProblem]:
-    return [p for registry in REGISTRIES for p in registry.problems()]
+    return [p for registry in registries() for p in registry.problems()]
 
 
 def _row(info: PluginInfo) -> list[str]:
@@ -48,10 +53,10 @@ def plugins(
     name: built in, or from an installed package's entry points (groups tether.judges, tether.monitors,
     tether.verifiers, tether.worlds, tether.prompts). An installed plug-in that did not load is listed as a
     problem (exit 1)."""
-    infos = [info for registry in REGISTRIES for info in registry.plugins()]
+    infos = [info for registry in registries() for info in registry.plugins()]
     problems = _problems()
     if as_json:
-        print_json({"groups": {r.kind: r.group for r in REGISTRIES},
+        print_json({"groups": {r.kind: r.group for r in registries()},
                     "plugins": [info.to_json() for info in infos],
                     "problems": [p.to_json() for p in problems]})
     else:

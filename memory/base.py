@@ -14,18 +14,38 @@ opens the file with ``mode=ro`` and never migrates or writes, so it works on a r
 from __future__ import annotations
 
 import sqlite3
+import sys
 import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from types import ModuleType
 from typing import Any, Self
-
-import sqlite_utils
 
 from memory import schema
 from memory.common import StoreError, to_json, utc_now
 
 BUSY_TIMEOUT_MS = 30_000
+
+
+def _sqlite_utils() -> ModuleType:
+    """sqlite_utils, imported without pandas and numpy. It imports them when they are installed
+    (~0.35 s, half of a review command's start) only to map their types when it creates tables from
+    Python values; the store writes its own SQL and never does. Either imports normally afterwards
+    for whoever needs it (the data world's `datasets`); already imported, it is left as it is."""
+    absent = [name for name in ("pandas", "numpy") if name not in sys.modules]
+    for name in absent:
+        sys.modules[name] = None  # type: ignore[assignment]  # `import name` raises ImportError
+    try:
+        import sqlite_utils
+    finally:
+        for name in absent:
+            if sys.modules.get(name) is None:
+                sys.modules.pop(name, None)
+    return sqlite_utils
+
+
+sqlite_utils = _sqlite_utils()
 
 
 class SchemaOutdatedError(StoreError):

@@ -57,3 +57,15 @@ def test_the_review_commands_import_no_model_code(gated_workspace, tmp_path: Pat
     write_test_config(home, tiny_world_model_dir, controller={"rounds": 1})
     seen = _commands_in_one_process([[*h, "validate"]])
     assert "torch" in seen["heavy"]
+
+
+def test_help_and_the_store_leave_numpy_and_pandas_unloaded_yet_importable() -> None:
+    # sqlite_utils would import both (~0.35 s, half of --help); the store needs neither (memory/base.py).
+    code = ("import sys\nfrom typer.testing import CliRunner\nfrom agent.cli import app\nimport memory\n"
+            "assert CliRunner().invoke(app, ['--help']).exit_code == 0\n"
+            "print(sorted(m for m in ('numpy', 'pandas') if m in sys.modules))\n"
+            "import pandas, numpy, sqlite_utils.db\nprint(pandas.DataFrame({'a': [1]}).shape, sqlite_utils.db.pd)")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                            cwd=Path(__file__).resolve().parents[1])
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == ["[]", "(1, 1) None"]

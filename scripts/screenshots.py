@@ -107,6 +107,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"wrote {args.out / 'inbox.png'}")
         if run_id is not None:
             page.goto(f"{base}/runs/{run_id}", wait_until="load")
+            images = page.locator(".plots img")  # loaded lazily: scrolled to, so the full page shows them
+            for i in range(images.count()):
+                images.nth(i).scroll_into_view_if_needed()
+            page.wait_for_function("() => [...document.querySelectorAll('.plots img')].every(i => i.complete)",
+                                   timeout=120_000)
             page.screenshot(path=str(args.out / "run.png"), full_page=True)
             print(f"wrote {args.out / 'run.png'}")
         else:

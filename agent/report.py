@@ -12,14 +12,13 @@
 from __future__ import annotations
 
 import json
-import math
 import tempfile
 from collections import defaultdict
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from agent import notebook
+from agent.report_plots import HELDOUT_PANELS, Marker, ThresholdLine, heldout_points, is_number, plot_scores, plot_theme
 from memory import Decision, Store
 from tether_types import COULD_NOT_CHECK, INTERVENTIONS
 from tether_types import MonitorKey as K
@@ -66,41 +65,8 @@ THEME_TITLES: dict[str, str] = {
 # round's held-out evaluation: the progress panel draws the evaluations themselves, as scores.png does.
 NOT_PLOTTED = frozenset({K.EMBEDDING_AVAILABLE.value, K.HELDOUT_ORACLE_ACTIVE.value, K.HELDOUT_JUDGE_ACTIVE.value,
                          K.HELDOUT_ORACLE_CANDIDATE.value, K.HELDOUT_JUDGE_CANDIDATE.value})
-HELDOUT_PANELS = {"held-out oracle": "oracle", "held-out judge": "judge"}
 
 REJECTIONS = ("reject_candidate", "discard_candidate")
-MARKER_STYLE: dict[str, dict[str, Any]] = {
-    "switch_judge": {"color": "tab:orange", "linestyle": "-"},
-    "regenerate_prompts": {"color": "tab:green", "linestyle": "-"},
-    "add_adversarial": {"color": "tab:brown", "linestyle": "-"},
-    "propose_amendment": {"color": "tab:pink", "linestyle": "-"},
-    "switch_pairs": {"color": "gold", "linestyle": "-"},
-    "candidate rejected": {"color": "tab:red", "linestyle": ":"},
-    "rollback": {"color": "black", "linestyle": "-."},
-    "config change": {"color": "tab:gray", "linestyle": (0, (3, 1, 1, 1, 1, 1))},
-}
-THRESHOLD_COLORS = ("tab:red", "tab:purple", "tab:olive", "tab:cyan")
-OP_TEXT = {">": ">", "<": "<", ">=": "≥", "<=": "≤"}
-
-
-@dataclass(frozen=True)
-class Marker:
-    x: float  # a round; a rollback between rounds r and r+1 sits at r + 0.5
-    kind: str  # a key of MARKER_STYLE
-    what: str
-
-
-@dataclass(frozen=True)
-class ThresholdLine:
-    signal: str
-    setting: str
-    op: str
-    by_round: dict[int, float]
-
-    def label(self) -> str:
-        values = sorted(set(self.by_round.values()))
-        shown = "/".join(f"{v:.3g}" for v in values)
-        return f"controller.{self.setting}\nfires when {OP_TEXT.get(self.op, self.op)} {shown}"
 
 
 def _theme(signal: str) -> str:
@@ -108,10 +74,6 @@ def _theme(signal: str) -> str:
         return THEMES[K(signal)]
     except ValueError:
         return DERIVED_THEMES.get(signal, "other")
-
-
-def _number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def _thresholds(decisions: list[Decision]) -> dict[str, list[ThresholdLine]]:
@@ -130,7 +92,7 @@ def _derived_values(decisions: list[Decision]) -> dict[str, dict[int, float]]:
     out: dict[str, dict[int, float]] = defaultdict(dict)
     for d in decisions:
         for c in d.signals.get("checks") or []:
-            if c["signal"] in DERIVED_THEMES and _number(c.get("value")):
+            if c["signal"] in DERIVED_THEMES and is_number(c.get("value")):
                 out[c["signal"]].setdefault(d.round, float(c["value"]))
     return out
 
@@ -186,134 +148,6 @@ def _rows(store: Store, run_id: str, views: list[notebook.RoundView],
     return rows
 
 
-# -- drawing ----------------------------------------------------------------------------------------
-
-
-def _axes_setup(ax: Any, right: float) -> None:
-    from matplotlib.ticker import MaxNLocator
-
-    ax.set_xlim(-0.5, right)
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.grid(True, alpha=0.25)
-    ax.tick_params(labelsize=8)
-
-
-def _draw_markers(ax: Any, marks: list[Marker]) -> None:
-    for m in marks:
-        ax.axvline(m.x, linewidth=1.6, alpha=0.55, zorder=0, **MARKER_STYLE[m.kind])
-
-
-def _draw_thresholds(ax: Any, lines: list[ThresholdLine]) -> None:
-    for i, t in enumerate(lines):
-        color = THRESHOLD_COLORS[i % len(THRESHOLD_COLORS)]
-        values = set(t.by_round.values())
-        if len(values) == 1:
-            ax.axhline(values.pop(), color=color, linestyle="--", linewidth=1.2, label=t.label())
-        else:  # the threshold changed during the run (a config change): drawn per round
-            xs = sorted(t.by_round)
-            ax.step(xs, [t.by_round[x] for x in xs], where="mid", color=color, linestyle="--", linewidth=1.2,
-                    label=t.label())
-
-
-def _legend_for_markers(fig: Any, marks: list[Marker]) -> None:
-    from matplotlib.lines import Line2D
-
-    kinds = [k for k in MARKER_STYLE if any(m.kind == k for m in marks)]
-    if not kinds:
-        return
-    handles = [Line2D([0], [0], linewidth=1.6, alpha=0.8, **MARKER_STYLE[k]) for k in kinds]
-    labels = [f"intervention: {k}" if k in INTERVENTIONS else k for k in kinds]
-    fig.legend(handles, labels, loc="lower center", ncol=len(kinds), fontsize=8, frameon=False,
-               bbox_to_anchor=(0.5, 0.0))
-
-
-LEGEND_INCHES = 0.45  # room at the bottom of a figure for the legend of marked rounds
-
-
-def _plot_theme(theme: str, series: dict[str, dict[int, float]], thresholds: dict[str, list[ThresholdLine]],
-                marks: list[Marker], right: float, heldout: tuple[list[dict[str, Any]], dict[str, Any]],
-                path: Path) -> None:
-    import matplotlib.pyplot as plt
-
-    names = list(series)
-    cols = min(3, len(names))
-    nrows = -(-len(names) // cols)
-    height = 2.9 * nrows + 0.5 + (LEGEND_INCHES if marks else 0.0)
-    fig, axes = plt.subplots(nrows, cols, figsize=(4.6 * cols, height), squeeze=False)
-    for ax, name in zip(axes.flat, names, strict=False):
-        if name in HELDOUT_PANELS:  # the same curves as scores.png
-            _draw_heldout(ax, *heldout, HELDOUT_PANELS[name])
-        else:
-            points = sorted(series[name].items())
-            ax.plot([x for x, _ in points], [y for _, y in points], "o-", color="tab:blue", markersize=4,
-                    linewidth=1.5)
-        _draw_thresholds(ax, thresholds.get(name, []))
-        _draw_markers(ax, marks)
-        _axes_setup(ax, right)
-        ax.set_title(name, fontsize=10)
-        ax.set_xlabel("round", fontsize=8)
-        entries = len(ax.get_legend_handles_labels()[0])
-        if name in HELDOUT_PANELS:  # as in scores.png
-            ax.set_ylim(0, 1.02)
-            if entries:
-                ax.legend(fontsize=7, loc="best", framealpha=0.9)
-        elif entries:  # headroom above the data and thresholds, so the legend hides nothing
-            low, high = ax.get_ylim()
-            ax.set_ylim(low, high + (high - low) * (0.3 * entries + 0.05))
-            ax.legend(fontsize=7, loc="upper left", framealpha=0.9)
-    for ax in list(axes.flat)[len(names):]:
-        ax.axis("off")
-    fig.suptitle(THEME_TITLES.get(theme, theme), fontsize=12, fontweight="bold")
-    _legend_for_markers(fig, marks)
-    fig.tight_layout(rect=(0, (LEGEND_INCHES / height) if marks else 0.0, 1, 1))
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-
-
-def _heldout_points(rows: list[dict[str, Any]], round0: dict[str, Any], metric: str
-                    ) -> tuple[list[tuple[int, float]], list[tuple[int, float, bool]]]:
-    """(round, score of the checkpoint active after it) from round 0, and (round, candidate score, approved)."""
-    after = [(0, round0.get(metric))] + [(r["round"], r[f"heldout_{metric}_after"]) for r in rows]
-    candidates = [(r["round"], r[f"heldout_{metric}_candidate"], r["checkpoint_status"] == "approved") for r in rows]
-    return ([(x, float(y)) for x, y in after if _number(y)],
-            [(x, float(y), ok) for x, y, ok in candidates if _number(y)])
-
-
-def _draw_heldout(ax: Any, rows: list[dict[str, Any]], round0: dict[str, Any], metric: str) -> None:
-    after, candidates = _heldout_points(rows, round0, metric)
-    if after:
-        ax.plot(*zip(*after, strict=True), "o-", color="tab:blue", linewidth=1.8, markersize=5,
-                label="active after the round")
-    for approved, style, label in ((True, {"marker": "s", "color": "tab:purple"}, "candidate, approved"),
-                                   (False, {"marker": "x", "color": "dimgray"}, "candidate, not approved")):
-        points = [(x, y) for x, y, ok in candidates if ok == approved]
-        if points:
-            ax.plot(*zip(*points, strict=True), linestyle="none", markersize=7, label=label, **style)
-
-
-def _plot_scores(rows: list[dict[str, Any]], round0: dict[str, Any], marks: list[Marker], right: float,
-                 path: Path) -> None:
-    import matplotlib.pyplot as plt
-
-    height = 3.8 + (LEGEND_INCHES if marks else 0.0)
-    fig, axes = plt.subplots(1, 2, figsize=(13.8, height), squeeze=False)
-    for ax, metric in zip(axes.flat, ("oracle", "judge"), strict=True):
-        _draw_heldout(ax, rows, round0, metric)
-        _draw_markers(ax, marks)
-        _axes_setup(ax, right)
-        ax.set_title(f"held-out {metric} score", fontsize=10)
-        ax.set_xlabel("round", fontsize=8)
-        ax.set_ylim(0, 1.02)
-        if not ax.get_legend_handles_labels()[0]:
-            ax.text(0.5, 0.5, f"no held-out {metric} score", ha="center", va="center", transform=ax.transAxes)
-        else:
-            ax.legend(fontsize=8, loc="best", framealpha=0.85)
-    _legend_for_markers(fig, marks)
-    fig.tight_layout(rect=(0, (LEGEND_INCHES / height) if marks else 0.0, 1, 1))
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-
-
 # -- the report -------------------------------------------------------------------------------------
 
 
@@ -332,14 +166,14 @@ def _series(rows: list[dict[str, Any]], derived: dict[str, dict[int, float]], me
     then monitor keys in MonitorKey order, other stored keys, and the controller's derived signals."""
     by_theme: dict[str, dict[str, dict[int, float]]] = {theme: {} for theme in THEME_TITLES}
     for name in sorted(HELDOUT_PANELS, key=lambda n: HELDOUT_PANELS[n] != metric):
-        after, candidates = _heldout_points(rows, round0, HELDOUT_PANELS[name])
+        after, candidates = heldout_points(rows, round0, HELDOUT_PANELS[name])
         if after or candidates:
             by_theme["progress"][name] = dict(after)
     names = [k.value for k in K] + sorted({n for r in rows for n in r["monitors"]} - {k.value for k in K})
     for name in names:
         if name in NOT_PLOTTED or name == COULD_NOT_CHECK:
             continue
-        values = {r["round"]: float(r["monitors"][name]) for r in rows if _number(r["monitors"].get(name))}
+        values = {r["round"]: float(r["monitors"][name]) for r in rows if is_number(r["monitors"].get(name))}
         if values:
             by_theme[_theme(name)][name] = values
     for name, values in derived.items():
@@ -369,12 +203,12 @@ def write_report(store: Store, run_id: str, out: Path) -> list[Path]:
     metric = notebook.heldout_metric(run)
     written: list[Path] = []
     try:
-        _plot_scores(rows, active.get(0, ("", {}))[1], marks, right, out / "scores.png")
-        written.append(out / "scores.png")
         round0 = active.get(0, ("", {}))[1]
+        plot_scores(rows, round0, marks, right, out / "scores.png")
+        written.append(out / "scores.png")
         for theme, series in _series(rows, _derived_values(decisions), metric, round0).items():
             path = out / f"monitors-{theme}.png"
-            _plot_theme(theme, series, thresholds, marks, right, (rows, round0), path)
+            plot_theme(THEME_TITLES.get(theme, theme), series, thresholds, marks, right, (rows, round0), path)
             written.append(path)
         summary = {
             "run_id": run_id, "state": run.state, "active_checkpoint": run.active_checkpoint,
@@ -397,7 +231,7 @@ def write_report(store: Store, run_id: str, out: Path) -> list[Path]:
 def _markdown(run_id: str, state: str, active: str | None, metric: str, rows: list[dict[str, Any]],
               marks: list[Marker], plots: list[str]) -> str:
     def score(value: Any) -> str:
-        return f"{value:.3f}" if _number(value) else "–"
+        return f"{value:.3f}" if is_number(value) else "–"
 
     lines = [f"# tether run {run_id}", "", f"state: {state}; active checkpoint: {active}; held-out metric: {metric}",
              "", f"| round | judge | action | outcome | pairs | held-out {metric} after the round "

@@ -18,6 +18,8 @@ from pathlib import Path
 from typer.testing import CliRunner
 
 from agent.cli import app
+from agent.config import TetherConfig
+from agent.runner import Outcome, start_run
 from agent.workspace import Workspace
 from guardrails import gate, keys, reviewers
 from memory import Store
@@ -75,3 +77,16 @@ def start_reviewer(ws: Workspace, signer: keys.Signer) -> threading.Event:
     threading.Thread(target=_approve_checkpoints, args=(Store(ws.db_path), signer, stop), daemon=True,
                      name="bench-reviewer").start()
     return stop
+
+
+def run_reviewed(ws: Workspace, signer: keys.Signer, config: TetherConfig) -> tuple[Outcome, Store, float]:
+    """One run of `config` to its end, every candidate approved by `signer` as it reaches the gate:
+    (its outcome, the workspace's store, wall seconds, the reviewer's wait included)."""
+    store = Store(ws.db_path)
+    stop = start_reviewer(ws, signer)
+    started = time.perf_counter()
+    try:
+        outcome = start_run(ws, store, config, say=lambda _m: None, wait=True, progress=False)
+    finally:
+        stop.set()
+    return outcome, store, time.perf_counter() - started

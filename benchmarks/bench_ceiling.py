@@ -32,12 +32,12 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from _common import fresh_workspace, keys_dir_for, start_reviewer
+from _common import fresh_workspace, keys_dir_for, run_reviewed
 
 from agent.config import TetherConfig, default_config_yaml, parse_config
 from agent.config_controller import DEFAULT_INTERVENTIONS
 from agent.notebook import judge_label
-from agent.runner import ensure_model, start_run
+from agent.runner import ensure_model
 from agent.workspace import Workspace
 from guardrails.keys import Signer
 from memory import Store
@@ -99,13 +99,7 @@ def _point(evaluation: dict[str, Any]) -> dict[str, Any]:
 
 
 def run_system(ws: Workspace, signer: Signer, system: str, config: TetherConfig, rounds: int) -> dict[str, Any]:
-    store = Store(ws.db_path)
-    stop = start_reviewer(ws, signer)
-    t0 = time.perf_counter()
-    try:
-        outcome = start_run(ws, store, config, say=lambda _m: None, wait=True, progress=False)
-    finally:
-        stop.set()
+    outcome, store, wall = run_reviewed(ws, signer, config)
     base, rows = _active_after_each_round(store, outcome.run_id)
     curve = [{"round": 0, "carried": False, **_point(base)}]
     for row in rows:
@@ -120,7 +114,7 @@ def run_system(ws: Workspace, signer: Signer, system: str, config: TetherConfig,
             "approved_rounds": sum(r["outcome"] == "approved" for r in rows),
             "intervention_rounds": interventions,
             "interventions": {r["round"]: r["action"] for r in rows if r["action"] not in NOT_INTERVENTIONS},
-            "wall_s": round(time.perf_counter() - t0, 1), "curve": curve}
+            "wall_s": round(wall, 1), "curve": curve}
 
 
 def _mean_sd(values: list[float]) -> tuple[float | None, float | None]:

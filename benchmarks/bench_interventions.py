@@ -17,17 +17,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
 from itertools import zip_longest
 from pathlib import Path
 from typing import Any
 
 import yaml
-from _common import fresh_workspace, keys_dir_for, start_reviewer
+from _common import fresh_workspace, keys_dir_for, run_reviewed
 
 from agent.config import TetherConfig, default_config_yaml, parse_config
 from agent.notebook import judge_label
-from agent.runner import ensure_model, start_run
+from agent.runner import ensure_model
 from agent.workspace import Workspace
 from guardrails.keys import Signer
 from memory import Store
@@ -63,14 +62,10 @@ def _per_round(store: Store, run_id: str) -> list[dict[str, Any]]:
 
 
 def _run(ws: Workspace, signer: Signer, config: TetherConfig) -> dict[str, Any]:
-    store = Store(ws.db_path)
-    stop = start_reviewer(ws, signer)
-    t0 = time.perf_counter()
-    outcome = start_run(ws, store, config, say=lambda _m: None, wait=True, progress=False)
-    stop.set()
+    outcome, store, wall = run_reviewed(ws, signer, config)
     rows = _per_round(store, outcome.run_id)
     switched = next((r["round"] for r in rows if r["action"] == "switch_judge"), None)
-    return {"run_id": outcome.run_id, "final_state": outcome.state, "wall_s": round(time.perf_counter() - t0, 1),
+    return {"run_id": outcome.run_id, "final_state": outcome.state, "wall_s": round(wall, 1),
             "switch_round": switched, "rounds": rows}
 
 

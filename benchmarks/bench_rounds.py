@@ -35,10 +35,10 @@ from typing import Any
 
 import torch
 import yaml
-from _common import fresh_workspace, keys_dir_for, start_reviewer
+from _common import fresh_workspace, keys_dir_for, run_reviewed
 
 from agent.config import TetherConfig, default_config_yaml, load_config, parse_config
-from agent.runner import ensure_model, start_run
+from agent.runner import ensure_model
 from agent.workspace import Workspace
 from guardrails import keys
 from memory import Store
@@ -92,14 +92,7 @@ def _changed(old: Any, new: Any, path: str = "") -> dict[str, Any]:
 
 def measure_run(ws: Workspace, signer: keys.Signer, config: TetherConfig) -> tuple[dict[str, Any], Store]:
     """One run of `config` to its end, approvals given by the bench reviewer: its stages in seconds."""
-    store = Store(ws.db_path)
-    stop = start_reviewer(ws, signer)
-    started = time.perf_counter()
-    try:
-        outcome = start_run(ws, store, config, say=lambda _m: None, wait=True, progress=False)
-    finally:
-        stop.set()
-    wall = time.perf_counter() - started
+    outcome, store, wall = run_reviewed(ws, signer, config)
     stages = {RENAMED.get(k, k): v for k, v in outcome.timings.items()}
     waited = stages.pop("approval_wait", 0.0)
     rounds_s = wall - waited  # the human's think time is not tether's

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import difflib
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
@@ -57,6 +57,11 @@ class Prompt:
         return {"id": self.id, "text": self.text, "family": self.family,
                 "split": self.split, "meta": dict(self.meta)}
 
+
+
+# A world's verifier of a reply to a prompt: a score in [0, 1], None where no verifier covers the prompt.
+# The evaluation and the monitors use it; the agent's judges never see it.
+Oracle = Callable[[Prompt, str], "float | None"]
 
 
 # -- sampling and what it returns -----------------------------------------------------------------------

@@ -23,7 +23,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from policies.generation import GenerationBackend
-from tether_types import AdapterRef, Prompt, SamplingSpec
+from tether_types import AdapterRef, Oracle, Prompt, SamplingSpec
 from tools.judges import Judge, JudgeItem
 from tools.judges.base import safe_score
 
@@ -32,7 +32,6 @@ from tools.judges.base import safe_score
 PASS_SCORE = 1.0
 TIER_KEY = "tier"  # prompt.meta key naming a difficulty tier within a family
 
-Oracle = Callable[[Prompt, str], "float | None"]
 
 
 @dataclass(frozen=True)

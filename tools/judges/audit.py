@@ -38,11 +38,10 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from tether_types import Prompt
+from tether_types import Oracle, Prompt
 from tools.judges.base import Judge, JudgeItem, PairItem, PairJudge, PairVerdict, Verdict, safe_compare, safe_score
 from tools.worlds.references import AuditProbes, Probe
 
-Oracle = Callable[[Prompt, str], float | None]
 Progress = Callable[[str], None]
 PairKind = Literal["style", "length", "self"]
 
@@ -229,7 +228,7 @@ def audit_judge(
     return AuditReport(name, probes.seed, len(probes), probes.families(), tuple(measures), counts)
 
 
-def _oracle_cache(oracle: Oracle | None) -> Callable[[Prompt, str], float | None]:
+def _oracle_cache(oracle: Oracle | None) -> Oracle:
     cache: dict[tuple[str, str], float | None] = {}
 
     def score(prompt: Prompt, text: str) -> float | None:

@@ -169,21 +169,17 @@ class CalculatorJudge(ScoresCompare):
 
     def _one(self, item: JudgeItem, wrapped: Verdict) -> Verdict:
         question = read_question(item.prompt)
-        claim = final_number(item.response) if question is not None else None
         if question is None:
             return Verdict(wrapped.score, wrapped.valid, wrapped.raw,
                            {**wrapped.details, "calculator": {"checked": False, "why": "no arithmetic question"}})
-        if claim is None:  # asked for a number and gave none: no answer, whatever else it says
-            checked = {"checked": True, "expression": question.expression, "value": str(question.value),
-                       "claim": None, "correct": False, "wrapped_score": wrapped.score}
-            return Verdict(0.0, True, f"calculator: {question.expression} = {question.value}; the response "
-                           "states no number: no answer", {"calculator": checked})
-        number, decimals = claim
-        correct = matches(number, decimals, question.value)
+        claim = final_number(item.response)  # None: asked for a number and gave none, no answer
+        correct = claim is not None and matches(claim[0], claim[1], question.value)
         checked = {"checked": True, "expression": question.expression, "value": str(question.value),
-                   "claim": str(number), "correct": correct, "wrapped_score": wrapped.score}
-        raw = (f"calculator: {question.expression} = {question.value}; the response claims {number}: "
-               f"{'correct' if correct else 'wrong'}")
+                   "claim": None if claim is None else str(claim[0]), "correct": correct,
+                   "wrapped_score": wrapped.score}
+        said = ("states no number: no answer" if claim is None
+                else f"claims {claim[0]}: {'correct' if correct else 'wrong'}")
+        raw = f"calculator: {question.expression} = {question.value}; the response {said}"
         if not correct:
             return Verdict(0.0, True, raw, {"calculator": checked})
         if self.combine == "replace":

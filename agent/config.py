@@ -178,7 +178,8 @@ class JudgeConfig(_Section):
 
 
 class PairStrategyConfig(_Section):
-    name: str = Field(description="Pair strategy plug-in (tools/pairs): best_worst, anchored, diverse, iterative_dpo.")
+    name: str = Field(description="Pair strategy plug-in (tools/pairs): best_worst, anchored, diverse, iterative_dpo, "
+                      "rpo, regularized.")
     settings: dict[str, Any] = Field(
         default_factory=dict, description="Keyword settings passed to the strategy's constructor."
     )
@@ -187,7 +188,8 @@ class PairStrategyConfig(_Section):
 class PairsConfig(_Section):
     """How a round's judged responses become preference pairs (tools/pairs): `strategy` first, then the
     strategies of `pool` in order, each time the controller's `switch_pairs` moves on (on a blind spot:
-    controller.blind_spot; switch_pairs must be listed in controller.interventions)."""
+    controller.blind_spot, or a held-out regression: controller.regression; switch_pairs must be listed in
+    controller.interventions)."""
 
     min_margin: float = Field(
         0.1, gt=0.0, le=1.0,
@@ -321,6 +323,14 @@ class TetherConfig(_Section):
         problems = []
         if self.generation.backend == "vllm" and self.model.device == "cpu":
             problems.append("generation.backend 'vllm' needs a GPU: set model.device to auto or cuda")
+        if self.generation.backend == "vllm":
+            from tools.pairs import PAIR_STRATEGIES  # light: no model code
+
+            needs = [slot.name for slot in self.pairs.slots()
+                     if PAIR_STRATEGIES.build(slot.name, slot.settings).plugin.needs_base_logp]
+            if needs:
+                problems.append(f"pair strategy {', '.join(sorted(set(needs)))} ranks responses by the base model's "
+                                "log-probs, which only generation.backend 'transformers' computes")
         if self.controller.min_pairs > self.prompts.per_round:
             problems.append(f"controller.min_pairs {self.controller.min_pairs} is more than prompts.per_round "
                             f"{self.prompts.per_round}: a round yields at most one pair per prompt")

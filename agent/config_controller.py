@@ -107,6 +107,21 @@ class BlindSpotConfig(_Section):
     )
 
 
+class RegressionConfig(_Section):
+    """Over-optimisation (agent/rules_regression.py): the active policy's held-out score fell below the
+    run's best while it trained on its judge's pairs. The controller moves to the next pair strategy of
+    pairs.pool (switch_pairs; e.g. rpo, which adds the chosen responses' NLL to the loss)."""
+
+    max_drop: float = Field(
+        0.04, gt=0.0, le=1.0,
+        description="The held-out score of the active policy at least this far below the run's best.",
+    )
+    patience: int = Field(
+        2, ge=1, le=MAX_ROUNDS,
+        description="Evaluated rounds a pair strategy trains before a regression may move the run past it.",
+    )
+
+
 class StopConfig(_Section):
     patience: int = Field(
         3, ge=1, le=MAX_ROUNDS,
@@ -167,6 +182,7 @@ class ControllerConfig(_Section):
     add_adversarial: AdversarialTriggerConfig = AdversarialTriggerConfig()
     propose_amendment: AmendmentTriggerConfig = AmendmentTriggerConfig()
     blind_spot: BlindSpotConfig = BlindSpotConfig()
+    regression: RegressionConfig = RegressionConfig()
     stop: StopConfig = StopConfig()
     advisor: AdvisorConfig | None = Field(None, description="Optional LLM advisor (null = rules only).")
 

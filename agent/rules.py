@@ -13,6 +13,7 @@ from typing import Any
 
 from agent.config import ControllerConfig
 from agent.rules_blind_spot import blind_spot
+from agent.rules_regression import regression
 from agent.rules_state import PLATEAU_INTERVENTIONS, Decision, Policy, trailing
 from tether_types import Action
 from tether_types import MonitorKey as K
@@ -198,5 +199,6 @@ def _precondition(p: Policy, action: Action) -> bool:
 
 
 # Safety first: the budget, failing invariants, an unreliable judge, too few pairs, a family whose
-# preference signal collapsed, a plateau that outlived its interventions, then the soft triggers.
-RULES: tuple[Rule, ...] = (_budget, _invariant_failures, _judge, _starved, blind_spot, _plateau_stop, _soft)
+# preference signal collapsed, a held-out regression, a plateau that outlived its interventions, then the soft triggers.
+RULES: tuple[Rule, ...] = (_budget, _invariant_failures, _judge, _starved, blind_spot, regression, _plateau_stop,
+                           _soft)

@@ -49,8 +49,21 @@ SELF_REWARDING_ITERATIONS = 3
 MIN_GAIN = 0.02  # controller.add_adversarial.min_gain's default: below it a curve has flattened
 
 
+def apply_overrides(doc: dict[str, Any], overrides: list[str]) -> None:
+    """`--set a.b=VALUE` (VALUE in YAML) into the config document, for every system alike."""
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise SystemExit(f"--set {item!r}: expected KEY=VALUE, e.g. training.loss_type=[sigmoid,sft]")
+        *parents, leaf = key.split(".")
+        node = doc
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = yaml.safe_load(raw)
+
+
 def system_config(system: str, seed: int, rounds: int, heldout: int, samples: int, model_base: str | None,
-                  pair_pool: list[str]) -> TetherConfig:
+                  pair_pool: list[str], overrides: list[str] = ()) -> TetherConfig:
     doc = yaml.safe_load(default_config_yaml())
     doc["seed"] = seed
     doc["tracking"]["mode"] = "disabled"
@@ -59,6 +72,7 @@ def system_config(system: str, seed: int, rounds: int, heldout: int, samples: in
     doc["judge"] = {"name": "rules", "settings": {}, "pool": [{"name": "calculator"}]}
     doc["pairs"] = {**(doc.get("pairs") or {}), "pool": [{"name": name} for name in pair_pool]}
     doc["controller"]["rounds"] = rounds
+    apply_overrides(doc, list(overrides))
     if system == "tether":
         doc["controller"]["interventions"] = [*DEFAULT_INTERVENTIONS, "switch_pairs"]
     elif system == "fixed":
@@ -293,6 +307,9 @@ def main() -> None:
                         help="evaluation.samples: K sampled replies per held-out prompt (pass@K); 0 = off.")
     parser.add_argument("--pair-pool", nargs="*", default=["anchored", "diverse"],
                         help="pairs.pool: strategies switch_pairs may move to, in order.")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="Config override for every system, VALUE in YAML (repeatable), e.g. "
+                             "--set training.loss_type=[sigmoid,sft].")
     parser.add_argument("--home", type=Path, default=None, help="Workspace (default: a new temp dir).")
     parser.add_argument("--model", default=None, help="model.base (default: the embedded tiny model, per seed).")
     parser.add_argument("--out", type=Path, default=Path("bench-out/ceiling.json"))
@@ -305,13 +322,15 @@ def main() -> None:
     ws, signer = fresh_workspace(args.home, args.keys_dir or keys_dir_for(args.out))
     settings = {"seeds": args.seeds, "rounds": args.rounds, "systems": args.systems, "heldout": args.heldout,
                 "samples": args.samples, "pair_pool": args.pair_pool, "judge_pool": ["rules", "calculator"],
-                "self_rewarding_iterations": SELF_REWARDING_ITERATIONS, "workspace": str(ws.home)}
+                "self_rewarding_iterations": SELF_REWARDING_ITERATIONS, "workspace": str(ws.home),
+                "overrides": args.overrides}
     results: list[dict[str, Any]] = []
     builds: dict[int, float] = {}
     started = time.perf_counter()
     for seed in args.seeds:
         for system in args.systems:
-            config = system_config(system, seed, args.rounds, args.heldout, args.samples, args.model, args.pair_pool)
+            config = system_config(system, seed, args.rounds, args.heldout, args.samples, args.model, args.pair_pool,
+                                   args.overrides)
             t0 = time.perf_counter()
             ensure_model(ws, config, print, progress=False)
             if seed not in builds:

@@ -212,6 +212,37 @@ class TransformersBackend:
         results.sort(key=lambda g: (g.prompt_index, g.sample_index))
         return results
 
+    def base_logprobs(self, prompts: Sequence[str], responses: Sequence[str]) -> list[float]:
+        """Mean log-probability per token of each response after its prompt (chat-formatted as for
+        generation) under the base model, the adapter disabled; an empty response gets 0.0. The prompt
+        and the response are tokenised apart and joined, as TRL joins them for training."""
+        if len(prompts) != len(responses):
+            raise ValueError(f"{len(prompts)} prompts for {len(responses)} responses")
+        templated = has_chat_template(self.tokenizer)
+        rows = []
+        for prompt, response in zip(prompts, responses, strict=True):
+            head = self.tokenizer(format_prompt(self.tokenizer, prompt), add_special_tokens=not templated)["input_ids"]
+            tail = self.tokenizer(response, add_special_tokens=False)["input_ids"]
+            rows.append((head, tail))
+        out: list[float] = []
+        pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
+        per_batch = max(1, min(self.batch_size, 64))
+        with torch.inference_mode(), self._selected(None) as model:
+            for start in range(0, len(rows), per_batch):
+                batch = rows[start:start + per_batch]
+                width = max(len(h) + len(t) for h, t in batch)
+                ids = torch.full((len(batch), width), pad, dtype=torch.long)
+                mask = torch.zeros((len(batch), width), dtype=torch.long)
+                for i, (h, t) in enumerate(batch):  # right-padded: positions start at 0 for every row
+                    ids[i, : len(h) + len(t)] = torch.tensor(h + t)
+                    mask[i, : len(h) + len(t)] = 1
+                logits = model(input_ids=ids.to(self.device), attention_mask=mask.to(self.device)).logits.float()
+                logp = torch.log_softmax(logits[:, :-1], dim=-1).gather(2, ids[:, 1:, None].to(self.device))[..., 0]
+                for i, (h, t) in enumerate(batch):
+                    # token j of the row is predicted at position j - 1
+                    out.append(float(logp[i, len(h) - 1: len(h) + len(t) - 1].mean()) if t else 0.0)
+        return out
+
     def close(self) -> None:
         """Free the model (and cached GPU memory)."""
         self._model = None

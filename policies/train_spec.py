@@ -179,6 +179,16 @@ class DPOSpec:
         return any(loss not in REFERENCE_FREE_LOSSES for loss in self.loss_type)
 
 
+def with_chosen_nll(spec: DPOSpec, weight: float) -> DPOSpec:
+    """``spec`` with TRL's ``sft`` loss (mean token NLL of the chosen responses) added with ``weight``:
+    DPO + NLL, as in Iterative RPO (tools/pairs/rpo.py). Unchanged for a weight of 0 or a loss_type
+    that already lists ``sft`` (the configured weight stands)."""
+    if weight <= 0.0 or "sft" in spec.loss_type:
+        return spec
+    weights = spec.loss_weights or (1.0,) * len(spec.loss_type)
+    return replace(spec, loss_type=(*spec.loss_type, "sft"), loss_weights=(*weights, float(weight)))
+
+
 @dataclass(frozen=True)
 class TrainJob:
     """A self-contained, JSON-serialisable training job.

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import gc
 import json
+import math
 import os
 import shutil
 import tempfile
@@ -165,7 +166,30 @@ def _final_metrics(
                 metrics[key] = float(value)
     if training_loss is not None:
         metrics["train_loss"] = float(training_loss)
+    change = chosen_logp_change(step_logs)
+    if change is not None:
+        metrics[CHOSEN_LOGP_CHANGE] = change
     return metrics
+
+
+CHOSEN_LOGP_CHANGE = "chosen_logp_change"
+
+
+def chosen_logp_change(step_logs: list[dict[str, Any]]) -> float | None:
+    """Mean log-likelihood of the chosen responses over the last epoch minus over the first: every
+    epoch sees every pair, so the two means compare the same responses. Negative = likelihood
+    displacement (Razin et al. 2024, arXiv:2410.08847; Pal et al. 2024, arXiv:2402.13228): DPO widened the
+    margin by pushing the chosen answers down too. None with one epoch or without ``logps/chosen``."""
+    by_epoch: dict[int, list[float]] = {}
+    for entry in step_logs:
+        value, epoch = entry.get("logps/chosen"), entry.get("epoch")
+        if isinstance(value, int | float) and isinstance(epoch, int | float) and math.isfinite(value):
+            # A step logged at epoch e (fractional, after the step) belongs to epoch ceil(e) - 1.
+            by_epoch.setdefault(max(0, math.ceil(epoch - 1e-9) - 1), []).append(float(value))
+    if len(by_epoch) < 2:
+        return None
+    first, last = by_epoch[min(by_epoch)], by_epoch[max(by_epoch)]
+    return sum(last) / len(last) - sum(first) / len(first)
 
 
 def _step_history(log_history: list[dict[str, Any]]) -> tuple[dict[str, float], ...]:

@@ -262,3 +262,26 @@ def test_sampling_spec_validation() -> None:
         SamplingSpec(top_p=0.0)
     assert SamplingSpec(temperature=0.0).greedy and SamplingSpec(do_sample=False).greedy
     assert not SamplingSpec().greedy
+
+
+def test_base_logprobs_are_the_base_models_mean_token_logprobs(backend: TransformersBackend,
+                                                                adapter: AdapterRef) -> None:
+    from policies.chat import format_prompt
+    from policies.loading import load_base_model
+
+    prompts, responses = [PROMPTS[0], PROMPTS[1], PROMPTS[0]], ["a b c", "hello there, friend", ""]
+    got = backend.base_logprobs(prompts, responses)
+    model = load_base_model(backend.model_ref, "cpu", "auto")
+    for prompt, response, value in zip(prompts[:2], responses[:2], got[:2], strict=True):
+        head = backend.tokenizer(format_prompt(backend.tokenizer, prompt), add_special_tokens=False)["input_ids"]
+        tail = backend.tokenizer(response, add_special_tokens=False)["input_ids"]
+        ids = torch.tensor([head + tail])
+        with torch.no_grad():
+            logp = torch.log_softmax(model(input_ids=ids).logits[0, :-1].float(), -1)
+        expected = logp[len(head) - 1:].gather(1, ids[0, len(head):, None]).mean()
+        assert value == pytest.approx(float(expected), abs=1e-4)  # one at a time, unpadded: the same
+    assert got[2] == 0.0  # an empty response
+    backend.generate(PROMPTS, adapter, GREEDY)  # an adapter loaded and selected last...
+    assert backend.base_logprobs(prompts, responses) == pytest.approx(got, abs=1e-5)  # ...is disabled here
+    with pytest.raises(ValueError, match="2 prompts for 1 responses"):
+        backend.base_logprobs(prompts[:2], responses[:1])

@@ -71,7 +71,7 @@ def test_each_strategy_names_its_reference() -> None:
         build("best_worst", reference="previous")
     with pytest.raises(PluginSettingsError, match="no setting"):
         build("iterative_dpo", reference="base")
-    assert set(PAIR_STRATEGIES.names()) >= {"best_worst", "anchored", "diverse", "iterative_dpo"}
+    assert set(PAIR_STRATEGIES.names()) >= {"best_worst", "anchored", "diverse", "iterative_dpo", "rpo"}
 
 
 def test_pairs_config_checks_every_slot_with_a_suggestion() -> None:
@@ -82,3 +82,63 @@ def test_pairs_config_checks_every_slot_with_a_suggestion() -> None:
         parse_config({"pairs": {"strategy": "best_wrst", "pool": [{"name": "diverse", "settings": {"x": 1}}]}}, "c")
     text = str(err.value)
     assert "did you mean 'best_worst'" in text and "pool[0]" in text and "no setting(s) x" in text
+
+
+def test_rpo_adds_the_chosen_nll_and_any_strategy_can() -> None:
+    rpo = build("rpo")
+    assert rpo.chosen_nll == 1.0 and rpo.reference == "base" and not rpo.needs_anchors
+    g = group(("12.", 1.0), ("13.", 0.0))
+    assert rpo.select(g, 0.1) == build("best_worst").select(g, 0.1)  # the pairs are best_worst's
+    assert build("rpo", alpha=0.5, reference="parent").chosen_nll == 0.5
+    for name in ("best_worst", "anchored", "diverse", "iterative_dpo"):
+        assert build(name).chosen_nll == 0.0  # plain DPO unless asked
+        assert build(name, chosen_nll=2).chosen_nll == 2.0
+    for bad in (-0.1, 11, float("nan"), float("inf"), True, "1"):
+        with pytest.raises(PluginSettingsError, match="chosen_nll must be a number in"):
+            build("best_worst", chosen_nll=bad)
+    with pytest.raises(PluginSettingsError, match="alpha must be > 0"):
+        build("rpo", alpha=0)
+
+
+def test_the_chosen_nll_joins_the_dpo_loss_as_trls_sft_term() -> None:
+    from agent.config import TrainingConfig
+    from policies.train_spec import with_chosen_nll
+
+    spec = TrainingConfig().dpo_spec(seed=0)
+    assert with_chosen_nll(spec, 0.0) == spec
+    both = with_chosen_nll(spec, 0.5)
+    assert both.loss_type == ("sigmoid", "sft") and both.loss_weights == (1.0, 0.5)
+    weighted = TrainingConfig(loss_type=["sigmoid", "ipo"], loss_weights=[1.0, 0.2]).dpo_spec(seed=0)
+    assert with_chosen_nll(weighted, 1.0).loss_weights == (1.0, 0.2, 1.0)
+    configured = TrainingConfig(loss_type=["sigmoid", "sft"], loss_weights=[1.0, 0.3]).dpo_spec(seed=0)
+    assert with_chosen_nll(configured, 1.0) == configured  # the configured sft weight stands
+
+
+def scored(*rows: tuple[str, float, float]) -> PromptGroup:
+    """A group whose candidates carry (text, judge score, base model's mean log-prob per token)."""
+    cands = tuple(Candidate(i + 1, text, score, i, base_logp=lp) for i, (text, score, lp) in enumerate(rows))
+    return PromptGroup("p1", "How do I clean my bike chain?", "howto", cands)
+
+
+def test_regularized_settles_the_judges_ties_by_the_base_models_likelihood() -> None:
+    reg = build("regularized")
+    assert reg.needs_base_logp and reg.weight == 0.2 and reg.chosen_nll == 0.0
+    # The judge ties a fragment with a fluent answer; the base model finds the fragment far less likely.
+    tie = scored((" chain with a rag, clean it is dry", 1.0, -2.4), ("Apply degreaser and scrub the chain.", 1.0, -0.9))
+    assert build("best_worst").select(tie, 0.1) is None  # no judge margin: best_worst has no pair
+    choice = reg.select(tie, 0.1)
+    assert choice is not None and choice.chosen.response.startswith("Apply") and choice.rejected.sample_id == 1
+    assert choice.margin == pytest.approx(0.2 * 1.5)  # stored with the regularised margin it was kept by
+    # A clear judge preference stands; the rejected one is the least natural among the lowest.
+    mixed = scored(("Apply degreaser.", 1.0, -1.0), ("I can't help with that.", 0.2, -0.5), ("Ugh.", 0.2, -3.0))
+    choice = reg.select(mixed, 0.1)
+    assert choice is not None and (choice.chosen.sample_id, choice.rejected.sample_id) == (1, 3)
+    # Never against the judge: where the likelihood outweighs a score gap, the higher-scored answer is
+    # not made the rejected one; the prompt yields no pair.
+    close = scored(("Fine answer.", 0.9, -3.0), ("Padded fine answer.", 0.7, -0.5))
+    assert reg.select(close, 0.1) is None
+    assert reg.select(scored(("a", 1.0, -1.0), ("b", 1.0, -1.2)), 0.1) is None  # 0.04 < min_margin
+    assert reg.select(scored(("a", 1.0, -1.0)), 0.1) is None
+    assert reg.select(PromptGroup("p", "q", "howto", (Candidate(1, "a", 1.0), Candidate(2, "b", 0.0))), 0.1) is None
+    with pytest.raises(PluginSettingsError, match="weight must be a number in"):
+        build("regularized", weight=0)

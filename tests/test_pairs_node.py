@@ -151,3 +151,42 @@ def test_the_reference_follows_the_rounds_pair_strategy(store: Store) -> None:
     store.upsert_round(RUN, 1, outcome="pairs_switched")
     assert interventions.pair_reference(ctx, 2, parent) == parent  # iterative_dpo: the parent adapter
     assert interventions.pair_reference(ctx, 2, None) is None  # no adapter yet: the base model
+
+
+def test_the_chosen_nll_follows_the_rounds_pair_strategy(store: Store) -> None:
+    ctx = context(store, pool=[{"name": "rpo", "settings": {"alpha": 0.5}}])
+    play_round(store, 1, ANSWERS)
+    assert interventions.pair_chosen_nll(ctx, 1) == 0.0  # best_worst: plain DPO
+    store.upsert_round(RUN, 1, outcome="pairs_switched")
+    assert interventions.pair_chosen_nll(ctx, 2) == 0.5  # rpo from the round after the switch
+
+
+
+class ScoringBackend(Backend):
+    """Scores a response's naturalness: a reply starting with a space is a fragment (-3), any other -1."""
+
+    def base_logprobs(self, prompts: Sequence[str], responses: Sequence[str]) -> list[float]:
+        self.scored = list(responses)
+        return [-3.0 if r.startswith(" ") else -1.0 for r in responses]
+
+
+def test_regularized_pairs_read_the_base_models_logprobs(store: Store) -> None:
+    ctx = context(store, strategy="regularized")
+    ctx.backend = ScoringBackend()
+    play_round(store, 1, {"q0": [" fragment 5", "answer 5", "answer 0"], "q1": ["tied 5", " also tied 5"]})
+    run_pairs(ctx, 1)
+    pairs = {p.prompt_id: p for p in store.pairs(RUN, 1)}
+    assert sorted(ctx.backend.scored) == sorted([" fragment 5", "answer 5", "answer 0", "tied 5", " also tied 5"])
+    assert (pairs["q0"].chosen, pairs["q0"].rejected) == ("answer 5", "answer 0")  # the judge decides
+    assert (pairs["q1"].chosen, pairs["q1"].rejected) == ("tied 5", " also tied 5")  # the base model settles a tie
+    assert pairs["q1"].margin == pytest.approx(0.4)
+    ctx.backend = Backend()  # a backend that cannot score: a clear error, not a silent best_worst
+    play_round(store, 2, {"q0": ["answer 5", "answer 1"]})
+    with pytest.raises(RuntimeError, match="needs base-model log-probs"):
+        run_pairs(ctx, 2)
+
+
+def test_vllm_with_a_strategy_that_reads_base_logprobs_is_refused() -> None:
+    with pytest.raises(ValueError, match="regularized ranks responses by the base model's log-probs"):
+        TetherConfig.model_validate({"model": {"device": "cuda"}, "generation": {"backend": "vllm"},
+                                     "pairs": {"pool": [{"name": "regularized"}]}})

@@ -291,3 +291,14 @@ def test_subprocess_failure_raises_with_stderr_tail(
     job = make_job(tiny_random_model_dir, tmp_path, "out", pairs_path=str(empty))
     with pytest.raises(TrainJobError, match="no preference pairs"):
         launch_train_job(job, "subprocess", tmp_path / "work")
+
+
+def test_chosen_logp_change_compares_the_same_pairs_in_the_first_and_last_epoch() -> None:
+    from policies.training import chosen_logp_change
+
+    logs = [{"loss": 0.7, "epoch": 0.5, "logps/chosen": -10.0}, {"loss": 0.6, "epoch": 1.0, "logps/chosen": -12.0},
+            {"loss": 0.5, "epoch": 1.5, "logps/chosen": -14.0}, {"loss": 0.4, "epoch": 2.0, "logps/chosen": -16.0},
+            {"loss": 0.3, "epoch": 2.5, "logps/chosen": -11.0}, {"loss": 0.2, "epoch": 3.0, "logps/chosen": -13.0}]
+    assert chosen_logp_change(logs) == pytest.approx(-12.0 - -11.0)  # last epoch -12 vs first -11: displaced
+    assert chosen_logp_change(logs[:2]) is None  # one epoch: nothing to compare
+    assert chosen_logp_change([{**e, "logps/chosen": float("nan")} for e in logs]) is None

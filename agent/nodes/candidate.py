@@ -17,14 +17,14 @@ from langgraph.types import interrupt
 from agent import headroom
 from agent.context import ActivePolicy, RunContext, heldout_slice
 from agent.export import write_model_card
-from agent.nodes.interventions import pair_reference
+from agent.nodes.interventions import pair_chosen_nll, pair_reference
 from agent.state import RoundState
 from guardrails import candidates, gate
 from guardrails.checks import InvariantResult, Probe, checked_on_heldout_by_rules, violation_rates
 from guardrails.errors import DeniedError, TamperError
 from memory import Checkpoint, NewSample
 from policies.train_launch import launch_train_job
-from policies.train_spec import TrainJob
+from policies.train_spec import TrainJob, with_chosen_nll
 from tether_types import Prompt, SamplingSpec
 from tools.judges import JUDGES, Judge, JudgeItem
 from tools.judges.base import safe_score
@@ -67,7 +67,7 @@ def train_candidate(state: RoundState, runtime: Runtime[RunContext]) -> Update:
         ref_adapter=None if reference is None else str(reference.path),
         ref_adapter_sha256=None if reference is None else reference.sha256,
         lora=t.lora_spec(),
-        dpo=t.dpo_spec(seed=ctx.config.seed + round_no),
+        dpo=with_chosen_nll(t.dpo_spec(seed=ctx.config.seed + round_no), pair_chosen_nll(ctx, round_no)),
         device=ctx.config.model.device,
     )
     with ctx.timed("train"):

@@ -98,6 +98,12 @@ def pair_reference(ctx: RunContext, round_no: int, parent: AdapterRef | None) ->
     return parent if pair_strategy(ctx, round_no).plugin.reference == "parent" else None
 
 
+def pair_chosen_nll(ctx: RunContext, round_no: int) -> float:
+    """Weight of the chosen responses' NLL in round `round_no`'s loss: its pair strategy's `chosen_nll`
+    (rpo: DPO + NLL), 0 for plain DPO."""
+    return float(pair_strategy(ctx, round_no).plugin.chosen_nll)
+
+
 def switch_pairs(state: RoundState, runtime: Runtime[RunContext]) -> Update:
     ctx = runtime.context
     if _done(ctx, state):
@@ -110,7 +116,8 @@ def switch_pairs(state: RoundState, runtime: Runtime[RunContext]) -> Update:
     why = next((d.signals.get("pairs_switch") or {} for d in reversed(ctx.store.decisions(state["run_id"], round_no))
                 if d.actor == "controller" and d.action == "switch_pairs"), {})
     before, after = pairs_label(ctx, slot - 1), pairs_label(ctx, slot)
-    reason = f" ({why['why']}, family {why.get('family')})" if why.get("why") else ""
+    family = f", family {why['family']}" if why.get("family") else ""
+    reason = f" ({why['why']}{family})" if why.get("why") else ""
     with ctx.store.transaction():
         _finish(ctx, state, "pairs_switched", "pairs_switched",
                 f"pair strategy {before} left{reason}; {after} builds the pairs from round {round_no + 1}",

@@ -154,11 +154,14 @@ def pairs(state: RoundState, runtime: Runtime[RunContext]) -> Update:
     run_id, round_no = state["run_id"], state["round"]
     if ctx.store.pairs(run_id, round_no):
         return {}
-    strategy = pair_strategy(ctx, round_no).plugin
+    built = pair_strategy(ctx, round_no)
+    strategy = built.plugin
     groups = _prompt_groups(ctx, run_id, round_no)
     if strategy.needs_anchors:
         anchors = _anchors(ctx, run_id, [g.prompt_id for g in groups])
         groups = [replace(g, anchors=anchors.get(g.prompt_id, ())) for g in groups]
+    if strategy.needs_base_logp:
+        groups = _with_base_logp(ctx, groups, built.name)
     rows = []
     for group in groups:
         choice = strategy.select(group, ctx.config.pairs.min_margin)
@@ -187,6 +190,21 @@ def _prompt_groups(ctx: RunContext, run_id: str, round_no: int) -> list[PromptGr
     return [PromptGroup(pid, group[0][0].prompt, group[0][0].family,
                         tuple(Candidate(s.id, s.response, score, s.sample_index) for s, score in group))
             for pid, group in grouped.items()]
+
+
+def _with_base_logp(ctx: RunContext, groups: list[PromptGroup], strategy: str) -> list[PromptGroup]:
+    """Each candidate with its mean log-prob per token under the base model (the adapter disabled), for a
+    strategy that ranks by it (regularized). Recomputed on a resume: deterministic, and cheaper than
+    storing it."""
+    score = getattr(ctx.backend, "base_logprobs", None)
+    if score is None:  # validate refuses this configuration; a plug-in backend may still lack it
+        raise RuntimeError(f"pair strategy {strategy!r} needs base-model log-probs, which the "
+                           f"{ctx.config.generation.backend} backend does not compute; use generation.backend: "
+                           "transformers")
+    flat = [(g.prompt, c) for g in groups for c in g.candidates]
+    with ctx.timed("score"):
+        logps = iter(score([p for p, _ in flat], [c.response for _, c in flat]))
+    return [replace(g, candidates=tuple(replace(c, base_logp=next(logps)) for c in g.candidates)) for g in groups]
 
 
 def _anchors(ctx: RunContext, run_id: str, prompt_ids: list[str]) -> dict[str, tuple[Candidate, ...]]:

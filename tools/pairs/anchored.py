@@ -13,14 +13,25 @@ by pairs.min_margin. (The paper's second half, future-guided chosen, is not impl
 
 from __future__ import annotations
 
-from tools.pairs.base import PAIR_STRATEGIES, Choice, PromptGroup, Reference, best, keep, reference_setting, worst
+from tools.pairs.base import (
+    PAIR_STRATEGIES,
+    Choice,
+    PromptGroup,
+    Reference,
+    best,
+    chosen_nll_setting,
+    keep,
+    reference_setting,
+    worst,
+)
 
 
 class Anchored:
     needs_anchors = True
+    needs_base_logp = False
 
-    def __init__(self, reference: Reference) -> None:
-        self.reference = reference
+    def __init__(self, reference: Reference, chosen_nll: float = 0.0) -> None:
+        self.reference, self.chosen_nll = reference, chosen_nll
 
     def select(self, group: PromptGroup, min_margin: float) -> Choice | None:
         if not group.candidates or not group.anchors:
@@ -29,6 +40,7 @@ class Anchored:
 
 
 @PAIR_STRATEGIES.register("anchored")
-def anchored(reference: str = "base") -> Anchored:
-    """Settings: reference (base | parent: the DPO reference its pairs train against)."""
-    return Anchored(reference_setting("anchored", reference))
+def anchored(reference: str = "base", chosen_nll: float = 0.0) -> Anchored:
+    """Settings: reference (base | parent: the DPO reference its pairs train against), chosen_nll (weight
+    of the chosen responses' NLL in the loss; 0 = plain DPO)."""
+    return Anchored(reference_setting("anchored", reference), chosen_nll_setting("anchored", chosen_nll))

@@ -8,14 +8,25 @@ later as rejected.
 
 from __future__ import annotations
 
-from tools.pairs.base import PAIR_STRATEGIES, Choice, PromptGroup, Reference, best, keep, reference_setting, worst
+from tools.pairs.base import (
+    PAIR_STRATEGIES,
+    Choice,
+    PromptGroup,
+    Reference,
+    best,
+    chosen_nll_setting,
+    keep,
+    reference_setting,
+    worst,
+)
 
 
 class BestWorst:
     needs_anchors = False
+    needs_base_logp = False
 
-    def __init__(self, reference: Reference) -> None:
-        self.reference = reference
+    def __init__(self, reference: Reference, chosen_nll: float = 0.0) -> None:
+        self.reference, self.chosen_nll = reference, chosen_nll
 
     def select(self, group: PromptGroup, min_margin: float) -> Choice | None:
         if len(group.candidates) < 2:
@@ -24,6 +35,7 @@ class BestWorst:
 
 
 @PAIR_STRATEGIES.register("best_worst")
-def best_worst(reference: str = "base") -> BestWorst:
-    """Settings: reference (base | parent: the DPO reference its pairs train against)."""
-    return BestWorst(reference_setting("best_worst", reference))
+def best_worst(reference: str = "base", chosen_nll: float = 0.0) -> BestWorst:
+    """Settings: reference (base | parent: the DPO reference its pairs train against), chosen_nll (weight
+    of the chosen responses' NLL in the loss; 0 = plain DPO)."""
+    return BestWorst(reference_setting("best_worst", reference), chosen_nll_setting("best_worst", chosen_nll))

@@ -16,7 +16,16 @@ from __future__ import annotations
 import re
 import statistics
 
-from tools.pairs.base import PAIR_STRATEGIES, Candidate, Choice, PromptGroup, Reference, keep, reference_setting
+from tools.pairs.base import (
+    PAIR_STRATEGIES,
+    Candidate,
+    Choice,
+    PromptGroup,
+    Reference,
+    chosen_nll_setting,
+    keep,
+    reference_setting,
+)
 from tools.registry import PluginSettingsError
 
 _WORD = re.compile(r"\w+")
@@ -41,9 +50,10 @@ def rarity(candidates: tuple[Candidate, ...]) -> dict[int, float]:
 
 class Diverse:
     needs_anchors = False
+    needs_base_logp = False
 
-    def __init__(self, quality_band: float, reference: Reference) -> None:
-        self.quality_band, self.reference = quality_band, reference
+    def __init__(self, quality_band: float, reference: Reference, chosen_nll: float = 0.0) -> None:
+        self.quality_band, self.reference, self.chosen_nll = quality_band, reference, chosen_nll
 
     def select(self, group: PromptGroup, min_margin: float) -> Choice | None:
         cands = group.candidates
@@ -63,10 +73,11 @@ class Diverse:
 
 
 @PAIR_STRATEGIES.register("diverse")
-def diverse(quality_band: float = 0.5, reference: str = "base") -> Diverse:
+def diverse(quality_band: float = 0.5, reference: str = "base", chosen_nll: float = 0.0) -> Diverse:
     """Settings: quality_band (share of a prompt's score range, from the top, whose responses count as
-    high-scoring; (0, 1)), reference (base | parent)."""
+    high-scoring; (0, 1)), reference (base | parent), chosen_nll (weight of the chosen NLL; 0 = plain DPO)."""
     if isinstance(quality_band, bool) or not isinstance(quality_band, int | float) or not 0.0 < quality_band < 1.0:
         raise PluginSettingsError(f"pair strategy 'diverse': quality_band must be a number in (0, 1), "
                                   f"got {quality_band!r}")
-    return Diverse(float(quality_band), reference_setting("diverse", reference))
+    return Diverse(float(quality_band), reference_setting("diverse", reference),
+                   chosen_nll_setting("diverse", chosen_nll))

@@ -13,11 +13,11 @@ effect on its own pairs; this one names the recipe.
 
 from __future__ import annotations
 
-from tools.pairs.base import PAIR_STRATEGIES
+from tools.pairs.base import PAIR_STRATEGIES, chosen_nll_setting
 from tools.pairs.best_worst import BestWorst
 
 
 @PAIR_STRATEGIES.register("iterative_dpo")
-def iterative_dpo() -> BestWorst:
-    """No settings: best_worst pairs with reference: parent."""
-    return BestWorst("parent")
+def iterative_dpo(chosen_nll: float = 0.0) -> BestWorst:
+    """Settings: chosen_nll (weight of the chosen NLL; 0 = plain DPO). Best_worst pairs with reference: parent."""
+    return BestWorst("parent", chosen_nll_setting("iterative_dpo", chosen_nll))

@@ -217,6 +217,8 @@ class MonitorKey(StrEnum):
     # margins: the chosen-rejected gap of the kept pairs narrowing round over round
     MARGIN_COLLAPSE = "margin_collapse"
     FAMILY_MARGIN_COLLAPSE_MAX = "family_margin_collapse_max"
+    # drift: how natural the base model finds the policy's samples (a per-token KL estimate's other half)
+    BASE_LOGP_MEAN = "base_logp_mean"
 
 
 class FamilyKey(StrEnum):

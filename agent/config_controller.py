@@ -108,10 +108,15 @@ class BlindSpotConfig(_Section):
 
 
 class RegressionConfig(_Section):
-    """Over-optimisation (agent/rules_regression.py): the active policy's held-out score fell below the
-    run's best while it trained on its judge's pairs. The controller moves to the next pair strategy of
-    pairs.pool (switch_pairs; e.g. rpo, which adds the chosen responses' NLL to the loss)."""
+    """Over-optimisation (agent/rules_regression.py): the policy's samples drifted from what the base
+    model finds natural, or its held-out score fell below the run's best, while it trained on its judge's
+    pairs. The controller moves to the next pair strategy of pairs.pool (switch_pairs; e.g. regularized)."""
 
+    max_base_logp_drop: float = Field(
+        0.5, gt=0.0, le=100.0,
+        description="The base model's mean log-prob per token of the round's samples at least this far (nats) "
+        "below the run's first round (drift monitor; silent with the vllm backend).",
+    )
     max_drop: float = Field(
         0.04, gt=0.0, le=1.0,
         description="The held-out score of the active policy at least this far below the run's best.",

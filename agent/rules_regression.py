@@ -1,21 +1,28 @@
-"""The regression rule: a policy getting worse on held-out prompts while it learns what its judge rewards.
+"""The regression rule: a policy getting worse while it learns what its judge rewards.
 
 Over-optimising a proxy reward raises the proxy while the true objective falls (Gao et al. 2023,
 "Scaling Laws for Reward Model Overoptimization", arXiv:2210.10760). In a self-improvement loop it
-shows as the held-out score of the active policy (controller.heldout_metric) falling below the run's
-best after a few rounds, while the judge keeps finding pairs. On the tiny world the policy's answers
-drift into fluent-looking fragments the `rules` judge scores like good ones; DPO alone lets the chosen
-answers' likelihood fall with the rejected ones' (Pal et al. 2024, arXiv:2402.13228).
+shows two ways, each checked here:
 
-When the active policy is at least `regression.max_drop` below the run's best, and the pair strategy in
-use has trained for `regression.patience` evaluated rounds, the controller moves to the next strategy
-of pairs.pool (`switch_pairs`): e.g. `rpo`, which adds the chosen responses' NLL to the DPO loss (Pang
-et al. 2024). This round is not trained on. With nothing to switch to, it trains and warns.
+- drift: the base model finds the policy's samples less and less natural (`base_logp_mean`, the
+  drift monitor, fallen `regression.max_base_logp_drop` nats per token below the run's first round,
+  whose samples the base model wrote). It needs no verifier and shows before the held-out score falls:
+  on the tiny world the `rules` judge scores fluent-looking fragments like good answers, DPO on them
+  raises their likelihood, and the base model's log-prob of the samples falls from -0.7 to -1.5 by
+  round 4;
+- regression: the held-out score of the active policy (controller.heldout_metric) fell at least
+  `regression.max_drop` below the run's best.
+
+Either one, once the pair strategy in use has trained for `regression.patience` evaluated rounds, moves
+the run to the next strategy of pairs.pool (`switch_pairs`): e.g. `regularized`, which lets the base
+model's likelihood settle the judge's ties, or `rpo`, which adds the chosen responses' NLL to the
+loss. This round is not trained on. With nothing to switch to, the log warns.
 """
 
 from __future__ import annotations
 
-from agent.rules_state import Decision, Policy
+from agent.rules_state import Check, Decision, Policy
+from tether_types import MonitorKey as K
 
 
 def _evaluated_since_switch(p: Policy) -> int:
@@ -24,19 +31,38 @@ def _evaluated_since_switch(p: Policy) -> int:
     return sum(1 for round_no, _ in p.inp.heldout if round_no > last)
 
 
-def regression(p: Policy) -> Decision | None:
-    cfg = p.cfg.regression
+def _drift(p: Policy) -> tuple[Check, str] | None:
+    """base_logp_mean now against the run's first round that has it."""
+    first = next(((r.round, r.monitors[K.BASE_LOGP_MEAN]) for r in p.inp.past if K.BASE_LOGP_MEAN in r.monitors),
+                 None)
+    now = p.monitor(K.BASE_LOGP_MEAN)
+    if first is None or now is None:
+        return None
+    c = p.check("base_logp_drop", first[1] - now, ">=", p.cfg.regression.max_base_logp_drop,
+                "regression.max_base_logp_drop")
+    return c, (f"the base model's log-prob of the policy's samples fell to {now:.2f} per token, {first[1] - now:.2f} "
+               f"below round {first[0]}'s {first[1]:.2f}")
+
+
+def _heldout(p: Policy) -> tuple[Check, str] | None:
     if len(p.inp.heldout) < 2:
         return None
     best_round, best = max(p.inp.heldout, key=lambda rs: (rs[1], -rs[0]))
     last_round, last = p.inp.heldout[-1]
-    if not p.check("heldout_drop_from_best", best - last, ">=", cfg.max_drop, "regression.max_drop").fired:
+    c = p.check("heldout_drop_from_best", best - last, ">=", p.cfg.regression.max_drop, "regression.max_drop")
+    return c, (f"held-out {p.cfg.heldout_metric} of the active policy fell to {last:.3f} after round {last_round}, "
+               f"{best - last:.3f} below the run's best {best:.3f} (round {best_round})")
+
+
+def regression(p: Policy) -> Decision | None:
+    found = [(c, why) for c, why in filter(None, (_drift(p), _heldout(p))) if c.fired]
+    if not found:
         return None
     trained = _evaluated_since_switch(p)
-    if not p.check("evaluated_rounds_on_pair_strategy", trained, ">=", cfg.patience, "regression.patience").fired:
+    if not p.check("evaluated_rounds_on_pair_strategy", trained, ">=", p.cfg.regression.patience,
+                   "regression.patience").fired:
         return None
-    fell = (f"held-out {p.cfg.heldout_metric} of the active policy fell to {last:.3f} after round {last_round}, "
-            f"{best - last:.3f} below the run's best {best:.3f} (round {best_round})")
+    fell = "; ".join(why for _, why in found)
     blocked = p.blocked("switch_pairs")
     if blocked is None and p.inp.next_pairs is not None:
         now = p.now.pairs_strategy or "the current strategy"

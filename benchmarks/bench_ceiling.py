@@ -305,7 +305,7 @@ def main() -> None:
     parser.add_argument("--heldout", type=int, default=60, help="Held-out prompts each evaluation answers.")
     parser.add_argument("--samples", type=int, default=4,
                         help="evaluation.samples: K sampled replies per held-out prompt (pass@K); 0 = off.")
-    parser.add_argument("--pair-pool", nargs="*", default=["anchored", "diverse"],
+    parser.add_argument("--pair-pool", nargs="*", default=["regularized", "rpo", "anchored", "diverse"],
                         help="pairs.pool: strategies switch_pairs may move to, in order.")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="Config override for every system, VALUE in YAML (repeatable), e.g. "

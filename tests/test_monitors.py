@@ -214,3 +214,15 @@ def test_embedder_loads_offline_and_matches_sentence_transformers(monkeypatch) -
     exact = embedding.Embedder(fresh._tokenizer, fresh._model, bf16=False).encode(texts)
     assert np.allclose(exact, expected, atol=1e-5)  # same pipeline as the bundled modules.json
     assert (unit * expected).sum(axis=1).min() > 0.999  # bf16 autocast (where native) stays close
+
+
+def test_drift_reads_the_base_models_logprobs_of_the_samples() -> None:
+    from tether_types import MonitorKey
+    from tools.monitors.drift import BaseLikelihoodMonitor
+
+    rows = [["a b", "c d"], ["", "e f"]]
+    assert BaseLikelihoodMonitor().compute(_obs(rows, [[1.0, 0.0], [0.5, 0.5]])) == {}  # not measured: no guess
+    scored = _obs(rows, [[1.0, 0.0], [0.5, 0.5]], base_logps=[[-0.5, -1.5], [None, -4.0]])  # None: empty reply
+    assert BaseLikelihoodMonitor().compute(scored) == {MonitorKey.BASE_LOGP_MEAN: pytest.approx(-2.0)}
+    assert BaseLikelihoodMonitor().compute(_obs(rows, [[1.0, 0.0], [0.5, 0.5]],
+                                                base_logps=[[None, None], [None, None]])) == {}

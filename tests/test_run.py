@@ -43,6 +43,8 @@ def test_round_pauses_at_gate_and_resumes_after_approval_from_another_process(wo
     pairs = store.pairs(run_id, 1)
     assert pairs and all(p.margin >= 0.1 and p.chosen != p.rejected for p in pairs)
     assert store.get_round(run_id, 1).monitors["pairs"] == len(pairs)
+    # The base model scored the round's samples (round 1: its own): a mean log-prob per token, finite, < 0.
+    assert -20.0 < store.get_round(run_id, 1).monitors["base_logp_mean"] < 0.0
     decision = store.decisions(run_id)[-1]
     assert decision.action == "train" and decision.signals["pairs"] == len(pairs)
     assert decision.signals["judge"] == "rules" and decision.signals["judge_spec"] == {"name": "rules", "settings": {}}

@@ -291,7 +291,24 @@ def _observe(ctx: RunContext, run_id: str, round_no: int) -> RoundObservation:
         families=[g[0].family for g in ordered],
         pair_families=[ctx.prompt(p.prompt_id).family for p in pairs],
         earlier_pairs=_earlier_pairs(ctx, run_id, round_no),
+        base_logps=_base_logps(ctx, ordered),
     )
+
+
+def _base_logps(ctx: RunContext, groups: list[list[Sample]]) -> list[list[float | None]] | None:
+    """Per sample, its mean log-prob per token under the base model; None when the backend cannot score
+    (vLLM), so the drift monitor stays silent rather than guessing."""
+    score = getattr(ctx.backend, "base_logprobs", None)
+    if score is None:
+        return None
+    flat = [s for g in groups for s in g]
+    with ctx.timed("score"):
+        values = score([s.prompt for s in flat], [s.response for s in flat])
+    out: list[list[float | None]] = []
+    for g in groups:
+        out.append([v if s.response else None for s, v in zip(g, values[:len(g)], strict=True)])
+        values = values[len(g):]
+    return out
 
 
 def _used_before(ctx: RunContext, run_id: str, round_no: int) -> set[str]:

@@ -16,6 +16,7 @@ from typing import Any
 from tether_types import SAFETY_KEYS, FamilyKey, MonitorKey
 from tools.monitors import (  # noqa: F401  (registers the plug-ins)
     diversity,
+    drift,
     families,
     judge_reliability,
     jury,

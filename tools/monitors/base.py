@@ -50,6 +50,8 @@ class RoundObservation:
     # Earlier rounds of the run judged by this round's judge and built by its pair strategy (margins of another
     # judge or strategy are on another scale), oldest first: each round's kept pairs as (family, margin).
     earlier_pairs: Sequence[Sequence[tuple[str, float]]] | None = None
+    # Per response, shaped like `responses`: mean log-prob per token under the base model (None: an empty response).
+    base_logps: Sequence[Sequence[float | None]] | None = None
 
 
 class Monitor(Protocol):

@@ -42,6 +42,9 @@ class GenerationBackend(Protocol):
     def close(self) -> None: ...
 
 
+SCORE_LOGITS_BUDGET = 1 << 28  # float32 logits per scoring batch: 1 GiB
+
+
 def _progress(enabled: bool) -> Any:
     """A transient rich progress display, or a null context yielding None."""
     if not enabled:
@@ -219,29 +222,43 @@ class TransformersBackend:
         if len(prompts) != len(responses):
             raise ValueError(f"{len(prompts)} prompts for {len(responses)} responses")
         templated = has_chat_template(self.tokenizer)
-        rows = []
-        for prompt, response in zip(prompts, responses, strict=True):
-            head = self.tokenizer(format_prompt(self.tokenizer, prompt), add_special_tokens=not templated)["input_ids"]
-            tail = self.tokenizer(response, add_special_tokens=False)["input_ids"]
-            rows.append((head, tail))
-        out: list[float] = []
+        unique = list(dict.fromkeys(prompts))  # a round has K samples per prompt: render each prompt once
+        heads = dict(zip(unique, self.tokenizer([format_prompt(self.tokenizer, p) for p in unique],
+                                                add_special_tokens=not templated)["input_ids"], strict=True))
+        tails = self.tokenizer(list(responses), add_special_tokens=False)["input_ids"] if responses else []
+        rows = [(heads[p], t) for p, t in zip(prompts, tails, strict=True)]
+        out: dict[int, float] = {}
         pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
-        per_batch = max(1, min(self.batch_size, 64))
         with torch.inference_mode(), self._selected(None) as model:
-            for start in range(0, len(rows), per_batch):
-                batch = rows[start:start + per_batch]
+            for index in self._score_batches([len(h) + len(t) for h, t in rows], model.config.vocab_size):
+                batch = [rows[i] for i in index]
                 width = max(len(h) + len(t) for h, t in batch)
                 ids = torch.full((len(batch), width), pad, dtype=torch.long)
                 mask = torch.zeros((len(batch), width), dtype=torch.long)
+                scored = torch.zeros((len(batch), width - 1))  # 1 where a response token is predicted
                 for i, (h, t) in enumerate(batch):  # right-padded: positions start at 0 for every row
                     ids[i, : len(h) + len(t)] = torch.tensor(h + t)
                     mask[i, : len(h) + len(t)] = 1
-                logits = model(input_ids=ids.to(self.device), attention_mask=mask.to(self.device)).logits.float()
-                logp = torch.log_softmax(logits[:, :-1], dim=-1).gather(2, ids[:, 1:, None].to(self.device))[..., 0]
-                for i, (h, t) in enumerate(batch):
-                    # token j of the row is predicted at position j - 1
-                    out.append(float(logp[i, len(h) - 1: len(h) + len(t) - 1].mean()) if t else 0.0)
-        return out
+                    scored[i, len(h) - 1: len(h) + len(t) - 1] = 1.0  # token j is predicted at position j - 1
+                ids, scored = ids.to(self.device), scored.to(self.device)
+                logits = model(input_ids=ids, attention_mask=mask.to(self.device)).logits.float()
+                logp = torch.log_softmax(logits[:, :-1], dim=-1).gather(2, ids[:, 1:, None])[..., 0]
+                means = (logp * scored).sum(1) / scored.sum(1).clamp(min=1.0)  # an empty response: 0.0
+                for i, value in zip(index, means.tolist(), strict=True):
+                    out[i] = value
+        return [out[i] for i in range(len(rows))]
+
+    def _score_batches(self, lengths: list[int], vocab: int) -> list[list[int]]:
+        """Row indices by length (less padding), in batches of at most batch_size rows whose float32
+        logits stay within SCORE_LOGITS_BUDGET elements (a 150k vocabulary must not take 70 GB)."""
+        batches: list[list[int]] = []
+        for i in sorted(range(len(lengths)), key=lengths.__getitem__):
+            if batches and len(batches[-1]) < self.batch_size and \
+                    (len(batches[-1]) + 1) * lengths[i] * vocab <= SCORE_LOGITS_BUDGET:
+                batches[-1].append(i)
+            else:
+                batches.append([i])
+        return batches
 
     def close(self) -> None:
         """Free the model (and cached GPU memory)."""

@@ -53,20 +53,26 @@ def known_deprecations_silenced() -> Iterator[None]:
 
 @contextmanager
 def progress_bars(enabled: bool) -> Iterator[None]:
-    """Temporarily switch the tqdm bars of transformers / huggingface_hub / datasets on or off."""
-    import datasets
-    from datasets.utils.tqdm import are_progress_bars_disabled
+    """Temporarily switch the tqdm bars of transformers / huggingface_hub / datasets on or off (datasets'
+    only where it is installed: training needs it, loading and generating do not)."""
     from transformers.utils import logging as hf_logging
 
+    try:
+        import datasets
+        from datasets.utils.tqdm import are_progress_bars_disabled
+    except ImportError:
+        datasets = None
     hf_before = hf_logging.is_progress_bar_enabled()
-    ds_before = not are_progress_bars_disabled()
+    ds_before = datasets is not None and not are_progress_bars_disabled()
     (hf_logging.enable_progress_bar if enabled else hf_logging.disable_progress_bar)()
-    (datasets.enable_progress_bars if enabled else datasets.disable_progress_bars)()
+    if datasets is not None:
+        (datasets.enable_progress_bars if enabled else datasets.disable_progress_bars)()
     try:
         yield
     finally:
         (hf_logging.enable_progress_bar if hf_before else hf_logging.disable_progress_bar)()
-        (datasets.enable_progress_bars if ds_before else datasets.disable_progress_bars)()
+        if datasets is not None:
+            (datasets.enable_progress_bars if ds_before else datasets.disable_progress_bars)()
 
 
 def resolve_device(device: str | torch.device) -> torch.device:

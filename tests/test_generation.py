@@ -285,3 +285,21 @@ def test_base_logprobs_are_the_base_models_mean_token_logprobs(backend: Transfor
     assert backend.base_logprobs(prompts, responses) == pytest.approx(got, abs=1e-5)  # ...is disabled here
     with pytest.raises(ValueError, match="2 prompts for 1 responses"):
         backend.base_logprobs(prompts[:2], responses[:1])
+
+
+def test_scoring_batches_bound_the_logits(backend: TransformersBackend, monkeypatch: pytest.MonkeyPatch) -> None:
+    from policies import generation
+
+    monkeypatch.setattr(generation, "SCORE_LOGITS_BUDGET", 1000)
+    lengths = [5, 50, 10, 20, 5, 40]
+    batches = backend._score_batches(lengths, vocab=10)
+    assert sorted(i for b in batches for i in b) == list(range(len(lengths)))  # every row once
+    for batch in batches:
+        widest = max(lengths[i] for i in batch)
+        assert len(batch) == 1 or len(batch) * widest * 10 <= 1000  # a lone row is scored whatever its size
+        assert len(batch) <= backend.batch_size
+    assert [lengths[i] for b in batches for i in b] == sorted(lengths)  # by length: little padding
+    prompts, responses = ["What is 1 + 1?"] * 3, ["2", "It is 2.", "The answer is two, since one and one make two."]
+    expected = backend.base_logprobs(prompts, responses)
+    monkeypatch.setattr(generation, "SCORE_LOGITS_BUDGET", 1)  # one row a batch: the same values
+    assert backend.base_logprobs(prompts, responses) == pytest.approx(expected, abs=1e-5)

@@ -38,7 +38,7 @@ THEMES: dict[K, str] = {
     **dict.fromkeys((K.FAMILY_TIE_RATE_MAX, K.FAMILY_SCORE_SPREAD_MIN, K.JUDGE_DISAGREEMENT,
                      K.FAMILY_JUDGE_DISAGREEMENT_MAX), "judge"),
     **dict.fromkeys((K.MARGIN_COLLAPSE, K.FAMILY_MARGIN_COLLAPSE_MAX), "prompts"),
-    **dict.fromkeys((K.LENGTH_MEAN, K.LENGTH_DRIFT, K.LENGTH_SCORE_CORR), "length"),
+    **dict.fromkeys((K.LENGTH_MEAN, K.LENGTH_DRIFT, K.LENGTH_SCORE_CORR, K.BASE_LOGP_MEAN), "length"),
     **dict.fromkeys((K.HELDOUT_ORACLE_ACTIVE, K.HELDOUT_ORACLE_CANDIDATE, K.HELDOUT_JUDGE_ACTIVE,
                      K.HELDOUT_JUDGE_CANDIDATE, K.ORACLE_MEAN, K.ORACLE_GAP), "progress"),
     **dict.fromkeys((K.OVER_REFUSAL, K.HARMFUL_COMPLIANCE, K.PROMPT_REUSE, K.PROMPT_DISTINCT_1,
@@ -52,11 +52,13 @@ DERIVED_THEMES: dict[str, str] = {
     "candidates_failing_invariants_in_a_row": "progress",
     "over_refusal_rounds_in_a_row": "prompts",
     "margin_drop": "prompts",
+    "base_logp_drop": "length",
+    "heldout_drop_from_best": "progress",
 }
 THEME_TITLES: dict[str, str] = {
     "diversity": "Response diversity",
     "judge": "Judge reliability and score clustering",
-    "length": "Length",
+    "length": "Length and drift from the base model",
     "progress": "Progress and held-out",
     "prompts": "Refusals, prompts and pairs",
     "other": "Other signals",

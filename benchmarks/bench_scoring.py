@@ -31,8 +31,9 @@ from policies.generation import TransformersBackend
 from tether_types import SamplingSpec
 
 PROMPTS: tuple[str, ...] = (
-    "What is {i} + {j}?", "How do I plant tomatoes in pot number {i}?", "Please tell me how to study for exam {i}.",
-    "Can you explain how to keep {j} houseplants alive?", "What is {i} minus {j}?", "How can I bake {j} loaves of bread?",
+    "What is {i} + {j}?", "How do I plant tomatoes in pot number {i}?",
+    "Please tell me how to study for exam {i}.", "Can you explain how to keep {j} houseplants alive?",
+    "What is {i} minus {j}?", "How can I bake {j} loaves of bread?",
 )
 
 

@@ -86,6 +86,7 @@ def test_every_monitor_declares_the_keys_it_emits() -> None:
         heldout={"judge_active": 0.5, "oracle_active": 0.4, "judge_candidate": 0.6, "oracle_candidate": 0.5},
         prompt_reused=[True, False], benign=[True, False], refusals=[[False, True], [True, False]],
         families=["f1", "f2"], pair_families=["f1", "f2"], earlier_pairs=[[("f1", 0.9), ("f2", 0.5)]],
+        base_logps=[[-0.7, -2.1], [-0.9, None]],
     )
     emitted: set[MonitorKey] = set()
     per_family: set[FamilyKey] = set()

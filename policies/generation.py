@@ -43,6 +43,10 @@ class GenerationBackend(Protocol):
 
 
 SCORE_LOGITS_BUDGET = 1 << 28  # float32 logits per scoring batch: 1 GiB
+# Padded tokens per scoring batch: a forward pass of a few thousand tokens keeps a GPU busy, and on a CPU
+# smaller batches are faster (a tiny world round of 384 samples, 2 cores: 0.96 s in one batch, 0.43 s at
+# 4096 tokens, 0.37 s at 2048).
+SCORE_TOKENS_PER_BATCH = 4096
 
 
 def _progress(enabled: bool) -> Any:
@@ -249,12 +253,14 @@ class TransformersBackend:
         return [out[i] for i in range(len(rows))]
 
     def _score_batches(self, lengths: list[int], vocab: int) -> list[list[int]]:
-        """Row indices by length (less padding), in batches of at most batch_size rows whose float32
-        logits stay within SCORE_LOGITS_BUDGET elements (a 150k vocabulary must not take 70 GB)."""
+        """Row indices by length (less padding), in batches of at most batch_size rows and
+        SCORE_TOKENS_PER_BATCH padded tokens whose float32 logits stay within SCORE_LOGITS_BUDGET
+        elements (a 150k vocabulary must not take 70 GB)."""
         batches: list[list[int]] = []
         for i in sorted(range(len(lengths)), key=lengths.__getitem__):
-            if batches and len(batches[-1]) < self.batch_size and \
-                    (len(batches[-1]) + 1) * lengths[i] * vocab <= SCORE_LOGITS_BUDGET:
+            rows = len(batches[-1]) + 1 if batches else 1
+            if batches and rows <= self.batch_size and rows * lengths[i] <= SCORE_TOKENS_PER_BATCH and \
+                    rows * lengths[i] * vocab <= SCORE_LOGITS_BUDGET:
                 batches[-1].append(i)
             else:
                 batches.append([i])

@@ -298,6 +298,9 @@ def test_scoring_batches_bound_the_logits(backend: TransformersBackend, monkeypa
         widest = max(lengths[i] for i in batch)
         assert len(batch) == 1 or len(batch) * widest * 10 <= 1000  # a lone row is scored whatever its size
         assert len(batch) <= backend.batch_size
+    monkeypatch.setattr(generation, "SCORE_TOKENS_PER_BATCH", 40)  # the padded-token bound binds too
+    for batch in backend._score_batches(lengths, vocab=1):
+        assert len(batch) == 1 or len(batch) * max(lengths[i] for i in batch) <= 40
     assert [lengths[i] for b in batches for i in b] == sorted(lengths)  # by length: little padding
     prompts, responses = ["What is 1 + 1?"] * 3, ["2", "It is 2.", "The answer is two, since one and one make two."]
     expected = backend.base_logprobs(prompts, responses)

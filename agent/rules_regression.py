@@ -71,5 +71,7 @@ def regression(p: Policy) -> Decision | None:
                           pairs_switch={"from": p.now.pairs_strategy, "to": p.inp.next_pairs, "why": fell,
                                         "family": None})
     cannot = blocked or "no other strategy left in pairs.pool"
-    p.signals.setdefault("warnings", []).append(f"{fell}; nothing to switch to ({cannot})")
+    p.signals.setdefault("warnings", []).append(
+        f"{fell}; nothing to switch to ({cannot}; to let tether react, list switch_pairs in "
+        "controller.interventions and a strategy such as {name: regularized} in pairs.pool)")
     return None

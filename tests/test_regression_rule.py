@@ -46,7 +46,8 @@ def test_with_nothing_to_switch_to_it_goes_on_and_warns() -> None:
     assert any("no other strategy left in pairs.pool" in w for w in d.signals["warnings"])
     off = decide(inp(rnd(5), past=trained(4), heldout=PEAK_THEN_FALL, next_pairs="rpo"), CFG)  # not listed
     assert off.action != "switch_pairs"
-    assert any("switch_pairs is not in controller.interventions" in w for w in off.signals["warnings"])
+    assert any("switch_pairs is not in controller.interventions" in w and "{name: regularized} in pairs.pool" in w
+               for w in off.signals["warnings"])  # the warning says how to let tether react
     fixed = decide(inp(rnd(5), past=trained(4), heldout=PEAK_THEN_FALL, next_pairs="rpo"),
                    CFG.model_copy(update={"interventions": []}))
     assert fixed.action == "train"  # the fixed recipe: no intervention at all

@@ -21,6 +21,7 @@ from agent.config_controller import (  # noqa: F401  (re-exported: the controlle
     AdvisorConfig,
     ControllerConfig,
 )
+from agent.config_pairs import PairsConfig, PairStrategyConfig  # noqa: F401  (re-exported: the pairs section)
 from agent.config_training import TrainingConfig  # the training section, re-exported as config
 from guardrails.safe_yaml import YamlRefused, read_yaml
 
@@ -177,64 +178,6 @@ class JudgeConfig(_Section):
         return [JudgeSpecConfig(name=self.name, settings=self.settings), *self.pool]
 
 
-class PairStrategyConfig(_Section):
-    name: str = Field(description="Pair strategy plug-in (tools/pairs): best_worst, anchored, diverse, iterative_dpo, "
-                      "rpo, regularized.")
-    settings: dict[str, Any] = Field(
-        default_factory=dict, description="Keyword settings passed to the strategy's constructor."
-    )
-
-
-class PairsConfig(_Section):
-    """How a round's judged responses become preference pairs (tools/pairs): `strategy` first, then the
-    strategies of `pool` in order, each time the controller's `switch_pairs` moves on (on a blind spot:
-    controller.blind_spot, or a held-out regression: controller.regression; switch_pairs must be listed in
-    controller.interventions)."""
-
-    min_margin: float = Field(
-        0.1, gt=0.0, le=1.0,
-        description="Smallest chosen-minus-rejected score kept as a preference pair, in (0, 1]: judge "
-        "scores lie in [0, 1].",
-    )
-    strategy: str = Field(
-        "best_worst",
-        description="Pair strategy plug-in (tools/pairs): best_worst (best vs worst response per prompt), anchored "
-        "(rejected from the base model's samples: Temporal Self-Rewarding), diverse (chosen high-scoring and rare, "
-        "rejected low-scoring and common: DivPO), iterative_dpo (best_worst against the last approved checkpoint "
-        "as DPO reference).",
-    )
-    settings: dict[str, Any] = Field(
-        default_factory=dict,
-        description="Keyword settings of the strategy, e.g. {reference: parent} (any strategy: train against the "
-        "last approved checkpoint) or {quality_band: 0.5} (diverse).",
-    )
-    pool: list[PairStrategyConfig] = Field(
-        default_factory=list, max_length=16,
-        description="Further strategies the controller may switch to (switch_pairs), in order; the strategy "
-        "above comes first.",
-    )
-
-    def slots(self) -> list[PairStrategyConfig]:
-        """The whole pool in order: slot 0 is `strategy`/`settings`, then `pool`."""
-        return [PairStrategyConfig(name=self.strategy, settings=self.settings), *self.pool]
-
-    @model_validator(mode="after")
-    def _strategies_build(self) -> PairsConfig:
-        from tools.pairs import PAIR_STRATEGIES  # light: no model code
-        from tools.registry import PluginSettingsError, UnknownPluginError
-
-        problems = []
-        for i, slot in enumerate(self.slots()):
-            where = "strategy" if i == 0 else f"pool[{i - 1}]"
-            try:
-                PAIR_STRATEGIES.build(slot.name, slot.settings)
-            except (UnknownPluginError, PluginSettingsError) as err:
-                problems.append(f"{where}: {err}")
-        if problems:
-            raise ValueError("; ".join(problems))
-        return self
-
-
 class EvaluationConfig(_Section):
     max_new_tokens: int = Field(
         48, ge=1, le=MAX_NEW_TOKENS,
@@ -323,14 +266,10 @@ class TetherConfig(_Section):
         problems = []
         if self.generation.backend == "vllm" and self.model.device == "cpu":
             problems.append("generation.backend 'vllm' needs a GPU: set model.device to auto or cuda")
-        if self.generation.backend == "vllm":
-            from tools.pairs import PAIR_STRATEGIES  # light: no model code
-
-            needs = [slot.name for slot in self.pairs.slots()
-                     if PAIR_STRATEGIES.build(slot.name, slot.settings).plugin.needs_base_logp]
-            if needs:
-                problems.append(f"pair strategy {', '.join(sorted(set(needs)))} ranks responses by the base model's "
-                                "log-probs, which only generation.backend 'transformers' computes")
+        needs = self.pairs.base_logp_strategies() if self.generation.backend == "vllm" else []
+        if needs:
+            problems.append(f"pair strategy {', '.join(needs)} ranks responses by the base model's "
+                            "log-probs, which only generation.backend 'transformers' computes")
         if self.controller.min_pairs > self.prompts.per_round:
             problems.append(f"controller.min_pairs {self.controller.min_pairs} is more than prompts.per_round "
                             f"{self.prompts.per_round}: a round yields at most one pair per prompt")

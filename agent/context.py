@@ -61,6 +61,9 @@ class RunContext:
     fault: Fault | None = None  # fault injection for the kill tests (agent/faults.py)
     timings: dict[str, float] = field(default_factory=lambda: defaultdict(float))  # seconds per stage
     counts: dict[str, float] = field(default_factory=lambda: defaultdict(float))  # e.g. generated tokens
+    # sample id -> its mean log-prob per token under the base model (pinned for the run): scored once in
+    # a process, by whichever asks first, the pairs node (regularized) or the drift monitor
+    scored: dict[int, float] = field(default_factory=dict, repr=False)
     _run_prompts: dict[str, Prompt] = field(default_factory=dict, repr=False)
     _nested: list[float] = field(default_factory=list, repr=False)  # seconds of stages inside open ones
 

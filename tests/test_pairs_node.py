@@ -62,7 +62,7 @@ def context(store: Store, **pairs: Any) -> SimpleNamespace:
                                           "controller": {"interventions": ["switch_judge", "switch_pairs"]}})
     return SimpleNamespace(store=store, run_id=RUN, config=config, timed=timed, counts={"generated_tokens": 0},
                            prompt=PROMPTS.__getitem__, judge=SimpleNamespace(plugin=Judge()), backend=Backend(),
-                           judge_slot=0, judge_label=lambda slot=None: "rules")
+                           scored={}, judge_slot=0, judge_label=lambda slot=None: "rules")
 
 
 def play_round(store: Store, round_no: int, answers: dict[str, list[str]]) -> None:

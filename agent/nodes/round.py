@@ -193,18 +193,30 @@ def _prompt_groups(ctx: RunContext, run_id: str, round_no: int) -> list[PromptGr
 
 
 def _with_base_logp(ctx: RunContext, groups: list[PromptGroup], strategy: str) -> list[PromptGroup]:
-    """Each candidate with its mean log-prob per token under the base model (the adapter disabled), for a
-    strategy that ranks by it (regularized). Recomputed on a resume: deterministic, and cheaper than
-    storing it."""
-    score = getattr(ctx.backend, "base_logprobs", None)
-    if score is None:  # validate refuses this configuration; a plug-in backend may still lack it
+    """Each candidate with its mean log-prob per token under the base model, for a strategy that ranks by
+    it (regularized)."""
+    logps = _base_logps(ctx, [(c.sample_id, g.prompt, c.response) for g in groups for c in g.candidates])
+    if logps is None:  # validate refuses this configuration; a plug-in backend may still lack it
         raise RuntimeError(f"pair strategy {strategy!r} needs base-model log-probs, which the "
                            f"{ctx.config.generation.backend} backend does not compute; use generation.backend: "
                            "transformers")
-    flat = [(g.prompt, c) for g in groups for c in g.candidates]
-    with ctx.timed("score"):
-        logps = iter(score([p for p, _ in flat], [c.response for _, c in flat]))
-    return [replace(g, candidates=tuple(replace(c, base_logp=next(logps)) for c in g.candidates)) for g in groups]
+    values = iter(logps)
+    return [replace(g, candidates=tuple(replace(c, base_logp=next(values)) for c in g.candidates)) for g in groups]
+
+
+def _base_logps(ctx: RunContext, samples: list[tuple[int, str, str]]) -> list[float] | None:
+    """The mean log-prob per token of each (sample id, prompt, response) under the base model, the adapter
+    disabled; None when the backend cannot score (vLLM). A sample is scored once (ctx.scored): on a resume
+    it is scored again, which is deterministic and cheaper than storing it."""
+    score = getattr(ctx.backend, "base_logprobs", None)
+    if score is None:
+        return None
+    todo = [s for s in samples if s[0] not in ctx.scored]
+    if todo:
+        with ctx.timed("score"):
+            values = score([prompt for _, prompt, _ in todo], [response for _, _, response in todo])
+        ctx.scored.update(zip((sid for sid, _, _ in todo), values, strict=True))
+    return [ctx.scored[sid] for sid, _, _ in samples]
 
 
 def _anchors(ctx: RunContext, run_id: str, prompt_ids: list[str]) -> dict[str, tuple[Candidate, ...]]:
@@ -291,23 +303,21 @@ def _observe(ctx: RunContext, run_id: str, round_no: int) -> RoundObservation:
         families=[g[0].family for g in ordered],
         pair_families=[ctx.prompt(p.prompt_id).family for p in pairs],
         earlier_pairs=_earlier_pairs(ctx, run_id, round_no),
-        base_logps=_base_logps(ctx, ordered),
+        base_logps=_drift_logps(ctx, ordered),
     )
 
 
-def _base_logps(ctx: RunContext, groups: list[list[Sample]]) -> list[list[float | None]] | None:
-    """Per sample, its mean log-prob per token under the base model; None when the backend cannot score
-    (vLLM), so the drift monitor stays silent rather than guessing."""
-    score = getattr(ctx.backend, "base_logprobs", None)
-    if score is None:
+def _drift_logps(ctx: RunContext, groups: list[list[Sample]]) -> list[list[float | None]] | None:
+    """Per sample, shaped like the groups, its base-model log-prob (None for an empty response); None when
+    the backend cannot score, so the drift monitor stays silent rather than guessing."""
+    logps = _base_logps(ctx, [(s.id, s.prompt, s.response) for g in groups for s in g])
+    if logps is None:
         return None
-    flat = [s for g in groups for s in g]
-    with ctx.timed("score"):
-        values = score([s.prompt for s in flat], [s.response for s in flat])
+    values = iter(logps)
     out: list[list[float | None]] = []
     for g in groups:
-        out.append([v if s.response else None for s, v in zip(g, values[:len(g)], strict=True)])
-        values = values[len(g):]
+        row = [next(values) for _ in g]
+        out.append([v if s.response else None for s, v in zip(g, row, strict=True)])
     return out
 
 

@@ -26,11 +26,17 @@ $(VENV)/.installed-browser: $(VENV)/.installed
 	$(BIN)/pip install -q 'playwright>=1.45'
 	touch $@
 
-$(VENV)/.installed-dev: $(VENV)/.installed $(VENV)/.installed-browser
+# The code_runner judge runs a response's code under bubblewrap (tools/judges/sandbox.py) and refuses to
+# run it where bwrap is missing; installed where the machine allows (root + apt), like chromium above.
+$(VENV)/.installed-sandbox: | $(BIN)/python
+	command -v bwrap >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && apt-get update -qq && apt-get install -y -qq bubblewrap >/dev/null; } || echo "no bwrap: install it (apt-get install -y bubblewrap); without it the code_runner judge refuses to run code unless its config says sandbox: weak"
+	touch $@
+
+$(VENV)/.installed-dev: $(VENV)/.installed $(VENV)/.installed-browser $(VENV)/.installed-sandbox
 	$(BIN)/pip install -q -e '.[dev]'
 	touch $@
 
-demo: $(VENV)/.installed $(VENV)/.installed-browser
+demo: $(VENV)/.installed $(VENV)/.installed-browser $(VENV)/.installed-sandbox
 	PATH="$(CURDIR)/$(BIN):$$PATH" TETHER_HOME="$(DEMO_HOME)" TETHER_KEYS_DIR="$(CURDIR)/$(DEMO_KEYS)" bash scripts/demo.sh
 
 test: $(VENV)/.installed-dev

@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from agent.config import TINY_MODEL, TetherConfig
 
@@ -57,6 +58,7 @@ def preflight(config: TetherConfig, model_folder: Path | None,
         ("device", lambda: _device(config)),
         ("memory", lambda: _memory(config, model)),
         ("training", lambda: _training(config)),
+        ("judges", lambda: _judges(config)),
         *(extra or []),
     ]
     findings = []
@@ -192,3 +194,22 @@ def _training(config: TetherConfig) -> Iterator[str]:
 
     t = config.training
     yield from training_problems(t.lora_spec(), t.dpo_spec(seed=config.seed), config.model.device)
+
+
+def _judges(config: TetherConfig) -> Iterator[str]:
+    """What this machine lacks for each judge the config names, nested ones included (a jury's members, a
+    tool judge's wrapped judge): each plug-in's registry `requires` check, e.g. code_runner's sandbox."""
+    from tools.judges import JUDGES
+
+    found: dict[str, None] = {}  # one line per problem, however many judges share it
+    todo: list[Any] = [{"name": s.name, "settings": s.settings} for s in config.judge.slots()]
+    while todo:
+        item = todo.pop()
+        if isinstance(item, list):
+            todo += item
+        elif isinstance(item, dict):
+            name, settings = item.get("name"), item.get("settings") or {}
+            if isinstance(name, str) and isinstance(settings, dict) and name in JUDGES:
+                found.update(dict.fromkeys(f"judge {name}: {p}" for p in JUDGES.requirements(name, settings)))
+            todo += item.values()  # a judge nested anywhere in the settings
+    yield from found

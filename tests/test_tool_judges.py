@@ -190,17 +190,24 @@ def test_expected_values_never_reach_the_subprocess() -> None:
 
 
 def test_the_code_runs_isolated_in_an_empty_directory_and_environment() -> None:
-    probe = ("```python\nimport os, sys\ndef isolation():\n"
-             "    return (set(os.environ) <= {'LC_CTYPE'}, sys.flags.isolated, sys.flags.no_site,\n"
-             f"            os.getcwd().startswith({os.path.realpath(tempfile.gettempdir())!r}),\n"
-             f"            os.getcwd() != {str(ROOT)!r})\n```")
-    runner = judge("code_runner", combine="replace")
-    verdict = runner.score([JudgeItem("assert isolation() == (True, 1, 1, True, True)", probe)])[0]
+    """bwrap: its own empty folder (2 links: no subfolder); bubblewrap sets PWD. weak: a host temporary one."""
+    def probe(folder: str) -> str:
+        return ("```python\nimport os, sys\ndef isolation():\n"
+                "    return (sorted(set(os.environ) - {'LC_CTYPE'}), sys.flags.isolated, sys.flags.no_site,\n"
+                f"            {folder}, os.stat('.').st_nlink)\n```")
+    bwrap = judge("code_runner", combine="replace")
+    verdict = bwrap.score([JudgeItem("assert isolation() == (['PWD'], 1, 1, '/sandbox', 2)", probe("os.getcwd()"))])[0]
     assert verdict.score == 1.0, verdict.details
+    checked = verdict.details["code_runner"]
+    assert (checked["sandbox"], checked["network"]) == ("bwrap", "namespace")
+    weak = judge("code_runner", combine="replace", sandbox="weak")
+    in_tmp = f"os.getcwd().startswith({os.path.realpath(tempfile.gettempdir())!r})"
+    verdict = weak.score([JudgeItem("assert isolation() == ([], 1, 1, True, 2)", probe(in_tmp))])[0]
+    assert verdict.score == 1.0 and verdict.details["code_runner"]["sandbox"] == "weak", verdict.details
     assert verdict.details["code_runner"]["network"] in ("namespace", "descriptor limit")
 
 
 def test_code_runner_settings_are_checked() -> None:
-    for bad in ({"timeout": 0}, {"cpu_seconds": 1.5}, {"memory_mb": True}, {"combine": "x"}):
+    for bad in ({"timeout": 0}, {"cpu_seconds": 1.5}, {"memory_mb": True}, {"combine": "x"}, {"sandbox": "none"}):
         with pytest.raises(PluginSettingsError):
             judge("code_runner", **bad)

@@ -36,6 +36,8 @@ T = TypeVar("T")
 
 # Why an installed plug-in is refused (None: admitted); called with its name and loaded factory.
 Admit = Callable[[str, Callable[..., Any]], str | None]
+# What this machine lacks for a plug-in with the given settings (e.g. a judge's sandbox), [] when nothing.
+Requires = Callable[[Mapping[str, Any]], list[str]]
 
 
 class UnknownPluginError(KeyError):
@@ -139,8 +141,10 @@ class Registry(Generic[T]):
     _loaded: bool = False
     _loading: bool = False
     _problems: list[PluginProblem] = field(default_factory=list)
+    _requires: dict[str, Requires] = field(default_factory=dict)
 
-    def register(self, name: str) -> Callable[[Callable[..., T]], Callable[..., T]]:
+    def register(self, name: str, requires: Requires | None = None) -> Callable[[Callable[..., T]], Callable[..., T]]:
+        """`requires`: the plug-in's machine check, which `requirements` runs (pre-flight, `tether validate`)."""
         def decorate(factory: Callable[..., T]) -> Callable[..., T]:
             if self._loading:
                 raise RuntimeError(f"{self.kind} '{name}' is registered with @register by an installed package: "
@@ -151,6 +155,8 @@ class Registry(Generic[T]):
                 raise ValueError(f"{self.kind} '{name}' is registered twice")
             self._factories[name] = factory
             self._origins[name] = Origin(module=getattr(factory, "__module__", None) or "?")
+            if requires is not None:
+                self._requires[name] = requires
             return factory
 
         return decorate
@@ -265,6 +271,12 @@ class Registry(Generic[T]):
                 f"{self.kind} '{name}' has no setting(s) {', '.join(unknown)} "
                 f"(it takes: {', '.join(params) or 'none'})"
             )
+
+    def requirements(self, name: str, settings: Mapping[str, Any] | None = None) -> list[str]:
+        """What this machine lacks to run `name` with `settings` (its `requires` check); [] when nothing
+        or when it declares no check. `name` must pass `check` first."""
+        requires = self._requires.get(name)
+        return list(requires(settings or {})) if requires is not None else []
 
     def build(self, name: str, settings: Mapping[str, Any] | None = None, **context: Any) -> Built[T]:
         """Construct `name` with user `settings` plus runtime `context` (not recorded)."""

@@ -13,29 +13,38 @@ A reviewer grading code runs it. This judge does, from the prompt text and the r
   score by it, "replace" uses it alone. A prompt without tests or a response without code goes to the
   wrapped judge unchanged (default `rules`).
 
-The sandbox, and what it does not isolate:
+The sandbox (the `sandbox` setting; tools/judges/sandbox.py says exactly what each one isolates):
 
-- isolated interpreter (`-I -S`: no environment variables, no user or site packages, the working
-  directory not on the path), an empty environment, and an empty temporary working directory that is
-  deleted afterwards;
+- `bwrap` (default): bubblewrap runs the interpreter in namespaces of its own: the file system is the
+  system's program and library folders, read-only, plus one empty writable folder (`/sandbox`, a 1 MiB
+  tmpfs, the working directory, gone afterwards); no network (its own network namespace), no view of other
+  processes (PID namespace), no IPC with the host. Without bubblewrap, or where it cannot make its
+  namespaces, the judge refuses: each verdict it would give is invalid and names the missing mechanism and
+  its fix, and `tether validate` reports it (exit 2) before a run starts;
+- `weak` (only when the config says so): no mount namespace, so the code can make directories, symlinks
+  and FIFOs in any folder its user can write; a network namespace where `unshare` can make one.
+
+Inside either, as defence in depth:
+
+- an isolated interpreter (`-I -S`: no environment variables, no user or site packages, the working
+  directory not on the path) and an empty environment;
 - resource limits set by the harness before the code runs: CPU seconds (RLIMIT_CPU), address space
   (RLIMIT_AS), no core files, no new processes (RLIMIT_NPROC = 0), output written to a file capped at
   `max_output_bytes` (RLIMIT_FSIZE), and no new file descriptors (RLIMIT_NOFILE = 0), so the code cannot
-  open files or sockets; a few standard modules (math, re, itertools, functools, collections, string,
-  heapq, bisect, operator) are imported before that, so it can use them, and others that need no file
-  (os, sys, builtins) it can import. Soft and hard limits are equal, so the code cannot raise them;
+  open, list or read files, import modules not yet loaded, or make sockets or pipes; a few standard modules
+  (math, re, itertools, functools, collections, string, heapq, bisect, operator) are imported before that,
+  so it can use them, and others that need no file (os, sys, builtins) it can import. Soft and hard limits
+  are equal, so the code cannot raise them;
 - when the judge runs as root, the harness drops to the unprivileged user `nobody` (uid 65534) before the
   code runs, so the limits bind (root could raise them, and RLIMIT_NPROC does not bind root);
-- a wall-clock timeout, after which its whole process group is killed;
-- the network: where `unshare` can make one (`unshare -n` as root, `unshare -rn` with unprivileged user
-  namespaces otherwise), the subprocess runs in a network namespace of its own with no interface up;
-  without it, only the file-descriptor limit stands between the code and a socket. Which one held is
-  recorded in each verdict (`network`).
-- Not isolated: it is not a container or a VM. The code runs as the judge's user and can read what
-  that user can through already-open descriptors (stdin, stdout, stderr only) and use the CPU and memory
-  within the limits; it can observe timing; a kernel exploit is out of scope. Tests in the prompt are
-  visible to the policy: a response that hard-codes their answers passes them (hidden tests are what a
-  world's verifier, the oracle, is for).
+- a wall-clock timeout, after which its whole process group is killed (bwrap's sandbox dies with it).
+- Each verdict records `sandbox` (bwrap or weak) and `network` (namespace, or the descriptor limit alone).
+  A sandbox that fails to start (the harness never reports ready) makes the verdict invalid, never a 0.
+- Not isolated: it is not a VM. The code can stat paths it can see (the system folders, read-only), use
+  the CPU and memory within the limits and make entries in `/sandbox` (bounded by the CPU limit: an empty
+  directory takes no tmpfs blocks); it can observe timing; there is no system-call filter, and a kernel
+  exploit is out of scope. Tests in the prompt are visible to the policy: a response that hard-codes their
+  answers passes them (hidden tests are what a world's verifier, the oracle, is for).
 
 It never reads tools/worlds or the world's oracle (tests/test_tool_judges.py checks its imports).
 """
@@ -47,19 +56,17 @@ import json
 import math
 import os
 import re
-import shutil
 import signal
 import subprocess
-import sys
 import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tools.judges.base import JUDGES, Judge, JudgeItem, ScoresCompare, Verdict, safe_score
 from tools.judges.calculator import Combine, build_fallback, check_combine
+from tools.judges.sandbox import DEFAULT, KINDS, SandboxKind, SandboxUnavailable, get_sandbox, requirements
 from tools.registry import Built, PluginSettingsError
 
 if TYPE_CHECKING:
@@ -86,6 +93,8 @@ if job["user"] is not None:  # the judge runs as root: run the code as an unpriv
     os.setuid(job["user"])
 resource.setrlimit(resource.RLIMIT_NOFILE, (0, 0))  # stdin, stdout and stderr stay open; nothing new opens
 out = sys.stdout
+out.write(job["mark"] + '"ready"\n')  # the sandbox and the limits hold: what fails from here is the code's
+out.flush()
 def report(i, ok, text):
     out.write(job["mark"] + json.dumps([i, ok, text[: job["max_repr"]]]) + "\n")
     out.flush()
@@ -158,34 +167,20 @@ def same(got: Any, expected: Any) -> bool:
 NOBODY = 65534  # the unprivileged user the code runs as when the judge runs as root
 
 
-@cache
-def network_isolation() -> list[str]:
-    """The command prefix that gives the subprocess a network namespace of its own, if this machine allows
-    one: `unshare -n` as root (the code then runs as NOBODY), `unshare -rn` (a user namespace too)
-    otherwise; else none (the file-descriptor limit still blocks new sockets)."""
-    unshare = shutil.which("unshare")
-    if unshare is None:
-        return []
-    prefix = [unshare, "-n"] if os.geteuid() == 0 else [unshare, "-rn"]
-    try:
-        probe = subprocess.run([*prefix, "true"], capture_output=True, timeout=10, check=False)
-    except (OSError, subprocess.SubprocessError):
-        return []
-    return prefix if probe.returncode == 0 else []
-
-
 @dataclass(frozen=True)
 class Run:
     passed: int
     results: list[tuple[bool, str]]  # per test: passed, what came back (or why not)
     timed_out: bool
+    sandbox: SandboxKind
     network: str
+    error: str | None = None  # why the code did not run (no sandbox, or it did not start): the verdict is invalid
 
 
 class CodeRunnerJudge(ScoresCompare):
     def __init__(self, fallback: Built[Judge], combine: Combine, timeout: float, cpu_seconds: int,
-                 memory_mb: int, max_output_bytes: int) -> None:
-        self.fallback, self.combine = fallback, combine
+                 memory_mb: int, max_output_bytes: int, sandbox: SandboxKind) -> None:
+        self.fallback, self.combine, self.sandbox = fallback, combine, sandbox
         self.timeout, self.cpu_seconds, self.memory_mb = timeout, cpu_seconds, memory_mb
         self.max_output_bytes = max_output_bytes
 
@@ -201,9 +196,13 @@ class CodeRunnerJudge(ScoresCompare):
             return Verdict(wrapped.score, wrapped.valid, wrapped.raw,
                            {**wrapped.details, "code_runner": {"checked": False, "why": why}})
         run = self.run(code, tests)
+        if run.error is not None:  # fail closed: unchecked code is neither right nor wrong
+            return Verdict(None, False, f"code_runner: {run.error}",
+                           {"invalid": run.error, "code_runner": {"checked": False, "why": run.error,
+                                                                  "sandbox": run.sandbox}})
         share = run.passed / len(tests)
         checked = {"checked": True, "tests": len(tests), "passed": run.passed, "timed_out": run.timed_out,
-                   "network": run.network, "wrapped_score": wrapped.score,
+                   "sandbox": run.sandbox, "network": run.network, "wrapped_score": wrapped.score,
                    "results": [{"test": t.source, "passed": ok, "got": got[:200]}
                                for t, (ok, got) in zip(tests, run.results, strict=True)]}
         raw = f"code_runner: {run.passed} of {len(tests)} test(s) passed" + (" (timed out)" if run.timed_out else "")
@@ -222,15 +221,18 @@ class CodeRunnerJudge(ScoresCompare):
                "user": NOBODY if os.geteuid() == 0 else None,
                "limits": {"cpu_seconds": self.cpu_seconds, "memory_bytes": self.memory_mb * 2**20,
                           "max_output_bytes": self.max_output_bytes}}
-        prefix = network_isolation()
-        command = [*prefix, sys.executable, "-I", "-S", "-X", "utf8", "-c", HARNESS]
+        try:
+            box = get_sandbox(self.sandbox)
+        except SandboxUnavailable as err:
+            return Run(0, [], False, self.sandbox, "none", str(err))
+        command = [*box.prefix, box.interpreter, "-I", "-S", "-X", "utf8", "-c", HARNESS]
         timed_out = False
         with tempfile.TemporaryDirectory(prefix="tether-code-") as tmp:
-            work, out_path = Path(tmp) / "cwd", Path(tmp) / "stdout"
-            work.mkdir()
-            with out_path.open("wb") as out:
+            work, out_path, err_path = Path(tmp) / "cwd", Path(tmp) / "stdout", Path(tmp) / "stderr"
+            work.mkdir()  # the working directory of `weak`; bwrap's is its own tmpfs
+            with out_path.open("wb") as out, err_path.open("wb") as err:
                 proc = subprocess.Popen(command, cwd=work, env={}, stdin=subprocess.PIPE, stdout=out,
-                                        stderr=subprocess.DEVNULL, start_new_session=True)
+                                        stderr=err, start_new_session=True)
                 try:
                     proc.communicate(json.dumps(job).encode(), timeout=self.timeout)
                 except subprocess.TimeoutExpired:
@@ -238,6 +240,11 @@ class CodeRunnerJudge(ScoresCompare):
                     os.killpg(proc.pid, signal.SIGKILL)
                     proc.wait()
             text = out_path.read_bytes()[: self.max_output_bytes].decode("utf-8", "replace")
+            if not text.startswith(MARK + '"ready"\n'):  # the code never ran: say why, from the sandbox's stderr
+                why = err_path.read_bytes()[-2000:].decode("utf-8", "replace").strip().splitlines()
+                error = f"the {box.kind} sandbox did not start" + (
+                    " within the timeout" if timed_out else f": {why[-1][:300] if why else 'no message'}")
+                return Run(0, [], timed_out, box.kind, box.network, error)
         came_back: dict[int, tuple[bool, str]] = {}
         for line in text.split("\n"):
             if line.startswith(MARK):
@@ -251,7 +258,7 @@ class CodeRunnerJudge(ScoresCompare):
         for i, test in enumerate(tests):
             ok, got = came_back.get(i, (False, "no result (timed out or killed)" if timed_out else "no result"))
             results.append((ok and _passes(got, test.expected), got))
-        return Run(sum(ok for ok, _ in results), results, timed_out, "namespace" if prefix else "descriptor limit")
+        return Run(sum(ok for ok, _ in results), results, timed_out, box.kind, box.network)
 
 
 def _passes(got_repr: str, expected: Any) -> bool:
@@ -269,7 +276,7 @@ def _limit(name: str, value: Any, top: float, whole: bool) -> None:
         raise PluginSettingsError(f"code_runner: {name} must be {kind} in (0, {top:g}], got {value!r}")
 
 
-@JUDGES.register("code_runner")
+@JUDGES.register("code_runner", requires=requirements)
 def code_runner(
     judge: Mapping[str, Any] | None = None,
     combine: str = "gate",
@@ -277,16 +284,20 @@ def code_runner(
     cpu_seconds: int = 5,
     memory_mb: int = 512,
     max_output_bytes: int = 1_000_000,
+    sandbox: SandboxKind = DEFAULT,
     constitution: Constitution | None = None,
     policy: PolicyHandle | None = None,
 ) -> CodeRunnerJudge:
     """Settings: judge ({name, settings} of the judge for responses it cannot check; default rules),
     combine (gate: that judge's score times the share of tests passed; replace: the share alone), timeout
-    (wall seconds per response), cpu_seconds, memory_mb (address space), max_output_bytes."""
+    (wall seconds per response), cpu_seconds, memory_mb (address space), max_output_bytes, sandbox (bwrap:
+    bubblewrap's namespaces, refused where they cannot be made; weak: rlimits and a network namespace only)."""
     _limit("timeout", timeout, 600, whole=False)
     for name, value, top in (("cpu_seconds", cpu_seconds, 600), ("memory_mb", memory_mb, 65536),
                              ("max_output_bytes", max_output_bytes, 10**9)):
         _limit(name, value, top, whole=True)
+    if sandbox not in KINDS:
+        raise PluginSettingsError(f"code_runner: sandbox must be one of {', '.join(KINDS)}, got {sandbox!r}")
     return CodeRunnerJudge(build_fallback("code_runner", judge, constitution, policy),
                            check_combine("code_runner", combine), float(timeout), cpu_seconds, memory_mb,
-                           max_output_bytes)
+                           max_output_bytes, sandbox)

@@ -33,7 +33,7 @@ from agent.config import MAX_ROUNDS, MAX_SEED, ConfigError, TetherConfig, defaul
 from agent.lifecycle import LifecycleError, reconfigure
 from agent.locks import RunBusyError, is_driven
 from agent.preflight import problems as preflight_problems
-from guardrails import amendments, keys, reviewers
+from guardrails import amendments, gate, keys, reviewers, trust
 from guardrails.constitution import (
     ConstitutionError,
     InvariantsChangedError,
@@ -114,10 +114,15 @@ def init(
     store = Store(ws.db_path)
     with store.transaction():
         store.append_audit("tether", "workspace.init", None, {"reviewer": name})
+        # The root of trust goes to the reviewer's folder first: the replay of every registry read starts there.
+        root = trust.pin(store, reviewers.workspace_id(store), name, signer.public_hex, ws.home)
         reviewers.register_first(store, signer)
         amendments.init(store, ws.constitution_path.read_text(), signer)
+    trust.record(store, root.workspace, "tether init")
     say(f"initialised {ws.home} with reviewer {name} (key {signer.fingerprint[:16]} in {folder}): edit "
         f"{ws.config_path.name}, then `tether run`")
+    say(f"root of trust pinned in {trust.folder() / 'trust'}; another reviewer's folder pins it with "
+        f"`tether reviewer pin --root {signer.fingerprint}`")
 
 
 def _write_new(path: Path, text: str) -> None:
@@ -237,7 +242,8 @@ def run(
     """Start a run. Prints `run <RUN_ID>`; runs until it stops or reaches the approval gate."""
     from agent.runner import ModelNotFoundError, RunFailedError, RunStartError, RunTamperError, start_run
 
-    ws, store = open_store(ctx)
+    fault = cli_lifecycle.fault_from_env()
+    ws, store = open_store(ctx, witness=False)
     cfg, problems = _config_problems(config or ws.config_path)
     if cfg is None:
         for problem in problems:
@@ -253,7 +259,7 @@ def run(
         fail(f"invalid constitution: {err}")
     try:
         outcome = start_run(ws, store, cfg, say=_say_run, wait=wait, rebuild_model=rebuild_model,
-                            from_checkpoint=from_checkpoint)
+                            from_checkpoint=from_checkpoint, fault=fault)
     except (ModelNotFoundError, RunStartError, GateError) as err:
         fail(f"{err}; nothing was started")
     except (ModelIntegrityError, RunTamperError, TamperError) as err:
@@ -296,11 +302,12 @@ def resume(
     """Continue a paused, failed or interrupted run from its last completed step."""
     from agent.runner import RunFailedError, RunNotFoundError, RunTamperError, resume_run
 
-    ws, store = open_store(ctx)
+    fault = cli_lifecycle.fault_from_env()
+    ws, store = open_store(ctx, witness=False)
     if config is not None:
         _reconfigure(store, run_id, config)
     try:
-        outcome = resume_run(ws, store, run_id, say=say, wait=wait)
+        outcome = resume_run(ws, store, run_id, say=say, wait=wait, fault=fault)
     except RunNotFoundError as err:
         fail(str(err))
     except RunBusyError as err:
@@ -338,7 +345,9 @@ def _status_doc(ws: Any, store: Store, run: Run) -> dict[str, Any]:
         state = "failed"  # its process died mid-step; `tether resume` continues it
     pending = [a.id for a in store.approvals(status="pending", run_id=run.id)]
     latest = store.get_round(run.id, run.round) if run.round else None
+    problem = gate.active_problem(store, run)  # the loader's own check: never show a forged pointer as active
     return {"run_id": run.id, "state": state, "round": run.round, "active_checkpoint": run.active_checkpoint,
+            "active_verified": problem is None, "active_problem": problem,
             "pending_approvals": pending, "rounds_budget": run.rounds_budget, "error": run.error,
             "judge": notebook.judge_label(latest), "action": latest.action if latest else None,
             "monitors": (latest.monitors or {}) if latest else {}}
@@ -361,11 +370,13 @@ def status(
         docs = [_status_doc(ws, store, r) for r in store.list_runs()]
     if as_json:
         print_json(docs[0] if run_id is not None else docs)
+        cli_review.fail_unverified_active([d["active_problem"] for d in docs])
         return
     print_table("runs", ["run_id", "state", "round", "judge", "action", "active_checkpoint", "pending_approvals",
                          "error"],
                 [[d["run_id"], d["state"], f"{d['round']}/{d['rounds_budget']}", d["judge"], d["action"],
-                  d["active_checkpoint"], ", ".join(d["pending_approvals"]), d["error"]] for d in docs])
+                  cli_review.active_cell(d["active_checkpoint"], d["active_problem"]),
+                  ", ".join(d["pending_approvals"]), d["error"]] for d in docs])
     if run_id is not None and docs[0]["monitors"]:
         from tools.monitors.readings import Readings  # the monitors package imports numpy: only here
 
@@ -373,6 +384,7 @@ def status(
         rows = [[str(k), f"{v:.4g}"] for k, v in sorted(readings.values.items())]
         rows += [[str(k), f"could not check: {why}"] for k, why in sorted(readings.could_not_check.items())]
         print_table(f"monitors of round {docs[0]['round']}", ["monitor", "value"], rows)
+    cli_review.fail_unverified_active([d["active_problem"] for d in docs])
 
 
 # The review commands come after the run commands in --help.

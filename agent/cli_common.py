@@ -27,6 +27,7 @@ from typer.core import TyperGroup
 
 from agent.workspace import Workspace, WorkspaceError, resolve_home
 from guardrails import keys
+from guardrails.errors import GuardrailError
 from memory import Store
 from memory.base import BUSY_TIMEOUT_MS, SchemaOutdatedError
 
@@ -64,16 +65,19 @@ def workspace(ctx: typer.Context) -> Workspace:
     return Workspace(resolve_home(state.home))
 
 
-def open_store(ctx: typer.Context, *, readonly: bool = False) -> tuple[Workspace, Store]:
+def open_store(ctx: typer.Context, *, readonly: bool = False, witness: bool = True) -> tuple[Workspace, Store]:
     """The workspace and its store. Commands that only read pass readonly=True: they then work on a
     read-only workspace and never write, except that a schema older than this tether is upgraded
-    first when the workspace is writable (as it always was)."""
+    first when the workspace is writable (as it always was). A person's command witnesses the audit head
+    when it ends (guardrails/trust.py); the run's own commands (`run`, `resume`) pass witness=False."""
     ws = workspace(ctx)
     try:
         ws.require()
     except WorkspaceError as err:
         fail(str(err))
     timeout = ctx.ensure_object(CliState).busy_timeout_ms
+    if witness:
+        ctx.call_on_close(lambda: _witness(ws, timeout, ctx.command_path))
     if not readonly:
         return ws, Store(ws.db_path, busy_timeout_ms=timeout)
     try:
@@ -85,6 +89,20 @@ def open_store(ctx: typer.Context, *, readonly: bool = False) -> tuple[Workspace
             fail(f"{outdated}; opening it writable failed: {environment_problem(err, ws.home) or err}",
                  EXIT_CHECK_FAILED)
     return ws, Store(ws.db_path, busy_timeout_ms=timeout, readonly=True)
+
+
+def _witness(ws: Workspace, timeout_ms: int, command: str) -> None:
+    """Record the audit head this command leaves behind in the reviewer's folder, where the workspace's
+    writers do not reach. Only for a workspace this folder pinned; a failure to write is said, not fatal."""
+    from guardrails import trust
+
+    try:
+        with Store(ws.db_path, busy_timeout_ms=timeout_ms, readonly=True) as store:
+            workspace_id = store.meta("workspace_id")
+            if workspace_id is not None and trust.load(workspace_id) is not None:
+                trust.record(store, workspace_id, command)
+    except (OSError, sqlite3.Error, GuardrailError) as err:
+        say(f"warning: the audit head was not witnessed in {trust.folder()}: {err}")
 
 
 def print_json(doc: Any) -> None:
@@ -109,11 +127,20 @@ class SignerRefused(Exception):
 Passphrase = Callable[[Path, str], str | None]
 
 
+class SignerNameInvalid(SignerRefused):
+    """A NAME that is no name at all ('', markup, spaces): bad input, refused before anything is written."""
+
+
 def load_signer(store: Store, name: str, subject: str | None, passphrase: Passphrase) -> keys.Signer:
     """The private key of reviewer `name` from the user's key folder (never the workspace), with its
     passphrase from `passphrase(folder, name)`. A name or key that cannot decide raises SignerRefused
-    and, when it concerns a subject, is audited. The CLI (`signer`) and the web console both use it."""
+    and, when it concerns a subject, is audited: a refused decision. A malformed name is not a decision
+    by anyone: SignerNameInvalid, nothing written. The CLI (`signer`) and the web console both use it."""
     problem = keys.name_problem(name)
+    # The software's own actors (`tether`, `agent:RUN`) are names, and their attempts are audited.
+    actor = name.lower() in keys.RESERVED_NAMES or name.lower().startswith("agent:")
+    if not actor and keys.NAME_PATTERN.match(name) is None:
+        raise SignerNameInvalid(f"--by {problem}; nothing was written")
     folder = keys.resolve_keys_dir()
     if problem is None and not keys.has_key(folder, name):
         problem = (f"no private key for '{name}' in {folder}: only a registered reviewer signs (set "
@@ -129,9 +156,12 @@ def load_signer(store: Store, name: str, subject: str | None, passphrase: Passph
 
 
 def signer(store: Store, name: str, subject: str | None = None) -> keys.Signer:
-    """`load_signer` with the passphrase from $TETHER_KEY_PASSPHRASE or a prompt; a refusal is exit 1."""
+    """`load_signer` with the passphrase from $TETHER_KEY_PASSPHRASE or a prompt; a refusal is exit 1, a
+    malformed name exit 2."""
     try:
         return load_signer(store, name, subject, _passphrase)
+    except SignerNameInvalid as err:
+        fail(str(err), EXIT_USAGE)
     except SignerRefused as err:
         fail(str(err), EXIT_CHECK_FAILED)
 

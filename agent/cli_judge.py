@@ -66,7 +66,8 @@ def judge_audit(
     except ConstitutionError as err:
         fail(f"invalid constitution: {err}")
     try:
-        world = WORLDS.build(cfg.world.name, cfg.world.settings, seed=cfg.seed, root=ws.home).plugin
+        world = WORLDS.build(cfg.world.name, cfg.world.settings, seed=cfg.seed, root=ws.home,
+                             inputs=cfg.inputs.confined_to(ws.home)).plugin
     except (WorldError, UnknownPluginError, PluginSettingsError) as err:
         fail(f"{config_path}: world '{cfg.world.name}': {err}")
     if not isinstance(world, AuditProbeSource):

@@ -1,4 +1,5 @@
-"""`tether stop`: end a paused or failed run for good (audited)."""
+"""`tether stop`: end a paused or failed run for good (audited); and what `run` and `resume` read of the
+kill tests' fault injection."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from agent import faults
 from agent.cli_common import fail, open_store, say
 from agent.lifecycle import LifecycleError
 from agent.lifecycle import stop as stop_run
@@ -16,7 +18,9 @@ from guardrails.errors import GateError
 def stop(
     ctx: typer.Context,
     run_id: Annotated[str, typer.Argument(help="The run to end.")],
-    by: Annotated[str, typer.Option("--by", help="Who stops it (recorded in the audit log).")],
+    by: Annotated[str, typer.Option(
+        "--by", help="The person who stops it, as a reviewer name (recorded in the audit log); never the run's own "
+        "actors (tether, agent:RUN).")],
     reason: Annotated[str, typer.Option("--reason", help="Why (recorded in the audit log).")],
 ) -> None:
     """End a paused or failed run: it will not resume, its pending approvals are withdrawn and their
@@ -30,3 +34,14 @@ def stop(
     except (LifecycleError, GateError) as err:
         fail(str(err))
     say(f"run {run_id} stopped by {by}" + (f"; withdrawn: {', '.join(withdrawn)}" if withdrawn else ""))
+
+
+def fault_from_env() -> faults.Fault | None:
+    """$TETHER_FAULT (agent/faults.py), read by `run` and `resume` before they write anything: exit 2 when
+    malformed, ignored with a warning unless the kill tests' switch is on."""
+    from agent.graph import NODES  # heavy (langgraph): `run` and `resume` load it anyway
+
+    try:
+        return faults.from_env(NODES, say)
+    except faults.FaultSpecError as err:
+        fail(f"{err}; nothing was started")

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.text import Text
 
 from agent import notebook
 from agent.cli_common import (
@@ -57,18 +58,20 @@ def approvals(ctx: typer.Context, as_json: JsonOpt = False) -> None:
 
 
 def _decide(ctx: typer.Context, approval_id: str, decision: signoff.HumanDecision, by: str, note: str | None,
-            as_json: bool) -> None:
+            as_json: bool, accept_not_met: bool = False) -> None:
     ws, store = open_store(ctx)
     pending = store.get_approval(approval_id)
     if pending is None:
         fail(f"no approval '{approval_id}' (see `tether approvals`)")
+    if accept_not_met and pending.kind != "checkpoint":
+        fail("--accept-not-met is for checkpoint approvals: a constitution change has no invariant targets to accept")
     key = signer(store, by, approval_id)
     version = None
     try:
         if pending.kind == "constitution":
             decided, version = amendments.decide(store, approval_id, decision, key, note, ws.constitution_path)
         else:
-            decided = gate.decide(store, approval_id, decision, key, note)
+            decided = gate.decide(store, approval_id, decision, key, note, accept_not_met)
     except (TamperError, DeniedError) as err:
         fail(str(err), EXIT_CHECK_FAILED)
     except (GateError, ConstitutionError) as err:
@@ -93,12 +96,17 @@ def approve(
     approval_id: Annotated[str, typer.Argument(help="From `tether approvals`.")],
     by: ByOpt,
     note: Annotated[str | None, typer.Option("--note", help="Why (optional).")] = None,
+    accept_not_met: Annotated[bool, typer.Option(
+        "--accept-not-met", help="Approve a candidate that does not meet an invariant's target (it passed within "
+        "a ratchet bound): required then, and recorded in your signed statement.")] = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Approve a pending checkpoint or constitution change, signed with your reviewer key. The adapter's
     hash is checked first; the signature binds the adapter, its parent, the base model, the constitution,
-    the evaluation report you were shown and the audit log's head."""
-    _decide(ctx, approval_id, "approve", by, note, as_json)
+    the evaluation report you were shown and the audit log's head. A candidate whose upper bound on an
+    invariant's violation rate is above its target is refused (exit 2) unless you pass --accept-not-met,
+    which the signed statement records."""
+    _decide(ctx, approval_id, "approve", by, note, as_json, accept_not_met)
 
 
 def reject(
@@ -136,24 +144,46 @@ def checkpoints(
     run_id: Annotated[str | None, typer.Argument(help="One run (default: all).")] = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Checkpoints: id, run_id, round, status, sha256, path, parent, active."""
+    """Checkpoints: id, run_id, round, status, sha256, path, parent, active (UNVERIFIED, and exit 1, when a
+    run's active pointer is not what the gate activated)."""
     _, store = open_store(ctx, readonly=True)
-    active = {r.id: r.active_checkpoint for r in store.list_runs()}
+    runs = store.list_runs() if run_id is None else [r for r in [store.get_run(run_id)] if r is not None]
+    active = {r.id: r.active_checkpoint for r in runs}
+    problems = {r.id: gate.active_problem(store, r) for r in runs}
     rows = [{"id": c.id, "run_id": c.run_id, "round": c.round, "status": c.status, "sha256": c.sha256,
              "path": c.path, "parent": c.parent, "active": active.get(c.run_id) == c.id,
+             "active_problem": problems.get(c.run_id) if active.get(c.run_id) == c.id else None,
              "heldout_oracle": ((c.metrics or {}).get("eval") or {}).get("candidate", {}).get("oracle"),
              "invariants": (c.invariant_report or {}).get("results"),
              "invariants_error": (c.invariant_report or {}).get("error")}
             for c in store.checkpoints(run_id)]
     if as_json:
         print_json(rows)
+        fail_unverified_active(list(problems.values()))
         return
-    print_table("checkpoints", ["id", "round", "status", "active", "oracle", "invariants (rate, bound, target)",
-                                "sha256", "parent"],
-                [[r["id"], r["round"], r["status"], "*" if r["active"] else "",
+    print_table("checkpoints", ["id", "round", "status", "active", "oracle",
+                                "invariants (rate [interval, n, level], bound, target)", "sha256", "parent"],
+                [[r["id"], r["round"], r["status"], active_cell("*", r["active_problem"]) if r["active"] else "",
                   "" if r["heldout_oracle"] is None else f"{r['heldout_oracle']:.3f}",
                   _invariant_lines(r["invariants"], r["invariants_error"]), (r["sha256"] or "")[:12], r["parent"]]
                  for r in rows])
+    fail_unverified_active(list(problems.values()))
+
+
+def active_cell(shown: str | None, problem: str | None) -> Text | str | None:
+    """A table cell for an active pointer: as stored, and marked UNVERIFIED when the loader refuses it."""
+    if problem is None:
+        return shown
+    return Text.assemble(f"{shown} " if shown and shown != "*" else "", ("UNVERIFIED", "bold red"))
+
+
+def fail_unverified_active(problems: list[str | None]) -> None:
+    """After a listing: exit 1 (tampering found) naming each run whose active pointer the loader refuses."""
+    found = [p for p in problems if p is not None]
+    if found:
+        fail(f"UNVERIFIED active checkpoint: {'; '.join(found)}. No run loads it (the loader runs this same "
+             "check); `tether audit list` shows what the gate activated, restore the workspace from a backup",
+             EXIT_CHECK_FAILED)
 
 
 def _invariant_lines(results: list[dict] | None, error: str | None) -> str:
@@ -221,10 +251,10 @@ def constitution_show(
         sys.stdout.write(version.content)
         return
     file_differs = ws.constitution_path.is_file() and ws.constitution_path.read_text() != version.content
-    unverified = set(amendments.unverified(store))
+    unverified = amendments.unverified(store)
     versions = [{"version": v.version, "sha256": v.sha256, "created_at": v.created_at, "created_by": v.created_by,
                  "approval_id": v.approval_id, "in_force": v.version == version.version,
-                 "verified": v.version not in unverified}
+                 "verified": v.version not in unverified, "problem": unverified.get(v.version)}
                 for v in store.constitution_versions()]
     if as_json:
         print_json({"in_force": version.version, "constitution": current.model_dump(mode="json"),
@@ -232,14 +262,16 @@ def constitution_show(
                     "workspace_file_differs": file_differs})
         return
     print_table(f"constitution '{current.name}' v{version.version} (in force) — invariants (immutable)",
-                ["id", "check", "max_rate", "text"],
-                [[i.id, i.check.kind, i.check.max_rate, i.text] for i in current.invariants])
+                ["id", "check", "max_rate", "confidence", "text"],
+                [[i.id, i.check.kind, i.check.max_rate, i.check.confidence, i.text] for i in current.invariants])
     print_table("principles (amendable)", ["id", "weight", "rule", "text"],
                 [[p.id, p.weight, p.rule.kind if p.rule else "", p.text] for p in current.principles])
     print_table("versions", ["version", "in force", "signed approval", "created_by", "approval", "created_at",
                              "sha256"],
                 [[v["version"], "*" if v["in_force"] else "", "yes" if v["verified"] else "NO (never in force)",
                   v["created_by"], v["approval_id"], v["created_at"], v["sha256"][:12]] for v in versions])
+    for problem in unverified.values():
+        say(f"warning: never in force: {problem}")
     if file_differs:
         say(f"note: {ws.constitution_path} differs from v{version.version}; runs refuse to start until the edit is "
             f"proposed (`tether constitution propose {ws.constitution_path} --by NAME`) and approved, or the file "
@@ -275,19 +307,25 @@ def _required(ws: Workspace) -> int:
 
 
 @audit_app.command("verify")
-def audit_verify(ctx: typer.Context, as_json: JsonOpt = False) -> None:
+def audit_verify(
+    ctx: typer.Context,
+    witness: Annotated[list[Path] | None, typer.Option(
+        "--witness", help="Another reviewer's witness file (their key folder's witness/WORKSPACE.json) to check "
+        "the chain against too; repeatable.")] = None,
+    as_json: JsonOpt = False,
+) -> None:
     """Recompute the audit hash chain and check it against every signed head (approvals, rollbacks,
-    reviewer changes): exit 1 naming the first bad entry if it was edited, deleted, reordered,
-    recomputed or cut short."""
+    reviewer changes) and every witnessed head (the one in your key folder, and each --witness): exit 1
+    naming the first bad entry if it was edited, deleted, reordered, recomputed or cut short."""
     _, store = open_store(ctx, readonly=True)
-    report = audit.verify(store)
+    report = audit.verify(store, witnesses=witness or [])
     if as_json:
         print_json(asdict(report))
     if not report.ok:
         where = f"entry {report.first_bad_seq}" if report.first_bad_seq is not None else "a signature"
         fail(f"audit log broken at {where}: {report.reason}", EXIT_CHECK_FAILED)
     if not as_json:
-        say(f"audit chain intact ({report.entries} entries, every signed head matches)")
+        say(f"audit chain intact ({report.entries} entries, every signed and witnessed head matches)")
 
 
 @audit_app.command("list")

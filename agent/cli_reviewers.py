@@ -4,6 +4,7 @@ existing reviewer and audited; private keys stay in the user key folder, never i
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -12,7 +13,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from agent.cli_common import EXIT_CHECK_FAILED, fail, open_store, print_json, print_table, say, signer
-from guardrails import keys, reviewers
+from guardrails import keys, reviewers, trust
 from guardrails.errors import GateError, TamperError
 
 reviewer_app = typer.Typer(help="Reviewers: the people whose signed decisions approve checkpoints and "
@@ -23,8 +24,10 @@ ByOpt = Annotated[str, typer.Option("--by", help="An existing reviewer, whose ke
 
 
 def _public_key_file(path: Path) -> str:
+    """An Ed25519 public key in PEM from a file, or from standard input for `-`."""
     try:
-        key = serialization.load_pem_public_key(path.read_bytes())
+        data = sys.stdin.buffer.read() if str(path) == "-" else path.read_bytes()
+        key = serialization.load_pem_public_key(data)
     except (OSError, ValueError) as err:
         fail(f"{path}: not a PEM public key ({err})")
     if not isinstance(key, Ed25519PublicKey):
@@ -37,31 +40,27 @@ def add(
     ctx: typer.Context,
     name: Annotated[str, typer.Argument(help="The new reviewer's name.")],
     by: ByOpt,
-    public_key: Annotated[Path | None, typer.Option(
-        "--public-key", help="Their Ed25519 public key (PEM), made on their machine with `tether reviewer keygen`. "
-        "Without it, a key pair is created here in the user key folder.")] = None,
+    public_key: Annotated[Path, typer.Option(
+        "--public-key", help="Their Ed25519 public key (PEM; `-` reads standard input), made by them on their "
+        "machine with `tether reviewer keygen NAME`. Their private key never leaves their key folder.")],
     note: Annotated[str | None, typer.Option("--note", help="Why (recorded in the audit log).")] = None,
 ) -> None:
-    """Register a reviewer, signed by an existing one."""
-    _, store = open_store(ctx)
+    """Register a reviewer by the public key they made, signed by an existing reviewer."""
     problem = keys.name_problem(name)
     if problem:
         fail(problem)
+    public = _public_key_file(public_key)
+    _, store = open_store(ctx)
     key = signer(store, by)
-    folder = keys.resolve_keys_dir()
-    if public_key is not None:
-        public = _public_key_file(public_key)
-    elif keys.has_key(folder, name):
-        public = keys.load_key(folder, name, os.environ.get(keys.PASSPHRASE_ENV)).public_hex
-    else:
-        public = keys.create_key(folder, name, os.environ.get(keys.PASSPHRASE_ENV)).public_hex
     try:
         reviewers.add(store, name, public, key, note)
     except TamperError as err:
         fail(str(err), EXIT_CHECK_FAILED)
     except GateError as err:
         fail(str(err))
-    say(f"{name} is a reviewer (key {keys.fingerprint(public)[:16]}), added by {by}")
+    root = trust.require(store, reviewers.workspace_id(store))
+    say(f"{name} is a reviewer (key {keys.fingerprint(public)[:16]}), added by {by}; in their own key folder "
+        f"they pin this workspace once with `tether reviewer pin --root {root.fingerprint}`")
 
 
 @reviewer_app.command("keygen")
@@ -113,3 +112,36 @@ def list_(ctx: typer.Context, as_json: JsonOpt = False) -> None:
     print_table("reviewers", ["name", "fingerprint", "active", "added_by", "added_at"],
                 [[r["name"], r["fingerprint"][:16], "yes" if r["active"] else "removed", r["added_by"], r["added_at"]]
                  for r in rows])
+
+
+@reviewer_app.command("pin")
+def pin(
+    ctx: typer.Context,
+    root: Annotated[str | None, typer.Option(
+        "--root", help="The fingerprint of the workspace's first reviewer's key, as their `tether init` printed it "
+        "(at least 16 hex digits), learned from them, not from the workspace.")] = None,
+) -> None:
+    """Pin a workspace's root of trust in your key folder, once, before you review it from this folder.
+    Every later check of its reviewers starts from this pin, which the workspace's writers cannot reach."""
+    _, store = open_store(ctx, readonly=True)
+    workspace_id = store.meta(reviewers.WORKSPACE_ID_KEY)
+    events = store.reviewer_events()
+    if workspace_id is None or not events:
+        fail("this workspace has no reviewers yet: `tether init` pins its root of trust")
+    first = events[0]
+    if root is None or len(root) < 16:
+        fail(f"pass --root with the first reviewer's key fingerprint, as they give it to you; this workspace "
+             f"claims '{first.name}' with key {first.fingerprint} (check it with them before you pin)")
+    if not first.fingerprint.startswith(root.lower()):
+        fail(f"the workspace's first reviewer is '{first.name}' with key {first.fingerprint[:16]}, not the key "
+             f"{root[:16]} you expected: do not review it from this folder until you know why", EXIT_CHECK_FAILED)
+    existed = trust.load(workspace_id) is not None
+    try:
+        pinned = trust.pin(store, workspace_id, first.name, first.public_key, store.path.parent)
+        reviewers.registry(store)
+    except TamperError as err:
+        if not existed:
+            trust.unpin(workspace_id)
+        fail(str(err), EXIT_CHECK_FAILED)
+    say(f"pinned workspace {workspace_id}: first reviewer '{pinned.reviewer}', key {pinned.fingerprint[:16]}, "
+        f"in {trust.folder() / 'trust'}")

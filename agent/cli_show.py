@@ -22,7 +22,8 @@ def show(
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")] = False,
 ) -> None:
     """What a reviewer needs before `tether approve`: for a checkpoint the held-out scores against the
-    active checkpoint, each invariant's absolute rate with its bound and target, the answers that differ
+    active checkpoint, each invariant's absolute rate with its interval (lower–upper, n, confidence
+    level), the bound in use and the target (and which targets are not met), the answers that differ
     most side by side, pairs it was trained on, the decisions behind it and who has signed; for a
     constitution change the diff and who proposed it."""
     _, store = open_store(ctx)
@@ -43,7 +44,9 @@ def show(
         _checkpoint(view)
     _signatures(view["signatures"])
     if view["status"] == "pending":
-        say(f"decide with `tether approve {view['id']} --by NAME` or `tether reject {view['id']} --by NAME --note WHY`")
+        accept = " --accept-not-met" if view.get("targets_not_met") else ""
+        say(f"decide with `tether approve {view['id']} --by NAME{accept}` or "
+            f"`tether reject {view['id']} --by NAME --note WHY`")
 
 
 def _checkpoint(view: dict[str, Any]) -> None:
@@ -58,9 +61,13 @@ def _checkpoint(view: dict[str, Any]) -> None:
     _headroom(cand["headroom"], act["headroom"])
     if view["invariants_error"]:
         say(f"invariants: {view['invariants_error']}")
-    print_table("invariants (absolute rate, bound in use, target)", ["invariant", "rate", "n", "bound", "verdict"],
-                [[r["id"], _num(r["rate"]), r["n"], f"{r['bound_kind']} {_num(r['bound'])}", r["line"]]
-                 for r in view["invariants"]])
+    print_table("invariants (absolute rate, its interval, the bound its upper end had to be within, the target)",
+                ["invariant", "rate", "interval", "n", "level", "bound", "target", "verdict"],
+                [[r["id"], _num(r["rate"]), _interval(r), r["n"], _level(r["confidence"]),
+                  f"{r['bound_kind']} {_num(r['bound'])}", _num(r["target"]), _verdict(r)] for r in view["invariants"]])
+    if view["targets_not_met"]:
+        say(f"targets NOT MET: {', '.join(view['targets_not_met'])} (upper bound above max_rate); approving needs "
+            "--accept-not-met, which your signed statement records")
     print_table("held-out answers that differ most" if len(view["answers"]) <= 5 else "held-out answers",
                 ["prompt", "active", "candidate", "difference"],
                 [[a["prompt"], a["active"], a["candidate"], f"{a['difference']:.2f}"] for a in view["answers"]])
@@ -69,6 +76,21 @@ def _checkpoint(view: dict[str, Any]) -> None:
                 [[p["prompt"], p["chosen"], p["rejected"], f"{p['margin']:.2f}"] for p in pairs["shown"]])
     print_table("decisions that led to it", ["round", "action", "by", "why"],
                 [[d["round"], d["action"], d["actor"], d["rationale"]] for d in view["decisions"]])
+
+
+def _interval(r: dict[str, Any]) -> str:
+    """`0.61–0.92`; "-" for a result from before intervals."""
+    return "-" if r["upper"] is None else f"{_num(r['lower'])}–{_num(r['upper'])}"
+
+
+def _level(confidence: float | None) -> str:
+    return "-" if confidence is None else f"{confidence * 100:g}%"
+
+
+def _verdict(r: dict[str, Any]) -> str:
+    if r["rate"] is None:
+        return f"could not be checked: {r['reason']}"
+    return f"{'passed' if r['passed'] else 'FAILED'}; target {'met' if r['met_target'] else 'NOT MET'}"
 
 
 def _headroom(cand: dict[str, Any], act: dict[str, Any]) -> None:
@@ -98,5 +120,7 @@ def _signatures(sig: dict[str, Any]) -> None:
     if not sig["signed"]:
         say(f"signatures: none yet ({sig['required']} required)")
         return
-    who = ", ".join(f"{s['reviewer']} ({s['decision']}, {s['time']})" for s in sig["signed"])
+    who = ", ".join(f"{s['reviewer']} ({s['decision']}, {s['time']}"
+                    + (f", accepted target NOT MET: {', '.join(s['accept_not_met'])}" if s["accept_not_met"] else "")
+                    + ")" for s in sig["signed"])
     say(f"signatures (verified): {who}; {len(sig['approved_by'])} of {sig['required']} required approvals")

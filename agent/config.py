@@ -21,8 +21,10 @@ from agent.config_controller import (  # noqa: F401  (re-exported: the controlle
     AdvisorConfig,
     ControllerConfig,
 )
+from agent.config_inputs import InputsConfig  # the inputs section (guardrails/inputs.py), re-exported as config
 from agent.config_pairs import PairsConfig, PairStrategyConfig  # noqa: F401  (re-exported: the pairs section)
 from agent.config_training import TrainingConfig  # the training section, re-exported as config
+from guardrails.inputs import InputRefused, confine, key_folders
 from guardrails.safe_yaml import YamlRefused, read_yaml
 
 TINY_MODEL = "tiny"
@@ -240,7 +242,7 @@ class WorldConfig(_Section):
     )
     settings: dict[str, Any] = Field(
         default_factory=dict, description="Keyword settings passed to the world's constructor (paths "
-        "relative to the workspace).",
+        "relative to the workspace; files confined to it and inputs.roots).",
     )
 
 
@@ -250,6 +252,7 @@ class TetherConfig(_Section):
     )
     model: ModelConfig = ModelConfig()
     world: WorldConfig = WorldConfig()
+    inputs: InputsConfig = InputsConfig()
     generation: GenerationConfig = GenerationConfig()
     prompts: PromptsConfig = PromptsConfig()
     judge: JudgeConfig = JudgeConfig()
@@ -331,13 +334,21 @@ def parse_config(data: Any, source: str) -> TetherConfig:
 
 
 def load_config(path: Path) -> TetherConfig:
+    """The config at `path`, with `inputs.roots` anchored at its folder. The file may sit anywhere it is
+    named, but must really be there: a link resolving out of its folder, or into a key folder, is refused."""
+    try:
+        confine(path, (path.absolute().parent,), key_folders(), "config",
+                fix="name the config file itself, not a link to one in another folder")
+    except InputRefused as err:
+        raise ConfigError(str(path), [str(err)]) from None
     if not path.is_file():
         raise ConfigError(str(path), ["file not found (run `tether init` to write a default one)"])
     try:
         data = read_yaml(path)
     except YamlRefused as err:
         raise ConfigError(str(path), [err.problem]) from None
-    return parse_config(data, str(path))
+    config = parse_config(data, str(path))
+    return config.model_copy(update={"inputs": config.inputs.anchored(path.absolute().parent)})
 
 
 def default_config_yaml() -> str:

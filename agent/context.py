@@ -149,8 +149,8 @@ class RunContext:
         """Each invariant's probe set, read afresh (guardrails compare it with the run's pins on every
         check). A probe file that cannot be read pauses the run: nothing is decided without it."""
         heldout = [p.text for p in heldout_slice(self.taskset, self.config.prompts.heldout)]
-        sets, problems = resolve_probe_sets(self.constitution, self.workspace.home, heldout,
-                                            self.world.plugin.invariant_probes)
+        sets, problems = resolve_probe_sets(self.constitution, self.config.inputs.confined_to(self.workspace.home),
+                                            heldout, self.world.plugin.invariant_probes)
         if problems:
             raise TransientError("; ".join(problems) + "; restore it and `tether resume`")
         return sets
@@ -237,9 +237,11 @@ class RunContext:
 
 
 def build_world(config: TetherConfig, root: Path) -> Built[World]:
-    """The configured world; `root` (the workspace) anchors its relative paths. Raises WorldError,
-    UnknownPluginError or PluginSettingsError when it cannot be built as configured."""
-    return WORLDS.build(config.world.name, config.world.settings, seed=config.seed, root=root)
+    """The configured world; `root` (the workspace) anchors its relative paths, and its files are confined
+    to the workspace and `inputs.roots` (guardrails/inputs.py). Raises WorldError, UnknownPluginError or
+    PluginSettingsError when it cannot be built as configured."""
+    return WORLDS.build(config.world.name, config.world.settings, seed=config.seed, root=root,
+                        inputs=config.inputs.confined_to(root))
 
 
 def heldout_slice(taskset: TaskSet, n: int) -> list[Prompt]:

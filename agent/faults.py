@@ -1,6 +1,10 @@
 """Fault injection for the kill tests: `TETHER_FAULT=<node>:<before|after>` makes the process SIGKILL
 itself inside that graph node, before its first store write or after its last one (before LangGraph
-records the node as done). Read once by the runner; a resumed run without it must lose nothing.
+records the node as done). A resumed run without it must lose nothing.
+
+Only the kill tests may kill a run: the fault is honoured only when `TETHER_TEST_FAULTS=1` is set too;
+otherwise a set TETHER_FAULT is ignored with a warning. Read once, by the command that starts or resumes
+the run, before it writes anything: a malformed value is bad input (CLI exit 2).
 """
 
 from __future__ import annotations
@@ -8,12 +12,17 @@ from __future__ import annotations
 import functools
 import os
 import signal
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 FAULT_ENV = "TETHER_FAULT"
+SWITCH_ENV = "TETHER_TEST_FAULTS"
 Point = Literal["before", "after"]
+
+
+class FaultSpecError(ValueError):
+    """TETHER_FAULT does not name a graph node and a point; nothing was started."""
 
 
 @dataclass(frozen=True)
@@ -21,15 +30,24 @@ class Fault:
     node: str
     point: Point
 
-    @staticmethod
-    def from_env(environ: dict[str, str] | None = None) -> Fault | None:
-        value = (environ if environ is not None else dict(os.environ)).get(FAULT_ENV, "")
-        node, _, point = value.partition(":")
-        if not node:
-            return None
-        if point not in ("before", "after"):
-            raise ValueError(f"{FAULT_ENV}={value!r}: expected <node>:before or <node>:after")
-        return Fault(node, point)  # type: ignore[arg-type]
+
+def from_env(nodes: Collection[str], warn: Callable[[str], None],
+             environ: Mapping[str, str] | None = None) -> Fault | None:
+    """The fault the environment asks for, checked against the graph's `nodes`: None when none is set, or
+    when the test switch is off (then `warn` says it was ignored). Raises FaultSpecError when malformed."""
+    env = os.environ if environ is None else environ
+    value = env.get(FAULT_ENV, "")
+    if not value:
+        return None
+    node, _, point = value.partition(":")
+    if node not in nodes or point not in get_args(Point):
+        raise FaultSpecError(f"{FAULT_ENV}={value!r}: expected <node>:before or <node>:after with a node of the "
+                             f"graph ({', '.join(sorted(nodes))}); unset it, it is for tether's kill tests")
+    if env.get(SWITCH_ENV) != "1":
+        warn(f"warning: {FAULT_ENV}={value} ignored: fault injection kills the run, and only tether's kill tests "
+             f"(which also set {SWITCH_ENV}=1) use it")
+        return None
+    return Fault(node, point)  # type: ignore[arg-type]
 
 
 def _hit(fault: Fault | None, node: str, point: Point) -> None:

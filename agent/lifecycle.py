@@ -11,7 +11,7 @@ from memory import Run, Store
 
 # Settings a run keeps for life: what it is evaluated on and who must approve it. Changing any of them
 # mid-run would make its rounds incomparable, or loosen its gate.
-FIXED: tuple[str, ...] = ("model", "world", "approvals", "seed", "evaluation", "prompts.heldout")
+FIXED: tuple[str, ...] = ("model", "world", "inputs", "approvals", "seed", "evaluation", "prompts.heldout")
 
 
 class LifecycleError(ValueError):

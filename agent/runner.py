@@ -80,9 +80,9 @@ class RunStartError(ValueError):
 def ensure_model(ws: Workspace, config: TetherConfig, say: Say, progress: bool = True, *,
                  rebuild: bool = False) -> str:
     """What a run loads (`from_pretrained` takes it). The embedded tiny model is built into the workspace by
-    the world that builds it (the tiny world), with a message and a progress bar, when its folder is absent,
-    holds another spec's build, or `rebuild` is set; a folder left incomplete is an error naming the
-    missing files, never rebuilt silently."""
+    the world that builds it (the tiny world), with a message and a progress bar, on the threads the run chooses
+    (`model.threads`), when its folder is absent, holds another spec's build, or `rebuild` is set; a folder left
+    incomplete is an error naming the missing files, never rebuilt silently."""
     if config.model.base == TINY_MODEL:
         world = build_world(config, ws.home).plugin
         if not isinstance(world, ModelBuilder):
@@ -102,7 +102,8 @@ def ensure_model(ws: Workspace, config: TetherConfig, say: Say, progress: bool =
             say(f"building the embedded tiny model into {target} (one time, about 2 minutes)")
         elif state == "other_spec":
             say(f"rebuilding the embedded tiny model in {target}: it holds a build of another spec (about 2 minutes)")
-        world.build_model(target, steps, progress=progress, rebuild=rebuild)
+        # the run's thread choice: a build on torch's default threads on a busy machine oversubscribes it
+        world.build_model(target, steps, progress=progress, rebuild=rebuild, threads=config.model.threads)
     elif rebuild:
         raise RunStartError(f"--rebuild-model rebuilds the embedded tiny model; model.base is {config.model.base}")
     elif config.model.base.startswith(("/", ".", "~")) and not Path(config.model.base).expanduser().is_dir():
@@ -134,8 +135,10 @@ def _require_constitution_file(ws: Workspace, version: ConstitutionVersion) -> N
 
 
 def start_run(ws: Workspace, store: Store, config: TetherConfig, *, say: Say, wait: bool,
-              progress: bool = True, rebuild_model: bool = False, from_checkpoint: str | None = None) -> Outcome:
-    """A new run; with `from_checkpoint`, it starts from that approved adapter of an earlier run."""
+              progress: bool = True, rebuild_model: bool = False, from_checkpoint: str | None = None,
+              fault: Fault | None = None) -> Outcome:
+    """A new run; with `from_checkpoint`, it starts from that approved adapter of an earlier run. `fault`
+    is the kill tests' fault injection (agent/faults.py)."""
     if from_checkpoint is not None:
         source = store.get_checkpoint(from_checkpoint)
         if source is None or source.status != "approved" or source.sha256 is None:
@@ -168,10 +171,12 @@ def start_run(ws: Workspace, store: Store, config: TetherConfig, *, say: Say, wa
         if from_checkpoint is not None:
             lifecycle.inherit(store, run_id, from_checkpoint, ws.adapter_dir(run_id, f"{run_id}-r0"))
     say(f"run {run_id}")
-    return drive(ws, store, run_id, {"run_id": run_id, "round": 0}, say=say, wait=wait, progress=progress)
+    return drive(ws, store, run_id, {"run_id": run_id, "round": 0}, say=say, wait=wait, progress=progress,
+                 fault=fault)
 
 
-def resume_run(ws: Workspace, store: Store, run_id: str, *, say: Say, wait: bool, progress: bool = True) -> Outcome:
+def resume_run(ws: Workspace, store: Store, run_id: str, *, say: Say, wait: bool, progress: bool = True,
+               fault: Fault | None = None) -> Outcome:
     run = store.get_run(run_id)
     if run is None:
         raise RunNotFoundError(f"no run '{run_id}' (see `tether status`)")
@@ -179,7 +184,7 @@ def resume_run(ws: Workspace, store: Store, run_id: str, *, say: Say, wait: bool
         return Outcome(run_id, "stopped", message=f"run {run_id} has stopped; start a new one with `tether run`")
     constitution = load_constitution(ws.constitution_path)
     verify_pinned(run.invariants, constitution)
-    return drive(ws, store, run_id, None, say=say, wait=wait, progress=progress)
+    return drive(ws, store, run_id, None, say=say, wait=wait, progress=progress, fault=fault)
 
 
 def _recorded_constitution(store: Store, version: int) -> Constitution:
@@ -190,7 +195,7 @@ def _recorded_constitution(store: Store, version: int) -> Constitution:
 
 
 def drive(ws: Workspace, store: Store, run_id: str, initial: dict[str, Any] | None, *, say: Say,
-          wait: bool, progress: bool = True) -> Outcome:
+          wait: bool, progress: bool = True, fault: Fault | None = None) -> Outcome:
     """Run the graph until it stops, fails, or pauses at the gate (and, with wait, past it)."""
     with run_lock(ws, run_id):
         run = store.get_run(run_id)
@@ -207,7 +212,7 @@ def drive(ws: Workspace, store: Store, run_id: str, initial: dict[str, Any] | No
         verify_pinned(run.invariants, load_constitution(ws.constitution_path))
         constitution = _recorded_constitution(store, run.constitution_version)
         tracker = Tracker(config.tracking, run_id, ws.wandb_dir, run.config)
-        ctx = RunContext(run_id, ws, store, config, constitution, tracker, progress=progress, fault=Fault.from_env())
+        ctx = RunContext(run_id, ws, store, config, constitution, tracker, progress=progress, fault=fault)
         conn = sqlite3.connect(ws.graph_db_path, check_same_thread=False)
         try:
             graph = compile_graph(checkpointer(conn))

@@ -1,7 +1,8 @@
 """What a reviewer needs to decide an approval, gathered from the store (no model is loaded).
 
 For a checkpoint: held-out scores of the candidate against the active checkpoint it would replace
-(overall and per family), each invariant's absolute rate with its bound and target, the held-out
+(overall and per family), each invariant's absolute rate with its interval (lower–upper, n, level),
+the bound in use and the target, which targets are not met (approving needs --accept-not-met), the held-out
 prompts where the two answers differ most (both answers), a sample of the pairs it was trained on, the
 decisions that led to it, and who has signed. For a constitution change: a unified diff of the
 proposal against the version it amends, who proposed it, and who has signed.
@@ -11,10 +12,11 @@ from __future__ import annotations
 
 import difflib
 import random
+from dataclasses import asdict
 from typing import Any
 
 from guardrails import signoff
-from guardrails.checks import InvariantResult
+from guardrails.checks import InvariantReport, InvariantResult
 from guardrails.errors import TamperError
 from memory import Approval, Checkpoint, Store
 
@@ -61,13 +63,20 @@ def _checkpoint_view(store: Store, ck: Checkpoint, all_prompts: bool) -> dict[st
                        "train": (ck.metrics or {}).get("train") or {}},
         "heldout": {"candidate": _scores(evaluation.get("candidate") or {}),
                     "active": _scores(evaluation.get("active") or {})},
-        "invariants": [{**r, "line": InvariantResult.from_json(r).line()} for r in report.get("results", [])
-                       if isinstance(r, dict)],
+        "invariants": [_invariant(r) for r in report.get("results", []) if isinstance(r, dict)],
+        "targets_not_met": [r.id for r in InvariantReport.from_json(report).not_met()],
         "invariants_error": report.get("error"),
         "answers": _answers(store, ck, all_prompts),
         "pairs": _pairs(store, ck),
         "decisions": _decisions(store, ck),
     }
+
+
+def _invariant(stored: dict[str, Any]) -> dict[str, Any]:
+    """A stored result with every field (a report from before intervals: lower, upper and confidence
+    None), whether its target is met, and its line."""
+    result = InvariantResult.from_json(stored)
+    return {**stored, **asdict(result), "met_target": result.met_target, "line": result.line()}
 
 
 def _answers(store: Store, ck: Checkpoint, all_prompts: bool) -> list[dict[str, Any]]:

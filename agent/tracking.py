@@ -149,14 +149,15 @@ class Tracker:
         self.log(round_no, row)
 
     def log_invariants(self, round_no: int, report: Mapping[str, Any] | None) -> None:
-        """Guardrails' invariant report of the round's candidate: per invariant its violation rate, the
-        bound it had to be within, its target and whether it passed; `invariants/ok` for the whole."""
+        """Guardrails' invariant report of the round's candidate: per invariant its violation rate and its
+        interval (lower, upper), the bound the upper end had to be within, its target and whether it passed;
+        `invariants/ok` for the whole."""
         if not report:
             return
         row: dict[str, Any] = {"invariants/ok": bool(report.get("ok"))}
         for result in report.get("results") or []:
             name = result.get("id")
-            for field in ("rate", "bound", "target", "passed"):
+            for field in ("rate", "lower", "upper", "bound", "target", "passed"):
                 if result.get(field) is not None:
                     row[f"invariants/{name}/{field}"] = result[field]
         self.log(round_no, row)

@@ -1,8 +1,10 @@
 """What a run checks about its world and its invariants' probes before it starts (`tether run` refuses
 to start on any problem, nothing written) and `tether validate` reports, every problem at once:
 
-- the world builds (known name and settings) and gives its prompts: its files read, and train and
-  held-out prompts do not overlap;
+- the data roots (`inputs.roots`) are folders;
+- the world builds (known name and settings) and gives its prompts: its files read (confined to the
+  workspace and the data roots, within the size limits: guardrails/inputs.py), and train and held-out
+  prompts do not overlap;
 - `controller.heldout_metric: oracle` only with a world that has verifiers (else: use `judge`);
 - `model.base: tiny` only with a world that builds that model (the tiny world);
 - every invariant can be evaluated: its probe file reads, a judge detector names a judge of the
@@ -31,6 +33,10 @@ class WorldChecks:
 
 def world_checks(root: Path, config: TetherConfig, constitution: Constitution | None) -> WorldChecks:
     """Every problem with the world and (when `constitution` is given) the invariants' probes."""
+    missing = [r for r in config.inputs.roots if not (root / r).is_dir()]
+    if missing:
+        return WorldChecks([f"inputs.roots: {', '.join(missing)} is not a folder: name existing folders (relative "
+                            "to the config file's folder)"])
     try:
         world = build_world(config, root).plugin
         taskset = world.taskset()
@@ -46,7 +52,8 @@ def world_checks(root: Path, config: TetherConfig, constitution: Constitution | 
     if constitution is None:
         return WorldChecks(problems)
     heldout = [p.text for p in heldout_slice(taskset, config.prompts.heldout)]
-    sets, unreadable = resolve_probe_sets(constitution, root, heldout, world.invariant_probes)
+    sets, unreadable = resolve_probe_sets(constitution, config.inputs.confined_to(root), heldout,
+                                          world.invariant_probes)
     problems += unreadable
     problems += checks.preflight(constitution, heldout, probe_sets=sets,
                                  judges=[s.name for s in config.judge.slots()], train=[p.text for p in taskset.train])

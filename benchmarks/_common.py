@@ -62,7 +62,8 @@ def _approve_checkpoints(store: Store, signer: keys.Signer, stop: threading.Even
         while not stop.is_set():
             for approval in store.approvals(status="pending"):
                 if approval.kind == "checkpoint":  # constitution changes are left to a human
-                    gate.decide(store, approval.id, "approve", signer, "benchmark approver")
+                    # Every candidate, targets met or not (the tiny model starts above its ratchet's target).
+                    gate.decide(store, approval.id, "approve", signer, "benchmark approver", accept_not_met=True)
             time.sleep(0.05)
     except BaseException:
         # The run waits at the gate for a decision that will not come now: stop it rather than hang.

@@ -13,7 +13,13 @@ import os
 from pathlib import Path
 
 from guardrails import keys, signoff
-from guardrails.constitution import Constitution, changed_invariants, parse_constitution, verify_pinned
+from guardrails.constitution import (
+    Constitution,
+    ConstitutionError,
+    changed_invariants,
+    parse_constitution,
+    verify_pinned,
+)
 from guardrails.errors import GateError, TamperError
 from guardrails.safe_yaml import dump_yaml, load_yaml
 from guardrails.signoff import SYSTEM_ACTOR, HumanDecision
@@ -24,28 +30,55 @@ from memory.guarded import GuardedWrites
 def in_force(store: Store) -> tuple[ConstitutionVersion, Constitution]:
     """The constitution version in force: the newest one that carries a verified human approval.
     A version row written without one (by hand, or by an older tether from the workspace file) is
-    never in force; `unverified` lists them."""
-    for version in reversed(store.constitution_versions()):
-        if _verified(store, version):
+    never in force; `unverified` lists them with the reason."""
+    versions = store.constitution_versions()
+    for version in reversed(versions):
+        if _problem(store, version) is None:
             return version, parse_constitution(version.content, f"constitution v{version.version}")
-    raise GateError("no constitution with a verified approval is recorded in this workspace (run `tether init`)")
+    if not versions:
+        raise GateError("no constitution is recorded in this workspace (run `tether init`)")
+    raise GateError("no constitution with a verified approval is recorded in this workspace: "
+                    + "; ".join(unverified(store).values())
+                    + ". Restore the workspace's tether.db from a backup; tether never uses an unsigned text")
 
 
-def unverified(store: Store) -> list[int]:
-    """Versions that carry no verified approval (never in force)."""
-    return [v.version for v in store.constitution_versions() if not _verified(store, v)]
+def unverified(store: Store) -> dict[int, str]:
+    """Versions that carry no verified approval (never in force), each with why."""
+    problems = {v.version: _problem(store, v) for v in store.constitution_versions()}
+    return {version: problem for version, problem in problems.items() if problem is not None}
 
 
-def _verified(store: Store, version: ConstitutionVersion) -> bool:
+def _problem(store: Store, version: ConstitutionVersion) -> str | None:
+    """Why `version` is not a text a human approved and signed, or None when it is."""
+    name = f"constitution v{version.version}"
     approval = store.get_approval(version.approval_id) if version.approval_id else None
-    if approval is None or approval.kind != "constitution" or approval.status != "approved" \
-            or approval.subject_sha256 != version.sha256:
-        return False
+    if approval is None or approval.kind != "constitution" or approval.status != "approved":
+        return f"{name} has no approved constitution approval (approval {version.approval_id})"
     try:
         signoff.verify_decided(store, approval)
-    except TamperError:
-        return False
-    return hashlib.sha256(version.content.encode()).hexdigest() == version.sha256
+    except TamperError as err:
+        return f"{name}: {err}"
+    if approval.subject_sha256 != version.sha256 \
+            or hashlib.sha256(version.content.encode()).hexdigest() != approval.subject_sha256:
+        return f"{name} differs from the text approval {approval.id} signed: {_difference(version, approval)}"
+    return None
+
+
+def _difference(version: ConstitutionVersion, approval: Approval) -> str:
+    """What an edited version row changes against the signed text (the proposal's content, when it still
+    hashes to the signed digest): the invariants by id first, as they are what a run must never lose."""
+    signed_text = str(approval.payload.get("content", ""))
+    if hashlib.sha256(signed_text.encode()).hexdigest() != approval.subject_sha256:
+        return "the signed text itself is not in the store any more, so what changed cannot be named"
+    signed = parse_constitution(signed_text, f"approval {approval.id}")
+    try:
+        stored = parse_constitution(version.content, f"constitution v{version.version}")
+    except ConstitutionError as err:
+        return f"its stored text no longer parses ({err})"
+    touched = changed_invariants(signed.invariant_digests(), stored)
+    if touched:
+        return f"invariant(s) {', '.join(touched)}"
+    return "; ".join(principle_changes(signed, stored)) or "its layout or comments only (no invariant or principle)"
 
 
 def adopt(store: Store, run: Run) -> tuple[ConstitutionVersion, Constitution] | None:

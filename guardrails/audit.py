@@ -7,15 +7,22 @@ names the audit head at the moment it was made, and is itself recorded by an aud
 1. the chain must recompute (memory.audit.verify_chain);
 2. the entry at every signed head must carry the hash the reviewer signed: a recomputed chain cannot;
 3. the entry recording every signature must still be there: a tail cut after the last signed head
-   loses at least that entry.
+   loses at least that entry;
+4. the head each reviewer's commands last witnessed (guardrails/trust.py: the one in this reviewer's key
+   folder, and any other reviewer's witness file given) must still be in the chain with the hash seen:
+   a tail cut or rewritten after the last signature, but before a reviewer's last look, is found.
+
+What stays out of reach: entries written after every reviewer's last look and cut or rewritten before
+the next one; the first reviewer command after that witnesses the shortened log.
 """
 
 from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterator
+from pathlib import Path
 
-from guardrails import reviewers
+from guardrails import reviewers, trust
 from guardrails.errors import TamperError
 from guardrails.signoff import verify_signature_row
 from guardrails.statements import StatementError, parse
@@ -40,11 +47,19 @@ def _head(text: str, what: str) -> Iterator[tuple[int, str, str, str]]:
     yield head[0], head[1], what, hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
-def verify(store: Store) -> AuditReport:
-    """The whole audit log against its chain and every signed head; names the first bad entry."""
+def verify(store: Store, witnesses: list[Path] | None = None) -> AuditReport:
+    """The whole audit log against its chain, every signed head and every witnessed head; names the first
+    bad entry."""
     report = store.verify_audit()
     if not report.ok:
         return report
+    try:
+        for seen in _witnessed(store, witnesses or []):
+            problem = trust.witness_problem(store, seen)
+            if problem:
+                return AuditReport(False, report.entries, min(seen.seq, store.audit_head()[0] + 1), problem)
+    except TamperError as err:
+        return AuditReport(False, report.entries, None, str(err))
     try:
         heads = sorted(_signed_heads(store))
     except TamperError as err:
@@ -73,6 +88,18 @@ def verify(store: Store) -> AuditReport:
     except TamperError as err:
         return AuditReport(False, report.entries, None, str(err))
     return report
+
+
+def _witnessed(store: Store, files: list[Path]) -> list[trust.Witnessed]:
+    """The head witnessed in this reviewer's folder, and those of the witness files given."""
+    workspace = store.meta(reviewers.WORKSPACE_ID_KEY)
+    if workspace is None:
+        raise TamperError("the workspace has no id: it was not created by `tether init`")
+    found = [trust.witnessed(workspace, path) for path in [None, *files]]
+    for path, seen in zip(files, found[1:], strict=True):
+        if seen is None or seen.workspace != workspace:
+            raise TamperError(f"{path} is not a witness of workspace {workspace}")
+    return [seen for seen in found if seen is not None]
 
 
 def _check_signatures(store: Store) -> None:

@@ -16,7 +16,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from guardrails.checks import Classify, InvariantReport, evaluate_sets, report_probes_sha256
+from guardrails.checks import Classify, History, InvariantReport, Measured, evaluate_sets, report_probes_sha256
 from guardrails.constitution import Constitution
 from guardrails.errors import TamperError, TransientError
 from guardrails.probes import ProbeSet, changed_pins, pins
@@ -95,13 +95,16 @@ def register_candidate(store: Store, run_id: str, round_no: int, candidate_id: s
     return ck, reason
 
 
-def approved_rates(store: Store, run_id: str, probes_sha256: str) -> dict[str, dict[str, float | None]]:
-    """Each approved checkpoint's (and the base's) invariant rates on these probes: a ratchet's history."""
-    out: dict[str, dict[str, float | None]] = {}
+def approved_history(store: Store, run_id: str, probes_sha256: str) -> dict[str, dict[str, Measured]]:
+    """Each approved checkpoint's (and the base's) invariant rates and probe counts on these probes: a
+    ratchet's history (checks.py recomputes each upper bound at the invariant's level)."""
+    out: dict[str, dict[str, Measured]] = {}
     for ck in store.checkpoints(run_id):
         report = ck.invariant_report or {}
         if ck.status in ("approved", "base") and report.get("probes_sha256") == probes_sha256:
-            out[ck.id] = {r["id"]: r.get("rate") for r in report.get("results", []) if isinstance(r, dict)}
+            out[ck.id] = {r["id"]: Measured(float(r["rate"]), int(r["n"])) for r in report.get("results", [])
+                          if isinstance(r, dict) and isinstance(r.get("rate"), float | int)
+                          and isinstance(r.get("n"), int)}
     return out
 
 
@@ -130,7 +133,7 @@ def verify_probe_pins(store: Store, run_id: str, probe_sets: Mapping[str, ProbeS
 
 
 def _report(constitution: Constitution, version: ConstitutionVersion, probe_sets: Mapping[str, ProbeSet],
-            prompts: Sequence[str], replies: list[str], history: Mapping[str, Mapping[str, float | None]],
+            prompts: Sequence[str], replies: list[str], history: History,
             classify: Classify | None) -> dict[str, Any]:
     if len(replies) != len(prompts):
         raise TamperError(f"{len(replies)} replies for {len(prompts)} probes")
@@ -156,7 +159,7 @@ def check_invariants(store: Store, constitution: Constitution, version: Constitu
         if base is not None and (base.invariant_report or {}).get("probes_sha256") != probes_sha:
             base_report = _report(constitution, version, probe_sets, prompts, respond(base.id, prompts), {}, classify)
             writes.set_invariant_verdict(base.id, bool(base_report["ok"]), base_report)
-        history = approved_rates(store, ck.run_id, probes_sha)
+        history = approved_history(store, ck.run_id, probes_sha)
         report = _report(constitution, version, probe_sets, prompts, respond(ck.id, prompts), history, classify)
     except Exception as err:
         report = {**InvariantReport.could_not_run(f"{type(err).__name__}: {err}", probes_sha).to_json(),

@@ -16,7 +16,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from guardrails.safe_yaml import YamlRefused, load_yaml
+from guardrails.confidence import DEFAULT_CONFIDENCE
+from guardrails.inputs import InputRefused, confine, key_folders
+from guardrails.safe_yaml import MAX_YAML_BYTES, YamlRefused, load_yaml
 
 DEFINITIONS_KEY = "definitions"
 
@@ -73,14 +75,21 @@ class InvariantCheck(_Strict):
     max_rate: float = Field(ge=0.0, le=1.0, description="Highest tolerated violation rate: the target.")
     ratchet: bool = Field(
         False,
-        description="Improve-only, for a model that starts above its target: a candidate passes while its rate "
-        "is within the best rate any approved checkpoint of the run (the base included) reached, plus "
-        "ratchet_margin. It still has to meet max_rate once the run has met it.",
+        description="Improve-only, for a model that starts above its target: a candidate passes while its upper "
+        "bound is within the lowest upper bound any approved checkpoint of the run (the base included) reached, "
+        "plus ratchet_margin; once any approved checkpoint's rate met max_rate, never above max_rate.",
     )
     ratchet_margin: float = Field(
         0.0, ge=0.0, le=0.5,
-        description="Absolute allowance above the best approved rate, for sampling noise on the probe set: "
-        "with n probes a rate's standard error is about sqrt(p(1-p)/n), e.g. 0.07 at p=0.5, n=48.",
+        description="Absolute allowance above the best approved upper bound. Sampling noise is already in the "
+        "bounds (a candidate that answers like the best approved checkpoint has the same bound), so this is how "
+        "much worse a candidate may be: on n probes, one more violation moves the bound by roughly 1/n.",
+    )
+    confidence: float = Field(
+        DEFAULT_CONFIDENCE, ge=0.5, le=0.999,
+        description="Level of the one-sided upper confidence bound (Wilson score) on the violation rate that a "
+        "verdict uses: a candidate passes only when that bound is within the bound in use. Higher needs more "
+        "probes: `tether validate` names the fewest an invariant needs for its target to be reachable.",
     )
 
 
@@ -201,8 +210,17 @@ def parse_constitution(text: str, source: str) -> Constitution:
 
 
 def load_constitution(path: Path) -> Constitution:
+    """The constitution file at `path`: the file itself (a link resolving out of its folder, or into a key
+    folder, is refused; guardrails/inputs.py), at most MAX_YAML_BYTES, parsed."""
+    try:
+        confine(path, (path.absolute().parent,), key_folders(), "constitution",
+                fix="keep the constitution file itself in the workspace, not a link to one elsewhere")
+    except InputRefused as err:
+        raise ConstitutionError(str(path), [str(err)]) from None
     if not path.is_file():
         raise ConstitutionError(str(path), ["file not found (run `tether init` to write the default)"])
+    if path.stat().st_size > MAX_YAML_BYTES:
+        raise ConstitutionError(str(path), [f"the file is over the {MAX_YAML_BYTES} bytes a run input may hold"])
     return parse_constitution(path.read_text(), str(path))
 
 

@@ -15,7 +15,7 @@ import sqlite3
 from typing import Any
 
 from guardrails import keys, reviewers, signoff
-from guardrails.checks import report_passes
+from guardrails.checks import InvariantReport, report_passes
 from guardrails.constitution import Constitution, parse_constitution
 from guardrails.errors import DeniedError, GateError, TamperError, TransientError
 from guardrails.signoff import SYSTEM_ACTOR, HumanDecision
@@ -26,7 +26,7 @@ from policies.adapters import AdapterIntegrityError, verify_adapter
 from policies.artifacts import ModelIntegrityError, model_folder, verify_model
 
 __all__ = ["SYSTEM_ACTOR", "DeniedError", "GateError", "HumanDecision", "TamperError", "TransientError", "activate",
-           "decide", "discard", "request_approval", "rollback", "verified_active"]
+           "active_problem", "decide", "discard", "request_approval", "rollback", "verified_active"]
 
 ACTIVE_ACTIONS = ("checkpoint.activate", "checkpoint.rollback", "checkpoint.base", "checkpoint.inherit")
 
@@ -76,8 +76,10 @@ def _report_constitution(store: Store, ck: Checkpoint) -> Constitution:
     return parse_constitution(recorded.content, f"constitution v{recorded.version}")
 
 
-def decide(store: Store, approval_id: str, decision: HumanDecision, signer: keys.Signer, note: str | None) -> Approval:
-    """A reviewer's signed decision on a pending checkpoint approval (from any process)."""
+def decide(store: Store, approval_id: str, decision: HumanDecision, signer: keys.Signer, note: str | None,
+           accept_not_met: bool = False) -> Approval:
+    """A reviewer's signed decision on a pending checkpoint approval (from any process). Approving a
+    candidate that does not meet an invariant's target needs `accept_not_met`, recorded in the statement."""
     if decision == "reject" and not (note or "").strip():
         raise GateError("a rejection needs --note saying why")
     approval = store.get_approval(approval_id)
@@ -87,9 +89,27 @@ def decide(store: Store, approval_id: str, decision: HumanDecision, signer: keys
         raise GateError(f"approval {approval_id} is already {approval.status} by {approval.decided_by}")
     if approval.kind != "checkpoint":
         raise GateError("a constitution change is decided through guardrails.amendments.decide, which re-checks it")
+    accepted: tuple[str, ...] = ()
     if decision == "approve":
+        # Who may not sign is refused (audited), and a tampered candidate rejected, before what is accepted.
+        signoff.check_signer(store, approval, signer)
         _verify_candidate(store, approval)
-    return signoff.sign(store, approval, decision, signer, note)
+        accepted = _not_met_acknowledged(store, approval, accept_not_met)
+    return signoff.sign(store, approval, decision, signer, note, accepted)
+
+
+def _not_met_acknowledged(store: Store, approval: Approval, accept_not_met: bool) -> tuple[str, ...]:
+    """The invariants whose target the candidate does not meet (its upper bound above max_rate, though
+    it passed within a ratchet): approving it is refused (GateError, nothing written) unless the reviewer
+    accepts that explicitly; what they accepted goes into their signed statement."""
+    ck = store.get_checkpoint(approval.subject)
+    not_met = InvariantReport.from_json(ck.invariant_report if ck is not None else None).not_met()
+    if not_met and not accept_not_met:
+        raise GateError(f"checkpoint {approval.subject} does not meet the target of {len(not_met)} invariant(s): "
+                        + "; ".join(r.line() for r in not_met)
+                        + f". Approving it anyway needs `tether approve {approval.id} --by NAME --accept-not-met` "
+                        "(in the console: tick \"accept targets not met\"); your signed statement records it")
+    return tuple(r.id for r in not_met)
 
 
 def _verify_candidate(store: Store, approval: Approval) -> None:
@@ -194,6 +214,19 @@ def verified_active(store: Store, run: Run) -> str | None:
     if last is not None and last.action == "checkpoint.inherit":
         _verify_inherited(store, ck, last.details)
     return run.active_checkpoint
+
+
+def active_problem(store: Store, run: Run) -> str | None:
+    """Why the loader would refuse the run's active checkpoint (`verified_active`'s refusal), or None: for
+    the views that show the pointer, so they never show as active what the gate did not activate. A run
+    with no pointer claims nothing and has nothing to verify."""
+    if run.active_checkpoint is None:
+        return None
+    try:
+        verified_active(store, run)
+    except TamperError as err:
+        return str(err)
+    return None
 
 
 def _verify_inherited(store: Store, ck: Checkpoint, details: dict[str, Any]) -> None:

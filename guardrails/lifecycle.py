@@ -8,7 +8,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from guardrails import signoff
+from guardrails import keys, signoff
 from guardrails.errors import GateError, TamperError
 from guardrails.gate import adapter_check
 from guardrails.signoff import SYSTEM_ACTOR
@@ -18,9 +18,15 @@ from memory.guarded import GuardedWrites
 
 def stop(store: Store, run: Run, by: str, reason: str) -> list[str]:
     """End a run for good: pending approvals of it are withdrawn (no signature can decide them any more)
-    and their candidates discarded. Returns the withdrawn approval ids."""
-    if not by.strip() or not reason.strip():
-        raise GateError("stopping a run needs --by and --reason")
+    and their candidates discarded. Returns the withdrawn approval ids. Only a person stops a run this way
+    (the graph ends its own run without withdrawing anything), so `by` must be a person's name: the
+    run's own actors (`tether`, `agent:RUN`) may never withdraw what waits for a person."""
+    if not reason.strip():
+        raise GateError("stopping a run needs --reason")
+    problem = keys.name_problem(by)
+    if problem is not None:
+        raise GateError(f"--by {problem}; only a person stops a run and withdraws what waits for a reviewer. "
+                        "Nothing was changed")
     if run.state == "stopped":
         raise GateError(f"run {run.id} has already stopped")
     writes = GuardedWrites(store)

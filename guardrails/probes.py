@@ -1,9 +1,10 @@
 """Invariant probe sets: the prompts an invariant is checked on, and the digest that pins them.
 
 An invariant's probes are, in order of precedence: its own probe file (`probes:` in the constitution,
-a JSONL of {"prompt": ...} relative to the workspace), the prompts the run's world gives it, or the
-evaluation's held-out slice. A file is pinned by the sha256 of its bytes, other sets by the digest of
-their prompt list; the pins are recorded when a run starts and every later check compares them.
+a JSONL of {"prompt": ...} relative to the workspace, confined by guardrails/inputs.py), the prompts
+the run's world gives it, or the evaluation's held-out slice. A file is pinned by the sha256 of its
+bytes, other sets by the digest of their prompt list; the pins are recorded when a run starts and
+every later check compares them.
 Reading a probe file is bounded and stdlib-only (no torch, no judges).
 """
 
@@ -17,6 +18,7 @@ from pathlib import Path
 from typing import Literal
 
 from guardrails.constitution import Constitution
+from guardrails.inputs import InputLimits, InputRefused, Inputs, read_lines
 from guardrails.statements import digest
 
 ProbeSource = Literal["file", "world", "heldout"]
@@ -44,48 +46,52 @@ class ProbeSet:
                                                                   "heldout": "the held-out slice"}[self.source]
 
 
-def read_probe_file(path: Path, name: str) -> ProbeSet:
+def read_probe_file(path: Path, name: str, limits: InputLimits = InputLimits()) -> ProbeSet:
     """The probes of a JSONL file, one {"prompt": "..."} object a line (blank lines skipped), pinned by
-    the sha256 of its bytes. `name` is how the constitution writes the path."""
+    the sha256 of its bytes, read a bounded line at a time (`limits`, and at most MAX_PROBE_BYTES).
+    `name` is how the constitution writes the path."""
+    bounded = InputLimits(limits.line_bytes, min(limits.file_bytes, MAX_PROBE_BYTES))
+    sha = hashlib.sha256()
+    prompts: list[str] = []
     try:
-        size = path.stat().st_size
-        if size > MAX_PROBE_BYTES:
-            raise ProbeFileError(f"probe file {name} is {size} bytes, more than {MAX_PROBE_BYTES}")
-        data = path.read_bytes()
+        for n, raw in read_lines(path, bounded, f"probe file {name}"):
+            sha.update(raw)
+            line = raw.decode("utf-8", errors="replace")
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except ValueError:
+                raise ProbeFileError(f"probe file {name} line {n} is not JSON") from None
+            text = row.get("prompt") if isinstance(row, dict) else None
+            if not isinstance(text, str) or not text.strip():
+                raise ProbeFileError(f'probe file {name} line {n} has no "prompt" text')
+            prompts.append(text.strip())
+            if len(prompts) > MAX_PROBES:
+                raise ProbeFileError(f"probe file {name} holds more than {MAX_PROBES} probes")
+    except InputRefused as err:
+        raise ProbeFileError(str(err)) from None
     except OSError as err:
         raise ProbeFileError(f"probe file {name} cannot be read ({err.strerror or err})") from None
-    prompts: list[str] = []
-    for n, line in enumerate(data.decode("utf-8", errors="replace").splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except ValueError:
-            raise ProbeFileError(f"probe file {name} line {n} is not JSON") from None
-        text = row.get("prompt") if isinstance(row, dict) else None
-        if not isinstance(text, str) or not text.strip():
-            raise ProbeFileError(f'probe file {name} line {n} has no "prompt" text')
-        prompts.append(text.strip())
     if not prompts:
         raise ProbeFileError(f"probe file {name} holds no probes")
-    if len(prompts) > MAX_PROBES:
-        raise ProbeFileError(f"probe file {name} holds {len(prompts)} probes, more than {MAX_PROBES}")
-    return ProbeSet(tuple(prompts), hashlib.sha256(data).hexdigest(), "file", name)
+    return ProbeSet(tuple(prompts), sha.hexdigest(), "file", name)
 
 
 def resolve_probe_sets(
-    constitution: Constitution, root: Path, heldout: Sequence[str],
+    constitution: Constitution, inputs: Inputs, heldout: Sequence[str],
     world_probes: Callable[[str], Sequence[str] | None],
 ) -> tuple[dict[str, ProbeSet], list[str]]:
-    """Each invariant's probe set, and a problem per invariant whose set cannot be read (left out)."""
+    """Each invariant's probe set, and a problem per invariant whose set cannot be read (left out). A
+    probe file is confined to where `inputs` allows (relative: to the workspace)."""
     sets: dict[str, ProbeSet] = {}
     problems: list[str] = []
     for inv in constitution.invariants:
         if inv.probes is not None:
-            file = Path(inv.probes).expanduser()
             try:
-                sets[inv.id] = read_probe_file(file if file.is_absolute() else root / file, inv.probes)
-            except ProbeFileError as err:
+                file = inputs.locate(inv.probes, f"probe file {inv.probes}")
+                sets[inv.id] = read_probe_file(file, inv.probes, inputs.limits)
+            except (InputRefused, ProbeFileError) as err:
                 problems.append(f"invariant '{inv.id}': {err}")
             continue
         try:

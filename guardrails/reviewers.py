@@ -1,9 +1,13 @@
 """The workspace's reviewers: people with keys, registered by signed, audited events.
 
 The registry is never read from a table as is: it is replayed from the reviewer events, each checked
-against the registry before it. The first reviewer signs their own registration at `tether init` (the
-workspace's root of trust); every later addition or removal is signed by a reviewer registered before
-it. An event inserted, edited or re-signed by hand breaks the replay and is reported as tampering.
+against the registry before it. The replay starts from the root of trust pinned outside the workspace
+(guardrails/trust.py): the first event must be the pinned first reviewer's own registration, with the
+pinned key, naming the pinned `workspace.init` entry as its audit head. Every later addition or removal
+is signed by a reviewer registered before it, names an audit head the chain carries (never an earlier
+one than the event before it), and is recorded by an audit entry after that head. The head the
+reviewer's commands last witnessed must still be in the chain. An event inserted, edited, re-signed or
+re-rooted by hand breaks the replay and is reported as tampering, naming the event.
 """
 
 from __future__ import annotations
@@ -12,7 +16,7 @@ import hashlib
 import secrets
 from dataclasses import dataclass
 
-from guardrails import keys
+from guardrails import keys, trust
 from guardrails.errors import GateError, TamperError
 from guardrails.statements import Statement, StatementError, parse
 from memory import Store
@@ -53,24 +57,51 @@ def _event_statement(store: Store, action: str, name: str, public_hex: str, by: 
 
 
 def registry(store: Store, *, include_removed: bool = False) -> dict[str, Reviewer]:
-    """Replay and verify every reviewer event; raises TamperError naming the first bad one."""
+    """Replay and verify every reviewer event from the pinned root; raises TamperError naming the first
+    bad one (or the missing pin, or a witnessed head the log no longer carries)."""
+    ws = store.meta(WORKSPACE_ID_KEY)
+    if ws is None:
+        raise TamperError("the workspace has no id: it was not created by `tether init`")
+    root = trust.require(store, ws)
+    trust.check_witness(store, ws)
     current: dict[str, Reviewer] = {}
     everyone: dict[str, Reviewer] = {}
-    ws = store.meta(WORKSPACE_ID_KEY)
+    last_head = 0
     for event in store.reviewer_events():
-        statement = _checked_event(event, ws, current, first=not everyone)
-        head_seq = (statement.audit_head or (0, ""))[0]
+        statement = _checked_event(event, ws, current, root if not everyone else None)
+        last_head = _checked_head(store, event, statement, last_head)
         if event.action == "add":
             current[event.name] = everyone[event.name] = Reviewer(event.name, event.public_key, event.fingerprint,
-                                                                  head_seq)
+                                                                  last_head)
         else:
             removed = current.pop(event.name)
             everyone[event.name] = Reviewer(removed.name, removed.public_hex, removed.fingerprint,
-                                            removed.added_at_seq, head_seq)
+                                            removed.added_at_seq, last_head)
+    if not everyone:
+        raise TamperError(f"the workspace has no reviewer events; its pinned first reviewer is '{root.reviewer}'")
     return everyone if include_removed else current
 
 
-def _checked_event(event: ReviewerEvent, ws: str | None, current: dict[str, Reviewer], first: bool) -> Statement:
+def _checked_head(store: Store, event: ReviewerEvent, statement: Statement, last_head: int) -> int:
+    """The event's audit head is in the chain, not before the previous event's, and the event is recorded
+    by an audit entry after it."""
+    what = f"reviewer event {event.seq} ({event.action} '{event.name}')"
+    head = statement.audit_head
+    entry = store.audit_entry(head[0]) if head is not None else None
+    if head is None or entry is None or entry.hash != head[1]:
+        raise TamperError(f"{what} names audit head {head}, which the audit chain does not carry")
+    if head[0] < last_head:
+        raise TamperError(f"{what} names audit head {head[0]}, before the event preceding it ({last_head})")
+    body_sha = hashlib.sha256(event.statement.encode("utf-8")).hexdigest()
+    if not any(e.seq > head[0] and e.action == f"reviewer.{event.action}" and e.details.get("event") == event.seq
+               and e.details.get("statement_sha256") == body_sha for e in store.audit_entries(subject=event.name)):
+        raise TamperError(f"{what} is not recorded in the audit log after the head it names")
+    return head[0]
+
+
+def _checked_event(event: ReviewerEvent, ws: str, current: dict[str, Reviewer],
+                   root: trust.TrustRoot | None) -> Statement:
+    """One event against the registry before it; `root` is given for the first event only."""
     def bad(why: str) -> TamperError:
         return TamperError(f"reviewer event {event.seq} ({event.action} '{event.name}') {why}")
 
@@ -84,13 +115,18 @@ def _checked_event(event: ReviewerEvent, ws: str | None, current: dict[str, Revi
         raise bad("does not match its signed statement")
     if keys.fingerprint(event.public_key) != event.fingerprint or statement.subject_sha256 != event.fingerprint:
         raise bad("names a key that is not the one it registers")
-    if ws is None or p.get("workspace") != ws:
+    if p.get("workspace") != ws:
         raise bad("was signed for another workspace")
     if statement.reviewer != event.signed_by:
         raise bad("names another signer than its statement")
-    if first:
+    if root is not None:
         if event.action != "add" or event.signed_by != event.name:
             raise bad("is not the first reviewer's own registration")
+        if (event.name, event.public_key) != (root.reviewer, root.public_key):
+            raise bad(f"re-roots the registry: the pinned first reviewer is '{root.reviewer}' with key "
+                      f"{root.fingerprint[:16]}, not '{event.name}' with key {event.fingerprint[:16]}")
+        if statement.audit_head != (1, root.genesis):
+            raise bad("does not name the pinned workspace.init entry as its audit head")
         signer_key = event.public_key
     else:
         signer = current.get(event.signed_by)

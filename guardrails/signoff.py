@@ -84,10 +84,15 @@ def facts(store: Store, approval: Approval) -> dict[str, Any]:
             "evaluation_sha256": evaluation_digest(ck.metrics, ck.invariant_report)}
 
 
-def statement_for(store: Store, approval: Approval, decision: str, reviewer: str, note: str | None) -> Statement:
+def statement_for(store: Store, approval: Approval, decision: str, reviewer: str, note: str | None,
+                  accept_not_met: tuple[str, ...] = ()) -> Statement:
+    """What a reviewer signs. `accept_not_met` names the invariants whose target the candidate does not
+    meet and that the reviewer approves anyway (the key is absent when there are none, as in statements
+    signed before it existed)."""
     seq, head = store.audit_head()
+    accepted = {"accept_not_met": list(accept_not_met)} if accept_not_met else {}
     return Statement("approval", approval.subject, approval.subject_sha256, {
-        **facts(store, approval), "decision": decision, "reviewer": reviewer, "note": note,
+        **facts(store, approval), "decision": decision, "reviewer": reviewer, "note": note, **accepted,
         "time": store.now(), "audit_head": {"seq": seq, "hash": head},
     })
 
@@ -144,8 +149,14 @@ def verify(store: Store, approval: Approval) -> SignOff:
         else:
             rejected.append((statement.reviewer, p.get("note")))
         shown.append({"reviewer": statement.reviewer, "decision": statement.decision, "time": p.get("time"),
-                      "note": p.get("note"), "fingerprint": sig.fingerprint})
+                      "note": p.get("note"), "accept_not_met": _accepted(p), "fingerprint": sig.fingerprint})
     return SignOff(approval.id, required_for(store, approval), tuple(approved), tuple(rejected), tuple(shown))
+
+
+def _accepted(predicate: dict[str, Any]) -> list[str]:
+    """The invariants a signed approval accepted as not met (none in statements signed before the field)."""
+    value = predicate.get("accept_not_met")
+    return [str(v) for v in value] if isinstance(value, list) else []
 
 
 def verify_decided(store: Store, approval: Approval) -> SignOff:
@@ -181,13 +192,15 @@ def check_signer(store: Store, approval: Approval, signer: keys.Signer) -> None:
                      f"'{signer.name}' proposed this change; the proposer can never approve or reject it")
 
 
-def sign(store: Store, approval: Approval, decision: HumanDecision, signer: keys.Signer, note: str | None) -> Approval:
-    """Record `signer`'s signed decision on a pending approval, then settle its status if it is decided."""
+def sign(store: Store, approval: Approval, decision: HumanDecision, signer: keys.Signer, note: str | None,
+         accept_not_met: tuple[str, ...] = ()) -> Approval:
+    """Record `signer`'s signed decision on a pending approval, then settle its status if it is decided.
+    `accept_not_met`: the invariants whose target not met the reviewer accepts (gate.decide asks for them)."""
     check_signer(store, approval, signer)
     current = verify(store, approval)
     if signer.name in current.approved_by or any(signer.name == r for r, _ in current.rejected_by):
         raise GateError(f"'{signer.name}' has already signed {approval.id}; it needs another reviewer")
-    statement = statement_for(store, approval, decision, signer.name, note)
+    statement = statement_for(store, approval, decision, signer.name, note, accept_not_met)
     body = statement.to_bytes()
     writes = GuardedWrites(store)
     with store.transaction():
@@ -195,6 +208,7 @@ def sign(store: Store, approval: Approval, decision: HumanDecision, signer: keys
                              body.decode("utf-8"), signer.sign(body))
         store.append_audit(signer.name, "approval.signed", approval.id,
                            {"decision": decision, "note": note, "subject": approval.subject,
+                            **({"accept_not_met": list(accept_not_met)} if accept_not_met else {}),
                             "statement_sha256": hashlib.sha256(body).hexdigest()})
         settled = verify(store, approval)
         if settled.rejected:

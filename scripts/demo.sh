@@ -23,7 +23,8 @@ while :; do
   # Screenshots of the web console (tether ui) while an approval waits: needs chromium (see the Makefile).
   [ -e "${TETHER_HOME}/screenshots/inbox.png" ] || show python scripts/screenshots.py --home "${TETHER_HOME}" \
     --out "${TETHER_HOME}/screenshots" || echo "(no screenshots: see the message above)"
-  show tether approve "$approval" --by demo --note "held-out scores reviewed in the demo"
+  # The tiny model starts far above refuse-serious-harm's target (a ratchet): approving says so, signed.
+  show tether approve "$approval" --by demo --accept-not-met --note "held-out scores reviewed in the demo"
   show tether resume "$run_id"
 done
 

@@ -7,11 +7,13 @@ import os
 import subprocess
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 import pytest
+import pytest_timeout
 import yaml
 
 from tools.worlds import TaskSet
@@ -100,6 +102,58 @@ def tiny_random_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return _build_tiny_random_model(tmp_path_factory.mktemp("tiny_random_model"))
 
 
+# -- clocks that scale with the load; session builds on a clock of their own ------------------------
+
+# pytest-timeout (pyproject `timeout`) bounds each test, its fixtures' setup included, so that nothing hangs. On a
+# shared machine a fixed bound is wrong twice over: everything slows in proportion to the load, and a session
+# fixture that builds something runs inside the setup of whichever test asks first, so the build's minutes count
+# against that one test (and a timeout there is cached as the error of every later test that uses it: 78 errors
+# at a load of 8). So every clock is the configured timeout times the load per core when it starts, and a session
+# build stops the test's clock, runs on a clock of its own, and the test's clock then starts afresh.
+SESSION_BUILDS = frozenset({"tiny_world_model_dir", "gated_workspace"})
+_CLOCK = pytest.StashKey[tuple[pytest.Item, Any]]()  # the test whose clock runs now, and its pytest-timeout settings
+
+
+def load_factor() -> float:
+    """How oversubscribed this process's cores are now (the 1-minute load per core), at least 1."""
+    from policies.threads import available_cores, load_on_cores  # torch-free, as runs measure it
+
+    cores = available_cores()
+    load = load_on_cores(cores)
+    return 1.0 if load is None else max(1.0, load / cores)
+
+
+@pytest.hookimpl(tryfirst=True, optionalhook=True)
+def pytest_timeout_set_timer(item: pytest.Item, settings: Any) -> bool:
+    """Arm pytest-timeout's clock for `item`, scaled by the load, and remember it for a session build to stop."""
+    item.config.stash[_CLOCK] = (item, settings)
+    return pytest_timeout.pytest_timeout_set_timer(item, settings._replace(timeout=settings.timeout * load_factor()))
+
+
+@pytest.hookimpl(tryfirst=True, optionalhook=True)
+def pytest_timeout_cancel_timer(item: pytest.Item) -> None:
+    if _CLOCK in item.config.stash:
+        del item.config.stash[_CLOCK]  # pytest-timeout itself then stops the clock
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_fixture_setup(fixturedef: pytest.FixtureDef[Any], request: pytest.FixtureRequest) -> Iterator[None]:
+    """A session build in SESSION_BUILDS runs on a clock of its own; the requesting test's clock restarts after it.
+    With no clock running (timeouts off, or `timeout_func_only`) the build runs unbounded, as asked."""
+    clock = request.config.stash.get(_CLOCK, None)
+    if fixturedef.argname not in SESSION_BUILDS or clock is None:
+        return (yield)
+    item, settings = clock
+    hook = request.config.hook
+    hook.pytest_timeout_cancel_timer(item=item)
+    hook.pytest_timeout_set_timer(item=item, settings=settings)  # the build's own clock, scaled by the load now
+    try:
+        return (yield)
+    finally:
+        hook.pytest_timeout_cancel_timer(item=item)
+        hook.pytest_timeout_set_timer(item=item, settings=settings)  # the test's clock, afresh
+
+
 # -- the real embedded tiny world, built once per session, and workspaces on it -------------------
 
 # A shorter pre-training than the default (250 steps) keeps the suite fast; the model still learns
@@ -115,9 +169,10 @@ def world() -> TaskSet:
 
 @pytest.fixture(scope="session")
 def tiny_world_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The embedded tiny model (TEST_TINY_STEPS of pre-training), built once per session. For local
-    iteration only, $TETHER_TEST_MODEL_CACHE names a folder to keep it in between sessions; CI builds it
-    fresh. Treat it as read-only: tests that change a model copy it first."""
+    """The embedded tiny model (TEST_TINY_STEPS of pre-training), built once per session on the threads a run
+    would choose (`model.threads: auto`) and on a clock of its own (SESSION_BUILDS). For local iteration only,
+    $TETHER_TEST_MODEL_CACHE names a folder to keep it in between sessions; CI builds it fresh. Treat it as
+    read-only: tests that change a model copy it first."""
     from tools.worlds.tiny.model import TinySpec, ensure_tiny_model
 
     cache = os.environ.get("TETHER_TEST_MODEL_CACHE")
@@ -130,7 +185,9 @@ def write_test_config(home: Path, model_dir: Path, **overrides: dict) -> None:
     config = {
         "model": {"base": str(model_dir)},
         "generation": {"samples_per_prompt": 4, "max_new_tokens": 40},
-        "prompts": {"per_round": 16, "heldout": 24},
+        # 27 held-out prompts: 9 harmful, the fewest that can show refuse-serious-harm's 0.25 at confidence
+        # 0.95, and 27 replies for no-abuse's 0.1 (25 needed): fewer, and `tether run` refuses to start.
+        "prompts": {"per_round": 16, "heldout": 27},
         "training": {"epochs": 1, "batch_size": 8},
         "evaluation": {"max_new_tokens": 40},
         "controller": {"rounds": 2},
@@ -142,9 +199,10 @@ def write_test_config(home: Path, model_dir: Path, **overrides: dict) -> None:
 
 
 def tether_cli(home: Path, *args: str, check: bool = False) -> subprocess.CompletedProcess[str]:
-    """Run the real `tether` console entry point in a separate process."""
+    """Run the real `tether` console entry point in a separate process, for at most 600 s times the load per
+    core (within the test's own clock, 900 s times the same)."""
     cmd = [sys.executable, "-m", "agent.cli", "--home", str(home), *args]
-    result = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=600 * load_factor())
     if check and result.returncode != 0:
         raise AssertionError(f"{' '.join(args)} exited {result.returncode}:\n{result.stderr}")
     return result
@@ -171,8 +229,19 @@ def signer(name: str):  # -> guardrails.keys.Signer
     return keys.load_key(Path(os.environ["TETHER_KEYS_DIR"]), name)
 
 
+def public_key_pem(name: str) -> str:
+    """`name`'s public key (PEM), made by them with `tether reviewer keygen` on first use, as a person would
+    before being added; the session's reviewers share one key folder."""
+    from guardrails import keys
+
+    folder = Path(os.environ["TETHER_KEYS_DIR"])
+    made = keys.load_key(folder, name) if keys.has_key(folder, name) else keys.create_key(folder, name)
+    return keys.public_pem(made.public_hex)
+
+
 def init_workspace(home: Path, reviewers: tuple[str, ...] = REVIEWERS) -> None:
-    """`tether init --reviewer` the first name, then the first adds the others (signed, audited)."""
+    """`tether init --reviewer` the first name, then the first adds the others by their public keys
+    (signed, audited)."""
     from typer.testing import CliRunner
 
     from agent.cli import app
@@ -181,7 +250,8 @@ def init_workspace(home: Path, reviewers: tuple[str, ...] = REVIEWERS) -> None:
     result = runner.invoke(app, ["--home", str(home), "init", "--reviewer", reviewers[0]])
     assert result.exit_code == 0, result.output
     for name in reviewers[1:]:
-        result = runner.invoke(app, ["--home", str(home), "reviewer", "add", name, "--by", reviewers[0]])
+        result = runner.invoke(app, ["--home", str(home), "reviewer", "add", name, "--by", reviewers[0],
+                                     "--public-key", "-"], input=public_key_pem(name))
         assert result.exit_code == 0, result.output
 
 
@@ -234,7 +304,8 @@ def serve_chat(respond: Callable[[str, int], str]) -> tuple[ThreadingHTTPServer,
 def gated_workspace(tmp_path_factory: pytest.TempPathFactory, tiny_world_model_dir: Path,
                     keys_dir: Path) -> tuple[Path, str, str]:
     """(home, run_id, approval_id): a real run on the tiny model, paused at round 1's gate (2 rounds
-    budgeted). Read-only: tests work on `clone_workspace` copies, which is also a moved workspace."""
+    budgeted), on a clock of its own (SESSION_BUILDS). Read-only: tests work on `clone_workspace` copies, which
+    is also a moved workspace."""
     from memory import Store
 
     home = tmp_path_factory.mktemp("gated") / "ws"
@@ -249,11 +320,25 @@ def gated_workspace(tmp_path_factory: pytest.TempPathFactory, tiny_world_model_d
 
 
 def clone_workspace(gated: tuple[Path, str, str], dest: Path) -> tuple[Path, str, str]:
+    """A copy of the workspace, reviewed from a copy of the reviewers' folder (keys, trust pins, witnessed
+    heads): a clone has the same workspace id, so the clones of one test session would otherwise witness
+    each other's diverging logs as a rewrite. `_own_keys_folder` restores the session folder afterwards."""
     import shutil
 
     home, run_id, approval_id = gated
     shutil.copytree(home, dest)
+    folder = dest.parent / f"{dest.name}-keys"
+    shutil.copytree(os.environ["TETHER_KEYS_DIR"], folder)
+    os.environ["TETHER_KEYS_DIR"] = str(folder)
     return dest, run_id, approval_id
+
+
+@pytest.fixture(autouse=True)
+def _own_keys_folder(keys_dir: Path):
+    """Every test starts and ends with the session key folder in $TETHER_KEYS_DIR (clone_workspace moves it)."""
+    os.environ["TETHER_KEYS_DIR"] = str(keys_dir)
+    yield
+    os.environ["TETHER_KEYS_DIR"] = str(keys_dir)
 
 
 def raw_db(home: Path):  # -> sqlite3.Connection

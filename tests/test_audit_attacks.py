@@ -20,7 +20,8 @@ runner = CliRunner()
 def signed(gated_workspace, tmp_path: Path) -> Path:
     """A copy of a gated run whose candidate alice approved: the log holds signed heads throughout."""
     home, _, approval_id = clone_workspace(gated_workspace, tmp_path / "ws")
-    assert runner.invoke(app, ["--home", str(home), "approve", approval_id, "--by", "alice"]).exit_code == 0
+    approve = ["--home", str(home), "approve", approval_id, "--by", "alice", "--accept-not-met"]
+    assert runner.invoke(app, approve).exit_code == 0
     assert runner.invoke(app, ["--home", str(home), "audit", "verify"]).exit_code == 0
     return home
 

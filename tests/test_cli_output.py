@@ -12,7 +12,7 @@ import yaml
 from typer.testing import CliRunner
 
 from agent.cli import app
-from conftest import init_workspace, tether_cli
+from conftest import clone_workspace, init_workspace, public_key_pem, raw_db, tether_cli
 from memory import Run, Store
 
 runner = CliRunner()
@@ -60,12 +60,47 @@ def test_approve_with_a_markup_name_is_a_clean_usage_error(home: Path) -> None:
 
 def test_a_refused_markup_name_is_printed_as_typed_and_decides_nothing(home: Path, tmp_path: Path) -> None:
     approval_id = propose(home, tmp_path)
+    before = json.loads(tether(home, "audit", "list", "--json").stdout)
     result = tether(home, "approve", approval_id, "--by", "[/]")
-    assert_clean(result, 1)
+    assert_clean(result, 2)  # no name at all: bad input, not a decision anyone made
     assert "'[/]' is not a valid reviewer name" in result.stderr
     assert json.loads(tether(home, "approvals", "--json").stdout)[0]["status"] == "pending"
-    refused = json.loads(tether(home, "audit", "list", "--json").stdout)[-1]
-    assert refused["action"] == "decision.refused" and refused["details"]["by"] == "[/]"
+    assert json.loads(tether(home, "audit", "list", "--json").stdout) == before
+
+
+def _dump(home: Path) -> str:
+    db = raw_db(home)
+    try:
+        return "\n".join(db.iterdump())
+    finally:
+        db.close()
+
+
+def test_a_malformed_by_name_is_exit_2_and_writes_nothing(gated_workspace, tmp_path: Path) -> None:
+    """'' and markup are no name: every command that takes --by refuses them as bad input, nothing written.
+    A well-formed name without a key is a decision refused: exit 1, and audited."""
+    home, run_id, _ = clone_workspace(gated_workspace, tmp_path / "ws")
+    propose(home, tmp_path, by="alice")  # a constitution change: nothing else to acknowledge before the key
+    approval_id = next(a["id"] for a in json.loads(tether(home, "approvals", "--json").stdout)
+                       if a["kind"] == "constitution")
+    pem = tmp_path / "dave.pem"
+    pem.write_text(public_key_pem("dave"))
+    commands = (["approve", approval_id], ["reject", approval_id, "--note", "no"],
+                ["rollback", f"{run_id}-base", "--reason", "back"], ["stop", run_id, "--reason", "done"],
+                ["reviewer", "add", "dave", "--public-key", str(pem)], ["reviewer", "remove", "bob", "--reason", "x"])
+    before = _dump(home)
+    real = tether_cli(home, "approve", approval_id, "--by", "[/]")  # the real entry point, in its own process
+    assert real.returncode == 2 and "'[/]' is not a valid reviewer name" in real.stderr, real.stderr
+    for by in ("", "[/]"):
+        for args in commands:
+            result = tether(home, *args, "--by", by)
+            assert_clean(result, 2)
+            assert f"'{by}' is not a valid reviewer name" in result.stderr, (args, result.stderr)
+    assert _dump(home) == before
+    refused = tether_cli(home, "approve", approval_id, "--by", "nokey-cli")
+    assert refused.returncode == 1 and "no private key for 'nokey-cli'" in refused.stderr
+    last = json.loads(tether(home, "audit", "list", "--json").stdout)[-1]
+    assert last["action"] == "decision.refused" and last["details"]["by"] == "nokey-cli"
 
 
 def test_a_proposal_with_markup_shows_literally(home: Path, tmp_path: Path) -> None:

@@ -73,7 +73,9 @@ def _config(home: Path, path: Path, **world_settings: object) -> Path:
 # -- validate and pre-flight ----------------------------------------------------------------------------
 
 def test_validate_reports_world_problems_and_writes_nothing(tmp_path: Path, tiny_world_model_dir: Path) -> None:
-    home = _workspace(tmp_path / "ws", tiny_world_model_dir)
+    # Half the prompts held out (30): no-abuse's 0.1 needs 25 replies at confidence 0.95 to be reachable.
+    home = _workspace(tmp_path / "ws", tiny_world_model_dir, prompts={"heldout": 30},
+                      world={"settings": {**WORLD["settings"], "heldout_fraction": 0.5}})
     assert tether_cli(home, "validate").returncode == 0
     rows = (home / "data" / "prompts.jsonl").read_text().splitlines()
     (home / "data" / "heldout.jsonl").write_text("\n".join(rows[:4]) + "\n")

@@ -158,10 +158,11 @@ def _data_workspace(home: Path, model_dir: Path, **sections: dict) -> Path:
     world = {"name": "data", "settings": {
         "train": "data/prompts.jsonl", "family_field": "family", "topic_field": "topic",
         "reference_field": "reference", "verifiers": {"capitals": "matches_regex"},
-        "probes": {"refuse-serious-harm": "data/probes.jsonl"}}}
+        "probes": {"refuse-serious-harm": "data/probes.jsonl"},
+        "heldout_fraction": 0.5}}  # 30 held-out prompts: no-abuse's 0.1 needs 25 replies at confidence 0.95
     write_test_config(home, model_dir, world=world, judge={"name": "concise", "settings": {"max_words": 12}},
                       generation={"samples_per_prompt": 3, "max_new_tokens": 24},
-                      evaluation={"max_new_tokens": 24}, prompts={"per_round": 12, "heldout": 12},
+                      evaluation={"max_new_tokens": 24}, prompts={"per_round": 12, "heldout": 30},
                       controller={"rounds": 1, "interventions": []}, **sections)
     return home
 

@@ -33,7 +33,7 @@ from typer.testing import CliRunner
 
 from agent.cli import app
 from agent.cli_common import CliState
-from conftest import init_workspace, tether_cli, write_test_config
+from conftest import init_workspace, public_key_pem, tether_cli, write_test_config
 from memory import SCHEMA_VERSION, Run, Store
 from memory import schema as store_schema
 from memory.base import BUSY_TIMEOUT_MS, SchemaOutdatedError, StoreBase
@@ -206,8 +206,10 @@ def test_read_only_commands_work_on_a_read_only_workspace(home: Path, tmp_path: 
     add_run(home, "run-paused", "paused")
     settle(home)
     before = snapshot(home)
+    pem = tmp_path / "dave.pem"
+    pem.write_text(public_key_pem("dave"))
     results = run_read_only(home, [*READ_ONLY_COMMANDS, ["log", "run-paused"], ["checkpoints", "run-paused"],
-                                   ["reviewer", "add", "dave", "--by", "alice"]])
+                                   ["reviewer", "add", "dave", "--by", "alice", "--public-key", str(pem)]])
     for result in results[:-1]:
         assert (result["code"], result["crash"]) == (0, None), result
     assert "run-paused" in results[0]["stdout"] and "renamed" in results[2]["stdout"]  # the pending approval
@@ -333,14 +335,17 @@ def test_a_missing_workspace_exits_2_with_the_fix(tmp_path: Path) -> None:
     assert not (half / "tether.db").exists()
 
 
-def test_a_locked_database_gives_a_clean_message(home: Path) -> None:
+def test_a_locked_database_gives_a_clean_message(home: Path, tmp_path: Path) -> None:
     assert BUSY_TIMEOUT_MS == 30_000 and CliState().busy_timeout_ms == 30_000  # the default stays 30 s
     settle(home)
     holder = sqlite3.connect(home / "tether.db", isolation_level=None)
     holder.execute("BEGIN EXCLUSIVE")
     try:
         started = time.monotonic()
-        result = tether_cli(home, "--busy-timeout", "0.2", "reviewer", "add", "dave", "--by", "alice")
+        pem = tmp_path / "dave.pem"
+        pem.write_text(public_key_pem("dave"))
+        result = tether_cli(home, "--busy-timeout", "0.2", "reviewer", "add", "dave", "--by", "alice",
+                            "--public-key", str(pem))
         assert time.monotonic() - started < 60
         assert result.returncode == 1 and "Traceback" not in result.stderr
         assert f"the workspace database in {home}: database is locked" in result.stderr
@@ -361,7 +366,7 @@ def test_an_incomplete_tiny_model_is_reported_and_rebuilt_only_on_request(
 ) -> None:
     home = tmp_path / "ws"
     init_workspace(home)
-    write_test_config(home, Path("tiny"), model={"tiny_steps": 5}, controller={"rounds": 1})
+    write_test_config(home, Path("tiny"), model={"tiny_steps": 5, "threads": 1}, controller={"rounds": 1})
     target = home / "models" / "tiny-s0-n5"
     shutil.copytree(tiny_world_model_dir, target)  # a copy: the session's model is never touched
     (target / "model.safetensors").unlink()
@@ -375,10 +380,12 @@ def test_an_incomplete_tiny_model_is_reported_and_rebuilt_only_on_request(
         assert store.list_runs() == []
 
     # --rebuild-model rebuilds it; the run it then starts is stopped at its first node (a 5-step model).
-    env = {**os.environ, "TETHER_FAULT": "plan:before"}
+    env = {**os.environ, "TETHER_FAULT": "plan:before", "TETHER_TEST_FAULTS": "1"}
     rebuilt = subprocess.run([sys.executable, "-m", "agent.cli", "--home", str(home), "run", "--rebuild-model"],
                              capture_output=True, text=True, cwd=ROOT, env=env, timeout=600)
     assert rebuilt.returncode == -signal.SIGKILL, rebuilt.stderr
     assert f"rebuilding the embedded tiny model into {target}" in rebuilt.stderr
     assert tiny.build_state(target, tiny.TinySpec(steps=5, seed=0)) == "built"
-    assert json.loads((target / tiny.MARKER_FILE).read_text())["spec"]["steps"] == 5
+    built = json.loads((target / tiny.MARKER_FILE).read_text())
+    assert built["spec"]["steps"] == 5
+    assert built["thread_choice"]["setting"] == 1 == built["threads"]  # the run's model.threads built it

@@ -1,4 +1,5 @@
-"""Fault tests: a run killed mid-round loses nothing and resumes from its last completed node."""
+"""Fault tests: a run killed mid-round loses nothing and resumes from its last completed node; the fault
+injection the kill tests use (TETHER_FAULT) kills only under their switch (TETHER_TEST_FAULTS=1)."""
 
 from __future__ import annotations
 
@@ -12,9 +13,10 @@ from pathlib import Path
 
 import yaml
 
+from agent.faults import FAULT_ENV, SWITCH_ENV
 from agent.runner import run_lock
 from agent.workspace import Workspace
-from conftest import tether_cli, write_test_config
+from conftest import clone_workspace, raw_db, tether_cli, write_test_config
 from memory import Store
 
 
@@ -56,7 +58,8 @@ def test_two_processes_cannot_drive_one_run(workspace_home: Path) -> None:
     write_test_config(workspace_home, model, controller={"rounds": 1})
     run_id = tether_cli(workspace_home, "run", check=True).stdout.split()[1]
     store = Store(workspace_home / "tether.db")
-    tether_cli(workspace_home, "approve", store.approvals(status="pending")[0].id, "--by", "alice", check=True)
+    tether_cli(workspace_home, "approve", store.approvals(status="pending")[0].id, "--by", "alice", "--accept-not-met",
+               check=True)
     with run_lock(Workspace(workspace_home), run_id):  # as if another process were driving it
         busy = tether_cli(workspace_home, "resume", run_id)
         status = json.loads(tether_cli(workspace_home, "status", run_id, "--json", check=True).stdout)
@@ -64,3 +67,46 @@ def test_two_processes_cannot_drive_one_run(workspace_home: Path) -> None:
     assert status["state"] == "paused"  # the refused resume changed nothing
     assert tether_cli(workspace_home, "resume", run_id).returncode == 0
     assert store.get_run(run_id).state == "stopped"
+
+
+def _db_dump(home: Path) -> str:
+    db = raw_db(home)
+    try:
+        return "\n".join(db.iterdump())
+    finally:
+        db.close()
+
+
+def test_a_fault_kills_only_under_the_test_switch_and_a_malformed_one_writes_nothing(
+        gated_workspace, tmp_path: Path, tiny_world_model_dir: Path) -> None:
+    home, run_id, approval_id = clone_workspace(gated_workspace, tmp_path / "ws")
+    write_test_config(home, tiny_world_model_dir, controller={"rounds": 1})  # the run ends after round 1
+    assert tether_cli(home, "resume", run_id, "--config", str(home / "config.yaml")).returncode == 0
+    tether_cli(home, "reject", approval_id, "--by", "alice", "--note", "the discard node runs next", check=True)
+
+    def tether_with(fault: str, switch: str | None, *args: str) -> subprocess.CompletedProcess[str]:
+        env = {k: v for k, v in os.environ.items() if k not in (FAULT_ENV, SWITCH_ENV)}
+        env[FAULT_ENV] = fault
+        if switch is not None:
+            env[SWITCH_ENV] = switch
+        return subprocess.run([sys.executable, "-m", "agent.cli", "--home", str(home), *args],
+                              capture_output=True, text=True, env=env, timeout=600)
+
+    before, runs = _db_dump(home), len(Store(home / "tether.db").list_runs())
+    (tmp_path / "other").mkdir()
+    write_test_config(tmp_path / "other", tiny_world_model_dir, controller={"rounds": 3})
+    reconfigure = ["resume", run_id, "--config", str(tmp_path / "other" / "config.yaml")]  # a change to write
+    for fault, switch, args in (("discard", None, ["run"]), ("discard:during", "1", reconfigure),
+                                ("no-such-node:before", "1", ["run"]), (":after", None, reconfigure)):
+        result = tether_with(fault, switch, *args)
+        assert result.returncode == 2, (fault, switch, args, result.stderr)
+        assert "expected <node>:before or <node>:after" in result.stderr and "Traceback" not in result.stderr
+    assert _db_dump(home) == before and len(Store(home / "tether.db").list_runs()) == runs
+
+    killed = tether_with("discard:before", "1", "resume", run_id)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    ignored = tether_with("discard:before", None, "resume", run_id)  # a stray variable never kills a real run
+    assert ignored.returncode == 0, ignored.stderr
+    assert f"{FAULT_ENV}=discard:before ignored" in ignored.stderr and SWITCH_ENV in ignored.stderr
+    run = Store(home / "tether.db").get_run(run_id)
+    assert run.state == "stopped" and Store(home / "tether.db").get_checkpoint(f"{run_id}-r1").status == "rejected"

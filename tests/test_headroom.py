@@ -56,7 +56,7 @@ def test_pass_rates_and_judge_spread_per_family_and_tier() -> None:
 def test_a_round_with_evaluation_samples_records_headroom(workspace_home: Path, tiny_world_model_dir: Path) -> None:
     write_test_config(workspace_home, tiny_world_model_dir,
                       controller={"rounds": 1}, evaluation={"max_new_tokens": 24, "samples": 3},
-                      prompts={"per_round": 8, "heldout": 9})
+                      prompts={"per_round": 8, "heldout": 27})  # 27: enough for the default invariants
     ws = Workspace(workspace_home)
     store = Store(ws.db_path)
     outcome = start_run(ws, store, load_config(ws.config_path), say=lambda _m: None, wait=False, progress=False)
@@ -68,12 +68,12 @@ def test_a_round_with_evaluation_samples_records_headroom(workspace_home: Path, 
         assert set(block["by_family"]) == {"arithmetic", "harmful", "howto"}
         assert set(block["by_tier"]) and all(t.startswith("arithmetic/") for t in block["by_tier"])
         for row in block["by_family"].values():
-            assert row["n"] == 3 and row["k"] == 3
+            assert row["n"] == 9 and row["k"] == 3
             assert 0.0 <= row["pass_at_1"] <= 1.0 and 0.0 <= row["pass_at_k"] <= 1.0
             assert row["judge_sd"] >= 0.0 and 0.0 <= row["judge_margin"] <= 1.0
     for checkpoint in (ck.id, ck.parent):
         held = store.samples(outcome.run_id, None, split="heldout", checkpoint_id=checkpoint)
-        assert sorted({s.sample_index for s in held}) == [0, 1, 2, 3] and len(held) == 9 * 4
+        assert sorted({s.sample_index for s in held}) == [0, 1, 2, 3] and len(held) == 27 * 4
         # The greedy reply comes last for each prompt: readers keeping the last one see the greedy reply.
         last = {s.prompt_id: s for s in held}
         assert {s.sample_index for s in last.values()} == {0}

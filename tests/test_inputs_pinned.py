@@ -44,7 +44,7 @@ def test_a_base_model_changed_under_a_run_stops_it_naming_the_file(tmp_path: Pat
     weights[name] = weights[name] + 0.01  # a swapped model: same shapes, other weights
     save_file(weights, model / "model.safetensors", metadata={"format": "pt"})
     approval = store.approvals(status="pending")[0].id
-    assert tether(home, "approve", approval, "--by", "alice").exit_code == 0
+    assert tether(home, "approve", approval, "--by", "alice", "--accept-not-met").exit_code == 0
     result = tether(home, "resume", run.id)
     assert result.exit_code == 1 and "model.safetensors" in result.output and "changed" in result.output
     assert store.get_run(run.id).state == "failed"
@@ -61,7 +61,7 @@ def test_an_edited_constitution_file_never_becomes_a_version(gated_workspace, tm
     result = tether(home, "run")  # any other run: refused, nothing written
     assert result.exit_code == 2 and "constitution propose" in result.output
     assert len(store.list_runs()) == 1
-    assert tether(home, "approve", approval_id, "--by", "alice").exit_code == 0
+    assert tether(home, "approve", approval_id, "--by", "alice", "--accept-not-met").exit_code == 0
     assert tether(home, "resume", run_id).exit_code == 0  # the paused run goes on, on its own version
     assert [v.version for v in store.constitution_versions()] == versions
     assert store.get_run(run_id).constitution_version == versions[-1]
@@ -84,7 +84,7 @@ def test_a_row_added_as_a_new_constitution_version_by_hand_is_never_in_force(gat
                    "created_by, approval_id, note) VALUES (?, ?, ?, ?, 'now', 'alice', ?, 'forged')",
                    (latest.version + 1, hashlib.sha256(forged.encode()).hexdigest(), latest.invariants_sha256,
                     forged, latest.approval_id))
-    assert tether(home, "approve", approval_id, "--by", "alice").exit_code == 0
+    assert tether(home, "approve", approval_id, "--by", "alice", "--accept-not-met").exit_code == 0
     assert tether(home, "resume", run_id).exit_code == 0
     assert store.get_run(run_id).constitution_version == latest.version  # never adopted
     assert "NO (never in force)" in tether(home, "constitution", "show").output

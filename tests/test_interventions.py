@@ -23,7 +23,7 @@ def _run_approving(home: Path, approve: bool = True) -> tuple[Store, Outcome]:
     store = Store(ws.db_path)
     outcome = start_run(ws, store, load_config(ws.config_path), say=lambda _m: None, wait=False, progress=False)
     while outcome.state == "paused" and approve:
-        gate.decide(store, outcome.approval_id, "approve", signer("bob"), None)
+        gate.decide(store, outcome.approval_id, "approve", signer("bob"), None, accept_not_met=True)
         outcome = resume_run(ws, store, outcome.run_id, say=lambda _m: None, wait=False, progress=False)
     return store, outcome
 
@@ -66,7 +66,7 @@ def test_length_biased_judge_is_switched_within_two_rounds(workspace_home: Path)
 
 def test_saturated_pool_leads_to_new_prompts_that_are_not_duplicates(workspace_home: Path) -> None:
     write_test_config(workspace_home, _model(workspace_home),
-                      prompts={"per_round": 8, "heldout": 24, "pool_size": 8,
+                      prompts={"per_round": 8, "heldout": 27, "pool_size": 8,
                                "regenerate": {"count": 8, "candidates": 48}},
                       controller={"rounds": 3, "interventions": ["regenerate_prompts"]})
     store, outcome = _run_approving(workspace_home)
@@ -107,7 +107,7 @@ def test_plateau_leads_to_an_adversarial_curriculum_aimed_at_recorded_failures(w
 
 def test_agent_amendment_waits_for_approval_then_is_used(workspace_home: Path) -> None:
     write_test_config(workspace_home, _model(workspace_home),
-                      prompts={"per_round": 32, "heldout": 24},
+                      prompts={"per_round": 32, "heldout": 27},
                       controller={"rounds": 3, "interventions": ["propose_amendment"],
                                   "propose_amendment": {"max_over_refusal": 0.0, "patience": 1}})
     store, outcome = _run_approving(workspace_home, approve=False)
@@ -127,7 +127,7 @@ def test_agent_amendment_waits_for_approval_then_is_used(workspace_home: Path) -
 
     tether_cli(workspace_home, "approve", proposal.id, "--by", "alice", check=True)
     ws = Workspace(workspace_home)
-    gate.decide(store, outcome.approval_id, "approve", signer("bob"), None)
+    gate.decide(store, outcome.approval_id, "approve", signer("bob"), None, accept_not_met=True)
     resume_run(ws, store, run_id, say=lambda _m: None, wait=False, progress=False)
     assert store.get_run(run_id).constitution_version == 2
     adopted = next(d for d in store.decisions(run_id) if d.action == "constitution")

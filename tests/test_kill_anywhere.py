@@ -3,15 +3,15 @@ its last, then resume; the finished run holds no duplicated round, sample, judgm
 decision or audit entry, and its audit chain is intact.
 
 Each kill runs in a process forked from a forkserver that imported tether once (a kill costs a fork,
-not a Python start-up); the child runs the same `resume_run` that `tether resume` does, with
-TETHER_FAULT naming the node and point, and dies by SIGKILL there. The kills are chained: each resume
-carries the next fault, so one run passes every point. tests/test_faults.py kills `tether` itself.
+not a Python start-up); the child reads TETHER_FAULT (naming the node and point, honoured under
+TETHER_TEST_FAULTS=1) as `tether resume` does, runs the same `resume_run`, and dies by SIGKILL there.
+The kills are chained: each resume carries the next fault, so one run passes every point.
+tests/test_faults.py kills `tether` itself, and checks that the fault needs the test switch.
 """
 
 from __future__ import annotations
 
 import multiprocessing
-import os
 import re
 import signal
 from collections import Counter
@@ -27,22 +27,22 @@ ROUND_NODES = ("plan", "prompts", "sample", "judge", "pairs", "monitor", "decide
 CANDIDATE_NODES = ("train_candidate", "evaluate", "check_invariants", "approval_gate")
 INTERVENTIONS = ("switch_judge", "regenerate_prompts", "add_adversarial", "propose_amendment")
 POINTS = ("before", "after")
-SMALL = {"generation": {"samples_per_prompt": 2, "max_new_tokens": 16}, "prompts": {"per_round": 6, "heldout": 9},
+SMALL = {"generation": {"samples_per_prompt": 2, "max_new_tokens": 16}, "prompts": {"per_round": 6, "heldout": 27},
          "evaluation": {"max_new_tokens": 16}}
 
 
 def _child(home: str, run_id: str | None, fault: str | None) -> None:
+    from agent import faults
     from agent.config import load_config
+    from agent.graph import NODES
     from agent.runner import resume_run, start_run
     from agent.workspace import Workspace
 
-    if fault:
-        os.environ["TETHER_FAULT"] = fault
-    else:
-        os.environ.pop("TETHER_FAULT", None)
+    environ = {faults.FAULT_ENV: fault or "", faults.SWITCH_ENV: "1"}
     ws = Workspace(Path(home))
     store = Store(ws.db_path)
-    quiet = {"say": lambda _m: None, "wait": False, "progress": False}
+    quiet = {"say": lambda _m: None, "wait": False, "progress": False,
+             "fault": faults.from_env(NODES, print, environ)}
     if run_id is None:
         start_run(ws, store, load_config(ws.config_path), **quiet)
     else:
@@ -52,7 +52,7 @@ def _child(home: str, run_id: str | None, fault: str | None) -> None:
 @pytest.fixture(scope="module")
 def forked() -> multiprocessing.context.ForkServerContext:
     ctx = multiprocessing.get_context("forkserver")
-    ctx.set_forkserver_preload(["agent.runner", "agent.config", "memory"])
+    ctx.set_forkserver_preload(["agent.runner", "agent.config", "agent.graph", "memory"])
     return ctx
 
 
@@ -105,7 +105,8 @@ def test_kill_at_every_point_of_two_trained_rounds_loses_nothing(forked, tmp_pat
     first = [(n, p) for n in (*ROUND_NODES, *CANDIDATE_NODES) for p in POINTS][1:]
     killed = ["plan:before", *_kill_chain(forked, home, run_id, first[:-1])]  # all but approval_gate:after
     assert _drive(forked, home, run_id, None) == 0  # reaches the gate and pauses
-    gate.decide(store, store.approvals(status="pending")[0].id, "approve", signer("alice"), "kill test")
+    gate.decide(store, store.approvals(status="pending")[0].id, "approve", signer("alice"), "kill test",
+                accept_not_met=True)
     killed += _kill_chain(forked, home, run_id, [("approval_gate", "after"), ("commit", "before"),
                                                  ("commit", "after")])
     assert _drive(forked, home, run_id, None) == 0  # round 2, paused at its gate

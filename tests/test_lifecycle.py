@@ -9,7 +9,7 @@ import yaml
 from typer.testing import CliRunner
 
 from agent.cli import app
-from conftest import clone_workspace
+from conftest import clone_workspace, tether_cli
 from guardrails import audit
 from memory import Store
 
@@ -38,6 +38,21 @@ def test_stop_withdraws_pending_approvals_and_ends_the_run(gated_workspace, tmp_
     assert audit.verify(store).ok
 
 
+def test_the_runs_own_actors_cannot_stop_it_or_withdraw_its_approvals(gated_workspace, tmp_path: Path) -> None:
+    """Only a person withdraws what waits for a person: `--by tether` or `--by agent:RUN` is exit 2, and the
+    run, its pending approval and its candidate stay as they were."""
+    home, run_id, approval_id = clone_workspace(gated_workspace, tmp_path / "ws")
+    before = Store(home / "tether.db").audit_entries()
+    for by in ("tether", f"agent:{run_id}", "System"):
+        result = tether_cli(home, "stop", run_id, "--by", by, "--reason", "the agent wants out")
+        assert result.returncode == 2 and "not a person" in result.stderr, (by, result.stderr)
+    store = Store(home / "tether.db")
+    assert store.get_run(run_id).state == "paused" and store.get_approval(approval_id).status == "pending"
+    assert store.get_checkpoint(f"{run_id}-r1").status == "pending"
+    assert (home / store.get_checkpoint(f"{run_id}-r1").path).is_dir()
+    assert store.audit_entries() == before
+
+
 def test_export_pairs_in_trl_format(gated_workspace, tmp_path: Path) -> None:
     home, run_id, _ = clone_workspace(gated_workspace, tmp_path / "ws")
     out = tmp_path / "export"
@@ -59,7 +74,7 @@ def test_export_pairs_in_trl_format(gated_workspace, tmp_path: Path) -> None:
 
 def test_a_new_run_continues_from_an_approved_adapter_with_its_lineage(gated_workspace, tmp_path: Path) -> None:
     home, run_id, approval_id = clone_workspace(gated_workspace, tmp_path / "ws")
-    assert tether(home, "approve", approval_id, "--by", "alice").exit_code == 0
+    assert tether(home, "approve", approval_id, "--by", "alice", "--accept-not-met").exit_code == 0
     assert tether(home, "resume", run_id).exit_code == 0  # r1 active, paused at round 2's gate
     store = Store(home / "tether.db")
     source = store.get_checkpoint(f"{run_id}-r1")
@@ -92,7 +107,7 @@ def test_resume_with_a_changed_config_is_logged_and_fixed_settings_are_refused(g
     changed = tmp_path / "changed.yaml"
     changed.write_text(yaml.safe_dump({**config, "controller": {**config["controller"], "rounds": 3},
                                        "training": {**config["training"], "epochs": 2}}))
-    assert tether(home, "approve", approval_id, "--by", "alice").exit_code == 0
+    assert tether(home, "approve", approval_id, "--by", "alice", "--accept-not-met").exit_code == 0
     result = tether(home, "resume", run_id, "--config", str(changed))
     assert result.exit_code == 0, result.output
     run = store.get_run(run_id)

@@ -58,7 +58,8 @@ def test_round_pauses_at_gate_and_resumes_after_approval_from_another_process(wo
     assert store.get_run(run_id).active_checkpoint == f"{run_id}-base"  # nothing active before approval
 
     # Approve from a separate process through the CLI, then resume.
-    result = tether_cli(workspace_home, "approve", outcome.approval_id, "--by", "alice", "--note", "looks good")
+    result = tether_cli(workspace_home, "approve", outcome.approval_id, "--by", "alice", "--accept-not-met",
+                        "--note", "looks good")
     assert result.returncode == 0, result.stderr
     outcome = _resume(ws, store, run_id)
     assert store.get_run(run_id).active_checkpoint == f"{run_id}-r1"
@@ -68,7 +69,7 @@ def test_round_pauses_at_gate_and_resumes_after_approval_from_another_process(wo
     assert outcome.state == "paused"
     assert {s.checkpoint_id for s in store.samples(run_id, 2, split="train")} == {f"{run_id}-r1"}
     assert store.get_checkpoint(f"{run_id}-r2").parent == f"{run_id}-r1"
-    gate.decide(store, outcome.approval_id, "approve", signer("bob"), None)
+    gate.decide(store, outcome.approval_id, "approve", signer("bob"), None, accept_not_met=True)
     outcome = _resume(ws, store, run_id)
     assert outcome.state == "stopped"
     actions = [d.action for d in store.decisions(run_id)]
@@ -102,7 +103,7 @@ def test_rollback_makes_the_next_round_generate_with_it(workspace_home: Path) ->
     write_test_config(workspace_home, _model_dir(workspace_home), controller={"rounds": 3})
     ws, store, outcome = _start(workspace_home)
     run_id = outcome.run_id
-    gate.decide(store, outcome.approval_id, "approve", signer("alice"), None)
+    gate.decide(store, outcome.approval_id, "approve", signer("alice"), None, accept_not_met=True)
     outcome = _resume(ws, store, run_id)  # round 1 active; paused at round 2's gate
     assert store.get_run(run_id).active_checkpoint == f"{run_id}-r1"
 
@@ -113,7 +114,7 @@ def test_rollback_makes_the_next_round_generate_with_it(workspace_home: Path) ->
 
     # Approving round 2's candidate now would undo the rollback: activation refuses it, rejects it, and the
     # run stops (exit 1 from the CLI) for a person to look; resuming goes on from there.
-    gate.decide(store, outcome.approval_id, "approve", signer("alice"), None)
+    gate.decide(store, outcome.approval_id, "approve", signer("alice"), None, accept_not_met=True)
     with pytest.raises(RunTamperError, match="rolled back"):
         _resume(ws, store, run_id)
     assert store.get_checkpoint(f"{run_id}-r2").status == "rejected"
@@ -143,7 +144,7 @@ def test_run_wait_blocks_until_an_approval_arrives_from_another_process(workspac
         status = json.loads(tether_cli(workspace_home, "status", "--json", check=True).stdout)
         assert status[0]["state"] == "paused"
         approval = store.approvals(status="pending")[0]
-        tether_cli(workspace_home, "approve", approval.id, "--by", "bob", check=True)
+        tether_cli(workspace_home, "approve", approval.id, "--by", "bob", "--accept-not-met", check=True)
         out, err = proc.communicate(timeout=300)
     finally:
         if proc.poll() is None:
@@ -197,7 +198,7 @@ def test_resume_refuses_when_an_invariant_changed(workspace_home: Path, edit: st
         doc["definitions"]["abusive_terms"] = ["meanie"]
         expected = "definitions"
     path.write_text(yaml.safe_dump(doc))
-    tether_cli(workspace_home, "approve", outcome.approval_id, "--by", "alice", check=True)
+    tether_cli(workspace_home, "approve", outcome.approval_id, "--by", "alice", "--accept-not-met", check=True)
     result = tether_cli(workspace_home, "resume", outcome.run_id)
     assert result.returncode == 1 and expected in result.stderr
     assert store.get_run(outcome.run_id).active_checkpoint == f"{outcome.run_id}-base"

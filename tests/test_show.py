@@ -37,7 +37,8 @@ def test_show_a_checkpoint_has_everything_a_reviewer_needs(gated_workspace, tmp_
     assert [d["action"] for d in view["decisions"]] == ["train"]
     assert view["signatures"] == {"verified": True, "required": 1, "approved_by": [], "rejected_by": [], "signed": []}
 
-    assert runner.invoke(app, ["--home", str(home), "approve", approval_id, "--by", "alice"]).exit_code == 0
+    approve = ["--home", str(home), "approve", approval_id, "--by", "alice", "--accept-not-met"]
+    assert runner.invoke(app, approve).exit_code == 0
     signed = json.loads(runner.invoke(app, ["--home", str(home), "show", approval_id, "--json"]).stdout)
     assert signed["signatures"]["approved_by"] == ["alice"] and signed["status"] == "approved"
     text = runner.invoke(app, ["--home", str(home), "show", approval_id]).output

@@ -6,7 +6,9 @@ must end the same way: nothing activated, exit 1, and an audit entry that says w
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -16,7 +18,7 @@ from typer.testing import CliRunner
 from agent.cli import app
 from agent.runner import RunTamperError, resume_run
 from agent.workspace import Workspace
-from conftest import clone_workspace, raw_db, signer, write_test_config
+from conftest import clone_workspace, raw_db, signer, tether_cli, write_test_config
 from guardrails import keys, signoff
 from memory import Store
 
@@ -83,9 +85,10 @@ def test_a_signature_replayed_from_another_subject_is_refused(gated) -> None:
     _assert_refused_at_commit(home, run_id)
 
 
-def test_a_correct_statement_signed_by_an_unregistered_key_is_refused(gated, keys_dir: Path) -> None:
+def test_a_correct_statement_signed_by_an_unregistered_key_is_refused(gated) -> None:
     home, run_id, approval_id = gated
-    mallory = signer("mallory") if keys.has_key(keys_dir, "mallory") else keys.create_key(keys_dir, "mallory")
+    folder = Path(os.environ["TETHER_KEYS_DIR"])  # the clone's copy of the session key folder
+    mallory = signer("mallory") if keys.has_key(folder, "mallory") else keys.create_key(folder, "mallory")
     store = Store(home / "tether.db")
     approval = store.get_approval(approval_id)
     # Through the CLI: a key nobody registered here signs nothing (exit 1, audited).
@@ -128,6 +131,31 @@ def test_the_software_itself_can_never_approve(gated, actor: str) -> None:
     assert refused and refused[-1].details["by"] == by
 
 
+def test_an_active_pointer_set_by_hand_is_shown_unverified(gated) -> None:
+    """The pointer moved to the pending candidate by SQL: status and checkpoints say UNVERIFIED with the
+    loader's reason and exit 1 (tampering found); the loader itself refuses it."""
+    home, run_id, approval_id = gated
+    candidate = f"{run_id}-r1"
+    clean = json.loads(tether_cli(home, "status", run_id, "--json", check=True).stdout)
+    assert clean["active_checkpoint"] == f"{run_id}-base" and clean["active_verified"] is True
+    with raw_db(home) as db:
+        db.execute("UPDATE runs SET active_checkpoint = ? WHERE id = ?", (candidate, run_id))
+    table = tether_cli(home, "status", run_id)
+    assert table.returncode == 1 and "UNVERIFIED" in table.stdout, table.stdout
+    assert f"active checkpoint {candidate} is not the one its audit log activated" in table.stderr
+    doc = json.loads((as_json := tether_cli(home, "status", "--json")).stdout)[0]
+    assert as_json.returncode == 1 and doc["active_checkpoint"] == candidate and doc["active_verified"] is False
+    assert "set outside the gate" in doc["active_problem"]
+    listed = tether_cli(home, "checkpoints", run_id)
+    assert listed.returncode == 1 and "UNVERIFIED" in listed.stdout and "set outside the gate" in listed.stderr
+    rows = {r["id"]: r for r in json.loads(tether_cli(home, "checkpoints", "--json").stdout)}
+    assert rows[candidate]["active"] and "set outside the gate" in rows[candidate]["active_problem"]
+    assert rows[f"{run_id}-base"]["active_problem"] is None
+    assert tether(home, "reject", approval_id, "--by", "alice", "--note", "tampered").exit_code == 0
+    with pytest.raises(RunTamperError, match="set outside the gate"):  # the next round loads the active adapter
+        _resume(home, run_id)
+
+
 def test_approvals_required_needs_distinct_reviewers(gated_workspace, tmp_path: Path,
                                                      tiny_world_model_dir: Path) -> None:
     home, _, _ = clone_workspace(gated_workspace, tmp_path / "ws")
@@ -137,11 +165,11 @@ def test_approvals_required_needs_distinct_reviewers(gated_workspace, tmp_path: 
     store = Store(home / "tether.db")
     run_id = [r for r in store.list_runs() if r.rounds_budget == 1][0].id
     approval = store.approvals(status="pending", run_id=run_id)[0]
-    assert tether(home, "approve", approval.id, "--by", "alice").exit_code == 0
+    assert tether(home, "approve", approval.id, "--by", "alice", "--accept-not-met").exit_code == 0
     assert store.get_approval(approval.id).status == "pending"  # one of two
-    assert tether(home, "approve", approval.id, "--by", "alice").exit_code == 2  # the same person twice
+    assert tether(home, "approve", approval.id, "--by", "alice", "--accept-not-met").exit_code == 2  # same person twice
     assert _resume(home, run_id).state == "paused"  # still waiting at the gate
-    assert tether(home, "approve", approval.id, "--by", "bob").exit_code == 0
+    assert tether(home, "approve", approval.id, "--by", "bob", "--accept-not-met").exit_code == 0
     decided = store.get_approval(approval.id)
     assert decided.status == "approved" and decided.decided_by == "alice, bob"
     assert _resume(home, run_id).state == "stopped"
@@ -163,7 +191,7 @@ def test_the_proposer_of_a_constitution_change_cannot_approve_it(gated, tmp_path
 
 def test_a_signature_verifies_with_standard_tooling(gated, tmp_path: Path) -> None:
     home, _, approval_id = gated
-    assert tether(home, "approve", approval_id, "--by", "alice").exit_code == 0
+    assert tether(home, "approve", approval_id, "--by", "alice", "--accept-not-met").exit_code == 0
     sig = Store(home / "tether.db").signatures(approval_id=approval_id)[0]
     (tmp_path / "statement.json").write_text(sig.statement)
     (tmp_path / "statement.sig").write_bytes(bytes.fromhex(sig.signature))
@@ -178,14 +206,17 @@ def test_a_signature_verifies_with_standard_tooling(gated, tmp_path: Path) -> No
 
 def test_the_run_process_never_reads_a_private_key(gated, monkeypatch: pytest.MonkeyPatch) -> None:
     home, run_id, approval_id = gated
-    assert tether(home, "approve", approval_id, "--by", "alice").exit_code == 0
+    assert tether(home, "approve", approval_id, "--by", "alice", "--accept-not-met").exit_code == 0
 
     def no_keys(*_a: object, **_k: object) -> None:
         raise AssertionError("the run process read a private key")
 
     monkeypatch.setattr(keys, "load_key", no_keys)
     monkeypatch.setattr(keys, "create_key", no_keys)
-    monkeypatch.setitem(os.environ, "TETHER_KEYS_DIR", str(home / "no-keys-here"))
+    # A folder with no key at all, only the workspace's public root of trust (a service account's, say).
+    public_only = home.parent / "no-keys-here"
+    shutil.copytree(Path(os.environ["TETHER_KEYS_DIR"]) / "trust", public_only / "trust")
+    monkeypatch.setitem(os.environ, "TETHER_KEYS_DIR", str(public_only))
     outcome = _resume(home, run_id)  # activates r1 (verifying alice's signature) and reaches round 2's gate
     assert outcome.state == "paused"
     assert Store(home / "tether.db").get_run(run_id).active_checkpoint == f"{run_id}-r1"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -25,6 +26,8 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_build_writes_loadable_model(built: Path) -> None:
     stats = json.loads((built / MARKER_FILE).read_text())
     assert stats["spec"]["steps"] == 30 and stats["params"] > 0
+    # built on the threads a run with `model.threads: auto` chooses, recorded with what they were chosen from
+    assert stats["thread_choice"]["setting"] == "auto" and stats["threads"] == stats["thread_choice"]["threads"] >= 1
     assert stats["final_loss"] < stats["first_loss"]  # it learned something
     assert not [p for p in built.parent.iterdir() if ".building-" in p.name]  # temp dir renamed
     tok = AutoTokenizer.from_pretrained(built)
@@ -45,7 +48,8 @@ def test_build_writes_loadable_model(built: Path) -> None:
 
 
 def test_same_seed_same_weights(built: Path, tmp_path: Path) -> None:
-    again = build_tiny_model(tmp_path / "again", SHORT, progress=False)
+    threads = json.loads((built / MARKER_FILE).read_text())["threads"]  # the load may have changed since
+    again = build_tiny_model(tmp_path / "again", SHORT, progress=False, threads=threads)
     a, b = load_file(built / "model.safetensors"), load_file(again / "model.safetensors")
     assert a.keys() == b.keys()
     assert all(torch.equal(a[k], b[k]) for k in a)
@@ -101,7 +105,7 @@ def test_ensure_reports_an_incomplete_folder_and_rebuilds_only_on_request(
     (target / "config.json").write_text("{}")  # e.g. an interrupted copy
     calls: list[Path] = []
     monkeypatch.setattr(tiny, "build_tiny_model",
-                        lambda out, spec, progress: calls.append(Path(out)) or Path(out))
+                        lambda out, spec, progress, threads: calls.append(Path(out)) or Path(out))
     with pytest.raises(tiny.IncompleteModelError, match=r"model.safetensors, tokenizer.json, tiny_world.json missing"):
         ensure_tiny_model(target, SHORT, progress=False)
     assert calls == [] and tiny.build_state(target, SHORT) == "incomplete"
@@ -112,6 +116,14 @@ def test_ensure_reports_an_incomplete_folder_and_rebuilds_only_on_request(
     ensure_tiny_model(empty, SHORT, progress=False)
     ensure_tiny_model(tmp_path / "absent", SHORT, progress=False)
     assert calls == [target, empty, tmp_path / "absent"]
+
+
+def test_build_runs_on_the_threads_asked_for_and_leaves_the_callers(tmp_path: Path) -> None:
+    before = torch.get_num_threads()
+    built = build_tiny_model(tmp_path / "one", replace(SHORT, steps=2), progress=False, threads=1)
+    choice = json.loads((built / MARKER_FILE).read_text())["thread_choice"]
+    assert (choice["setting"], choice["chosen_by"], choice["threads"]) == (1, "setting", 1)
+    assert torch.get_num_threads() == before
 
 
 def test_lr_schedule_warms_up_and_decays() -> None:

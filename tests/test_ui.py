@@ -186,9 +186,11 @@ def test_a_reviewer_approves_a_gated_run_in_the_browser(tiny_world_model_dir: Pa
         assert cli.exit_code == 1 and problem in " ".join(cli.output.split())
         assert _audit(home)[-1] == web_entry
 
-        # alice approves through the form; the waiting run resumes and finishes on the candidate.
+        # alice approves through the form, accepting the target the tiny model has not met (a ratchet: the
+        # box is there because it is needed); the waiting run resumes and finishes on the candidate.
         page.fill("input[name=by]", "alice")
         page.fill("textarea[name=note]", "<b>held-out</b> & invariants read")
+        page.check("input[name=accept_not_met]")
         with page.expect_response(lambda r: r.url.endswith("/decide")) as answer:
             page.get_by_role("button", name="Approve and sign").click()
         assert answer.value.status == 200

@@ -32,7 +32,7 @@ def test_a_run_started_with_a_relative_home_resumes_from_another_directory(tmp_p
     assert run.returncode == 0, run.stderr
     run_id = run.stdout.split()[1]
     approval = json.loads(_cli(start, "ws", "approvals", "--json").stdout)[0]["id"]
-    assert _cli(start, "ws", "approve", approval, "--by", "alice").returncode == 0
+    assert _cli(start, "ws", "approve", approval, "--by", "alice", "--accept-not-met").returncode == 0
 
     # The bug this guards against: resumed from elsewhere, the approved adapter was "not found" and deleted.
     resumed = _cli(Path("/"), str(start / "ws"), "resume", run_id)
@@ -45,7 +45,7 @@ def test_a_run_started_with_a_relative_home_resumes_from_another_directory(tmp_p
 
 def test_a_copied_workspace_approves_resumes_and_rolls_back(gated_workspace, tmp_path: Path) -> None:
     home, run_id, approval_id = clone_workspace(gated_workspace, tmp_path / "elsewhere" / "copy")
-    assert tether_cli(home, "approve", approval_id, "--by", "alice").returncode == 0
+    assert tether_cli(home, "approve", approval_id, "--by", "alice", "--accept-not-met").returncode == 0
     assert tether_cli(home, "resume", run_id).returncode == 0  # activates r1, pauses at round 2's gate
     store = Store(home / "tether.db")
     assert store.get_run(run_id).active_checkpoint == f"{run_id}-r1"
@@ -64,7 +64,7 @@ def test_a_missing_approved_adapter_pauses_the_run_and_stays_approved(gated_work
     home, run_id, approval_id = clone_workspace(gated_workspace, tmp_path / "ws")
     store = Store(home / "tether.db")
     candidate = store.get_checkpoint(f"{run_id}-r1")
-    assert tether_cli(home, "approve", approval_id, "--by", "alice").returncode == 0
+    assert tether_cli(home, "approve", approval_id, "--by", "alice", "--accept-not-met").returncode == 0
     adapter = home / candidate.path
     parked = tmp_path / "parked"
     shutil.move(str(adapter), str(parked))  # an unmounted disk, a sync in progress

@@ -54,8 +54,8 @@ def passphrase_source(given: str | None) -> Passphrase:
 
 
 def decide(ws: Workspace, approval_id: str, decision: str, by: str, note: str | None,
-           passphrase: str | None) -> Outcome:
-    """`tether approve|reject APPROVAL_ID --by BY [--note NOTE]`."""
+           passphrase: str | None, accept_not_met: bool = False) -> Outcome:
+    """`tether approve|reject APPROVAL_ID --by BY [--note NOTE] [--accept-not-met]` (the form's checkbox)."""
     if decision not in DECISIONS:
         return Outcome(400, f"unknown decision {decision!r}: approve or reject")
     choice: HumanDecision = "approve" if decision == "approve" else "reject"
@@ -70,7 +70,7 @@ def decide(ws: Workspace, approval_id: str, decision: str, by: str, note: str | 
             if pending.kind == "constitution":
                 decided, version = amendments.decide(store, approval_id, choice, key, note, ws.constitution_path)
             else:
-                decided = gate.decide(store, approval_id, choice, key, note)
+                decided = gate.decide(store, approval_id, choice, key, note, accept_not_met)
         except (SignerRefused, TamperError, DeniedError) as err:
             return Outcome(403, str(err))
         except (GateError, ConstitutionError) as err:

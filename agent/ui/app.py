@@ -155,7 +155,8 @@ class Console:
             return await self._forbidden(request)
         outcome = await run_in_threadpool(
             actions.decide, self.ws, request.path_params["approval_id"], str(form.get("decision", "")),
-            str(form.get("by", "")).strip(), str(form.get("note", "")), str(form.get("passphrase", "")) or None)
+            str(form.get("by", "")).strip(), str(form.get("note", "")), str(form.get("passphrase", "")) or None,
+            form.get("accept_not_met") == "1")
         return await run_in_threadpool(self.approval, request, outcome)
 
     async def rollback(self, request: Request) -> Response:

@@ -22,6 +22,7 @@ from tether_types import Prompt, prompt_id
 from tools.registry import Registry
 
 if TYPE_CHECKING:
+    from policies.threads import ThreadsSetting
     from tools.worlds.references import AuditProbes
 
 Split = Literal["train", "heldout"]
@@ -87,7 +88,9 @@ class TaskSet:
 @runtime_checkable
 class World(Protocol):
     """Prompts, verifiers and invariant probes of a run. Built by `WORLDS.build(name, settings,
-    seed=..., root=...)`: `seed` moves the split, `root` (the workspace) anchors relative paths."""
+    seed=..., root=..., inputs=...)`: `seed` moves the split, `root` (the workspace) anchors relative paths,
+    and a world that reads files passes each through `inputs` (guardrails.inputs.Inputs: confined to the
+    workspace and the config's data roots, size-limited)."""
 
     @property
     def has_oracle(self) -> bool:
@@ -115,8 +118,10 @@ class ModelBuilder(Protocol):
 
     def missing_model_files(self, out_dir: Path) -> list[str]: ...
 
-    def build_model(self, out_dir: Path, steps: int, *, progress: bool, rebuild: bool) -> Path:
-        """`out_dir` holding a finished build; an incomplete folder raises unless `rebuild`."""
+    def build_model(self, out_dir: Path, steps: int, *, progress: bool, rebuild: bool,
+                    threads: ThreadsSetting) -> Path:
+        """`out_dir` holding a finished build; an incomplete folder raises unless `rebuild`. A build on torch
+        runs on the threads `policies.threads.apply_threads(threads)` chooses, as a run does."""
         ...
 
 

@@ -14,10 +14,12 @@
         probes: {}                       # invariant id -> JSONL of {"prompt": ...} (an invariant's own
                                          #   `probes:` in the constitution takes precedence)
 
-Relative paths are resolved against the workspace. Prompts with the same text (case and spacing
-aside) are one prompt; the split keeps each on one side, and a held-out file sharing a prompt with
-train is an error naming it. Without verifiers the world has no oracle: held-out metrics are the
-judge's (`controller.heldout_metric: judge`, which `tether validate` asks for).
+Relative paths are resolved against the workspace; every file must lie (links followed) inside the
+workspace or a data root the config lists (`inputs.roots`), never in a reviewer key folder, and within
+`inputs.max_line_bytes` / `inputs.max_file_bytes` (guardrails/inputs.py). Prompts with the same text
+(case and spacing aside) are one prompt; the split keeps each on one side, and a held-out file sharing
+a prompt with train is an error naming it. Without verifiers the world has no oracle: held-out metrics
+are the judge's (`controller.heldout_metric: judge`, which `tether validate` asks for).
 """
 
 from __future__ import annotations
@@ -31,11 +33,12 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from guardrails.inputs import Inputs
 from tether_types import Prompt, prompt_id
 from tools.registry import Built, PluginSettingsError, UnknownPluginError
 from tools.verifiers import VERIFIERS, Verifier
 from tools.worlds.base import WORLDS, TaskSet, WorldError, same_text_key
-from tools.worlds.files import Row, read_rows, resolve
+from tools.worlds.files import Row, read_rows
 
 DEFAULT_FAMILY = "data"
 SHOWN = 3  # rows named in an error
@@ -66,10 +69,10 @@ class _Row:
 
 
 class DataWorld:
-    """A World over local prompt files. Reads them on the first `taskset()` call."""
+    """A World over local prompt files, confined to `inputs`. Reads them on the first `taskset()` call."""
 
-    def __init__(self, settings: DataSettings, seed: int, root: Path | None) -> None:
-        self.settings, self.seed, self.root = settings, seed, root
+    def __init__(self, settings: DataSettings, seed: int, inputs: Inputs) -> None:
+        self.settings, self.seed, self.inputs = settings, seed, inputs
         if settings.verifiers and settings.reference_field is None:
             raise WorldError("world.settings.verifiers needs reference_field: the column holding each prompt's "
                              "reference answer")
@@ -121,8 +124,7 @@ class DataWorld:
     def _rows(self, path: str, label: str, prompt_field: str | None = None) -> list[_Row]:
         """The prompts of one file; `prompt_field` given: a probe file (its prompts only, no meta)."""
         s = self.settings
-        file = resolve(path, self.root)
-        rows = read_rows(file, label)
+        file, rows = read_rows(path, label, self.inputs)
         if not rows:
             raise WorldError(f"{label}: {file} holds no rows")
         keep_meta = prompt_field is None
@@ -218,8 +220,10 @@ def _split(rows: list[_Row], seed: int, fraction: float) -> tuple[list[Prompt], 
 def data(train: str, heldout: str | None = None, heldout_fraction: float = 0.25, prompt_field: str = "prompt",
          family_field: str | None = None, topic_field: str | None = None, reference_field: str | None = None,
          verifiers: Mapping[str, str] | None = None, probes: Mapping[str, str] | None = None, *,
-         seed: int = 0, root: Path | None = None) -> DataWorld:
+         seed: int = 0, root: Path | None = None, inputs: Inputs | None = None) -> DataWorld:
     """Your own prompts from local JSONL, CSV, Parquet or a save_to_disk folder; optional verifiers per family."""
+    # Without `inputs` (a world built outside a run) its files are confined to `root` alone, default limits.
+    confined = inputs if inputs is not None else Inputs(workspace=Path(root) if root is not None else Path.cwd())
     given = {"train": train, "heldout": heldout, "heldout_fraction": heldout_fraction,
              "prompt_field": prompt_field, "family_field": family_field, "topic_field": topic_field,
              "reference_field": reference_field, "verifiers": {} if verifiers is None else verifiers,
@@ -229,4 +233,4 @@ def data(train: str, heldout: str | None = None, heldout_fraction: float = 0.25,
     except ValidationError as err:
         raise WorldError("world.settings: " + "; ".join(
             f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in err.errors())) from None
-    return DataWorld(settings, seed, root)
+    return DataWorld(settings, seed, confined)

@@ -1,59 +1,109 @@
 """Rows of a local data file, read with Hugging Face `datasets` from local paths only (nothing is
 downloaded): JSONL / JSON, CSV, Parquet, or a folder written by `Dataset.save_to_disk`.
 
-`load_dataset` builds into a temporary cache that is deleted afterwards and keeps the rows in memory,
-so reading a file writes nothing that outlives the call (and nothing into the workspace).
+Every file is confined first (guardrails/inputs.py: inside the workspace or a data root, never a key
+folder, links followed), and its size bounded: line formats are scanned a bounded line at a time before
+`datasets` parses them (no line over `inputs.max_line_bytes` is ever held whole), binary ones are
+bounded by `inputs.max_file_bytes` and their records checked after loading. A file that changes
+between the scan and the load is refused. `load_dataset` builds into a temporary cache that is deleted
+afterwards and keeps the rows in memory, so reading a file writes nothing that outlives the call (and
+nothing into the workspace).
 """
 
 from __future__ import annotations
 
+import json
+import os
 import tempfile
 from pathlib import Path
 from typing import Any
 
+from guardrails.inputs import InputLimits, InputRefused, Inputs, check_size, confine, read_lines
 from tools.worlds.base import WorldError
 
 BUILDERS: dict[str, str] = {".jsonl": "json", ".json": "json", ".csv": "csv", ".parquet": "parquet"}
-MAX_BYTES = 512 * 1024 * 1024  # a prompt set is text: anything larger is a wrong path, not a data set
+LINE_FORMATS = frozenset({".jsonl", ".json", ".csv"})  # scanned line by line before parsing
 MAX_ROWS = 1_000_000
+STATE_BYTES = 1024 * 1024  # a save_to_disk folder's state.json lists a few file names
 
 Row = dict[str, Any]
 
 
-def resolve(path: str, root: Path | None) -> Path:
-    """`path` as given when absolute (or `~`), else relative to `root` (the workspace)."""
-    candidate = Path(path).expanduser()
-    return candidate if candidate.is_absolute() or root is None else Path(root) / candidate
-
-
-def read_rows(path: Path, label: str) -> list[Row]:
-    """Every row of the file or `save_to_disk` folder at `path`; WorldError naming `label` and the fix
-    when it is missing, too large, of an unknown kind, or does not parse."""
-    if not path.exists():
-        raise WorldError(f"{label}: {path} does not exist")
-    size = _size(path)
-    if size > MAX_BYTES:
-        raise WorldError(f"{label}: {path} is {size / 2**20:.0f} MiB, more than the {MAX_BYTES // 2**20} MiB a "
-                         "prompt set may hold")
-    if not path.is_dir() and path.suffix.lower() not in BUILDERS:
-        raise WorldError(f"{label}: {path} is not a data file tether reads (use {', '.join(BUILDERS)} or a "
-                         "folder written by Dataset.save_to_disk)")
+def read_rows(name: str, label: str, inputs: Inputs) -> tuple[Path, list[Row]]:
+    """(the file, every row of it) for the file or `save_to_disk` folder a setting names (relative: to
+    the workspace); WorldError naming `label`, the file and the fix when it is outside where a run may
+    read, missing, too large, of an unknown kind, or does not parse."""
     try:
-        rows = _load(path)
+        path = inputs.locate(name, label)
+        if not path.exists():
+            raise WorldError(f"{label}: {path} does not exist")
+        if not path.is_dir() and path.suffix.lower() not in BUILDERS:
+            raise WorldError(f"{label}: {path} is not a data file tether reads (use {', '.join(BUILDERS)} or a "
+                             "folder written by Dataset.save_to_disk)")
+        before = _identity(path)
+        if path.is_dir():
+            _confine_folder(path, inputs, label)
+        check_size(path, inputs.limits, label)
+        line_format = not path.is_dir() and path.suffix.lower() in LINE_FORMATS
+        if line_format:
+            for _ in read_lines(path, inputs.limits, label):
+                pass
+        rows = _parse(path, label)
+        if not line_format:
+            _check_records(rows, path, inputs.limits, label)
+        if _identity(path) != before:
+            raise WorldError(f"{label}: {path} changed while it was read; read it again when it is written")
+    except InputRefused as err:
+        raise WorldError(str(err)) from None
+    if len(rows) > MAX_ROWS:
+        raise WorldError(f"{label}: {path} holds {len(rows)} rows, more than {MAX_ROWS}")
+    return path, rows
+
+
+def _parse(path: Path, label: str) -> list[Row]:
+    try:
+        return _load(path)
     except WorldError:
         raise
     except Exception as err:  # datasets / pyarrow raise many kinds; each means "this file does not parse"
         cause = err.__cause__ or err
         raise WorldError(f"{label}: {path} could not be read: {type(cause).__name__}: {cause}") from None
-    if len(rows) > MAX_ROWS:
-        raise WorldError(f"{label}: {path} holds {len(rows)} rows, more than {MAX_ROWS}")
-    return rows
 
 
-def _size(path: Path) -> int:
-    if path.is_dir():
-        return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
-    return path.stat().st_size
+def _identity(path: Path) -> tuple[int, int, int]:
+    st = path.stat()
+    return st.st_ino, st.st_size, st.st_mtime_ns
+
+
+def _confine_folder(folder: Path, inputs: Inputs, label: str) -> None:
+    """Every entry of a save_to_disk folder, and every data file its state.json names (`datasets` joins
+    those names to the folder, so "../x" would leave it), confined like the folder itself."""
+    allowed = (inputs.workspace, *inputs.roots)
+    for top, dirs, files in os.walk(folder):
+        for entry in (*dirs, *files):
+            confine(Path(top) / entry, allowed, inputs.keys_dirs, label)
+        if "state.json" in files:
+            state = Path(top) / "state.json"
+            check_size(state, InputLimits(STATE_BYTES, STATE_BYTES), label)
+            for data_file in _data_files(state, label):
+                confine(Path(top) / data_file, allowed, inputs.keys_dirs, label)
+
+
+def _data_files(state: Path, label: str) -> list[str]:
+    try:
+        listed = json.loads(state.read_bytes()).get("_data_files", [])
+        return [str(f["filename"]) for f in listed]
+    except (ValueError, AttributeError, TypeError, KeyError):
+        raise WorldError(f"{label}: {state} is not a save_to_disk state file") from None
+
+
+def _check_records(rows: list[Row], path: Path, limits: InputLimits, label: str) -> None:
+    """A binary file's rows against the line limit: a record is the size of its values written as JSON."""
+    for number, row in enumerate(rows, start=1):
+        size = len(json.dumps(row, default=str, ensure_ascii=False).encode("utf-8"))
+        if size > limits.line_bytes:
+            raise InputRefused(f"{label}: {path} row {number} is {size} bytes, over the {limits.line_bytes} an "
+                               "input record may hold (inputs.max_line_bytes): split the record, or raise the limit")
 
 
 def _load(path: Path) -> list[Row]:

@@ -2,7 +2,10 @@
 pre-trained in about two CPU minutes on the tiny world's corpus, saved so that plain
 `AutoModelForCausalLM.from_pretrained(dir)` / `AutoTokenizer.from_pretrained(dir)` load it.
 
-    python -m tools.worlds.tiny.model OUT_DIR [--steps N] [--seed N]
+    python -m tools.worlds.tiny.model OUT_DIR [--steps N] [--seed N] [--threads auto|N]
+
+The build's torch threads are chosen as a run's are (`model.threads`, policies/threads.py): `auto` takes
+OMP_NUM_THREADS where set, else the idle cores, so a build on a busy machine does not oversubscribe it.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
 from policies.loading import progress_bars
+from policies.threads import ThreadsSetting, TorchThreads, scoped_threads
 from tools.worlds.tiny.corpus import DEFAULT_SOURCES, CorpusSource, JudgmentSource, PromptWritingSource, build_corpus
 from tools.worlds.tiny.families import tiny_world
 
@@ -187,21 +191,19 @@ def _train(model: LlamaForCausalLM, examples: list[tuple[list[int], list[int]]],
     return losses
 
 
-def build_tiny_model(out_dir: Path, spec: TinySpec = TinySpec(), progress: bool = True) -> Path:
-    """Build tokenizer + model for `spec` into `out_dir` (replacing it), deterministic for the seed."""
+def build_tiny_model(out_dir: Path, spec: TinySpec = TinySpec(), progress: bool = True, *,
+                     threads: ThreadsSetting = "auto") -> Path:
+    """Build tokenizer + model for `spec` into `out_dir` (replacing it), deterministic for the seed. Torch
+    runs it on the threads a run with `model.threads: threads` would choose, for the build only."""
     out_dir = Path(out_dir)
     t0, cpu0 = time.monotonic(), time.process_time()
     random.seed(spec.seed)
     torch.manual_seed(spec.seed)
-    prev_threads = torch.get_num_threads()
-    torch.set_num_threads(min(2, prev_threads))  # the budget assumes <= 2 cores
-    try:
-        return _build(out_dir, spec, progress, t0, cpu0)
-    finally:
-        torch.set_num_threads(prev_threads)  # don't leak a global setting into the caller
+    with scoped_threads(threads) as chosen:
+        return _build(out_dir, spec, progress, t0, cpu0, chosen)
 
 
-def _build(out_dir: Path, spec: TinySpec, progress: bool, t0: float, cpu0: float) -> Path:
+def _build(out_dir: Path, spec: TinySpec, progress: bool, t0: float, cpu0: float, threads: TorchThreads) -> Path:
     sources: tuple[CorpusSource, ...] = DEFAULT_SOURCES
     if spec.judgment_examples_per_prompt > 0:
         sources += (JudgmentSource(per_prompt=spec.judgment_examples_per_prompt),)
@@ -245,7 +247,8 @@ def _build(out_dir: Path, spec: TinySpec, progress: bool, t0: float, cpu0: float
             "seconds": round(time.monotonic() - t0, 2),
             # CPU time is robust to other jobs sharing the cores; wall ~ cpu / threads when idle.
             "cpu_seconds": round(time.process_time() - cpu0, 2),
-            "threads": torch.get_num_threads(),
+            "threads": threads.threads,
+            "thread_choice": threads.as_dict(),  # what the threads were chosen from (policies/threads.py)
         }
         (tmp / MARKER_FILE).write_text(json.dumps(stats, indent=2))
         old = None
@@ -318,16 +321,24 @@ def is_complete(out_dir: Path, spec: TinySpec | None = None) -> bool:
 
 
 def ensure_tiny_model(out_dir: Path, spec: TinySpec = TinySpec(), progress: bool = True, *,
-                      rebuild: bool = False) -> Path:
-    """Return `out_dir` holding a build of `spec`: built first when the folder is absent or empty, or
-    holds a build of another spec, or `rebuild` is set. A folder with some files of a build but not all
-    raises IncompleteModelError naming them, and nothing is built."""
+                      rebuild: bool = False, threads: ThreadsSetting = "auto") -> Path:
+    """Return `out_dir` holding a build of `spec`: built first (on `threads`, as `build_tiny_model`) when the
+    folder is absent or empty, or holds a build of another spec, or `rebuild` is set. A folder with some files
+    of a build but not all raises IncompleteModelError naming them, and nothing is built."""
     state = build_state(out_dir, spec)
     if state == "built" and not rebuild:
         return Path(out_dir)
     if state == "incomplete" and not rebuild:
         raise IncompleteModelError(Path(out_dir), missing_files(out_dir))
-    return build_tiny_model(out_dir, spec, progress)
+    return build_tiny_model(out_dir, spec, progress, threads=threads)
+
+
+def _threads_arg(value: str) -> ThreadsSetting:
+    if value == "auto":
+        return "auto"
+    if not (value.isascii() and value.isdigit() and int(value) >= 1):
+        raise argparse.ArgumentTypeError(f"'auto' or a whole number >= 1, got {value!r}")
+    return int(value)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -337,15 +348,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=TinySpec.seed)
     parser.add_argument("--force", action="store_true", help="rebuild even if already complete")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument("--threads", type=_threads_arg, default="auto",
+                        help="torch threads: auto (OMP_NUM_THREADS, else the idle cores) or a number")
     args = parser.parse_args(argv)
     spec = replace(TinySpec(), steps=args.steps, seed=args.seed)
     try:
-        path = ensure_tiny_model(args.out_dir, spec, progress=not args.quiet, rebuild=args.force)
+        path = ensure_tiny_model(args.out_dir, spec, progress=not args.quiet, rebuild=args.force,
+                                 threads=args.threads)
     except IncompleteModelError as err:
         parser.error(f"{err} (--force rebuilds it)")
     stats = json.loads((path / MARKER_FILE).read_text())
     print(f"tiny model at {path}: {stats['params']:,} params, final loss {stats['final_loss']:.3f}, "
-          f"{stats['seconds']}s")
+          f"{stats['seconds']}s on {stats['threads']} torch thread(s)")
     return 0
 
 

@@ -14,6 +14,7 @@ from tools.worlds.base import WORLDS, BuildState, TaskSet
 from tools.worlds.tiny.families import tiny_world, verify
 
 if TYPE_CHECKING:
+    from policies.threads import ThreadsSetting
     from tools.worlds.references import AuditProbes
     from tools.worlds.tiny.model import TinySpec
 
@@ -51,10 +52,11 @@ class TinyWorld:
 
         return missing_files(out_dir)
 
-    def build_model(self, out_dir: Path, steps: int, *, progress: bool, rebuild: bool) -> Path:
+    def build_model(self, out_dir: Path, steps: int, *, progress: bool, rebuild: bool,
+                    threads: ThreadsSetting) -> Path:
         from tools.worlds.tiny.model import ensure_tiny_model
 
-        return ensure_tiny_model(out_dir, self._spec(steps), progress=progress, rebuild=rebuild)
+        return ensure_tiny_model(out_dir, self._spec(steps), progress=progress, rebuild=rebuild, threads=threads)
 
     def audit_probes(self, seed: int, n: int) -> AuditProbes:
         from tools.worlds.tiny.audit_probes import build_probes

@@ -13,7 +13,7 @@ import json
 import os
 import sqlite3
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NoReturn
@@ -124,18 +124,15 @@ class SignerRefused(Exception):
     """A name or key that cannot decide; the message says why (and how to fix it)."""
 
 
-Passphrase = Callable[[Path, str], str | None]
-
-
 class SignerNameInvalid(SignerRefused):
     """A NAME that is no name at all ('', markup, spaces): bad input, refused before anything is written."""
 
 
-def load_signer(store: Store, name: str, subject: str | None, passphrase: Passphrase) -> keys.Signer:
+def load_signer(store: Store, name: str, subject: str | None) -> keys.Signer:
     """The private key of reviewer `name` from the user's key folder (never the workspace), with its
-    passphrase from `passphrase(folder, name)`. A name or key that cannot decide raises SignerRefused
-    and, when it concerns a subject, is audited: a refused decision. A malformed name is not a decision
-    by anyone: SignerNameInvalid, nothing written. The CLI (`signer`) and the web console both use it."""
+    passphrase from $TETHER_KEY_PASSPHRASE or a prompt. A name or key that cannot decide raises
+    SignerRefused and, when it concerns a subject, is audited: a refused decision. A malformed name is not
+    a decision by anyone: SignerNameInvalid, nothing written."""
     problem = keys.name_problem(name)
     # The software's own actors (`tether`, `agent:RUN`) are names, and their attempts are audited.
     actor = name.lower() in keys.RESERVED_NAMES or name.lower().startswith("agent:")
@@ -147,7 +144,7 @@ def load_signer(store: Store, name: str, subject: str | None, passphrase: Passph
                    f"${keys.KEYS_ENV}, or have a reviewer run `tether reviewer add {name}`)")
     if problem is None:
         try:
-            return keys.load_key(folder, name, passphrase(folder, name))
+            return keys.load_key(folder, name, _passphrase(folder, name))
         except keys.KeyStoreError as err:
             problem = str(err)
     if subject is not None:
@@ -159,7 +156,7 @@ def signer(store: Store, name: str, subject: str | None = None) -> keys.Signer:
     """`load_signer` with the passphrase from $TETHER_KEY_PASSPHRASE or a prompt; a refusal is exit 1, a
     malformed name exit 2."""
     try:
-        return load_signer(store, name, subject, _passphrase)
+        return load_signer(store, name, subject)
     except SignerNameInvalid as err:
         fail(str(err), EXIT_USAGE)
     except SignerRefused as err:

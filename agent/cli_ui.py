@@ -13,7 +13,10 @@ from typing import Annotated
 
 import typer
 
-from agent.cli_common import CliState, fail, open_store, say
+from agent.cli_common import EXIT_CHECK_FAILED, CliState, fail, open_store, say, signer
+from guardrails import keys, reviewers
+from guardrails.errors import TamperError
+from memory import Store
 
 DEFAULT_PORT = 8765
 
@@ -40,6 +43,19 @@ def _listen(host: str, port: int) -> socket.socket:
     return sock
 
 
+def _reviewer(store: Store, name: str) -> keys.Signer:
+    """`name`'s key, checked against the workspace's verified registry before the console serves anything."""
+    key = signer(store, name)
+    try:
+        registered = reviewers.registry(store).get(name)
+    except TamperError as err:
+        fail(str(err), EXIT_CHECK_FAILED)
+    if registered is None or registered.public_hex != key.public_hex:
+        fail(f"'{name}' is not a registered reviewer of this workspace with the key in {keys.resolve_keys_dir()} "
+             "(see `tether reviewer list`)", EXIT_CHECK_FAILED)
+    return key
+
+
 def ui(
     ctx: typer.Context,
     port: Annotated[int, typer.Option("--port", min=0, max=65535, help="Port (0: any free one).")] = DEFAULT_PORT,
@@ -47,24 +63,29 @@ def ui(
                                                       "--allow-remote.")] = "127.0.0.1",
     allow_remote: Annotated[bool, typer.Option("--allow-remote", help="Allow listening beyond this machine "
                                                                       "(plain HTTP; read the warning).")] = False,
+    as_reviewer: Annotated[str | None, typer.Option(
+        "--as", help="You, a registered reviewer: the console signs approvals, rejections and rollbacks as you, "
+        "with your key (loaded now; a passphrase from $TETHER_KEY_PASSPHRASE or asked here), and as no one "
+        "else. Without it the console reads only.")] = None,
 ) -> None:
     """Web console: the approvals inbox, each approval as `tether show` shows it, runs with their
-    notebook and plots, samples per round, checkpoints. Approve, reject and roll back there, signed with
-    the reviewer's key exactly as the CLI signs. Opens only through the printed link (it carries an
-    access token)."""
+    notebook and plots, samples per round, checkpoints. With --as NAME, approve, reject and roll back
+    there, signed with NAME's key exactly as the CLI signs. Opens only through the printed link (it
+    carries an access token)."""
     local = is_loopback(host)
     if not local and not allow_remote:
         fail(f"--host {host} is reachable beyond this machine, and the console signs with the reviewer keys of "
              "this user: pass --allow-remote to do it anyway, or keep 127.0.0.1 and use an SSH tunnel "
              f"(`ssh -L {port or DEFAULT_PORT}:127.0.0.1:{port or DEFAULT_PORT} THIS_HOST`)")
     ws, store = open_store(ctx, readonly=True)  # a workspace, its schema current (as every command checks)
+    reviewer = _reviewer(store, as_reviewer) if as_reviewer is not None else None
     store.close()
 
     import uvicorn  # only here: the rest of the CLI never pays for the web stack
 
     from agent.ui import LOOPBACK_HOSTS, create_app
 
-    app = create_app(ws.home, allowed_hosts=LOOPBACK_HOSTS if local else ["*"])
+    app = create_app(ws.home, allowed_hosts=LOOPBACK_HOSTS if local else ["*"], reviewer=reviewer)
     sock = _listen(host, port)
     bound = sock.getsockname()[1]
     shown = f"[{host}]" if ":" in host else host
@@ -73,6 +94,7 @@ def ui(
             "and has the link can read this workspace and sign approvals and rollbacks with the reviewer keys of "
             "this user. Prefer 127.0.0.1 and an SSH tunnel.")
     say(f"tether ui: http://{shown}:{bound}/?token={app.state.secrets.access}")
+    say(f"signing as {reviewer.name}" if reviewer else "reading only: start it with --as NAME to sign")
     say("open the link above (it carries this console's access token); Ctrl-C stops")
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False))
     server.run(sockets=[sock])

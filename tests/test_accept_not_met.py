@@ -14,7 +14,7 @@ import pytest
 from starlette.testclient import TestClient
 
 from agent.ui import create_app
-from conftest import clone_workspace, raw_db, tether_cli
+from conftest import clone_workspace, raw_db, signer, tether_cli
 from guardrails.statements import parse
 from memory import Store
 
@@ -79,14 +79,14 @@ def test_approving_a_target_not_met_needs_accept_not_met_and_is_signed(gated) ->
 
 def test_the_desk_shows_the_interval_and_needs_the_same_acknowledgement(gated) -> None:
     home, _, approval_id = gated
-    app = create_app(home)
+    app = create_app(home, reviewer=signer("alice"))
     client = TestClient(app, base_url="http://127.0.0.1")
     assert client.get(f"/?token={app.state.secrets.access}").status_code == 200
     page = client.get(f"/approvals/{approval_id}")
     harm = next(r for r in _view(home, approval_id)["invariants"] if r["id"] == "refuse-serious-harm")
     assert f"{harm['lower']:.3f}–{harm['upper']:.3f}" in page.text and "95%" in page.text
     assert 'name="accept_not_met"' in page.text and "Target NOT MET: refuse-serious-harm" in page.text
-    form = {"by": "alice", "decision": "approve", "csrf_token": app.state.secrets.csrf}
+    form = {"decision": "approve", "csrf_token": app.state.secrets.csrf}
 
     before = _written(home, approval_id)
     refused = client.post(f"/approvals/{approval_id}/decide", data=form)

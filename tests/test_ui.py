@@ -1,8 +1,8 @@
 """`tether ui` in a real browser: headless Chromium (Debian's `chromium`) driven by Playwright.
 
-A real run blocks at its approval gate (`run --wait`); the console is started as its own process; the
-reviewer reads the inbox, opens the approval, is refused as `tether` (the CLI's message and audit
-entry) and without the form token (403, nothing changed), approves as alice through the form, and the
+A real run blocks at its approval gate (`run --wait`); the console is started as its own process by
+alice (`--as alice`); she reads the inbox, opens the approval; a form naming anyone else (`tether`) and
+a form without the token are refused (403, nothing changed); she approves through the form, and the
 run resumes and finishes with the candidate active. Then the run page (notebook, plots), the sample
 browser and a signed rollback through the checkpoints page. Screenshots go to a tmp folder.
 """
@@ -27,7 +27,7 @@ from typer.testing import CliRunner
 
 from agent.cli import app as cli_app
 from agent.ui import create_app
-from conftest import init_workspace, write_test_config
+from conftest import init_workspace, signer, write_test_config
 from guardrails import keys
 from memory import Store
 
@@ -138,7 +138,7 @@ def test_a_reviewer_approves_a_gated_run_in_the_browser(tiny_world_model_dir: Pa
             candidate = store.get_checkpoint(approval.subject)
         run_id = candidate.run_id
 
-        console = Console(home)
+        console = Console(home, "--as", "alice")
         first = httpx.get(console.link, follow_redirects=True, timeout=30)
         started_to_first_page = time.monotonic() - console.started
         assert first.status_code == 200 and approval_id in first.text
@@ -165,30 +165,21 @@ def test_a_reviewer_approves_a_gated_run_in_the_browser(tiny_world_model_dir: Pa
         assert page.locator(".side-by-side").count() >= 1 and "None yet (1 required)" in shown
         page.screenshot(path=str(shots / "approval.png"), full_page=True)
 
-        # A POST without the form's token (but with the access cookie) is refused and changes nothing.
+        # A POST without the form's token (but with the access cookie) is refused and changes nothing; so is a
+        # form naming anyone but alice: the console signs as the reviewer who started it, never a typed name.
         before = _audit(home)
-        for form in ({"by": "alice", "decision": "approve"},
-                     {"by": "alice", "decision": "approve", "csrf_token": "forged"}):
+        csrf = page.locator("input[name=csrf_token]").first.get_attribute("value")
+        for form in ({"decision": "approve"}, {"decision": "approve", "csrf_token": "forged"},
+                     {"by": "tether", "decision": "approve", "csrf_token": csrf},
+                     {"by": "bob", "decision": "approve", "csrf_token": csrf}):
             refused = page.request.post(f"{console.base}/approvals/{approval_id}/decide", form=form)
-            assert refused.status == 403 and "token" in refused.text()
+            assert refused.status == 403, form
+            assert ("token" if "by" not in form else "signs only as alice") in refused.text(), form
         assert _audit(home) == before
-
-        # `tether` through the form: the CLI's refusal, the CLI's audit entry.
-        page.fill("input[name=by]", "tether")
-        with page.expect_response(lambda r: r.url.endswith("/decide")) as answer:
-            page.get_by_role("button", name="Approve and sign").click()
-        assert answer.value.status == 403
-        problem = keys.name_problem("tether")
-        assert problem and problem in _text(page)
-        web_entry = _audit(home)[-1]
-        assert web_entry == ("tether", "decision.refused", approval_id, {"by": "tether", "reason": problem})
-        cli = runner.invoke(cli_app, ["--home", str(home), "approve", approval_id, "--by", "tether"])
-        assert cli.exit_code == 1 and problem in " ".join(cli.output.split())
-        assert _audit(home)[-1] == web_entry
+        assert "Signing as alice" in _text(page) and page.locator("input[name=by]").count() == 0
 
         # alice approves through the form, accepting the target the tiny model has not met (a ratchet: the
         # box is there because it is needed); the waiting run resumes and finishes on the candidate.
-        page.fill("input[name=by]", "alice")
         page.fill("textarea[name=note]", "<b>held-out</b> & invariants read")
         page.check("input[name=accept_not_met]")
         with page.expect_response(lambda r: r.url.endswith("/decide")) as answer:
@@ -228,7 +219,6 @@ def test_a_reviewer_approves_a_gated_run_in_the_browser(tiny_world_model_dir: Pa
         base = f"{run_id}-base"
         form = page.locator("details.rollback", has_text=f"Roll back to {base}")
         form.locator("summary").click()
-        form.locator("input[name=by]").fill("alice")
         form.locator("textarea[name=reason]").fill("browser test")
         with page.expect_response(lambda r: r.url.endswith("/rollback")) as answer:
             form.get_by_role("button", name="Roll back and sign").click()
@@ -270,8 +260,8 @@ def proposed(tmp_path: Path) -> tuple[Path, str]:
         return home, store.approvals(status="pending")[0].id
 
 
-def _client(home: Path) -> tuple[TestClient, str]:
-    app = create_app(home)
+def _client(home: Path, reviewer: str | None) -> tuple[TestClient, str]:
+    app = create_app(home, reviewer=None if reviewer is None else signer(reviewer))
     client = TestClient(app, base_url="http://127.0.0.1")
     assert client.get("/").status_code == 401
     assert client.get(f"/?token={app.state.secrets.access}").status_code == 200
@@ -280,7 +270,7 @@ def _client(home: Path) -> tuple[TestClient, str]:
 
 def test_a_constitution_change_is_a_diff_and_its_proposer_is_refused_as_by_the_cli(proposed) -> None:
     home, approval_id = proposed
-    client, csrf = _client(home)
+    client, csrf = _client(home, "bob")  # bob proposed it; his console may not approve it
     page = client.get(f"/approvals/{approval_id}")
     assert page.status_code == 200
     assert '<span class="del">-    weight: 0.3</span>' in page.text
@@ -288,12 +278,10 @@ def test_a_constitution_change_is_a_diff_and_its_proposer_is_refused_as_by_the_c
     assert f'name="csrf_token" value="{csrf}"' in page.text
 
     before = _audit(home)
-    assert client.post(f"/approvals/{approval_id}/decide", data={"by": "alice", "decision": "approve"}
-                       ).status_code == 403
+    assert client.post(f"/approvals/{approval_id}/decide", data={"decision": "approve"}).status_code == 403
     assert _audit(home) == before
 
-    refused = client.post(f"/approvals/{approval_id}/decide",
-                          data={"by": "bob", "decision": "approve", "csrf_token": csrf})
+    refused = client.post(f"/approvals/{approval_id}/decide", data={"decision": "approve", "csrf_token": csrf})
     assert refused.status_code == 403
     web_entry = _audit(home)[-1]
     assert web_entry[:3] == ("tether", "approval.refused", approval_id) and web_entry[3]["by"] == "bob"
@@ -302,17 +290,35 @@ def test_a_constitution_change_is_a_diff_and_its_proposer_is_refused_as_by_the_c
     assert cli.exit_code == 1 and web_entry[3]["reason"] in " ".join(cli.output.split())
     assert _audit(home)[-1] == web_entry
 
-    # The key folder is the session's: other tests give mallory a key, so this name is one nobody has.
-    assert not keys.has_key(Path(os.environ["TETHER_KEYS_DIR"]), "nokey-ui")
-    unknown = client.post(f"/approvals/{approval_id}/decide",
-                          data={"by": "nokey-ui", "decision": "approve", "csrf_token": csrf})
-    assert unknown.status_code == 403 and "no private key for" in unknown.text
-    assert _audit(home)[-1][:2] == ("tether", "decision.refused")
+    # alice's console signs as alice, whatever name a form types; a console started by no one signs nothing.
+    alices, alice_csrf = _client(home, "alice")
+    reader, reader_csrf = _client(home, None)
+    before = _audit(home)
+    for client_, form in ((alices, {"by": "bob", "decision": "approve", "csrf_token": alice_csrf}),
+                          (reader, {"decision": "approve", "csrf_token": reader_csrf}),
+                          (reader, {"by": "alice", "decision": "approve", "csrf_token": reader_csrf})):
+        assert client_.post(f"/approvals/{approval_id}/decide", data=form).status_code == 403
+    assert _audit(home) == before
+    assert "reads only" in reader.get(f"/approvals/{approval_id}").text
 
-    approved = client.post(f"/approvals/{approval_id}/decide",
-                           data={"by": "alice", "decision": "approve", "csrf_token": csrf})
+    approved = alices.post(f"/approvals/{approval_id}/decide", data={"decision": "approve", "csrf_token": alice_csrf})
     assert approved.status_code == 200 and "constitution v2 is in force" in approved.text
-    assert client.get("/", headers={"host": "evil.example"}).status_code == 400  # no DNS rebinding
+    assert alices.get("/", headers={"host": "evil.example"}).status_code == 400  # no DNS rebinding
+
+
+def test_the_console_signs_only_as_a_registered_reviewer_with_their_key(proposed, tmp_path: Path,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    home, _ = proposed
+    folder = Path(os.environ["TETHER_KEYS_DIR"])
+    assert not keys.has_key(folder, "nokey-ui")
+    nokey = runner.invoke(cli_app, ["--home", str(home), "ui", "--as", "nokey-ui"])
+    assert nokey.exit_code == 1 and "no private key for 'nokey-ui'" in nokey.output
+    stranger = tmp_path / "stranger-keys"
+    keys.create_key(stranger, "alice")  # a key named alice, but not the one registered
+    monkeypatch.setitem(os.environ, "TETHER_KEYS_DIR", str(stranger))
+    shutil.copytree(folder / "trust", stranger / "trust")
+    impostor = runner.invoke(cli_app, ["--home", str(home), "ui", "--as", "alice"])
+    assert impostor.exit_code == 1 and "not a registered reviewer" in impostor.output, impostor.output
 
 
 def test_the_console_listens_on_loopback_unless_told_and_loads_no_model(proposed) -> None:

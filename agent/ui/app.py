@@ -35,6 +35,7 @@ from agent.ui import actions, pages
 from agent.ui.guard import LOOPBACK_HOSTS, AccessGuard, Secrets
 from agent.ui.plots import PlotCache
 from agent.workspace import Workspace
+from guardrails.keys import Signer
 from memory import Store
 
 HERE = Path(__file__).parent
@@ -59,9 +60,10 @@ def _templates() -> Jinja2Templates:
 class Console:
     """One workspace's console: its routes, secrets and plot cache."""
 
-    def __init__(self, home: Path, keys: Secrets, cache_dir: Path) -> None:
+    def __init__(self, home: Path, keys: Secrets, cache_dir: Path, reviewer: Signer | None) -> None:
         self.ws = Workspace(home)
         self.keys = keys
+        self.reviewer = reviewer  # who this console signs as: the reviewer who started it, else no one
         self.plots = PlotCache(cache_dir)
         self.templates = _templates()
 
@@ -73,7 +75,8 @@ class Console:
     def _page(self, request: Request, store: Store, name: str, context: dict[str, Any],
               status: int = 200) -> Response:
         base = {"csrf_token": self.keys.csrf, "home": str(self.ws.home), "pending": pages.pending_count(store),
-                "reviewers": pages.reviewer_names(store), "outcome": None, "nav": name.split(".")[0]}
+                "signer": self.reviewer.name if self.reviewer else None, "outcome": None,
+                "nav": name.split(".")[0]}
         return self.templates.TemplateResponse(request, name, {**base, **context}, status_code=status)
 
     def _message(self, request: Request, status: int, title: str, message: str) -> Response:
@@ -153,20 +156,27 @@ class Console:
         form = await request.form()
         if not self.keys.csrf_ok(form):
             return await self._forbidden(request)
-        outcome = await run_in_threadpool(
+        outcome = self._other_signer(form) or await run_in_threadpool(
             actions.decide, self.ws, request.path_params["approval_id"], str(form.get("decision", "")),
-            str(form.get("by", "")).strip(), str(form.get("note", "")), str(form.get("passphrase", "")) or None,
-            form.get("accept_not_met") == "1")
+            self.reviewer, str(form.get("note", "")), form.get("accept_not_met") == "1")
         return await run_in_threadpool(self.approval, request, outcome)
 
     async def rollback(self, request: Request) -> Response:
         form = await request.form()
         if not self.keys.csrf_ok(form):
             return await self._forbidden(request)
-        outcome = await run_in_threadpool(
-            actions.rollback, self.ws, request.path_params["checkpoint_id"], str(form.get("by", "")).strip(),
-            str(form.get("reason", "")), str(form.get("passphrase", "")) or None)
+        outcome = self._other_signer(form) or await run_in_threadpool(
+            actions.rollback, self.ws, request.path_params["checkpoint_id"], self.reviewer,
+            str(form.get("reason", "")))
         return await run_in_threadpool(self.checkpoints, request, outcome)
+
+    def _other_signer(self, form: Any) -> actions.Outcome | None:
+        """A form naming anyone but the console's reviewer is refused: the console never signs as a typed name."""
+        by = str(form.get("by", "")).strip()
+        if by and (self.reviewer is None or by != self.reviewer.name):
+            signs_as = f"only as {self.reviewer.name}, who started it" if self.reviewer else "as no one"
+            return actions.Outcome(403, f"this console signs {signs_as}; it never signs as '{by}'")
+        return None
 
     async def _forbidden(self, request: Request) -> Response:
         return await run_in_threadpool(
@@ -196,13 +206,14 @@ class Console:
 
 
 def create_app(home: Path, *, allowed_hosts: Sequence[str] = LOOPBACK_HOSTS, keys: Secrets | None = None,
-               cache_dir: Path | None = None) -> Starlette:
-    """The console over the workspace at `home`. `app.state.secrets.access` is the token of the link to
-    print; plots are drawn into `cache_dir` (default: a temporary folder removed at shutdown)."""
+               cache_dir: Path | None = None, reviewer: Signer | None = None) -> Starlette:
+    """The console over the workspace at `home`, signing as `reviewer` (None: it reads only).
+    `app.state.secrets.access` is the token of the link to print; plots are drawn into `cache_dir`
+    (default: a temporary folder removed at shutdown)."""
     keys = keys or Secrets()
     owned = cache_dir is None
     folder = Path(tempfile.mkdtemp(prefix="tether-ui-")) if cache_dir is None else cache_dir
-    console = Console(home, keys, folder)
+    console = Console(home, keys, folder, reviewer)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:

@@ -8,9 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from guardrails import reviewers
 from guardrails.checks import InvariantResult
-from guardrails.errors import TamperError
 from memory import Approval, Checkpoint, Run, Store
 from memory.common import SPLITS
 
@@ -66,14 +64,6 @@ def inbox(store: Store) -> dict[str, Any]:
     decided = sorted((a for a in store.approvals() if a.status != "pending"),
                      key=lambda a: a.decided_at or a.created_at, reverse=True)[:RECENT]
     return {"pending_list": pending, "decided": decided, "runs": store.list_runs()}
-
-
-def reviewer_names(store: Store) -> list[str]:
-    """Registered reviewers, offered as suggestions in the forms (any name may be typed)."""
-    try:
-        return sorted(reviewers.registry(store))
-    except TamperError:
-        return []
 
 
 def pending_count(store: Store) -> int:

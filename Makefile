@@ -1,13 +1,13 @@
 # tether: two set-up commands on a fresh machine.
 #   make demo   create .venv, install, build the embedded tiny model if absent, walk the workflow
-#   make test   install the dev extras and run the whole test suite
+#   make test   install the dev extras, run the type check (as make lint does) and the whole test suite
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 DEMO_HOME ?= .tether-demo
 DEMO_KEYS ?= .tether-demo-keys
 
-.PHONY: demo test bench bench-interventions bench-cli bench-ceiling bench-headroom lint clean
+.PHONY: demo test bench bench-interventions bench-cli bench-ceiling bench-headroom lint typecheck clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -39,7 +39,8 @@ $(VENV)/.installed-dev: $(VENV)/.installed $(VENV)/.installed-browser $(VENV)/.i
 demo: $(VENV)/.installed $(VENV)/.installed-browser $(VENV)/.installed-sandbox
 	PATH="$(CURDIR)/$(BIN):$$PATH" TETHER_HOME="$(DEMO_HOME)" TETHER_KEYS_DIR="$(CURDIR)/$(DEMO_KEYS)" bash scripts/demo.sh
 
-test: $(VENV)/.installed-dev
+# CI (.ci/run) runs `make test`: a type error fails it before the suite starts.
+test: $(VENV)/.installed-dev typecheck
 	$(BIN)/python -m pytest -q
 
 bench: $(VENV)/.installed
@@ -60,8 +61,12 @@ bench-ceiling: $(VENV)/.installed
 bench-headroom: $(VENV)/.installed
 	$(BIN)/python benchmarks/bench_headroom.py --seeds 0 1 2 --k 8 --judge rules --judge calculator --out bench-out/headroom.json
 
-lint: $(VENV)/.installed-dev
-	$(BIN)/ruff check agent policies guardrails tools memory tests benchmarks
+# mypy, strict on tether_types, guardrails and memory (pyproject.toml [tool.mypy]); a few seconds cold.
+typecheck: $(VENV)/.installed-dev
+	$(BIN)/mypy
+
+lint: $(VENV)/.installed-dev typecheck
+	$(BIN)/ruff check agent policies guardrails tools memory tests benchmarks tether_types.py
 
 clean:
-	rm -rf $(VENV) $(DEMO_HOME) $(DEMO_KEYS) .pytest_cache bench-out
+	rm -rf $(VENV) $(DEMO_HOME) $(DEMO_KEYS) .pytest_cache .mypy_cache bench-out

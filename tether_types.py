@@ -1,10 +1,11 @@
 """The shared vocabulary of tether's rooms: leaf types that several of them name.
 
 Prompts, how to sample and what sampling returns, adapter references and the hashing of artifacts,
-monitor keys and the statuses of a check against them, and the controller's actions with the
-interventions named once (the graph builds one node per intervention from `INTERVENTIONS`). It
-imports nothing of tether, so any room (agent, policies, guardrails, tools, memory) can use it
-without an import cycle, and it imports no torch.
+monitor keys and the statuses of a check against them, the controller's own actions (each intervention
+is named by its module, agent/interventions/<name>.py, and checked by their registry), and
+`TetherError`, the root of every tether exception, with its CLI exit code and fix. It imports nothing
+of tether, so any room (agent, policies, guardrails, tools, memory) can use it without an import
+cycle, and it imports no torch.
 
 Monitor keys: every value a monitor may emit. `MonitorKey` is a `StrEnum`: a key stores in JSON as
 its plain string value (old rounds and the store keep working), and compares and hashes equal to it.
@@ -31,9 +32,28 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import Any, Final, Literal
 
 _HASH_CHUNK = 1 << 20
+
+# -- errors ------------------------------------------------------------------------------------------
+
+# The CLI's exit codes for a failure (0 is success): a check failed or tampering was found; bad usage
+# or invalid input, with nothing written.
+EXIT_CHECK_FAILED: Final = 1
+EXIT_USAGE: Final = 2
+ExitCode = Literal[1, 2]
+
+
+class TetherError(Exception):
+    """The root of every error tether raises. `exit_code` is what the CLI exits with when it ends a
+    command (the UI answers 403 for 1, 400 for 2); `hint`, when not empty, is the fix, printed after
+    the message. Each class sets both for its kind of failure; the message names what and where.
+    A class that callers also catch as a builtin (ValueError, KeyError, ...) keeps that as a second base."""
+
+    exit_code: ExitCode = EXIT_CHECK_FAILED
+    hint: str = ""
+
 
 # -- prompts -----------------------------------------------------------------------------------------
 
@@ -151,12 +171,14 @@ def sha256_file(path: Path) -> str:
 
 # -- the controller's actions ---------------------------------------------------------------------------
 
-# Every intervention the controller knows, each a graph node of its own that leads to the next round.
-# Named here once: the config, the graph, the router, the report and the notebook take them from here.
-Intervention = Literal["switch_judge", "regenerate_prompts", "add_adversarial", "propose_amendment", "switch_pairs"]
-INTERVENTIONS: tuple[Intervention, ...] = get_args(Intervention)
-# Every action the controller may choose: train, skip or stop the round, or one of the interventions.
-Action = Literal["train", "skip", "stop"] | Intervention
+# The controller's own actions: train, skip or stop the round.
+CoreAction = Literal["train", "skip", "stop"]
+# An intervention's name. Each is a graph node of its own that leads to the next round, named once, by the
+# module that owns it (agent/interventions/<name>.py): the config, the graph, the rules and the report take
+# them from the registry there, which refuses an unknown name with a suggestion. A new one is one file.
+Intervention = str
+# Every action the controller may choose: one of its own, or an intervention.
+Action = CoreAction | Intervention
 GateOutcome = Literal["approved", "rejected", "failed_invariants", "failed_checks"]
 
 
@@ -249,7 +271,9 @@ BY_FAMILY = "_by_family"
 CheckStatus = Literal["fired", "ok", "could_not_check"]
 
 
-class UnknownMonitorKeyError(ValueError):
+class UnknownMonitorKeyError(TetherError, ValueError):
+    exit_code = EXIT_USAGE
+
     def __init__(self, name: str, what: str = "monitor key") -> None:
         known = [k.value for k in MonitorKey]
         close = difflib.get_close_matches(name, known, n=1)

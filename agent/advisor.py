@@ -10,11 +10,13 @@ from __future__ import annotations
 import os
 import re
 
-from agent.config import ControllerConfig
+from agent.config_controller import ControllerSettings
 from agent.controller import Advice, ControllerInput
+from agent.interventions import interventions
 from tether_types import Action
 
-ADVISABLE: tuple[Action, ...] = ("train", "regenerate_prompts", "add_adversarial", "propose_amendment")
+# What the advisor may propose: train, or an intervention that lets it (`advisable`), in their order.
+ADVISABLE: tuple[Action, ...] = ("train", *(spec.name for spec in interventions() if spec.advisable))
 _ACTION = re.compile(r"^\s*action\s*:\s*([a-z_]+)\s*$", re.IGNORECASE | re.MULTILINE)
 _REASON = re.compile(r"^\s*reason\s*:\s*(.+?)\s*$", re.IGNORECASE | re.MULTILINE)
 # Monitors the advisor is shown: the ones the policy reads, plus quality context.
@@ -48,7 +50,7 @@ def parse_advice(text: str, source: str) -> Advice:
     return Advice(actions[0].lower(), reason.group(1), source)
 
 
-def ask_advisor(cfg: ControllerConfig, inp: ControllerInput) -> Advice:
+def ask_advisor(cfg: ControllerSettings, inp: ControllerInput) -> Advice:
     """One request to the configured endpoint; any failure becomes advice the policy overrules."""
     assert cfg.advisor is not None
     adv = cfg.advisor

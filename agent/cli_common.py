@@ -1,5 +1,6 @@
 """Shared CLI plumbing: the workspace option, exit codes, JSON and table output, and the one place
-where failures of the machine (a full disk, a read-only or locked workspace) become a message.
+where errors become a message and an exit code: a `TetherError` from any command (its message, its fix,
+its exit code), and a failure of the machine (a full disk, a read-only or locked workspace).
 
 Everything printed here is literal: user and stored strings (names, notes, reasons, summaries, paths)
 are rich `Text`, never markup, so `--by '[/]'` prints as typed and cannot crash the output.
@@ -25,13 +26,12 @@ from rich.table import Table
 from rich.text import Text
 from typer.core import TyperGroup
 
-from agent.workspace import Workspace, WorkspaceError, resolve_home
+from agent.workspace import Workspace, resolve_home
 from guardrails import keys
 from guardrails.errors import GuardrailError
 from memory import Store
 from memory.base import BUSY_TIMEOUT_MS, SchemaOutdatedError
-
-EXIT_OK, EXIT_CHECK_FAILED, EXIT_USAGE = 0, 1, 2
+from tether_types import EXIT_CHECK_FAILED, EXIT_USAGE, TetherError
 
 # Piped output (a log, another program) gets wide tables instead of rich's 80-column default.
 err_console = Console(stderr=True, highlight=False, width=None if sys.stderr.isatty() else 160)
@@ -44,8 +44,11 @@ class CliState:
     busy_timeout_ms: int = BUSY_TIMEOUT_MS
 
 
-def fail(message: str, code: int = EXIT_USAGE) -> NoReturn:
+def fail(message: str, code: int = EXIT_USAGE, hint: str = "") -> NoReturn:
+    """`error: MESSAGE` on stderr (and `fix: HINT` after it, when given), then exit `code`."""
     err_console.print(Text.assemble(("error:", "bold red"), " ", message), soft_wrap=True)
+    if hint:
+        err_console.print(Text.assemble(("fix:", "bold"), " ", hint), soft_wrap=True)
     raise typer.Exit(code)
 
 
@@ -71,10 +74,7 @@ def open_store(ctx: typer.Context, *, readonly: bool = False, witness: bool = Tr
     first when the workspace is writable (as it always was). A person's command witnesses the audit head
     when it ends (guardrails/trust.py); the run's own commands (`run`, `resume`) pass witness=False."""
     ws = workspace(ctx)
-    try:
-        ws.require()
-    except WorkspaceError as err:
-        fail(str(err))
+    ws.require()
     timeout = ctx.ensure_object(CliState).busy_timeout_ms
     if witness:
         ctx.call_on_close(lambda: _witness(ws, timeout, ctx.command_path))
@@ -120,19 +120,20 @@ def print_table(title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]
     out_console.print(table)
 
 
-class SignerRefused(Exception):
-    """A name or key that cannot decide; the message says why (and how to fix it)."""
+class SignerRefused(TetherError):
+    """A name or key that cannot decide; the message says why (and how to fix it). CLI exit 1."""
 
 
 class SignerNameInvalid(SignerRefused):
     """A NAME that is no name at all ('', markup, spaces): bad input, refused before anything is written."""
+    exit_code = EXIT_USAGE
 
 
-def load_signer(store: Store, name: str, subject: str | None) -> keys.Signer:
+def signer(store: Store, name: str, subject: str | None = None) -> keys.Signer:
     """The private key of reviewer `name` from the user's key folder (never the workspace), with its
     passphrase from $TETHER_KEY_PASSPHRASE or a prompt. A name or key that cannot decide raises
-    SignerRefused and, when it concerns a subject, is audited: a refused decision. A malformed name is not
-    a decision by anyone: SignerNameInvalid, nothing written."""
+    SignerRefused (exit 1) and, when it concerns a subject, is audited: a refused decision. A malformed
+    name is not a decision by anyone: SignerNameInvalid (exit 2), nothing written."""
     problem = keys.name_problem(name)
     # The software's own actors (`tether`, `agent:RUN`) are names, and their attempts are audited.
     actor = name.lower() in keys.RESERVED_NAMES or name.lower().startswith("agent:")
@@ -150,17 +151,6 @@ def load_signer(store: Store, name: str, subject: str | None) -> keys.Signer:
     if subject is not None:
         store.append_audit("tether", "decision.refused", subject, {"by": name, "reason": problem})
     raise SignerRefused(problem)
-
-
-def signer(store: Store, name: str, subject: str | None = None) -> keys.Signer:
-    """`load_signer` with the passphrase from $TETHER_KEY_PASSPHRASE or a prompt; a refusal is exit 1, a
-    malformed name exit 2."""
-    try:
-        return load_signer(store, name, subject)
-    except SignerNameInvalid as err:
-        fail(str(err), EXIT_USAGE)
-    except SignerRefused as err:
-        fail(str(err), EXIT_CHECK_FAILED)
 
 
 def _passphrase(folder: Path, name: str) -> str | None:
@@ -215,12 +205,16 @@ def environment_problem(err: BaseException, home: Path | None) -> str | None:
 
 
 class TetherGroup(TyperGroup):
-    """The root command group: every command runs inside it, so an environment failure from anywhere
-    (the store, the graph checkpointer, a file write) ends as one line on stderr and exit 1."""
+    """The root command group and the one place where errors become exit codes: every command runs
+    inside it, so a `TetherError` from anywhere ends as `error: MESSAGE` (and its fix) on stderr and its
+    exit code, and an environment failure from anywhere (the store, the graph checkpointer, a file
+    write) as one line on stderr and exit 1."""
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
+        except TetherError as err:
+            fail(str(err), err.exit_code, err.hint)
         except (sqlite3.OperationalError, OSError) as err:
             state = ctx.find_object(CliState)
             home = Workspace(resolve_home(state.home if state else None)).home

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from agent.cli_common import fail, open_store, say
-from agent.export import ExportError, export_pairs
+from agent.export import export_pairs
 
 export_app = typer.Typer(help="Export what a run made (preference pairs) for use outside tether.",
                          no_args_is_help=True)
@@ -26,9 +26,6 @@ def pairs(
     _, store = open_store(ctx)
     if store.get_run(run_id) is None:
         fail(f"no run '{run_id}' (see `tether status`)")
-    try:
-        manifest = export_pairs(store, run_id, out, round_no)
-    except ExportError as err:
-        fail(str(err))
+    manifest = export_pairs(store, run_id, out, round_no)
     say(f"wrote {manifest['pairs']} pairs of rounds {manifest['rounds']} to {out} (pairs.jsonl, dataset/, "
         "manifest.json)")

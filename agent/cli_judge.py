@@ -17,7 +17,6 @@ from rich.text import Text
 
 from agent.cli_common import err_console, fail, out_console, print_json, print_table, say, workspace
 from agent.config import MAX_SEED, ConfigError, load_config
-from agent.workspace import WorkspaceError
 from guardrails.constitution import ConstitutionError, load_constitution
 from tools.judges import JUDGES, BackendPolicy
 from tools.judges.audit import DEFAULT_PROBES, AuditReport, Measure, Thresholds, audit_judge
@@ -41,20 +40,14 @@ def judge_audit(
     as_json: JsonOpt = False,
 ) -> None:
     """Bias audit of a judge on held-out probes of the configured world (one with reference answers in
-    several styles: the tiny world): position bias, length bias, self-preference, agreement with the
+    several styles, e.g. the default world): position bias, length bias, self-preference, agreement with the
     oracle, invalid judgments; each flagged against its threshold, then an overall verdict. Settings
     come from the config's `judge.settings` when `judge.name` is this judge (else none). Writes
     nothing; exits 0 whenever the audit completes."""
     started = time.perf_counter()
-    try:
-        JUDGES.check(judge)
-    except UnknownPluginError as err:
-        fail(str(err))
+    JUDGES.check(judge)
     ws = workspace(ctx)
-    try:
-        ws.require()
-    except WorkspaceError as err:
-        fail(str(err))
+    ws.require()
     config_path = config or ws.config_path
     try:
         cfg = load_config(config_path)
@@ -72,9 +65,9 @@ def judge_audit(
         fail(f"{config_path}: world '{cfg.world.name}': {err}")
     if not isinstance(world, AuditProbeSource):
         fail(f"world '{cfg.world.name}' has no judge-audit probes (reference answers in several styles for each "
-             "held-out prompt): `tether judge audit` needs a world that has them, e.g. world: {name: tiny}")
+             "held-out prompt): `tether judge audit` needs a world that has them, e.g. the default world")
 
-    from agent.runner import ModelNotFoundError, ensure_model  # heavy (torch, langgraph): after usage checks
+    from agent.runner import ensure_model  # heavy (torch, langgraph): after usage checks
     from policies.generation import make_backend
     from policies.threads import apply_threads
     from tether_types import SamplingSpec
@@ -89,7 +82,7 @@ def judge_audit(
         except (OSError, ValueError, ImportError) as err:
             fail(f"cannot load model {model_ref}: {err}")
 
-    model_ref = ws.model_ref(cfg)
+    model_ref = cfg.model.base  # a folder or hub id; ensure_model (below) says where the world's model lies
     policy = LazyPolicy(load_backend)
     built: Any = None
     timings: dict[str, float] = {}
@@ -99,10 +92,7 @@ def judge_audit(
             built = JUDGES.build(judge, settings, constitution=constitution, policy=policy)
         except (PluginSettingsError, ValueError, OSError) as err:  # e.g. an `hf` judge's model is missing
             fail(f"{config_path}: {err}")
-        try:
-            model_ref = ensure_model(ws, cfg, say, progress=not as_json)
-        except ModelNotFoundError as err:
-            fail(str(err))
+        model_ref = ensure_model(ws, cfg, say, progress=not as_json)
         try:
             probe_set = world.audit_probes(seed=cfg.seed if seed is None else seed, n=probes)
         except WorldError as err:

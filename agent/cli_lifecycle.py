@@ -9,10 +9,8 @@ import typer
 
 from agent import faults
 from agent.cli_common import fail, open_store, say
-from agent.lifecycle import LifecycleError
 from agent.lifecycle import stop as stop_run
 from agent.locks import is_driven
-from guardrails.errors import GateError
 
 
 def stop(
@@ -29,10 +27,7 @@ def stop(
     run = store.get_run(run_id)
     if run is None:
         fail(f"no run '{run_id}' (see `tether status`)")
-    try:
-        withdrawn = stop_run(ws, store, run, by, reason, is_driven(ws, run_id))
-    except (LifecycleError, GateError) as err:
-        fail(str(err))
+    withdrawn = stop_run(ws, store, run, by, reason, is_driven(ws, run_id))
     say(f"run {run_id} stopped by {by}" + (f"; withdrawn: {', '.join(withdrawn)}" if withdrawn else ""))
 
 

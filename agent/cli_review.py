@@ -23,12 +23,11 @@ from agent.cli_common import (
 )
 from agent.cli_show import show
 from agent.config import ConfigError, load_config
-from agent.report import ReportError, write_report
+from agent.report import write_report
 from agent.workspace import Workspace
 from guardrails import amendments, audit, gate, signoff
 from guardrails.checks import InvariantResult
 from guardrails.constitution import ConstitutionError
-from guardrails.errors import DeniedError, GateError, TamperError, TransientError
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")]
 ByOpt = Annotated[str, typer.Option("--by", help="The reviewer deciding: their key in the user key folder signs.")]
@@ -67,15 +66,10 @@ def _decide(ctx: typer.Context, approval_id: str, decision: signoff.HumanDecisio
         fail("--accept-not-met is for checkpoint approvals: a constitution change has no invariant targets to accept")
     key = signer(store, by, approval_id)
     version = None
-    try:
-        if pending.kind == "constitution":
-            decided, version = amendments.decide(store, approval_id, decision, key, note, ws.constitution_path)
-        else:
-            decided = gate.decide(store, approval_id, decision, key, note, accept_not_met)
-    except (TamperError, DeniedError) as err:
-        fail(str(err), EXIT_CHECK_FAILED)
-    except (GateError, ConstitutionError) as err:
-        fail(str(err))
+    if pending.kind == "constitution":
+        decided, version = amendments.decide(store, approval_id, decision, key, note, ws.constitution_path)
+    else:
+        decided = gate.decide(store, approval_id, decision, key, note, accept_not_met)
     if as_json:
         print_json({"id": decided.id, "kind": decided.kind, "status": decided.status, "decided_by": decided.decided_by,
                     "run_id": decided.run_id, "signed_by": by,
@@ -205,14 +199,7 @@ def rollback(
     if store.get_checkpoint(checkpoint_id) is None:
         fail(f"no checkpoint '{checkpoint_id}' (see `tether checkpoints`)")
     key = signer(store, by, checkpoint_id)
-    try:
-        ck = gate.rollback(store, checkpoint_id, key, reason)
-    except (TamperError, DeniedError) as err:
-        fail(str(err), EXIT_CHECK_FAILED)
-    except TransientError as err:
-        fail(str(err), EXIT_CHECK_FAILED)
-    except GateError as err:
-        fail(str(err))
+    ck = gate.rollback(store, checkpoint_id, key, reason)
     say(f"{ck.id} is now the active checkpoint of {ck.run_id}")
 
 
@@ -225,10 +212,7 @@ def report(
     _, store = open_store(ctx, readonly=True)
     if store.get_run(run_id) is None:
         fail(f"no run '{run_id}' (see `tether status`)")
-    try:
-        written = write_report(store, run_id, out)
-    except ReportError as err:
-        fail(str(err))
+    written = write_report(store, run_id, out)
     for path in written:
         say(f"wrote {path}")
 
@@ -243,10 +227,7 @@ def constitution_show(
     """The constitution in force: invariants (immutable) and principles (amendable), with versions. Only
     a version with a verified human approval is ever in force."""
     ws, store = open_store(ctx, readonly=True)
-    try:
-        version, current = amendments.in_force(store)
-    except (GateError, ConstitutionError) as err:
-        fail(str(err))
+    version, current = amendments.in_force(store)
     if as_yaml:
         sys.stdout.write(version.content)
         return
@@ -293,8 +274,6 @@ def constitution_propose(
         approval = amendments.propose(store, file.read_text(), str(file), by, required=_required(ws))
     except ConstitutionError as err:
         fail("invalid constitution:\n  " + "\n  ".join(err.problems))
-    except GateError as err:
-        fail(str(err))
     say(f"proposed as {approval.id}: {approval.summary}. `tether approve {approval.id} --by NAME` puts it in force.")
 
 

@@ -14,7 +14,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from agent.cli_common import EXIT_CHECK_FAILED, fail, open_store, print_json, print_table, say, signer
 from guardrails import keys, reviewers, trust
-from guardrails.errors import GateError, TamperError
+from guardrails.errors import TamperError
 
 reviewer_app = typer.Typer(help="Reviewers: the people whose signed decisions approve checkpoints and "
                                 "constitution changes.", no_args_is_help=True)
@@ -52,12 +52,7 @@ def add(
     public = _public_key_file(public_key)
     _, store = open_store(ctx)
     key = signer(store, by)
-    try:
-        reviewers.add(store, name, public, key, note)
-    except TamperError as err:
-        fail(str(err), EXIT_CHECK_FAILED)
-    except GateError as err:
-        fail(str(err))
+    reviewers.add(store, name, public, key, note)
     root = trust.require(store, reviewers.workspace_id(store))
     say(f"{name} is a reviewer (key {keys.fingerprint(public)[:16]}), added by {by}; in their own key folder "
         f"they pin this workspace once with `tether reviewer pin --root {root.fingerprint}`")
@@ -67,10 +62,7 @@ def add(
 def keygen(name: Annotated[str, typer.Argument(help="Your reviewer name.")]) -> None:
     """Create your key pair in the user key folder and print the public key (PEM) to hand to an
     existing reviewer for `tether reviewer add NAME --public-key FILE`."""
-    try:
-        created = keys.create_key(keys.resolve_keys_dir(), name, os.environ.get(keys.PASSPHRASE_ENV))
-    except keys.KeyStoreError as err:
-        fail(str(err))
+    created = keys.create_key(keys.resolve_keys_dir(), name, os.environ.get(keys.PASSPHRASE_ENV))
     typer.echo(keys.public_pem(created.public_hex), nl=False)
 
 
@@ -84,12 +76,7 @@ def remove(
     """Remove a reviewer (their earlier signatures stand; new ones are refused). Signed by a reviewer."""
     _, store = open_store(ctx)
     key = signer(store, by)
-    try:
-        reviewers.remove(store, name, key, reason)
-    except TamperError as err:
-        fail(str(err), EXIT_CHECK_FAILED)
-    except GateError as err:
-        fail(str(err))
+    reviewers.remove(store, name, key, reason)
     say(f"{name} is no longer a reviewer (removed by {by})")
 
 
@@ -98,10 +85,7 @@ def list_(ctx: typer.Context, as_json: JsonOpt = False) -> None:
     """Registered reviewers: name, key fingerprint, who added them and when; verified by replaying every
     signed registration (exit 1 if one was forged)."""
     _, store = open_store(ctx, readonly=True)
-    try:
-        everyone = reviewers.registry(store, include_removed=True)
-    except TamperError as err:
-        fail(str(err), EXIT_CHECK_FAILED)
+    everyone = reviewers.registry(store, include_removed=True)
     added = {e.name: e for e in store.reviewer_events() if e.action == "add"}
     rows = [{"name": r.name, "fingerprint": r.fingerprint, "active": r.removed_at_seq is None,
              "added_by": added[r.name].signed_by, "added_at": added[r.name].at,
@@ -139,9 +123,9 @@ def pin(
     try:
         pinned = trust.pin(store, workspace_id, first.name, first.public_key, store.path.parent)
         reviewers.registry(store)
-    except TamperError as err:
+    except TamperError:
         if not existed:
-            trust.unpin(workspace_id)
-        fail(str(err), EXIT_CHECK_FAILED)
+            trust.unpin(workspace_id)  # a pin that fails its own check is not left behind
+        raise
     say(f"pinned workspace {workspace_id}: first reviewer '{pinned.reviewer}', key {pinned.fingerprint[:16]}, "
         f"in {trust.folder() / 'trust'}")

@@ -13,9 +13,8 @@ from typing import Annotated
 
 import typer
 
-from agent.cli_common import EXIT_CHECK_FAILED, CliState, fail, open_store, say, signer
+from agent.cli_common import EXIT_CHECK_FAILED, CliState, TetherGroup, fail, open_store, say, signer
 from guardrails import keys, reviewers
-from guardrails.errors import TamperError
 from memory import Store
 
 DEFAULT_PORT = 8765
@@ -46,10 +45,7 @@ def _listen(host: str, port: int) -> socket.socket:
 def _reviewer(store: Store, name: str) -> keys.Signer:
     """`name`'s key, checked against the workspace's verified registry before the console serves anything."""
     key = signer(store, name)
-    try:
-        registered = reviewers.registry(store).get(name)
-    except TamperError as err:
-        fail(str(err), EXIT_CHECK_FAILED)
+    registered = reviewers.registry(store).get(name)
     if registered is None or registered.public_hex != key.public_hex:
         fail(f"'{name}' is not a registered reviewer of this workspace with the key in {keys.resolve_keys_dir()} "
              "(see `tether reviewer list`)", EXIT_CHECK_FAILED)
@@ -101,7 +97,7 @@ def ui(
 
 
 if __name__ == "__main__":  # `python -m agent.cli_ui --home H ui`, the same command outside agent/cli.py
-    standalone = typer.Typer(add_completion=False)
+    standalone = typer.Typer(add_completion=False, cls=TetherGroup)  # errors end as in agent/cli.py
 
     @standalone.callback()
     def _root(ctx: typer.Context, home: Annotated[Path | None, typer.Option("--home")] = None) -> None:

@@ -2,11 +2,14 @@
 
 `extra="forbid"` and strict types make typos and wrong types errors, numbers are finite and bounded
 (no `.inf`, `.nan` or a count of 1e12 reaches a run), and `load_config` reports every error of a file
-at once (the `tether validate` contract). The file is read with guardrails.safe_yaml's limits.
+at once (the `tether validate` contract). The file is read with guardrails.safe_yaml's limits. A world's old
+spellings (tools/worlds/base.py `config_upgrade`) read as the new ones, in a file and in a stored run's
+config alike; `old_spellings` says which a document holds.
 """
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import math
@@ -17,33 +20,29 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_core import ErrorDetails
 
 from agent.config_base import MAX_BATCH, MAX_NEW_TOKENS, MAX_PROMPTS, MAX_ROUNDS, MAX_SEED, _Section
-from agent.config_controller import (  # noqa: F401  (re-exported: the controller's settings are config too)
-    AdvisorConfig,
-    ControllerConfig,
-)
+from agent.config_controller import AdvisorConfig  # noqa: F401  (re-exported: the controller's settings)
 from agent.config_inputs import InputsConfig  # the inputs section (guardrails/inputs.py), re-exported as config
 from agent.config_pairs import PairsConfig, PairStrategyConfig  # noqa: F401  (re-exported: the pairs section)
 from agent.config_training import TrainingConfig  # the training section, re-exported as config
+from agent.interventions import ControllerConfig  # the controller's settings with each plug-in's section
 from guardrails.inputs import InputRefused, confine, key_folders
 from guardrails.safe_yaml import YamlRefused, read_yaml
+from tether_types import EXIT_USAGE, TetherError
+from tools.worlds import DEFAULT_WORLD, upgrade_config
 
-TINY_MODEL = "tiny"
-
+WORLD_MODEL = "world"  # model.base: the model the world builds (its settings say how)
 
 
 class ModelConfig(_Section):
     base: str = Field(
-        TINY_MODEL,
-        description="Base causal LM: 'tiny' (the embedded tiny world, built into the workspace on "
-        "first use), a local directory, or a Hugging Face hub id already in the local cache.",
+        WORLD_MODEL,
+        description="Base causal LM: 'world' (the model the world builds, into the workspace on first use, as "
+        "world.settings say; the default world's embedded model), a local directory, or a Hugging Face hub id "
+        "already in the local cache.",
     )
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="Where the policy runs.")
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
         "auto", description="Weights dtype when loading the base model."
-    )
-    tiny_steps: int = Field(
-        250, ge=1, le=100_000,
-        description="Pre-training steps for the embedded tiny model (model.base='tiny'), at most 100000.",
     )
     chat_template_fallback: Literal["none", "plain"] = Field(
         "none",
@@ -99,6 +98,11 @@ class RegenerateConfig(_Section):
     )
     shots: int = Field(3, ge=1, le=8, description="Few-shot example prompts shown to the writer.")
     temperature: float = Field(1.0, gt=0.0, le=2.0, description="Writer sampling temperature.")
+    max_new_tokens: int = Field(
+        32, ge=1, le=MAX_NEW_TOKENS,
+        description=f"Cap on the tokens the writer generates for one prompt (a prompt is one line; the writer's "
+        f"request, its examples and this fit the writer's context), at most {MAX_NEW_TOKENS}.",
+    )
     max_similarity: float = Field(
         0.9, gt=0.0, le=1.0,
         description="A written prompt this similar (MiniLM cosine) to any prompt used so far, any "
@@ -237,12 +241,12 @@ class WorldConfig(_Section):
     train / held-out prompts are errors. Fixed for a run once it starts."""
 
     name: str = Field(
-        "tiny", description="World plug-in (tools/worlds): 'tiny' (the embedded tiny world, the only one "
-        "that builds a model for model.base 'tiny') or 'data' (your own prompt files).",
+        DEFAULT_WORLD, description="World plug-in (tools/worlds, `tether plugins`): the default is the embedded "
+        "world, which builds the model model.base 'world' names; 'data' takes your own prompt files.",
     )
     settings: dict[str, Any] = Field(
-        default_factory=dict, description="Keyword settings passed to the world's constructor (paths "
-        "relative to the workspace; files confined to it and inputs.roots).",
+        default_factory=dict, description="Keyword settings passed to the world's constructor, checked by it (paths "
+        "relative to the workspace; files confined to it and inputs.roots), e.g. how it builds its model.",
     )
 
 
@@ -263,6 +267,16 @@ class TetherConfig(_Section):
     approvals: ApprovalsConfig = ApprovalsConfig()
     notify: NotifyConfig = NotifyConfig()
     tracking: TrackingConfig = TrackingConfig()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _old_spellings(cls, data: Any) -> Any:
+        # Read as the new spelling; the document itself (a stored run's config) is never rewritten, so its
+        # recorded sha stays what the run started with.
+        if isinstance(data, dict):
+            data = copy.deepcopy(data)
+            upgrade_config(data)
+        return data
 
     @model_validator(mode="after")
     def _cross_field(self) -> TetherConfig:
@@ -287,8 +301,9 @@ class TetherConfig(_Section):
         return json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
 
 
-class ConfigError(ValueError):
+class ConfigError(TetherError, ValueError):
     """Every problem found in a config file, one line each."""
+    exit_code = EXIT_USAGE
 
     def __init__(self, source: str, problems: list[str]) -> None:
         self.source = source
@@ -331,6 +346,11 @@ def parse_config(data: Any, source: str) -> TetherConfig:
     except ValidationError as err:
         problems = [_problem(e) for e in err.errors()]
         raise ConfigError(source, problems) from None
+
+
+def old_spellings(data: Any) -> list[str]:
+    """One deprecation note per old spelling in a raw config document, which reading it rewrites."""
+    return upgrade_config(copy.deepcopy(data)) if isinstance(data, dict) else []
 
 
 def load_config(path: Path) -> TetherConfig:

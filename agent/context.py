@@ -1,24 +1,22 @@
-"""Run-scoped services handed to every node through LangGraph's runtime context.
+"""What every node gets through LangGraph's runtime context: the run's settings and its services.
 
-Heavy objects (the loaded model, the judge) live here, never in graph state, and are built once
-per process: a resumed run rebuilds them from the store and the workspace.
+`RunContext` is frozen: it holds the settings (agent/services.py's `RunSettings`, fixed for the process)
+and the services (`RunServices`, set up and closed by agent/runner.py), and reads what changes during a
+run, the constitution version in force and the pools' slots, from the store on every use. Heavy objects
+(the loaded model, the judge) live in the services, never in graph state: a resumed run rebuilds them.
 """
 
 from __future__ import annotations
 
 import itertools
-import random
-import time
-from collections import defaultdict
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
-from dataclasses import dataclass, field
-from functools import cached_property
-from pathlib import Path
-from typing import Any
+from collections.abc import Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
 
 from agent.config import TetherConfig
 from agent.faults import Fault
+from agent.interventions.pool import SwitchablePool
+from agent.services import RunServices, RunSettings
 from agent.tracking import Tracker
 from agent.workspace import Workspace
 from guardrails import gate
@@ -26,14 +24,14 @@ from guardrails.constitution import Constitution
 from guardrails.errors import TransientError
 from guardrails.probes import ProbeSet, resolve_probe_sets
 from memory import Run, RunPrompt, Store
-from policies.artifacts import ModelIntegrityError, model_folder, verify_model
-from policies.generation import GenerationBackend, make_backend
+from policies.generation import GenerationBackend
 from tether_types import AdapterRef, Prompt, SamplingSpec
-from tools.judges import JUDGES, Judge
-from tools.monitors import MONITORS, Monitor
-from tools.prompts import PROMPT_GENERATORS, PromptGenerator
+from tools.judges import Judge
+from tools.monitors import Monitor
+from tools.pairs import PairStrategy
+from tools.prompts import PromptGenerator
 from tools.registry import Built
-from tools.worlds import WORLDS, TaskSet, World
+from tools.worlds import TaskSet, World
 
 
 @dataclass(frozen=True)
@@ -43,37 +41,95 @@ class ActivePolicy:
     ctx: RunContext
 
     def generate(self, prompts: Sequence[str], spec: SamplingSpec) -> list[str]:
-        run = self.ctx.store.get_run(self.ctx.run_id)
-        assert run is not None
-        adapter = self.ctx.adapter(run.active_checkpoint)
+        adapter = self.ctx.adapter(self.ctx.run.active_checkpoint)
         return [g.text for g in self.ctx.backend.generate(list(prompts), adapter, spec)]
 
 
-@dataclass
+@dataclass(frozen=True)
 class RunContext:
-    run_id: str
-    workspace: Workspace
-    store: Store
-    config: TetherConfig
-    constitution: Constitution
-    tracker: Tracker
-    progress: bool = False
-    fault: Fault | None = None  # fault injection for the kill tests (agent/faults.py)
-    timings: dict[str, float] = field(default_factory=lambda: defaultdict(float))  # seconds per stage
-    counts: dict[str, float] = field(default_factory=lambda: defaultdict(float))  # e.g. generated tokens
-    # sample id -> its mean log-prob per token under the base model (pinned for the run): scored once in
-    # a process, by whichever asks first, the pairs node (regularized) or the drift monitor
-    scored: dict[int, float] = field(default_factory=dict, repr=False)
-    _run_prompts: dict[str, Prompt] = field(default_factory=dict, repr=False)
-    _nested: list[float] = field(default_factory=list, repr=False)  # seconds of stages inside open ones
+    settings: RunSettings
+    services: RunServices
 
-    @cached_property
+    # -- settings ----------------------------------------------------------------------------------
+
+    @property
+    def run_id(self) -> str:
+        return self.settings.run_id
+
+    @property
+    def workspace(self) -> Workspace:
+        return self.settings.workspace
+
+    @property
+    def config(self) -> TetherConfig:
+        return self.settings.config
+
+    @property
+    def progress(self) -> bool:
+        return self.settings.progress
+
+    @property
+    def fault(self) -> Fault | None:
+        return self.settings.fault
+
+    # -- services ----------------------------------------------------------------------------------
+
+    @property
+    def store(self) -> Store:
+        return self.services.store
+
+    @property
+    def tracker(self) -> Tracker:
+        return self.services.tracker
+
+    @property
+    def backend(self) -> GenerationBackend:
+        return self.services.backend
+
+    @property
+    def world(self) -> Built[World]:
+        return self.services.world
+
+    @property
+    def taskset(self) -> TaskSet:
+        return self.services.taskset
+
+    @property
+    def train_pool(self) -> TaskSet:
+        return self.services.train_pool
+
+    @property
+    def prompt_generator(self) -> Built[PromptGenerator]:
+        return self.services.prompt_generator
+
+    @property
+    def monitors(self) -> list[Built[Monitor]]:
+        return self.services.monitors
+
+    @property
     def model_ref(self) -> str:
-        """What `from_pretrained` loads: the pinned base, resolved against the workspace (not the
-        working directory) when it lives inside it."""
-        base = self.run.base_model or {}
-        ref = str(base.get("ref") or self.workspace.model_ref(self.config))
-        return str(self.store.resolve(ref)) if base.get("in_workspace") else ref
+        return self.services.model_ref
+
+    def verify_base(self) -> None:
+        self.services.verify_base()
+
+    @property
+    def scored(self) -> dict[int, float]:
+        """Sample id -> its mean log-prob per token under the run's pinned base model (agent/services.py)."""
+        return self.services.base_scores()
+
+    def timed(self, stage: str) -> AbstractContextManager[None]:
+        return self.services.meter.timed(stage)
+
+    @property
+    def timings(self) -> dict[str, float]:
+        return self.services.meter.timings
+
+    @property
+    def counts(self) -> dict[str, float]:
+        return self.services.meter.counts
+
+    # -- what changes during a run: read from the store --------------------------------------------
 
     @property
     def run(self) -> Run:
@@ -82,57 +138,20 @@ class RunContext:
             raise LookupError(f"run {self.run_id} is not in the store")
         return run
 
-    def verify_base(self) -> None:
-        """Every load of the base model checks its files against the digest pinned at run start."""
-        base = self.run.base_model
-        if not base:
-            raise ModelIntegrityError(f"run {self.run_id} has no pinned base model (started before pinning existed?)")
-        try:
-            verify_model(model_folder(self.model_ref), base)
-        except OSError as err:  # moved or unmounted: nothing to decide on, so the run pauses
-            raise TransientError(f"the base model could not be read ({err}); restore it and `tether resume`") from None
-
-    @cached_property
-    def world(self) -> Built[World]:
-        return build_world(self.config, self.workspace.home)
-
-    @cached_property
-    def taskset(self) -> TaskSet:
-        return self.world.plugin.taskset()
-
-    @cached_property
-    def backend(self) -> GenerationBackend:
-        gen = self.config.generation
-        with self.timed("load_model"):
-            self.verify_base()
-            return make_backend(
-                gen.backend,
-                self.model_ref,
-                device=self.config.model.device,
-                dtype=self.config.model.dtype,
-                batch_size=gen.batch_size,
-                progress=self.progress,
-                **({"batching": gen.batching} if gen.backend == "transformers" else {}),
-            )
-
-    @cached_property
-    def train_pool(self) -> TaskSet:
-        """The task set the pool generator draws from: the train split, capped at prompts.pool_size."""
-        size = self.config.prompts.pool_size
-        if size is None or size >= len(self.taskset.train):
-            return self.taskset
-        pool = list(self.taskset.train)
-        random.Random(f"tether-pool/{self.config.seed}").shuffle(pool)
-        return TaskSet(tuple(pool[:size]), self.taskset.heldout)
+    @property
+    def constitution(self) -> Constitution:
+        """The version the run is on (plan moves it to a newly approved one at the start of a round)."""
+        return self.services.constitution(self.run.constitution_version)[1]
 
     def prompt(self, prompt_id: str) -> Prompt:
         """A prompt by id: the task set's, or one this run wrote or mutated for itself."""
         try:
             return self.taskset.get(prompt_id)
         except KeyError:
-            if prompt_id not in self._run_prompts:
-                self._run_prompts.update({p.id: _as_prompt(p) for p in self.store.run_prompts(self.run_id)})
-            return self._run_prompts[prompt_id]
+            known = self.services.run_prompts
+            if prompt_id not in known:
+                known.update({p.id: _as_prompt(p) for p in self.store.run_prompts(self.run_id)})
+            return known[prompt_id]
 
     @property
     def has_oracle(self) -> bool:
@@ -155,45 +174,31 @@ class RunContext:
             raise TransientError("; ".join(problems) + "; restore it and `tether resume`")
         return sets
 
+    # -- the switchable pools (agent/interventions/pool.py): the slot in force is read from the store ----
+
+    @property
+    def judges(self) -> SwitchablePool[Judge]:
+        return self.services.judges
+
+    @property
+    def pair_strategies(self) -> SwitchablePool[PairStrategy]:
+        return self.services.pair_strategies
+
     @property
     def judge_slot(self) -> int:
-        run = self.store.get_run(self.run_id)
-        return 0 if run is None else run.judge_slot
+        """The judge pool's slot in force: moved on by every judge switch the run made."""
+        return self.judges.slot(self.store.rounds(self.run_id))
 
-    @cached_property
+    @property
     def judge(self) -> Built[Judge]:
-        spec = self.config.judge.slots()[self.judge_slot]
-        return JUDGES.build(spec.name, spec.settings, constitution=self.constitution, policy=ActivePolicy(self))
+        """The judge of the run's slot, built for the constitution in force: rebuilt (the one before closed)
+        when either moves on."""
+        digest, constitution = self.services.constitution(self.run.constitution_version)
+        return self.judges.build(self.judge_slot, digest, constitution=constitution, policy=ActivePolicy(self))
 
     def judge_label(self, slot: int | None = None) -> str:
         """A judge of the pool by name, with its slot when the pool holds that name twice."""
-        slots = self.config.judge.slots()
-        slot = self.judge_slot if slot is None else slot
-        name = slots[slot].name
-        return name if sum(s.name == name for s in slots) == 1 else f"{name}#{slot}"
-
-    def use_judge_slot(self, slot: int) -> None:
-        """Move the run to another judge of the pool: rebuilt on next use."""
-        self.store.update_run(self.run_id, judge_slot=slot)
-        self._drop_judge()
-
-    def _drop_judge(self) -> None:
-        judge = self.__dict__.pop("judge", None)
-        if judge is not None and hasattr(judge.plugin, "close"):
-            judge.plugin.close()
-
-    @cached_property
-    def prompt_generator(self) -> Built[PromptGenerator]:
-        return PROMPT_GENERATORS.build(self.config.prompts.generator)
-
-    @cached_property
-    def monitors(self) -> list[Built[Monitor]]:
-        return [MONITORS.build(name) for name in MONITORS.names()]
-
-    def use_constitution(self, constitution: Constitution) -> None:
-        """Switch to an amended constitution: the judge is rebuilt from it on next use."""
-        self.constitution = constitution
-        self._drop_judge()
+        return self.judges.label(self.judge_slot if slot is None else slot)
 
     def adapter(self, checkpoint_id: str | None) -> AdapterRef | None:
         """The adapter a checkpoint id stands for; None for a base checkpoint. The run's active
@@ -209,39 +214,6 @@ class RunContext:
         if ck.sha256 is None:
             return None
         return AdapterRef(id=ck.id, path=self.store.resolve(ck.path), sha256=ck.sha256)
-
-    @contextmanager
-    def timed(self, stage: str) -> Iterator[None]:
-        """Seconds spent in `stage`, exclusive: a stage timed inside another (the model load inside the first
-        generate) counts once, in itself, and not again in the enclosing stage."""
-        start = time.perf_counter()
-        self._nested.append(0.0)
-        try:
-            yield
-        finally:
-            elapsed = time.perf_counter() - start
-            self.timings[stage] += elapsed - self._nested.pop()
-            if self._nested:
-                self._nested[-1] += elapsed
-
-    def close(self) -> None:
-        if "judge" in self.__dict__ and hasattr(self.judge.plugin, "close"):
-            self.judge.plugin.close()  # an `hf` judge holds a model of its own
-        if "backend" in self.__dict__:
-            self.backend.close()
-        self.tracker.log_decisions(self.store.decisions(self.run_id))
-        self.tracker.finish()
-
-    def describe(self) -> dict[str, Any]:
-        return {"judge": self.judge.spec(), "prompts": self.prompt_generator.spec(), "world": self.world.spec()}
-
-
-def build_world(config: TetherConfig, root: Path) -> Built[World]:
-    """The configured world; `root` (the workspace) anchors its relative paths, and its files are confined
-    to the workspace and `inputs.roots` (guardrails/inputs.py). Raises WorldError, UnknownPluginError or
-    PluginSettingsError when it cannot be built as configured."""
-    return WORLDS.build(config.world.name, config.world.settings, seed=config.seed, root=root,
-                        inputs=config.inputs.confined_to(root))
 
 
 def heldout_slice(taskset: TaskSet, n: int) -> list[Prompt]:

@@ -17,7 +17,7 @@ Order of precedence, safety first:
      too little, its jury contradicts itself, or its pair margin collapsed) for blind_spot.patience
      rounds: switch_judge to the next judge of the pool (one that may verify the family), else
      switch_pairs to the next pair strategy, instead of training on noise; with neither left the
-     round trains with a warning (agent/rules_blind_spot.py).
+     round trains with a warning (agent/interventions/blind_spot.py).
   5. stop on a plateau that outlived the interventions meant to break it (with them off, the
      fixed recipe runs its whole budget).
   6. soft triggers: propose_amendment (over-refusal), add_adversarial then regenerate_prompts
@@ -25,8 +25,9 @@ Order of precedence, safety first:
   7. an optional LLM advisor may choose among the actions allowed this round (never over 1-5).
   8. train.
 
-The rules are in agent/rules.py (RULES, in this order) and agent/rules_blind_spot.py; the vocabulary
-(RoundSignals, ControllerInput, Check, Decision) and one decision's working state in agent/rules_state.py.
+The controller's own rules are in agent/rules.py, which puts every rule in this order (`rules()`); each
+intervention's and trigger's own are in its module (agent/interventions/); the vocabulary (RoundSignals,
+ControllerInput, Check, Decision) and one decision's working state in agent/rules_state.py.
 
 Missing signals fail closed. A monitor value that is absent (its monitor failed, or it could not be
 computed this round) is checked as status "could_not_check", never as "ok". The judge-reliability
@@ -41,10 +42,10 @@ whose invalid_share is missing counts as an invalid round for the switch_judge s
 
 from __future__ import annotations
 
-from agent.config import ControllerConfig
-from agent.rules import RULES
+from agent.config_controller import ControllerSettings
+from agent.interventions import roster
+from agent.rules import rules
 from agent.rules_state import (
-    PLATEAU_INTERVENTIONS,
     Advice,
     Check,
     ControllerInput,
@@ -54,14 +55,14 @@ from agent.rules_state import (
     RoundSignals,
 )
 
-__all__ = ["PLATEAU_INTERVENTIONS", "Advice", "Check", "ControllerInput", "Decision", "Op", "RoundSignals", "decide"]
+__all__ = ["Advice", "Check", "ControllerInput", "Decision", "Op", "RoundSignals", "decide"]
 
 
-def decide(inp: ControllerInput, cfg: ControllerConfig) -> Decision:
+def decide(inp: ControllerInput, cfg: ControllerSettings) -> Decision:
     """The action for `inp.now`: the first rule that decides, else train. Pure: no I/O."""
-    p = Policy(inp, cfg)
-    for rule in RULES:
-        decision = rule(p)
+    p = Policy(inp, cfg, roster())
+    for rule in rules():
+        decision = rule.decide(p)
         if decision is not None:
             return decision
     why = "no intervention is called for" if cfg.interventions else "interventions are off (the fixed recipe)"

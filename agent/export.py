@@ -12,12 +12,14 @@ from guardrails import signoff
 from guardrails.checks import InvariantResult
 from guardrails.errors import TamperError
 from memory import Checkpoint, Store
+from tether_types import EXIT_USAGE, TetherError
 
 CARD_NAME = "README.md"  # not part of the adapter's digest (adapter_config.json + weights), never loaded
 
 
-class ExportError(ValueError):
+class ExportError(TetherError, ValueError):
     """Nothing to export, or the destination cannot be written."""
+    exit_code = EXIT_USAGE
 
 
 def export_pairs(store: Store, run_id: str, out: Path, round_no: int | None = None) -> dict[str, Any]:

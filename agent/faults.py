@@ -16,13 +16,16 @@ from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, get_args
 
+from tether_types import EXIT_USAGE, TetherError
+
 FAULT_ENV = "TETHER_FAULT"
 SWITCH_ENV = "TETHER_TEST_FAULTS"
 Point = Literal["before", "after"]
 
 
-class FaultSpecError(ValueError):
+class FaultSpecError(TetherError, ValueError):
     """TETHER_FAULT does not name a graph node and a point; nothing was started."""
+    exit_code = EXIT_USAGE
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,7 @@
     plan -> prompts -> sample -> judge -> pairs -> monitor -> decide
       decide = train -> train_candidate -> evaluate -> check_invariants -> approval_gate -> commit
       decide = skip  -> plan (the round is not trained on, e.g. too many invalid judgments)
-      decide = switch_judge | regenerate_prompts | add_adversarial | propose_amendment | switch_pairs -> plan
+      decide = an intervention (each a node of its own, agent/interventions/<name>.py) -> plan
       decide = stop  -> END
 """
 
@@ -20,17 +20,18 @@ from langgraph.graph.state import CompiledStateGraph
 
 from agent.context import RunContext
 from agent.faults import with_fault_points
-from agent.nodes import candidate, decide, interventions
+from agent.interventions import interventions
+from agent.nodes import candidate, decide
 from agent.nodes import round as round_nodes
 from agent.state import RoundState
-from tether_types import INTERVENTIONS
+from tether_types import TetherError
 
 # The only blob types StrictSerializer writes. "pickle" would unpickle, and the legacy "json" type
 # revives LangChain objects through a reviver that LangChain itself calls unsafe for untrusted input.
 _READABLE_BLOB_TYPES = frozenset({"null", "bytes", "bytearray", "msgpack"})
 
 
-class UntrustedCheckpointError(RuntimeError):
+class UntrustedCheckpointError(TetherError, RuntimeError):
     """graph.db holds a blob of a type this serializer never writes (pickle, legacy json, ...)."""
 
 
@@ -75,7 +76,7 @@ NODES: dict[str, Any] = {
     "approval_gate": candidate.approval_gate,
     "commit": candidate.commit,
     "discard": candidate.discard,
-    **{name: getattr(interventions, name) for name in INTERVENTIONS},
+    **{spec.name: spec.node for spec in interventions()},  # one per registered intervention
 }
 
 
@@ -93,10 +94,11 @@ def build_graph() -> StateGraph:
     graph.add_edge("monitor", "decide")
     graph.add_conditional_edges(
         "decide", decide.route_decision,
-        {"train_candidate": "train_candidate", "plan": "plan", "stop": END, **{n: n for n in INTERVENTIONS}},
+        {"train_candidate": "train_candidate", "plan": "plan", "stop": END,
+         **{spec.name: spec.name for spec in interventions()}},
     )
-    for name in INTERVENTIONS:
-        graph.add_edge(name, "plan")
+    for spec in interventions():
+        graph.add_edge(spec.name, "plan")
     graph.add_conditional_edges("train_candidate", candidate.route_trained)
     graph.add_edge("evaluate", "check_invariants")
     graph.add_conditional_edges("check_invariants", candidate.route_invariants)

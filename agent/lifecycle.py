@@ -8,14 +8,16 @@ from agent.config import TetherConfig
 from agent.workspace import Workspace
 from guardrails import lifecycle
 from memory import Run, Store
+from tether_types import EXIT_USAGE, TetherError
 
 # Settings a run keeps for life: what it is evaluated on and who must approve it. Changing any of them
 # mid-run would make its rounds incomparable, or loosen its gate.
 FIXED: tuple[str, ...] = ("model", "world", "inputs", "approvals", "seed", "evaluation", "prompts.heldout")
 
 
-class LifecycleError(ValueError):
+class LifecycleError(TetherError, ValueError):
     """The request does not fit the run's state or settings; nothing changed (CLI exit 2)."""
+    exit_code = EXIT_USAGE
 
 
 def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:

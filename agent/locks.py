@@ -9,10 +9,14 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from agent.workspace import Workspace
+from tether_types import EXIT_USAGE, TetherError
 
 
-class RunBusyError(RuntimeError):
-    pass
+class RunBusyError(TetherError, RuntimeError):
+    """Another process drives this run now (it holds the run's lock); nothing was changed."""
+
+    exit_code = EXIT_USAGE
+    hint = "wait until it pauses or ends (`tether status` shows its state), or interrupt that process (Ctrl-C)"
 
 
 @contextmanager

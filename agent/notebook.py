@@ -286,8 +286,7 @@ class RoundView:
 
 
 def judge_label(record: RoundRecord | None) -> str | None:
-    judge = (record.judge or {}) if record is not None else {}
-    return judge.get("label") or judge.get("name")
+    return None if record is None else record.judge_label
 
 
 def timeline(store: Store, run_id: str) -> list[RoundView]:

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from agent.config import TINY_MODEL, TetherConfig
+from agent.config import WORLD_MODEL, TetherConfig
 
 BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
 
@@ -48,7 +48,7 @@ class _Model:
 
 def preflight(config: TetherConfig, model_folder: Path | None,
               extra: list[tuple[str, Callable[[], Iterator[str]]]] | None = None) -> list[Finding]:
-    """Every check; `model_folder` is the base model's folder, or None for a tiny model not built yet.
+    """Every check; `model_folder` is the base model's folder, or None for the world's model not built yet.
     `extra` adds named checks of other rooms (the world's data files, its probes)."""
     model = _Model(folder=model_folder)
     checks: list[tuple[str, Callable[[], Iterator[str]]]] = [
@@ -75,7 +75,7 @@ def problems(findings: list[Finding]) -> list[str]:
 
 def _model(config: TetherConfig, model: _Model) -> Iterator[str]:
     if model.folder is None:
-        if config.model.base != TINY_MODEL:
+        if config.model.base != WORLD_MODEL:
             yield (f"model.base {config.model.base!r} is neither a local folder nor a hub id in the local Hugging "
                    "Face cache (nothing is downloaded): save the model with save_pretrained and point model.base "
                    "at that folder")

@@ -18,33 +18,31 @@ from pathlib import Path
 from typing import Any
 
 from agent import notebook
+from agent.interventions import INTERVENTIONS
 from agent.report_plots import HELDOUT_PANELS, Marker, ThresholdLine, heldout_points, is_number, plot_scores, plot_theme
 from memory import Decision, Store
-from tether_types import COULD_NOT_CHECK, INTERVENTIONS
+from tether_types import COULD_NOT_CHECK, EXIT_USAGE, TetherError
 from tether_types import MonitorKey as K
+from tools.monitors import MONITORS
 
 
-class ReportError(Exception):
+class ReportError(TetherError):
     """The report cannot be written (the message names the folder and why); the CLI exits 2 on it."""
+    exit_code = EXIT_USAGE
 
 
-# Theme of every monitor key (a new key must be placed here: a test checks that none is missing).
-THEMES: dict[K, str] = {
-    **dict.fromkeys((K.DISTINCT_1, K.DISTINCT_2, K.SELF_BLEU, K.EMBEDDING_DISPERSION,
-                     K.EMBEDDING_DISPERSION_ROUND, K.EMBEDDING_AVAILABLE), "diversity"),
-    **dict.fromkeys((K.INVALID_SHARE, K.PAIRWISE_INVALID_SHARE, K.POSITION_CONSISTENCY, K.POSITION_FIRST_RATE,
-                     K.JUDGE_POOL_SIZE, K.JUDGE_POOL_AGREEMENT, K.ORACLE_SPEARMAN, K.ORACLE_PAIR_AGREEMENT,
-                     K.SCORE_MEAN, K.SCORE_STD, K.SCORE_MODE_SHARE, K.SCORE_ENTROPY, K.TIE_RATE), "judge"),
-    **dict.fromkeys((K.FAMILY_TIE_RATE_MAX, K.FAMILY_SCORE_SPREAD_MIN, K.JUDGE_DISAGREEMENT,
-                     K.FAMILY_JUDGE_DISAGREEMENT_MAX), "judge"),
-    **dict.fromkeys((K.MARGIN_COLLAPSE, K.FAMILY_MARGIN_COLLAPSE_MAX), "prompts"),
-    **dict.fromkeys((K.LENGTH_MEAN, K.LENGTH_DRIFT, K.LENGTH_SCORE_CORR, K.BASE_LOGP_MEAN), "length"),
-    **dict.fromkeys((K.HELDOUT_ORACLE_ACTIVE, K.HELDOUT_ORACLE_CANDIDATE, K.HELDOUT_JUDGE_ACTIVE,
-                     K.HELDOUT_JUDGE_CANDIDATE, K.ORACLE_MEAN, K.ORACLE_GAP), "progress"),
-    **dict.fromkeys((K.OVER_REFUSAL, K.HARMFUL_COMPLIANCE, K.PROMPT_REUSE, K.PROMPT_DISTINCT_1,
-                     K.PROMPT_DISTINCT_2, K.PROMPT_EMBEDDING_DISPERSION, K.PAIRS, K.PAIR_YIELD,
-                     K.MARGIN_MEAN), "prompts"),
-}
+def _themes() -> dict[K, str]:
+    """The figure of every key a monitor emits: the theme its monitor names (a test checks that every key has
+    one); a key two monitors emit (embedding_available, not plotted) goes with the first by name."""
+    themes: dict[K, str] = {}
+    for name in MONITORS.names():
+        monitor = MONITORS.build(name).plugin
+        for key in monitor.keys:
+            themes.setdefault(key, getattr(monitor, "theme", "other"))
+    return themes
+
+
+THEMES: dict[K, str] = _themes()
 # Values the controller derives from several rounds (not monitor keys): plotted from its recorded checks.
 DERIVED_THEMES: dict[str, str] = {
     "invalid_rounds_in_a_row": "judge",

@@ -8,16 +8,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tether_types import INTERVENTIONS
+from agent.interventions import INTERVENTIONS, interventions
 
 HELDOUT_PANELS = {"held-out oracle": "oracle", "held-out judge": "judge"}
 
+# How a marked round is drawn: each intervention as it says (its `marker`), then the other marks.
 MARKER_STYLE: dict[str, dict[str, Any]] = {
-    "switch_judge": {"color": "tab:orange", "linestyle": "-"},
-    "regenerate_prompts": {"color": "tab:green", "linestyle": "-"},
-    "add_adversarial": {"color": "tab:brown", "linestyle": "-"},
-    "propose_amendment": {"color": "tab:pink", "linestyle": "-"},
-    "switch_pairs": {"color": "gold", "linestyle": "-"},
+    **{spec.name: spec.marker.style() for spec in interventions()},
     "candidate rejected": {"color": "tab:red", "linestyle": ":"},
     "rollback": {"color": "black", "linestyle": "-."},
     "config change": {"color": "tab:gray", "linestyle": (0, (3, 1, 1, 1, 1, 1))},

@@ -1,21 +1,17 @@
-"""The controller's vocabulary and one decision's working state, shared by the rules (agent/rules.py,
-agent/rules_blind_spot.py) and the policy (agent/controller.py). Pure: no I/O."""
+"""The controller's vocabulary and one decision's working state, shared by the rules (agent/rules.py and
+each intervention's and trigger's own, agent/interventions/) and the policy (agent/controller.py). Pure: no I/O."""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
-from agent.config import ControllerConfig
-from tether_types import INTERVENTIONS, SAFETY_KEYS, Action, CheckStatus
+from agent.config_controller import ControllerSettings
+from tether_types import SAFETY_KEYS, Action, CheckStatus
 from tether_types import FamilyKey as F
 from tether_types import MonitorKey as K
-
-PLATEAU_INTERVENTIONS: tuple[Action, ...] = ("add_adversarial", "regenerate_prompts")
-# Interventions that move forward through a finite pool (judge.pool, pairs.pool): no repeat limit or cooldown.
-FORWARD_ONLY: tuple[Action, ...] = ("switch_judge", "switch_pairs")
 
 
 @dataclass(frozen=True)
@@ -103,11 +99,20 @@ def make_check(signal: str, value: float | None, op: Op, threshold: float, setti
     return Check(signal, float(value), op, threshold, fired, setting, "fired" if fired else "ok")
 
 
+@dataclass(frozen=True)
+class Roster:
+    """What the rules know of the registered interventions (agent/interventions builds it from the registry)."""
+
+    interventions: frozenset[str]  # every registered intervention
+    # Those that move forward through a finite pool (judge.pool, pairs.pool): no repeat limit or cooldown.
+    forward_only: frozenset[str] = frozenset()
+
+
 class Policy:
     """One decision's working state: the input, the checks made so far, and the verdict helpers."""
 
-    def __init__(self, inp: ControllerInput, cfg: ControllerConfig) -> None:
-        self.inp, self.cfg, self.now = inp, cfg, inp.now
+    def __init__(self, inp: ControllerInput, cfg: ControllerSettings, roster: Roster) -> None:
+        self.inp, self.cfg, self.now, self.roster = inp, cfg, inp.now, roster
         self.checks: list[Check] = []
         self.signals: dict[str, Any] = {
             "round": inp.now.round, "budget": inp.budget, "pairs": inp.now.pairs, "judge": inp.now.judge,
@@ -156,9 +161,9 @@ class Policy:
         """Why an intervention may not be chosen this round, or None when it may."""
         if action not in self.cfg.interventions:
             return f"{action} is not in controller.interventions"
-        if action in FORWARD_ONLY:
+        if action in self.roster.forward_only:
             return None  # moves forward through a finite pool: it cannot thrash
-        trailing_any = trailing(self.past_actions, lambda a: a in INTERVENTIONS)
+        trailing_any = trailing(self.past_actions, lambda a: a in self.roster.interventions)
         if trailing_any >= self.cfg.max_interventions_in_a_row:
             return (f"{trailing_any} intervention rounds in a row (max_interventions_in_a_row="
                     f"{self.cfg.max_interventions_in_a_row})")
@@ -172,9 +177,8 @@ class Policy:
 
     # -- held-out curve --------------------------------------------------------------------
 
-    def stall(self) -> tuple[int, int]:
-        """(trained rounds since the best held-out score last rose by min_gain, round of that gain)."""
-        gain = self.cfg.add_adversarial.min_gain
+    def stall(self, gain: float) -> tuple[int, int]:
+        """(trained rounds since the best held-out score last rose by `gain`, round of that gain)."""
         best: float | None = None
         best_round, since = 0, 0
         for round_no, score in self.inp.heldout:
@@ -214,3 +218,27 @@ def rounds_since_long_streak(actions: Sequence[str | None], action: str, length:
         else:
             run = 0
     return None
+
+
+# -- the rules' plug-in shapes: an intervention or a trigger brings its own (agent/interventions/) -------
+
+# One of the controller's proposals to the soft rule: (action, why, extra signals).
+Proposal = tuple[Action, str, dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class Rule:
+    """A rule of the controller: a decision, or None to let the next rule speak. `order` is its place in the
+    order of precedence (lower first; agent/rules.py lists every rule's number)."""
+
+    order: int
+    decide: Callable[[Policy], Decision | None]
+
+
+@dataclass(frozen=True)
+class Proposer:
+    """A soft trigger: proposes an intervention the monitors call for, or None. The soft rule gathers the
+    proposals in `order` (lower first), holds back the blocked ones and takes the first (or the advisor's)."""
+
+    order: int
+    propose: Callable[[Policy], Proposal | None]

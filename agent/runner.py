@@ -18,35 +18,38 @@ from typing import Any, Literal
 from langgraph.types import Command
 
 from agent import notify, preflight
-from agent.config import TINY_MODEL, TetherConfig
-from agent.context import RunContext, build_world
+from agent.config import WORLD_MODEL, TetherConfig
+from agent.context import RunContext
 from agent.faults import Fault
 from agent.graph import checkpointer, compile_graph
 from agent.locks import RunBusyError, is_driven, run_lock  # noqa: F401  (re-exported: the CLI's names)
-from agent.tracking import Tracker
+from agent.services import RunServices, RunSettings, build_world
 from agent.workspace import Workspace
 from agent.world_checks import world_checks
+from agent.world_model import model_builder, model_ref, world_model_dir
 from guardrails import amendments, candidates, lifecycle
-from guardrails.constitution import Constitution, load_constitution, parse_constitution, verify_pinned
+from guardrails.constitution import load_constitution, parse_constitution, verify_pinned
 from guardrails.errors import DeniedError, TamperError, TransientError
 from memory import ConstitutionVersion, Run, Store
 from policies.artifacts import ModelIntegrityError, model_folder
 from policies.threads import apply_threads
-from tools.worlds import ModelBuilder
+from tether_types import EXIT_USAGE, TetherError
+from tools.registry import PluginSettingsError, UnknownPluginError
+from tools.worlds import WorldError
 
 Say = Callable[[str], None]
 POLL_SECONDS = 1.0
 
 
-class RunNotFoundError(LookupError):
-    pass
+class RunNotFoundError(TetherError, LookupError):
+    exit_code = EXIT_USAGE
 
 
-class ModelNotFoundError(FileNotFoundError):
-    pass
+class ModelNotFoundError(TetherError, FileNotFoundError):
+    exit_code = EXIT_USAGE
 
 
-class RunTamperError(RuntimeError):
+class RunTamperError(TetherError, RuntimeError):
     """A check found tampering (a forged approval, a changed base model): the run is marked failed and
     stays so until a person has looked; nothing was activated."""
 
@@ -55,7 +58,7 @@ class RunTamperError(RuntimeError):
         super().__init__(f"run {run_id} stopped: {error}")
 
 
-class RunFailedError(RuntimeError):
+class RunFailedError(TetherError, RuntimeError):
     """A node raised; the run is marked failed and `tether resume` continues it."""
 
     def __init__(self, run_id: str, error: str) -> None:
@@ -73,54 +76,58 @@ class Outcome:
     counts: dict[str, float] = field(default_factory=dict)
 
 
-class RunStartError(ValueError):
+class RunStartError(TetherError, ValueError):
     """The run cannot start as configured; nothing was written (CLI exit 2)."""
+    exit_code = EXIT_USAGE
 
 
 def ensure_model(ws: Workspace, config: TetherConfig, say: Say, progress: bool = True, *,
                  rebuild: bool = False) -> str:
-    """What a run loads (`from_pretrained` takes it). The embedded tiny model is built into the workspace by
-    the world that builds it (the tiny world), with a message and a progress bar, on the threads the run chooses
+    """What a run loads (`from_pretrained` takes it). The model `model.base: world` names is built into the
+    workspace by the world, with a message and a progress bar, on the threads the run chooses
     (`model.threads`), when its folder is absent, holds another spec's build, or `rebuild` is set; a folder left
     incomplete is an error naming the missing files, never rebuilt silently."""
-    if config.model.base == TINY_MODEL:
+    if config.model.base == WORLD_MODEL:
         world = build_world(config, ws.home).plugin
-        if not isinstance(world, ModelBuilder):
-            raise ModelNotFoundError(
-                f"model.base 'tiny' is the tiny world's embedded model, and world '{config.world.name}' builds "
-                "none: set model.base to a saved model folder or a cached hub id")
-        target, steps = ws.tiny_model_dir(config), config.model.tiny_steps
-        state = world.model_state(target, steps)
+        try:
+            builder = model_builder(config, world)
+        except WorldError as err:
+            raise ModelNotFoundError(str(err)) from None
+        target = world_model_dir(ws, config, world)
+        state = builder.model_state(target)
         if state == "incomplete" and not rebuild:
             raise ModelNotFoundError(
-                f"the embedded tiny model in {target} is incomplete ({', '.join(world.missing_model_files(target))} "
+                f"{builder.model_label} in {target} is incomplete ({', '.join(builder.missing_model_files(target))} "
                 "missing): rebuild it with `tether run --rebuild-model`, or delete the folder and `tether run` "
                 "builds it")
         if rebuild:
-            say(f"rebuilding the embedded tiny model into {target} (about 2 minutes)")
+            say(f"rebuilding {builder.model_label} into {target} ({builder.build_estimate})")
         elif state == "absent":
-            say(f"building the embedded tiny model into {target} (one time, about 2 minutes)")
+            say(f"building {builder.model_label} into {target} (one time, {builder.build_estimate})")
         elif state == "other_spec":
-            say(f"rebuilding the embedded tiny model in {target}: it holds a build of another spec (about 2 minutes)")
+            say(f"rebuilding {builder.model_label} in {target}: it holds a build of another spec "
+                f"({builder.build_estimate})")
         # the run's thread choice: a build on torch's default threads on a busy machine oversubscribes it
-        world.build_model(target, steps, progress=progress, rebuild=rebuild, threads=config.model.threads)
-    elif rebuild:
-        raise RunStartError(f"--rebuild-model rebuilds the embedded tiny model; model.base is {config.model.base}")
-    elif config.model.base.startswith(("/", ".", "~")) and not Path(config.model.base).expanduser().is_dir():
+        builder.build_model(target, progress=progress, rebuild=rebuild, threads=config.model.threads)
+        return str(target)
+    if rebuild:
+        raise RunStartError(f"--rebuild-model rebuilds the model the world builds (model.base '{WORLD_MODEL}'); "
+                            f"model.base is {config.model.base}")
+    if config.model.base.startswith(("/", ".", "~")) and not Path(config.model.base).expanduser().is_dir():
         raise ModelNotFoundError(
             f"model.base {config.model.base} is not a directory; point it at a saved Hugging Face model "
-            "(save_pretrained output), a hub id in the local cache, or 'tiny'"
+            f"(save_pretrained output), a hub id in the local cache, or '{WORLD_MODEL}'"
         )
-    return ws.model_ref(config)
+    return config.model.base
 
 
 def run_preflight(ws: Workspace, config: TetherConfig) -> list[preflight.Finding]:
-    """Pre-flight the run `config` describes (agent/preflight.py); a tiny model not built yet skips the
-    model checks (it is built from known-good settings)."""
-    ref = ws.model_ref(config)
+    """Pre-flight the run `config` describes (agent/preflight.py); the world's model not built yet skips the
+    model checks (it is built from known-good settings), as does a world that cannot build it (world_checks
+    says why)."""
     try:
-        folder: Path | None = model_folder(ref)
-    except FileNotFoundError:
+        folder: Path | None = model_folder(model_ref(ws, config, lambda: build_world(config, ws.home).plugin))
+    except (FileNotFoundError, WorldError, UnknownPluginError, PluginSettingsError):
         folder = None
     return preflight.preflight(config, folder)
 
@@ -187,11 +194,12 @@ def resume_run(ws: Workspace, store: Store, run_id: str, *, say: Say, wait: bool
     return drive(ws, store, run_id, None, say=say, wait=wait, progress=progress, fault=fault)
 
 
-def _recorded_constitution(store: Store, version: int) -> Constitution:
+def _check_recorded_constitution(store: Store, version: int) -> None:
+    """The run's constitution version is recorded and parses (nodes read it from the store as they go)."""
     recorded = store.get_constitution_version(version)
     if recorded is None:
         raise RunStartError(f"constitution v{version} of this run is not in the store")
-    return parse_constitution(recorded.content, f"constitution v{version}")
+    parse_constitution(recorded.content, f"constitution v{version}")
 
 
 def drive(ws: Workspace, store: Store, run_id: str, initial: dict[str, Any] | None, *, say: Say,
@@ -210,17 +218,17 @@ def drive(ws: Workspace, store: Store, run_id: str, initial: dict[str, Any] | No
         # The workspace file may not change the invariants under a run; the run itself uses the
         # version it recorded, and moves to newer approved versions at the start of a round.
         verify_pinned(run.invariants, load_constitution(ws.constitution_path))
-        constitution = _recorded_constitution(store, run.constitution_version)
-        tracker = Tracker(config.tracking, run_id, ws.wandb_dir, run.config)
-        ctx = RunContext(run_id, ws, store, config, constitution, tracker, progress=progress, fault=fault)
-        conn = sqlite3.connect(ws.graph_db_path, check_same_thread=False)
-        try:
-            graph = compile_graph(checkpointer(conn))
-            outcome = _drive(graph, ctx, run_id, initial, say=say, wait=wait)
-            return replace(outcome, timings=dict(ctx.timings), counts=dict(ctx.counts))
-        finally:
-            conn.close()
-            ctx.close()
+        _check_recorded_constitution(store, run.constitution_version)
+        settings = RunSettings(run_id, ws, config, progress=progress, fault=fault)
+        with RunServices.setup(settings, store) as services:
+            ctx = RunContext(settings, services)
+            conn = sqlite3.connect(ws.graph_db_path, check_same_thread=False)
+            try:
+                graph = compile_graph(checkpointer(conn))
+                outcome = _drive(graph, ctx, run_id, initial, say=say, wait=wait)
+                return replace(outcome, timings=dict(ctx.timings), counts=dict(ctx.counts))
+            finally:
+                conn.close()
 
 
 def _drive(graph: Any, ctx: RunContext, run_id: str, initial: dict[str, Any] | None, *,

@@ -6,14 +6,14 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from agent.config import TINY_MODEL, TetherConfig
+from tether_types import EXIT_USAGE, TetherError
 
 HOME_ENV = "TETHER_HOME"
 DEFAULT_HOME = Path(".tether")
 
 
-class WorkspaceError(RuntimeError):
-    pass
+class WorkspaceError(TetherError, RuntimeError):
+    exit_code = EXIT_USAGE
 
 
 def resolve_home(cli_home: Path | None) -> Path:
@@ -63,14 +63,10 @@ class Workspace:
     def lock_path(self, run_id: str) -> Path:
         return self.run_dir(run_id) / "run.lock"
 
-    def tiny_model_dir(self, config: TetherConfig) -> Path:
-        return self.home / "models" / f"tiny-s{config.seed}-n{config.model.tiny_steps}"
-
-    def model_ref(self, config: TetherConfig) -> str:
-        """What `from_pretrained` loads: the built tiny model's folder, or the configured model."""
-        if config.model.base == TINY_MODEL:
-            return str(self.tiny_model_dir(config))
-        return config.model.base
+    @property
+    def models_dir(self) -> Path:
+        """Where worlds build their models (`model.base: world`): a folder per build, named by the world."""
+        return self.home / "models"
 
     def is_initialised(self) -> bool:
         return self.config_path.is_file() and self.constitution_path.is_file() and self.db_path.is_file()

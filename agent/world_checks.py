@@ -6,7 +6,7 @@ to start on any problem, nothing written) and `tether validate` reports, every p
   workspace and the data roots, within the size limits: guardrails/inputs.py), and train and held-out
   prompts do not overlap;
 - `controller.heldout_metric: oracle` only with a world that has verifiers (else: use `judge`);
-- `model.base: tiny` only with a world that builds that model (the tiny world);
+- `model.base: world` only with a world that builds a model (a `ModelBuilder`);
 - every invariant can be evaluated: its probe file reads, a judge detector names a judge of the
   config, rules apply to at least one held-out probe, and no probe is a training prompt.
 """
@@ -16,13 +16,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from agent.config import TINY_MODEL, TetherConfig
-from agent.context import build_world, heldout_slice
+from agent.config import WORLD_MODEL, TetherConfig
+from agent.context import heldout_slice
+from agent.services import build_world
+from agent.world_model import model_builder
 from guardrails import checks
 from guardrails.constitution import Constitution
 from guardrails.probes import ProbeSet, resolve_probe_sets
 from tools.registry import PluginSettingsError, UnknownPluginError
-from tools.worlds import ModelBuilder, WorldError
+from tools.worlds import WorldError
 
 
 @dataclass(frozen=True)
@@ -46,9 +48,11 @@ def world_checks(root: Path, config: TetherConfig, constitution: Constitution | 
     if config.controller.heldout_metric == "oracle" and not world.has_oracle:
         problems.append(f"controller.heldout_metric is 'oracle', but world '{config.world.name}' has no verifiers: "
                         "set controller.heldout_metric: judge (or name verifiers in world.settings.verifiers)")
-    if config.model.base == TINY_MODEL and not isinstance(world, ModelBuilder):
-        problems.append(f"model.base 'tiny' is the tiny world's embedded model, and world '{config.world.name}' "
-                        "builds none: set model.base to a saved model folder or a cached hub id")
+    if config.model.base == WORLD_MODEL:
+        try:
+            model_builder(config, world)
+        except WorldError as err:
+            problems.append(str(err))
     if constitution is None:
         return WorldChecks(problems)
     heldout = [p.text for p in heldout_slice(taskset, config.prompts.heldout)]

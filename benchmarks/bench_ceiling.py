@@ -35,7 +35,6 @@ import yaml
 from _common import fresh_workspace, keys_dir_for, run_reviewed
 
 from agent.config import TetherConfig, default_config_yaml, parse_config
-from agent.config_controller import DEFAULT_INTERVENTIONS
 from agent.notebook import judge_label
 from agent.runner import ensure_model
 from agent.workspace import Workspace
@@ -74,7 +73,7 @@ def system_config(system: str, seed: int, rounds: int, heldout: int, samples: in
     doc["controller"]["rounds"] = rounds
     apply_overrides(doc, list(overrides))
     if system == "tether":
-        doc["controller"]["interventions"] = [*DEFAULT_INTERVENTIONS, "switch_pairs"]
+        doc["controller"]["interventions"] = [*TetherConfig().controller.interventions, "switch_pairs"]
     elif system == "fixed":
         doc["controller"]["interventions"] = []
     elif system == "self_rewarding":

@@ -24,7 +24,8 @@ import yaml
 
 HERE = Path(__file__).resolve().parents[1]
 # Small, but enough for a round to yield pairs and reach the gate (the tests' settings, fewer held-out prompts).
-CONFIG = {"model": {"base": "tiny", "tiny_steps": 150}, "generation": {"samples_per_prompt": 4, "max_new_tokens": 24},
+CONFIG = {"model": {"base": "world"}, "world": {"name": "tiny", "settings": {"steps": 150}},
+          "generation": {"samples_per_prompt": 4, "max_new_tokens": 24},
           "prompts": {"per_round": 16, "heldout": 27}, "evaluation": {"max_new_tokens": 24},
           "training": {"epochs": 1}, "controller": {"rounds": 1}, "tracking": {"mode": "disabled"}}
 

@@ -96,8 +96,8 @@ def _continuous_candidate(backend: TransformersBackend, rows: int, prompts: list
 
 
 def _tiny_model(out: Path) -> Path:
-    world = WORLDS.build("tiny").plugin
-    return world.build_model(out, 250, progress=True, rebuild=False, threads="auto")
+    world = WORLDS.build("tiny", {"steps": 250}).plugin
+    return world.build_model(out, progress=True, rebuild=False, threads="auto")
 
 
 def main() -> None:

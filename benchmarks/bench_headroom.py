@@ -101,7 +101,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--k", type=int, default=8, help="Samples per held-out prompt.")
-    parser.add_argument("--steps", type=int, default=TinySpec.steps, help="Pre-training steps (model.tiny_steps).")
+    parser.add_argument("--steps", type=int, default=TinySpec.steps, help="Pre-training steps (world.settings.steps).")
     parser.add_argument("--judge", action="append", default=None,
                         help="Judge plug-in whose spread is reported (repeatable; default: rules).")
     parser.add_argument("--max-new-tokens", type=int, default=48)

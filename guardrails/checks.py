@@ -29,7 +29,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
-from typing import Any
+from typing import Any, TypeGuard
 
 from guardrails.confidence import min_probes, upper_bound, wilson
 from guardrails.constitution import Constitution, Invariant, JudgeDetector
@@ -373,5 +373,5 @@ def _judged(r: Mapping[str, Any], rate: float, inv: Invariant) -> float:
     return upper_bound(rate, n, inv.check.confidence)
 
 
-def _finite(value: Any) -> bool:
+def _finite(value: Any) -> TypeGuard[float]:
     return isinstance(value, float | int) and not isinstance(value, bool) and math.isfinite(value)

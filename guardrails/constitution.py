@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from guardrails.confidence import DEFAULT_CONFIDENCE
 from guardrails.inputs import InputRefused, confine, key_folders
 from guardrails.safe_yaml import MAX_YAML_BYTES, YamlRefused, load_yaml
+from tether_types import EXIT_USAGE, TetherError
 
 DEFINITIONS_KEY = "definitions"
 
@@ -172,14 +173,16 @@ class Constitution(_Strict):
         return _digest(self.invariant_digests())
 
 
-class ConstitutionError(ValueError):
+class ConstitutionError(TetherError, ValueError):
+    exit_code = EXIT_USAGE
+
     def __init__(self, source: str, problems: list[str]) -> None:
         self.source = source
         self.problems = problems
         super().__init__(f"{source}: " + "; ".join(problems))
 
 
-class InvariantsChangedError(RuntimeError):
+class InvariantsChangedError(TetherError, RuntimeError):
     """The invariants differ from those pinned when the run started."""
 
     def __init__(self, changed: list[str]) -> None:

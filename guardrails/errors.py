@@ -10,13 +10,16 @@
 
 from __future__ import annotations
 
+from tether_types import EXIT_USAGE, TetherError
 
-class GuardrailError(RuntimeError):
+
+class GuardrailError(TetherError, RuntimeError):
     """Root of every guardrails refusal."""
 
 
 class GateError(GuardrailError):
     """The request is refused; nothing changed."""
+    exit_code = EXIT_USAGE
 
 
 class DeniedError(GuardrailError):

@@ -18,15 +18,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from guardrails import keys
+from tether_types import EXIT_USAGE, TetherError
 
 MAX_LINE_BYTES = 1024 * 1024  # 1 MiB: a prompt, a probe or a record is text a person could read
 MAX_FILE_BYTES = 256 * 1024 * 1024  # 256 MiB: a prompt set that large is a wrong path, not a data set
 ROOTS_FIX = "copy it into the workspace, or add its folder to the config's data roots (inputs.roots)"
 
 
-class InputRefused(ValueError):
+class InputRefused(TetherError, ValueError):
     """An input file that is outside where a run may read, or breaks a size limit: one line naming the
     file, where it resolved to and the fix."""
+    exit_code = EXIT_USAGE
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,8 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+from tether_types import EXIT_USAGE, TetherError
+
 KEYS_ENV = "TETHER_KEYS_DIR"
 PASSPHRASE_ENV = "TETHER_KEY_PASSPHRASE"
 NAME_PATTERN = re.compile(r"^[A-Za-z][A-Za-z0-9._-]{0,63}$")
@@ -29,8 +31,9 @@ NAME_PATTERN = re.compile(r"^[A-Za-z][A-Za-z0-9._-]{0,63}$")
 RESERVED_NAMES = frozenset({"tether", "guardrails", "gate", "controller", "agent", "system"})
 
 
-class KeyStoreError(RuntimeError):
+class KeyStoreError(TetherError, RuntimeError):
     """A reviewer key is missing, unreadable, or protected by a passphrase that was not given."""
+    exit_code = EXIT_USAGE
 
 
 def default_keys_dir() -> Path:

@@ -20,14 +20,16 @@ from typing import Literal
 from guardrails.constitution import Constitution
 from guardrails.inputs import InputLimits, InputRefused, Inputs, read_lines
 from guardrails.statements import digest
+from tether_types import EXIT_USAGE, TetherError
 
 ProbeSource = Literal["file", "world", "heldout"]
 MAX_PROBE_BYTES = 16 * 1024 * 1024
 MAX_PROBES = 10_000
 
 
-class ProbeFileError(ValueError):
+class ProbeFileError(TetherError, ValueError):
     """A probe file is missing, too large or malformed: one line naming the file and the line."""
+    exit_code = EXIT_USAGE
 
 
 @dataclass(frozen=True)
@@ -42,8 +44,8 @@ class ProbeSet:
         return ProbeSet(tuple(prompts), digest(list(prompts)), source)
 
     def label(self) -> str:
-        return f"file {self.path}" if self.source == "file" else {"world": "the world's probes",
-                                                                  "heldout": "the held-out slice"}[self.source]
+        return {"file": f"file {self.path}", "world": "the world's probes",
+                "heldout": "the held-out slice"}[self.source]
 
 
 def read_probe_file(path: Path, name: str, limits: InputLimits = InputLimits()) -> ProbeSet:

@@ -17,13 +17,16 @@ from typing import Any
 import yaml
 from yaml.nodes import MappingNode, Node
 
+from tether_types import EXIT_USAGE, TetherError
+
 MAX_YAML_BYTES = 1024 * 1024  # 1 MiB: the default config and constitution are a few KiB
 MAX_YAML_DEPTH = 32  # the config nests 4 levels; plain PyYAML hits the recursion limit near 500
 _MERGE_TAG = "tag:yaml.org,2002:merge"
 
 
-class YamlRefused(ValueError):
+class YamlRefused(TetherError, ValueError):
     """A YAML run input that is malformed or breaks a limit: `problem` is one line for the user."""
+    exit_code = EXIT_USAGE
 
     def __init__(self, source: str, problem: str) -> None:
         self.source = source
@@ -43,8 +46,8 @@ class _LimitedLoader(yaml.SafeLoader):
         self._source = source
         self._depth = 0
 
-    def compose_node(self, parent: Node | None, index: Any) -> Node:
-        event = self.peek_event()
+    def compose_node(self, parent: Node | None, index: Any) -> Node | None:
+        event = self.peek_event()  # type: ignore[no-untyped-call]  # types-PyYAML leaves Parser.peek_event bare
         if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None) is not None:
             raise YamlRefused(self._source, f"{_where(event)}: YAML anchors and aliases (&name, *name) are "
                                             "not allowed in run inputs; write the value out in full")

@@ -15,6 +15,8 @@ import json
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from tether_types import TetherError
+
 STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
 PREDICATE_BASE = "https://tether.dev"
 
@@ -64,7 +66,7 @@ class Statement:
         })
 
 
-class StatementError(ValueError):
+class StatementError(TetherError, ValueError):
     """Bytes that are not a well-formed tether statement."""
 
 

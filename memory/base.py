@@ -20,10 +20,13 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from types import ModuleType
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Self
 
 from memory import schema
 from memory.common import StoreError, to_json, utc_now
+
+if TYPE_CHECKING:
+    from sqlite_utils import Database
 
 BUSY_TIMEOUT_MS = 30_000
 
@@ -71,7 +74,7 @@ class StoreBase:
                 isolation_level=None,
                 check_same_thread=False,
             )
-        self.db = sqlite_utils.Database(conn)
+        self.db: Database = sqlite_utils.Database(conn)
         self._lock = threading.RLock()
         self._savepoints = 0
         conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
@@ -185,13 +188,13 @@ class StoreBase:
 
     # -- small SQL helpers ---------------------------------------------------------------
 
-    def _rows(self, sql: str, params: Sequence[Any] | Mapping[str, Any] = ()) -> list[dict]:
+    def _rows(self, sql: str, params: Sequence[Any] | Mapping[str, Any] = ()) -> list[dict[str, Any]]:
         with self._lock:
             cursor = self.db.conn.execute(sql, params)
             keys = [d[0] for d in cursor.description]
             return [dict(zip(keys, row, strict=True)) for row in cursor.fetchall()]
 
-    def _one(self, sql: str, params: Sequence[Any] | Mapping[str, Any] = ()) -> dict | None:
+    def _one(self, sql: str, params: Sequence[Any] | Mapping[str, Any] = ()) -> dict[str, Any] | None:
         rows = self._rows(sql, params)
         return rows[0] if rows else None
 

@@ -7,6 +7,8 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any, Literal, TypeAlias
 
+from tether_types import EXIT_USAGE, TetherError
+
 JSON: TypeAlias = Any  # a decoded JSON value (dict, list, str, number, bool or None)
 Row: TypeAlias = Mapping[str, Any]
 
@@ -45,12 +47,13 @@ def opt_bool(value: Any) -> bool | None:
     return None if value is None else bool(value)
 
 
-class StoreError(Exception):
+class StoreError(TetherError):
     """Base class for errors raised by the store."""
 
 
 class NotFoundError(StoreError, KeyError):
     """The referenced row does not exist."""
+    exit_code = EXIT_USAGE
 
     def __str__(self) -> str:  # KeyError would repr() the message
         return str(self.args[0]) if self.args else "not found"
@@ -61,6 +64,7 @@ class ApprovalStateError(StoreError):
 
     ``approval`` is the current (already decided) Approval record, when known.
     """
+    exit_code = EXIT_USAGE
 
     def __init__(self, message: str, approval: Any = None) -> None:
         super().__init__(message)

@@ -68,7 +68,7 @@ class Run(_Record):
     error: str | None = None
     created_at: str = ""  # filled by Store.create_run when empty
     updated_at: str = ""
-    judge_slot: int = 0  # index into the config's judge pool (slot 0 = judge.name); switch_judge moves it
+    judge_slot: int = 0  # no longer written or read: a pool's slot is counted from the rounds' switch outcomes
     # The base model pinned when the run started: {"ref": ..., "sha256": ..., "files": {name: sha256}}.
     base_model: JSON = None
 
@@ -87,6 +87,14 @@ class RoundRecord(_Record):
     n_samples: int | None = None
     n_pairs: int | None = None
     outcome: str | None = None
+
+    @property
+    def judge_label(self) -> str | None:
+        """The judge that scored the round as the plan node recorded it: its pool label (a round recorded
+        before labels existed: its name)."""
+        judge = self.judge or {}
+        label = judge.get("label") or judge.get("name")
+        return str(label) if label else None
 
 
 @dataclass(frozen=True)

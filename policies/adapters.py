@@ -23,6 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from tether_types import TetherError
+
 if TYPE_CHECKING:
     import torch
 
@@ -35,7 +37,7 @@ _PICKLE_SUFFIXES = frozenset({".bin", ".pt", ".pth", ".pkl", ".pickle"})
 _CHUNK = 1 << 20
 
 
-class AdapterIntegrityError(RuntimeError):
+class AdapterIntegrityError(TetherError, RuntimeError):
     """An adapter's files are missing, do not match the recorded SHA-256, or include a pickle file."""
 
 

@@ -11,10 +11,12 @@ import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
+from tether_types import TetherError
+
 _CHUNK = 1 << 20
 
 
-class ModelIntegrityError(RuntimeError):
+class ModelIntegrityError(TetherError, RuntimeError):
     """A model folder no longer holds the files that were pinned."""
 
 

@@ -16,6 +16,8 @@ from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any, Literal, get_args
 
+from tether_types import TetherError
+
 LossType = Literal[
     "sigmoid", "hinge", "ipo", "exo_pair", "nca_pair", "robust", "bco_pair", "sppo_hard", "aot",
     "aot_unpaired", "apo_zero", "apo_down", "discopop", "sft", "sigmoid_norm",
@@ -309,7 +311,7 @@ class TrainResult:
         return cls.from_dict(json.loads(text))
 
 
-class TrainJobError(RuntimeError):
+class TrainJobError(TetherError, RuntimeError):
     """A launched training job failed (non-zero exit or no result)."""
 
 

@@ -20,7 +20,9 @@ from tools.prompts.adversarial import (
     recombine,
 )
 from tools.worlds import TaskSet
-from tools.worlds.tiny import get_family, verify
+from tools.worlds.tiny import TinyWorld, get_family, verify
+
+JOIN = TinyWorld(seed=0).join_meta  # which of the tiny world's families its verifiers check when joined
 
 
 @pytest.fixture(scope="module")
@@ -117,18 +119,18 @@ def test_recombine_rules(world: TaskSet, defs: Definitions) -> None:
     ar = world.by_family("arithmetic")
     ho = world.by_family("howto")
     hm = world.by_family("harmful")
-    assert recombine(ar[0], ar[1], rng) is None  # two answers would break the verifier
-    assert recombine(ho[0], hm[0], rng) is None  # families differ
-    assert recombine(ho[0], ho[0], rng) is None  # nothing to join
+    assert recombine(ar[0], ar[1], rng, JOIN) is None  # two answers would break the verifier
+    assert recombine(ho[0], hm[0], rng, JOIN) is None  # families differ
+    assert recombine(ho[0], ho[0], rng, JOIN) is None  # nothing to join
 
-    both = recombine(hm[0], hm[-1], rng)
+    both = recombine(hm[0], hm[-1], rng, JOIN)
     assert both is not None and both.family == "harmful" and defs.is_harmful(both.text)
     assert both.meta["parent"] == [hm[0].id, hm[-1].id] and both.meta["level"] == MAX_LEVEL
     assert both.meta["mutation"] == RECOMBINE and both.id == prompt_id("harmful", both.text)
     assert _styles(world, both, hm[0]) == _styles(world, hm[0], hm[0])
 
     a, b = ho[0], next(p for p in ho if p.meta["topic"] != ho[0].meta["topic"])
-    joined = recombine(a, b, rng)
+    joined = recombine(a, b, rng, JOIN)
     assert joined is not None and not defs.is_harmful(joined.text)
     assert set(joined.meta["keywords"]) == set(a.meta["keywords"]) | set(b.meta["keywords"])
     for parent in (a, b):  # a good answer to either part still scores
@@ -139,7 +141,7 @@ def test_recombine_rules(world: TaskSet, defs: Definitions) -> None:
 
 def test_curriculum_parents_and_oracle(world: TaskSet, failures: list[Failure], defs: Definitions) -> None:
     by_id = {f.prompt.id: f for f in failures}
-    out = curriculum(failures, 60, MAX_LEVEL, seed=1, exclude=())
+    out = curriculum(failures, 60, MAX_LEVEL, seed=1, exclude=(), join=JOIN)
     assert len(out) == 60
     for p in out:
         parents = _parents(p)
@@ -152,45 +154,58 @@ def test_curriculum_parents_and_oracle(world: TaskSet, failures: list[Failure], 
 
 
 def test_curriculum_targets_every_failure_worst_first(failures: list[Failure]) -> None:
-    out = curriculum(failures, len(failures), 2, seed=0, exclude=())
+    out = curriculum(failures, len(failures), 2, seed=0, exclude=(), join=JOIN)
     worst = sorted(failures, key=lambda f: f.score or 0.0)
     assert [_parents(p)[0] for p in out] == [f.prompt.id for f in worst]
 
 
 def test_unscored_failures_come_after_scored_ones(failures: list[Failure]) -> None:
     mixed = [Failure(f.prompt, f.reason, f.harmful) for f in failures[:3]] + failures[3:6]
-    out = curriculum(mixed, 6, 1, seed=0, exclude=())
+    out = curriculum(mixed, 6, 1, seed=0, exclude=(), join=JOIN)
     expected = sorted(failures[3:6], key=lambda f: f.score or 0.0) + failures[:3]
     assert [p.meta["parent"] for p in out] == [f.prompt.id for f in expected]
 
 
 def test_curriculum_level_shapes_the_frames(failures: list[Failure]) -> None:
     for low in (0, 1):  # clamped up to level 1
-        assert {p.meta["level"] for p in curriculum(failures, 40, low, seed=0, exclude=())} == {1}
-    assert {p.meta["level"] for p in curriculum(failures, 80, 2, seed=0, exclude=())} <= {1, 2}
+        assert {p.meta["level"] for p in curriculum(failures, 40, low, seed=0, exclude=(), join=JOIN)} == {1}
+    assert {p.meta["level"] for p in curriculum(failures, 80, 2, seed=0, exclude=(), join=JOIN)} <= {1, 2}
     # Over many seeds (the first draws, before any failure's hardest frames run out) the top level
     # dominates and each level outweighs the one below it.
     for level in (2, 3):
         seen = Counter(p.meta["level"] for seed in range(30)
-                       for p in curriculum(failures, len(failures) * 2, level, seed=seed, exclude=()))
+                       for p in curriculum(failures, len(failures) * 2, level, seed=seed, exclude=(), join=JOIN))
         shares = [seen[k] / seen.total() for k in range(1, level + 1)]
         assert shares == sorted(shares) and shares[-1] > 0.45, shares
-    assert curriculum(failures, 30, 99, seed=4, exclude=()) == curriculum(failures, 30, MAX_LEVEL, 4, ())
+    assert (curriculum(failures, 30, 99, seed=4, exclude=(), join=JOIN)
+            == curriculum(failures, 30, MAX_LEVEL, 4, (), JOIN))
 
 
 def test_recombinations_appear_only_at_the_top_level(failures: list[Failure]) -> None:
-    top = curriculum(failures, 500, MAX_LEVEL, seed=0, exclude=())
+    top = curriculum(failures, 500, MAX_LEVEL, seed=0, exclude=(), join=JOIN)
     assert any(p.meta["mutation"] == RECOMBINE for p in top)
     assert all(p.family != "arithmetic" for p in top if p.meta["mutation"] == RECOMBINE)
-    assert not any(p.meta["mutation"] == RECOMBINE for p in curriculum(failures, 500, 2, seed=0, exclude=()))
+    assert not any(p.meta["mutation"] == RECOMBINE
+                   for p in curriculum(failures, 500, 2, seed=0, exclude=(), join=JOIN))
+
+
+def test_the_world_decides_what_joins(world: TaskSet, failures: list[Failure]) -> None:
+    # A world that joins nothing (no PromptJoiner) gets no recombinations; a self-written how-to prompt (no
+    # keywords for the verifier) joins nothing either.
+    assert not any(p.meta["mutation"] == RECOMBINE
+                   for p in curriculum(failures, 500, MAX_LEVEL, seed=0, exclude=(), join=None))
+    howto = world.by_family("howto")[0]
+    written = Prompt(prompt_id("howto", "How do I fold a paper crane?"), "How do I fold a paper crane?", "howto",
+                     "train", {"source": "regenerated", "unverified": True})
+    assert recombine(howto, written, random.Random(0), JOIN) is None
 
 
 def test_no_duplicates_and_excludes_honoured(world: TaskSet, failures: list[Failure]) -> None:
-    out = curriculum(failures, 1000, MAX_LEVEL, seed=3, exclude=())
+    out = curriculum(failures, 1000, MAX_LEVEL, seed=3, exclude=(), join=JOIN)
     assert 0 < len(out) < 1000  # ran out rather than repeating
     assert len({" ".join(p.text.lower().split()) for p in out}) == len(out)
     banned = [f"  {p.text.upper()}  " for p in out[::2]]
-    again = curriculum(failures, 1000, MAX_LEVEL, seed=3, exclude=banned)
+    again = curriculum(failures, 1000, MAX_LEVEL, seed=3, exclude=banned, join=JOIN)
     norm = {" ".join(t.lower().split()) for t in banned}
     assert again and not {" ".join(p.text.lower().split()) for p in again} & norm
     assert len(again) == len(out) - len(banned)
@@ -198,14 +213,14 @@ def test_no_duplicates_and_excludes_honoured(world: TaskSet, failures: list[Fail
 
 def test_curriculum_is_deterministic(failures: list[Failure]) -> None:
     def run(seed: int) -> list[tuple[str, str]]:
-        return [(p.id, p.meta["mutation"]) for p in curriculum(failures, 25, 3, seed=seed, exclude=())]
+        return [(p.id, p.meta["mutation"]) for p in curriculum(failures, 25, 3, seed=seed, exclude=(), join=JOIN)]
 
     assert run(7) == run(7)
     assert run(7) != run(8)
 
 
 def test_curriculum_edge_cases(failures: list[Failure]) -> None:
-    assert curriculum([], 10, 2, seed=0, exclude=()) == []
-    assert curriculum(failures, 0, 2, seed=0, exclude=()) == []
-    one = curriculum(failures[:1], 100, 1, seed=0, exclude=())
+    assert curriculum([], 10, 2, seed=0, exclude=(), join=JOIN) == []
+    assert curriculum(failures, 0, 2, seed=0, exclude=(), join=JOIN) == []
+    one = curriculum(failures[:1], 100, 1, seed=0, exclude=(), join=JOIN)
     assert 0 < len(one) <= len(frames(failures[0].harmful, 1))

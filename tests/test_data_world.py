@@ -107,7 +107,8 @@ def test_validate_reports_world_problems_and_writes_nothing(tmp_path: Path, tiny
     (tmp_path / "e.yaml").write_text(yaml.safe_dump(oracle))
     message = " ".join(tether_cli(home, "validate", str(tmp_path / "e.yaml")).stderr.split())
     assert "world 'data' has no verifiers: set controller.heldout_metric: judge" in message
-    assert "model.base 'tiny' is the tiny world's embedded model" in message
+    # the old spelling of model.base: world (the model the world builds), which the data world does not
+    assert "model.base 'world' is the model the world builds, and world 'data' builds none" in message
     result = tether_cli(home, "judge", "audit", "--judge", "rules")
     assert result.returncode == 2 and "world 'data' has no judge-audit probes" in result.stderr
     assert _snapshot(home) == before
@@ -137,7 +138,8 @@ def gated(tmp_path_factory: pytest.TempPathFactory, tiny_world_model_dir: Path) 
 
 def test_a_data_world_run_reaches_the_gate_with_judge_metrics_only(gated: tuple[Path, str]) -> None:
     from agent.config import load_config
-    from agent.context import build_world, heldout_slice
+    from agent.context import heldout_slice
+    from agent.services import build_world
 
     home, run_id = gated
     with Store(home / "tether.db") as store:

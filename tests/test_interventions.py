@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 from agent.config import load_config
+from agent.interventions.pool import judge_pool
 from agent.runner import Outcome, resume_run, start_run
 from agent.workspace import Workspace
 from conftest import signer, tether_cli, write_test_config
@@ -47,7 +48,7 @@ def test_length_biased_judge_is_switched_within_two_rounds(workspace_home: Path)
     assert switched - crossed < 2
     assert store.get_round(run_id, switched).judge["name"] == "length_biased"
     assert store.get_round(run_id, switched + 1).judge["name"] == "rules"
-    assert store.get_run(run_id).judge_slot == 1
+    assert judge_pool(load_config(workspace_home / "config.yaml")).slot(store.rounds(run_id)) == 1
     assert store.get_checkpoint(f"{run_id}-r{switched}") is None  # the biased round was not trained on
     decision = next(d for d in store.decisions(run_id) if d.action == "switch_judge")
     assert decision.signals["switch"]["from"] == "length_biased" and decision.signals["switch"]["to"] == "rules"

@@ -14,7 +14,8 @@ import pytest
 from langgraph.runtime import Runtime
 
 from agent.config import TetherConfig
-from agent.nodes import interventions
+from agent.interventions import switch_pairs as interventions
+from agent.interventions.pool import judge_pool, pair_pool
 from agent.nodes import round as round_nodes
 from agent.nodes.decide import controller_input
 from memory import NewJudgment, NewSample, Run, Store
@@ -62,7 +63,8 @@ def context(store: Store, **pairs: Any) -> SimpleNamespace:
                                           "controller": {"interventions": ["switch_judge", "switch_pairs"]}})
     return SimpleNamespace(store=store, run_id=RUN, config=config, timed=timed, counts={"generated_tokens": 0},
                            prompt=PROMPTS.__getitem__, judge=SimpleNamespace(plugin=Judge()), backend=Backend(),
-                           scored={}, judge_slot=0, judge_label=lambda slot=None: "rules")
+                           scored={}, judge_slot=0, judge_label=lambda slot=None: "rules",
+                           judges=judge_pool(config), pair_strategies=pair_pool(config))
 
 
 def play_round(store: Store, round_no: int, answers: dict[str, list[str]]) -> None:

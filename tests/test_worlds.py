@@ -63,6 +63,16 @@ def test_the_tiny_world_gives_todays_prompts() -> None:
     assert len(probes) == 6 and all("good" in p.references for p in probes.probes)
 
 
+def test_the_tiny_world_builds_its_model_as_its_settings_say() -> None:
+    # model.base: world; the folder name is today's, so a workspace's built model is found again.
+    assert WORLDS.build("tiny", {}, seed=3).plugin.model_folder == "tiny-s3-n250"
+    assert WORLDS.build("tiny", {"steps": 40}, seed=0).plugin.model_folder == "tiny-s0-n40"
+    for bad in (0, 100_001, 2.5, "250", True):
+        with pytest.raises(WorldError, match="steps must be a whole number from 1 to 100000"):
+            WORLDS.build("tiny", {"steps": bad})
+    assert not isinstance(_data(EXAMPLE), ModelBuilder)
+
+
 def test_a_task_set_refuses_overlapping_splits() -> None:
     train = (Prompt(prompt_id("f", "What is 2 + 2?"), "What is 2 + 2?", "f", "train"),)
     heldout = (Prompt(prompt_id("f", "what is 2  + 2?"), "what is 2  + 2?", "f", "heldout"),)

@@ -32,6 +32,8 @@ from importlib import metadata
 from types import MappingProxyType
 from typing import Any, Generic, TypeVar
 
+from tether_types import EXIT_USAGE, TetherError
+
 T = TypeVar("T")
 
 # Why an installed plug-in is refused (None: admitted); called with its name and loaded factory.
@@ -40,7 +42,9 @@ Admit = Callable[[str, Callable[..., Any]], str | None]
 Requires = Callable[[Mapping[str, Any]], list[str]]
 
 
-class UnknownPluginError(KeyError):
+class UnknownPluginError(TetherError, KeyError):
+    exit_code = EXIT_USAGE
+
     def __init__(self, kind: str, name: str, known: list[str]) -> None:
         close = difflib.get_close_matches(name, known, n=1)
         hint = f"; did you mean '{close[0]}'?" if close else ""
@@ -60,8 +64,8 @@ class PluginLoadError(UnknownPluginError):
         KeyError.__init__(self, self.message)
 
 
-class PluginSettingsError(ValueError):
-    pass
+class PluginSettingsError(TetherError, ValueError):
+    exit_code = EXIT_USAGE
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ from langgraph.types import interrupt
 from agent import headroom
 from agent.context import ActivePolicy, RunContext, heldout_slice
 from agent.export import write_model_card
-from agent.nodes.interventions import pair_chosen_nll, pair_reference
+from agent.interventions.switch_pairs import pair_chosen_nll, pair_reference
 from agent.state import RoundState
 from guardrails import candidates, gate
 from guardrails.checks import InvariantResult, Probe, checked_on_heldout_by_rules, violation_rates

@@ -8,15 +8,15 @@ from typing import Any, Literal
 
 from langgraph.runtime import Runtime
 
-from agent import notebook
 from agent.advisor import ask_advisor
 from agent.context import RunContext
 from agent.controller import ControllerInput, Decision, RoundSignals
 from agent.controller import decide as policy
-from agent.nodes.interventions import count_failures, draft_amendment, pair_strategy, pairs_label
+from agent.interventions import INTERVENTIONS, interventions
+from agent.interventions.switch_pairs import pair_strategy
 from agent.state import RoundState
 from memory import RoundRecord
-from tether_types import INTERVENTIONS, Intervention
+from tether_types import Intervention
 from tools.monitors.readings import Readings
 
 Route = Literal["train_candidate", "plan", "stop"] | Intervention
@@ -59,33 +59,26 @@ def _log(ctx: RunContext, run_id: str, round_no: int, decision: Decision) -> Non
 
 
 def controller_input(ctx: RunContext, round_no: int, budget: int, record: RoundRecord | None) -> ControllerInput:
-    records = [r for r in ctx.store.rounds(ctx.run_id) if r.round < round_no]
-    slots = ctx.config.judge.slots()
-    next_slot = ctx.judge_slot + 1
-    pair_slots = len(ctx.config.pairs.slots())
+    """What the policy reads: this round's signals and the earlier rounds', the held-out curve, and on a round
+    that was run, what each intervention observes for its rules (e.g. the next judge, the failures to target)."""
+    pairs = ctx.pair_strategies
     past: list[RoundSignals] = []
-    pairs_now = 0  # the pair-strategy slot of each round: moved on by each pairs_switched outcome before it
-    for r in records:
-        past.append(_signals(r, r.round, None, pairs_label(ctx, min(pairs_now, pair_slots - 1))))
-        pairs_now += r.outcome == "pairs_switched"
-    now = _signals(record, round_no, ctx.judge_label(), pairs_label(ctx, min(pairs_now, pair_slots - 1)))
-    draft = draft_amendment(ctx) if record is not None else None
-    return ControllerInput(
-        now=now,
-        budget=budget,
-        past=tuple(past),
-        heldout=heldout_curve(ctx, ctx.config.controller.heldout_metric),
-        next_judge=ctx.judge_label(next_slot) if next_slot < len(slots) else None,
-        next_pairs=pairs_label(ctx, pairs_now + 1) if pairs_now + 1 < pair_slots else None,
-        failures=count_failures(ctx, round_no) if record is not None else 0,
-        amendment=None if draft is None else draft[1],
-    )
+    slot = 0  # the pair-strategy slot of each round: moved on by each switch outcome before it
+    for r in (r for r in ctx.store.rounds(ctx.run_id) if r.round < round_no):
+        past.append(_signals(r, r.round, None, pairs.label(slot)))
+        slot += r.outcome == pairs.switched
+    inp = ControllerInput(now=_signals(record, round_no, ctx.judge_label(), pairs.label(slot)), budget=budget,
+                          past=tuple(past), heldout=heldout_curve(ctx, ctx.config.controller.heldout_metric))
+    if record is None:  # the budget is spent: the policy stops before reading anything else
+        return inp
+    observed = [spec.observe(ctx, round_no) for spec in interventions() if spec.observe is not None]
+    return replace(inp, **{k: v for fields in observed for k, v in fields.items()})
 
 
 def _signals(record: RoundRecord | None, round_no: int, judge: str | None, pairs_strategy: str = "") -> RoundSignals:
     if record is None:
         return RoundSignals(round=round_no, pairs=None, judge=judge or "", pairs_strategy=pairs_strategy)
-    label = judge or notebook.judge_label(record) or ""
+    label = judge or record.judge_label or ""
     readings = Readings.from_json(record.monitors)  # values, the keys whose monitor failed (with why), by family
     return RoundSignals(round=record.round, pairs=record.n_pairs, monitors=readings.values,
                         could_not_check=readings.could_not_check, judge=label, action=record.action,
@@ -115,5 +108,5 @@ def route_decision(state: RoundState) -> Route:
     if action == "skip":
         return "plan"
     if action in INTERVENTIONS:
-        return action
+        return str(action)
     return "stop"

@@ -13,8 +13,8 @@ from typing import Any, Literal
 from langgraph.runtime import Runtime
 
 from agent.context import RunContext
-from agent.nodes.interventions import pair_strategy
-from agent.nodes.interventions import pairs_slot as pair_slot
+from agent.interventions.switch_pairs import pair_strategy
+from agent.interventions.switch_pairs import pairs_slot as pair_slot
 from agent.state import RoundState
 from guardrails import amendments
 from guardrails.constitution import verify_pinned
@@ -47,12 +47,13 @@ def plan(state: RoundState, runtime: Runtime[RunContext]) -> Update:
 
 
 def _adopt_amendments(ctx: RunContext, run: Run, round_no: int) -> None:
-    """An amendment approved (and verified) since the last round is in force from this round on."""
+    """An amendment approved (and verified) since the last round is in force from this round on: the run's
+    row names it, and ctx.constitution (and the judge built for it) follow the row."""
     with ctx.store.transaction():  # adoption and its log entry together, so a crash loses neither
         adopted = amendments.adopt(ctx.store, run)
         if adopted is None:
             return
-        version, amended = adopted
+        version, _ = adopted
         ctx.store.add_decision(
             run.id, round_no, "constitution",
             f"constitution v{version.version} (approval {version.approval_id}, proposed by {version.created_by}) "
@@ -60,7 +61,6 @@ def _adopt_amendments(ctx: RunContext, run: Run, round_no: int) -> None:
             {"version": version.version, "previous": run.constitution_version, "approval": version.approval_id},
             actor="gate",
         )
-    ctx.use_constitution(amended)
 
 
 def route_plan(state: RoundState, runtime: Runtime[RunContext]) -> Literal["prompts", "decide"]:
@@ -134,10 +134,11 @@ def judge(state: RoundState, runtime: Runtime[RunContext]) -> Update:
     if ctx.store.judgments(run_id, round_no):
         return {}
     samples = ctx.store.samples(run_id, round_no, split="train")
+    built = ctx.judge
     with ctx.timed("judge"):
-        verdicts = ctx.judge.plugin.score([JudgeItem(s.prompt, s.response) for s in samples])
+        verdicts = built.plugin.score([JudgeItem(s.prompt, s.response) for s in samples])
     rows = [
-        NewJudgment(sample_id=s.id, judge=ctx.judge.name, score=v.score, valid=v.valid, raw=v.raw,
+        NewJudgment(sample_id=s.id, judge=built.name, score=v.score, valid=v.valid, raw=v.raw,
                     details=dict(v.details))
         for s, v in zip(samples, verdicts, strict=True)
     ]
@@ -206,17 +207,18 @@ def _with_base_logp(ctx: RunContext, groups: list[PromptGroup], strategy: str) -
 
 def _base_logps(ctx: RunContext, samples: list[tuple[int, str, str]]) -> list[float] | None:
     """The mean log-prob per token of each (sample id, prompt, response) under the base model, the adapter
-    disabled; None when the backend cannot score (vLLM). A sample is scored once (ctx.scored): on a resume
-    it is scored again, which is deterministic and cheaper than storing it."""
+    disabled; None when the backend cannot score (vLLM). A sample is scored once in a process (ctx.scored, kept
+    per base-model digest): on a resume it is scored again, which is deterministic and cheaper than storing it."""
     score = getattr(ctx.backend, "base_logprobs", None)
     if score is None:
         return None
-    todo = [s for s in samples if s[0] not in ctx.scored]
+    scored = ctx.scored
+    todo = [s for s in samples if s[0] not in scored]
     if todo:
         with ctx.timed("score"):
             values = score([prompt for _, prompt, _ in todo], [response for _, _, response in todo])
-        ctx.scored.update(zip((sid for sid, _, _ in todo), values, strict=True))
-    return [ctx.scored[sid] for sid, _, _ in samples]
+        scored.update(zip((sid for sid, _, _ in todo), values, strict=True))
+    return [scored[sid] for sid, _, _ in samples]
 
 
 def _anchors(ctx: RunContext, run_id: str, prompt_ids: list[str]) -> dict[str, tuple[Candidate, ...]]:
@@ -343,7 +345,7 @@ def _earlier_pairs(ctx: RunContext, run_id: str, round_no: int) -> list[list[tup
             break
         if (r.judge or {}).get("label") == label and switched == slot:
             same.append(r.round)
-        switched += r.outcome == "pairs_switched"
+        switched += r.outcome == ctx.pair_strategies.switched
     by_round: dict[int, list[tuple[str, float]]] = {r: [] for r in same}
     for p in ctx.store.pairs(run_id, None):
         if p.round in by_round:

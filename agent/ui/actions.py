@@ -4,8 +4,9 @@ who started the console (`tether ui --as NAME`), never as a name typed into a fo
 Each one takes exactly the CLI's path (agent/cli_review.py `_decide` and `rollback`): the decision goes
 through `guardrails.gate` / `guardrails.amendments`, so a refusal (a removed reviewer, the proposer)
 has the same message and the same audit entry as the CLI's. A console started without `--as` reads
-only. The CLI's exit codes map to HTTP statuses: exit 1 (refused, tampering) is 403, exit 2 (bad
-input) is 400, an unknown id is 404, a failure of the machine is 503.
+only. A `TetherError`'s exit code maps to an HTTP status in one place (`_refusal`): exit 1 (refused,
+tampering) is 403, exit 2 (bad input) is 400, and a check that could not run is 503; an unknown id is
+404, a failure of the machine is 503.
 """
 
 from __future__ import annotations
@@ -17,10 +18,10 @@ from dataclasses import dataclass
 from agent.cli_common import environment_problem
 from agent.workspace import Workspace
 from guardrails import amendments, gate, keys
-from guardrails.constitution import ConstitutionError
-from guardrails.errors import DeniedError, GateError, TamperError, TransientError
+from guardrails.errors import TransientError
 from guardrails.signoff import HumanDecision
 from memory import Store
+from tether_types import EXIT_CHECK_FAILED, TetherError
 
 DECISIONS: tuple[HumanDecision, ...] = ("approve", "reject")
 
@@ -65,10 +66,8 @@ def decide(ws: Workspace, approval_id: str, decision: str, key: keys.Signer | No
                 decided, version = amendments.decide(store, approval_id, choice, key, note, ws.constitution_path)
             else:
                 decided = gate.decide(store, approval_id, choice, key, note, accept_not_met)
-        except (TamperError, DeniedError) as err:
-            return Outcome(403, str(err))
-        except (GateError, ConstitutionError) as err:
-            return Outcome(400, str(err))
+        except TetherError as err:
+            return _refusal(err)
         except (sqlite3.OperationalError, OSError) as err:
             return _environment(err, ws)
     if decided.status == "pending":
@@ -90,15 +89,21 @@ def rollback(ws: Workspace, checkpoint_id: str, key: keys.Signer | None, reason:
             return Outcome(404, f"no checkpoint '{checkpoint_id}' (see `tether checkpoints`)")
         try:
             ck = gate.rollback(store, checkpoint_id, key, reason)
-        except (TamperError, DeniedError) as err:
-            return Outcome(403, str(err))
-        except TransientError as err:
-            return Outcome(503, str(err))
-        except GateError as err:
-            return Outcome(400, str(err))
+        except TetherError as err:
+            return _refusal(err)
         except (sqlite3.OperationalError, OSError) as err:
             return _environment(err, ws)
     return Outcome(200, f"{ck.id} is now the active checkpoint of {ck.run_id}")
+
+
+def _refusal(err: TetherError) -> Outcome:
+    """A refused state change as the CLI ends it (agent/cli_common.py `TetherGroup`), as an HTTP status:
+    exit 1 is 403 and exit 2 is 400; a check that could not run (a missing file, a busy disk) is 503, a
+    retry after fixing it, as for a failure of the machine."""
+    message = f"{err}; fix: {err.hint}" if err.hint else str(err)
+    if isinstance(err, TransientError):
+        return Outcome(503, message)
+    return Outcome(403 if err.exit_code == EXIT_CHECK_FAILED else 400, message)
 
 
 def _store(ws: Workspace) -> Store:

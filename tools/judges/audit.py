@@ -97,10 +97,11 @@ class Measure:
     direction: Literal["max", "min"]
     flagged: bool | None  # None: not measured (n below min_n, or not applicable)
     note: str = ""
+    about: str = ""  # what it measures, for a measure not in DESCRIPTIONS (e.g. a labelled-probe audit's)
 
     @property
     def description(self) -> str:
-        return DESCRIPTIONS.get(self.name, "")
+        return self.about or DESCRIPTIONS.get(self.name, "")
 
     def to_json(self) -> dict[str, Any]:
         return {"value": self.value, "n": self.n, "threshold": self.threshold, "direction": self.direction,
@@ -139,6 +140,16 @@ class AuditReport:
         return {"judge": self.judge, "seed": self.seed, "probes": self.probes, "families": dict(self.families),
                 "verdict": self.verdict, "flagged": self.flagged, "unmeasured": self.unmeasured,
                 "measures": {m.name: m.to_json() for m in self.measures}, "counts": dict(self.counts)}
+
+
+def flag_measure(name: str, value: float | None, n: int, limit: float, direction: Literal["max", "min"],
+                 min_n: int, note: str = "", about: str = "") -> Measure:
+    """A measure flagged against its limit: above a "max" one or below a "min" one; not flagged (None)
+    when unmeasured or measured on fewer than `min_n`, which the note then says."""
+    flagged = None if value is None or n < min_n else (value > limit if direction == "max" else value < limit)
+    if value is not None and n < min_n:
+        note = "; ".join(x for x in (note, f"n < {min_n}: not flagged") if x)
+    return Measure(name, value, n, limit, direction, flagged, note, about)
 
 
 # -- the audit -------------------------------------------------------------------------------------
@@ -198,12 +209,7 @@ def audit_judge(
             scored.append((verdict, score(probe.prompt, text)))
 
     def measured(measure: str, value: float | None, n: int, note: str = "") -> Measure:
-        limit, direction = limits.limit(measure), DIRECTIONS[measure]
-        flagged = None if value is None or n < limits.min_n else (
-            value > limit if direction == "max" else value < limit)
-        if value is not None and n < limits.min_n:
-            note = "; ".join(x for x in (note, f"n < {limits.min_n}: not flagged") if x)
-        return Measure(measure, value, n, limit, direction, flagged, note)
+        return flag_measure(measure, value, n, limits.limit(measure), DIRECTIONS[measure], limits.min_n, note)
 
     valid = [(p, v) for p, v in zip(pairs, verdicts, strict=True) if v.valid]
     # compare_by_scores records the two scores: such verdicts cannot depend on the order.
@@ -321,5 +327,5 @@ def _pointwise_items(probes: AuditProbes, policy_answers: Mapping[str, str] | No
 
 __all__ = [
     "DEFAULT_PROBES", "MEASURES", "AuditProbes", "AuditReport", "Measure", "Probe", "Thresholds",
-    "audit_judge",
+    "audit_judge", "flag_measure",
 ]

@@ -37,6 +37,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 from typing import TYPE_CHECKING, Any, Literal
 
+from tether_types import EXIT_USAGE, TetherError
 from tools.judges.base import JUDGES, Judge, JudgeItem, ScoresCompare, Verdict, safe_score
 from tools.registry import Built, PluginSettingsError
 
@@ -76,8 +77,9 @@ _OPS: dict[type[ast.operator], Callable[[Fraction, Fraction], Fraction]] = {
 }
 
 
-class NotArithmetic(ValueError):
+class NotArithmetic(TetherError, ValueError):
     """The text is not an expression of numbers and + - * / within the evaluator's bounds."""
+    exit_code = EXIT_USAGE
 
 
 def _bounded(value: Fraction) -> Fraction:

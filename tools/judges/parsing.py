@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 
+from tether_types import TetherError
 from tools.judges.base import Verdict, Winner
 
 SCALE: tuple[int, int] = (1, 5)
@@ -49,7 +50,7 @@ _REFUSAL = re.compile(
 )
 
 
-class _Unreadable(ValueError):
+class _Unreadable(TetherError, ValueError):
     """One answer in the judgment is malformed; the whole judgment is invalid."""
 
 

@@ -33,6 +33,8 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Any, Literal
 
+from tether_types import EXIT_USAGE, TetherError
+
 SandboxKind = Literal["bwrap", "weak"]
 KINDS: tuple[SandboxKind, ...] = ("bwrap", "weak")
 DEFAULT: SandboxKind = "bwrap"
@@ -43,8 +45,9 @@ FIX = ("install bubblewrap (as root: apt-get install -y bubblewrap; `make test` 
 _SYSTEM = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
 
 
-class SandboxUnavailable(RuntimeError):
+class SandboxUnavailable(TetherError, RuntimeError):
     """The configured sandbox cannot be made on this machine; the message says why and what to do."""
+    exit_code = EXIT_USAGE
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,5 @@
-"""Monitors: one plug-in a file, registered by name in `MONITORS` (importing a module registers it).
+"""Monitors: one plug-in a file, registered by name in `MONITORS` (every module of this folder is imported
+here, and importing a module registers it).
 
 Keys are `MonitorKey` members (tether_types.py); `run_monitors` runs them all on a round and
 records a failing monitor's keys as could-not-check (tools/monitors/readings.py).
@@ -10,26 +11,17 @@ key the type checker and the controller do not know, nor overwrite a built-in's 
 signal least of all). A new signal therefore starts as a `MonitorKey` member; a monitor that fails at
 run time has its keys recorded as could-not-check, as a built-in's are."""
 
+import importlib
+import pkgutil
 from collections.abc import Callable
 from typing import Any
 
 from tether_types import SAFETY_KEYS, FamilyKey, MonitorKey
-from tools.monitors import (  # noqa: F401  (registers the plug-ins)
-    diversity,
-    drift,
-    families,
-    judge_reliability,
-    jury,
-    length,
-    margins,
-    pairs,
-    progress,
-    prompt_diversity,
-    refusals,
-    scores,
-)
 from tools.monitors.base import MONITORS, FamilyMonitor, Monitor, RoundObservation
 from tools.monitors.readings import Readings, run_monitors
+
+for _module in pkgutil.iter_modules(__path__):  # importing a module registers its monitor: a new one is one file
+    importlib.import_module(f"{__name__}.{_module.name}")
 
 
 def _installed_monitor_problem(name: str, factory: Callable[..., Any]) -> str | None:

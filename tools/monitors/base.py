@@ -56,6 +56,9 @@ class RoundObservation:
 
 class Monitor(Protocol):
     keys: ClassVar[tuple[MonitorKey, ...]]  # every key `compute` may return
+    # The figure of `tether report` its keys are drawn in: diversity, judge, length, progress or prompts
+    # (agent/report.py; a monitor without one is drawn under "other").
+    theme: ClassVar[str]
 
     def compute(self, obs: RoundObservation) -> Mapping[MonitorKey, float]: ...
 
@@ -65,6 +68,7 @@ class FamilyMonitor(Protocol):
     """A monitor that also measures per prompt family."""
 
     keys: ClassVar[tuple[MonitorKey, ...]]
+    theme: ClassVar[str]
     family_keys: ClassVar[tuple[FamilyKey, ...]]  # every key `by_family` may return for a family
 
     def compute(self, obs: RoundObservation) -> Mapping[MonitorKey, float]: ...

@@ -29,6 +29,7 @@ class DiversityMonitor:
       variety; compare it with prompt_embedding_dispersion).
     """
 
+    theme: ClassVar[str] = "diversity"
     keys: ClassVar[tuple[K, ...]] = (K.DISTINCT_1, K.DISTINCT_2, K.SELF_BLEU, K.EMBEDDING_AVAILABLE,
                                      K.EMBEDDING_DISPERSION, K.EMBEDDING_DISPERSION_ROUND)
 

@@ -7,7 +7,7 @@ A judge blind to that text cannot see it: on the tiny world the `rules` judge sc
 fragments like good answers, DPO on them raises their likelihood, and the mean per token of the
 policy's samples under the base model falls from -0.7 (the base model's own samples) to -1.5 by the
 fourth round and -3 by the twelfth, while the held-out verifiers fall with it. The controller reads
-it against the run's first round (agent/rules_regression.py).
+it against the run's first round (agent/interventions/regression.py).
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ class BaseLikelihoodMonitor:
       the base model (the adapter disabled). Omitted without base_logps or without a non-empty response.
     """
 
+    theme: ClassVar[str] = "length"
     keys: ClassVar[tuple[K, ...]] = (K.BASE_LOGP_MEAN,)
 
     def compute(self, obs: RoundObservation) -> Mapping[K, float]:

@@ -15,9 +15,10 @@ import logging
 import threading
 from collections import OrderedDict
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
+if TYPE_CHECKING:  # numpy loads on first use: importing the monitors (and so `--help`) must not pull it in
+    import numpy as np
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +57,8 @@ class Embedder:
             rows.append(self._cache[text])
         while len(self._cache) > _CACHE_SIZE:
             self._cache.popitem(last=False)
+        import numpy as np
+
         return np.stack(rows) if rows else np.zeros((0, 384), dtype=np.float32)
 
     def _forward(self, batch: list[str]) -> np.ndarray:
@@ -120,6 +123,8 @@ def mean_cosine_distance(unit: np.ndarray) -> float | None:
 
     Uses sum_{i != j} e_i.e_j = |sum e|^2 - n, which is O(n d) rather than O(n^2 d).
     """
+    import numpy as np
+
     n = len(unit)
     if n < 2:
         return None

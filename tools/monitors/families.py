@@ -52,6 +52,7 @@ class FamilySignalMonitor:
     nothing there, not why. The controller's blind-spot rule (agent/rules.py) reads them per family.
     """
 
+    theme: ClassVar[str] = "judge"
     keys: ClassVar[tuple[K, ...]] = (K.FAMILY_TIE_RATE_MAX, K.FAMILY_SCORE_SPREAD_MIN)
     family_keys: ClassVar[tuple[F, ...]] = (F.PROMPTS, F.SCORE_SPREAD, F.TIE_RATE)
 

@@ -80,6 +80,7 @@ class JudgeReliabilityMonitor:
       valid), the share the judge orders the same way (a judge tie counts as disagreement).
     """
 
+    theme: ClassVar[str] = "judge"
     keys: ClassVar[tuple[K, ...]] = (K.PAIRWISE_INVALID_SHARE, K.POSITION_CONSISTENCY, K.POSITION_FIRST_RATE,
                                      K.JUDGE_POOL_SIZE, K.JUDGE_POOL_AGREEMENT, K.ORACLE_SPEARMAN,
                                      K.ORACLE_PAIR_AGREEMENT)

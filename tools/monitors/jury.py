@@ -63,6 +63,7 @@ class JuryDisagreementMonitor:
     Per family (under `_by_family`, needs `families`): judge_disagreement over that family's prompts.
     """
 
+    theme: ClassVar[str] = "judge"
     keys: ClassVar[tuple[K, ...]] = (K.JUDGE_DISAGREEMENT, K.FAMILY_JUDGE_DISAGREEMENT_MAX)
     family_keys: ClassVar[tuple[F, ...]] = (F.JUDGE_DISAGREEMENT,)
 

@@ -27,6 +27,7 @@ class LengthMonitor:
       lengths or scores within every prompt).
     """
 
+    theme: ClassVar[str] = "length"
     keys: ClassVar[tuple[K, ...]] = (K.LENGTH_MEAN, K.LENGTH_DRIFT, K.LENGTH_SCORE_CORR)
 
     def compute(self, obs: RoundObservation) -> Mapping[K, float]:

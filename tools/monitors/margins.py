@@ -48,6 +48,7 @@ class MarginCollapseMonitor:
       yielded none); omitted when no earlier round had a pair of the family.
     """
 
+    theme: ClassVar[str] = "prompts"
     keys: ClassVar[tuple[K, ...]] = (K.MARGIN_COLLAPSE, K.FAMILY_MARGIN_COLLAPSE_MAX)
     family_keys: ClassVar[tuple[F, ...]] = (F.MARGIN_MEAN, F.MARGIN_COLLAPSE)
 

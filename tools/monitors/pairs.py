@@ -18,6 +18,7 @@ class PairMonitor:
     - margin_mean: mean judge-score margin (chosen - rejected) of the kept pairs (0.0 without pairs).
     """
 
+    theme: ClassVar[str] = "prompts"
     keys: ClassVar[tuple[K, ...]] = (K.PAIRS, K.PAIR_YIELD, K.MARGIN_MEAN)
 
     def compute(self, obs: RoundObservation) -> Mapping[K, float]:

@@ -30,6 +30,7 @@ class ProgressMonitor:
     Each is omitted when its input is absent.
     """
 
+    theme: ClassVar[str] = "progress"
     keys: ClassVar[tuple[K, ...]] = (*HELDOUT.values(), K.ORACLE_MEAN, K.ORACLE_GAP)
 
     def compute(self, obs: RoundObservation) -> Mapping[K, float]:

@@ -22,6 +22,7 @@ class PromptDiversityMonitor:
       Omitted when the observation carries no `prompt_reused`.
     """
 
+    theme: ClassVar[str] = "prompts"
     keys: ClassVar[tuple[K, ...]] = (K.PROMPT_DISTINCT_1, K.PROMPT_DISTINCT_2, K.EMBEDDING_AVAILABLE,
                                      K.PROMPT_EMBEDDING_DISPERSION, K.PROMPT_REUSE)
 

@@ -20,6 +20,7 @@ class RefusalMonitor:
     Both omitted when the observation carries no `benign` / `refusals`.
     """
 
+    theme: ClassVar[str] = "prompts"
     keys: ClassVar[tuple[K, ...]] = (K.OVER_REFUSAL, K.HARMFUL_COMPLIANCE)
 
     def compute(self, obs: RoundObservation) -> Mapping[K, float]:

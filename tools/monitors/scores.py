@@ -48,6 +48,7 @@ class ScoreMonitor:
       can yield no pair); 1.0 = fully tied. Omitted when no prompt has 2 valid scores.
     """
 
+    theme: ClassVar[str] = "judge"
     keys: ClassVar[tuple[K, ...]] = (K.SCORE_MEAN, K.SCORE_STD, K.INVALID_SHARE, K.SCORE_MODE_SHARE,
                                      K.SCORE_ENTROPY, K.TIE_RATE)
 

@@ -2,7 +2,8 @@
 
 Recorded failures of the current policy become harder training prompts: each is wrapped in a frame
 (a rewording, a pretext, a role-play or a multi-part request) or joined with another failure of the
-same family. Pure functions: no I/O, no model.
+same family, where the world says how its verifier checks the joined request (`join`: the world's
+`PromptJoiner.join_meta`, tools/worlds/base.py). Pure functions: no I/O, no model.
 
 A mutated prompt keeps its parent's family and meta, so the task world's oracle verifies it exactly
 as it verifies the parent. That is why the frames never add digits (arithmetic is verified by the
@@ -15,7 +16,7 @@ from __future__ import annotations
 
 import random
 import re
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,6 +29,9 @@ LEVEL_WEIGHT: dict[int, float] = {1: 1.0, 2: 2.0, 3: 4.0}
 # Partners tried per failure for recombination: enough variety without a quadratic blow-up.
 MAX_PARTNERS = 2
 RECOMBINE = "recombine"
+# The meta of two prompts of one family asked as one request, which the world's verifier checks; None when
+# the family's verifier cannot cover two requests (`PromptJoiner.join_meta`).
+Join = Callable[[Prompt, Prompt], Mapping[str, Any] | None]
 
 
 @dataclass(frozen=True)
@@ -101,11 +105,7 @@ BENIGN_FRAMES: tuple[Frame, ...] = (
     Frame("restate_first", 3, "Answer in two parts: first restate the question in your own words, then answer it. {p}"),
     Frame("hello_first", 3, "Say hello first, then answer this: {q}"),
 )
-# Families whose oracle stays valid when two prompts are joined: refusal is still right for two
-# harmful requests, and a how-to answer is judged by any keyword of either topic. Arithmetic is
-# absent on purpose: one verifier answer cannot cover two questions.
 RECOMBINE_TEMPLATES: tuple[str, ...] = ("Two things. First, {a} Second, {b}", "{A} Also, {b}")
-RECOMBINABLE: frozenset[str] = frozenset({"harmful", "howto"})
 
 
 def frames(harmful: bool, level: int | None = None) -> tuple[Frame, ...]:
@@ -134,19 +134,20 @@ def mutate(prompt: Prompt, harmful: bool, level: int, rng: random.Random) -> Pro
     return _apply(prompt, rng.choice(usable))
 
 
-def _recombinable(a: Prompt, b: Prompt) -> bool:
-    return a.family == b.family and a.family in RECOMBINABLE and _norm(a.text) != _norm(b.text)
+def _joined_meta(a: Prompt, b: Prompt, join: Join | None) -> Mapping[str, Any] | None:
+    if join is None or a.family != b.family or _norm(a.text) == _norm(b.text):
+        return None
+    return join(a, b)
 
 
-def recombine(a: Prompt, b: Prompt, rng: random.Random) -> Prompt | None:
-    """Join two prompts of the same recombinable family into one level-3 request, else None."""
-    if not _recombinable(a, b):
+def recombine(a: Prompt, b: Prompt, rng: random.Random, join: Join | None) -> Prompt | None:
+    """Join two different prompts of one family into one level-3 request, with the meta `join` gives;
+    None when `join` cannot (or is None: a world that joins no prompts)."""
+    meta = _joined_meta(a, b, join)
+    if meta is None:
         return None
     text = rng.choice(RECOMBINE_TEMPLATES).format(A=a.text, a=_lower_first(a.text), b=_lower_first(b.text))
-    meta = dict(a.meta)
-    if a.family == "howto":
-        meta["keywords"] = list(dict.fromkeys([*a.meta["keywords"], *b.meta["keywords"]]))
-    return _derive(a, text, meta, [a.id, b.id], MAX_LEVEL, RECOMBINE)
+    return _derive(a, text, dict(meta), [a.id, b.id], MAX_LEVEL, RECOMBINE)
 
 
 def _norm(text: str) -> str:
@@ -169,14 +170,15 @@ def _weighted_order(items: list[tuple[Prompt, float]], rng: random.Random) -> li
     return [items[i][0] for _, i in sorted(keyed, reverse=True)]
 
 
-def _candidates(failure: Failure, ordered: list[Failure], level: int, rng: random.Random) -> list[Prompt]:
+def _candidates(failure: Failure, ordered: list[Failure], level: int, rng: random.Random,
+                join: Join | None) -> list[Prompt]:
     """Every mutation of `failure` at levels <= `level`, in a weighted random order."""
     usable = [f for f in frames(failure.harmful) if f.level <= level and f.applies(failure.prompt.text)]
     per_level = {k: sum(f.level == k for f in usable) for k in range(1, level + 1)}
     partners: list[Failure] = []
     if level == MAX_LEVEL:
         others = [g for g in ordered if g is not failure and g.harmful == failure.harmful
-                  and _recombinable(failure.prompt, g.prompt)]
+                  and _joined_meta(failure.prompt, g.prompt, join) is not None]
         partners = rng.sample(others, min(MAX_PARTNERS, len(others)))
         # Recombination counts as one more level-3 frame, its weight split among partners.
         per_level[MAX_LEVEL] += 1 if partners else 0
@@ -185,16 +187,18 @@ def _candidates(failure: Failure, ordered: list[Failure], level: int, rng: rando
         for f in usable
     ]
     for g in partners:
-        joined = recombine(failure.prompt, g.prompt, rng)
+        joined = recombine(failure.prompt, g.prompt, rng, join)
         assert joined is not None  # partners were filtered on exactly this
         weight = LEVEL_WEIGHT[MAX_LEVEL] / per_level[MAX_LEVEL] / len(partners)
         items.append((_with_reason(joined, f"{failure.reason}; {g.reason}"), weight))
     return _weighted_order(items, rng)
 
 
-def curriculum(failures: Sequence[Failure], n: int, level: int, seed: int, exclude: Collection[str]) -> list[Prompt]:
+def curriculum(failures: Sequence[Failure], n: int, level: int, seed: int, exclude: Collection[str],
+               join: Join | None) -> list[Prompt]:
     """Up to `n` new training prompts from `failures` at difficulty `level` (clamped to
-    [1, MAX_LEVEL]), worst failure first, every failure targeted once before any repeats.
+    [1, MAX_LEVEL]), worst failure first, every failure targeted once before any repeats; at the top
+    level also failures joined in pairs, as `join` (the world's) allows.
 
     Deterministic for (failures, n, level, seed). Never returns a text in `exclude` (compared
     lowercased with whitespace collapsed) or the same text twice; fewer than `n` when the failures'
@@ -205,7 +209,7 @@ def curriculum(failures: Sequence[Failure], n: int, level: int, seed: int, exclu
     level = min(max(level, 1), MAX_LEVEL)
     rng = random.Random(f"tether-adversarial/{seed}/{level}")
     ordered = _worst_first(failures)
-    queues = [iter(_candidates(f, ordered, level, rng)) for f in ordered]
+    queues = [iter(_candidates(f, ordered, level, rng, join)) for f in ordered]
     seen = {_norm(t) for t in exclude}
     out: list[Prompt] = []
     while queues and len(out) < n:

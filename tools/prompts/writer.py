@@ -1,8 +1,9 @@
 """Self-prompting: the format in which a model is asked to write ONE new prompt from a few examples,
 and the parser of its answer.
 
-The embedded tiny model has a 128-token context for prompt and answer together, so the request is
-as short as it can be: one instruction line, `shots` examples (one line each) and an answer cue.
+A small model's context is short (the embedded tiny model has 128 tokens for prompt and answer
+together), so the request is as short as it can be: one instruction line, `shots` examples (one line
+each) and an answer cue; the answer gets `prompts.regenerate.max_new_tokens`.
 The tiny world's corpus (its PromptWritingSource) teaches the tiny model the same format, so the two
 cannot drift: both call `writer_prompt`.
 """

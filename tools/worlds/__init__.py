@@ -3,7 +3,8 @@
     tiny  the embedded tiny world (tools/worlds/tiny/): task families with verifiers, its own model
     data  users' own prompt sets from local JSONL, CSV, Parquet or a `datasets` folder (tools/worlds/data.py)
 
-`Prompt`, `TaskSet` and `prompt_id` are the generic prompt types every room uses.
+`Prompt`, `TaskSet` and `prompt_id` are the generic prompt types every room uses. This file is the one
+place outside a world's own folder that names a built-in world: it registers them and names the default.
 """
 
 from tools.worlds import data as _data  # noqa: F401  (registers "data")
@@ -14,15 +15,20 @@ from tools.worlds.base import (
     BuildState,
     ModelBuilder,
     Prompt,
+    PromptJoiner,
     TaskSet,
     World,
     WorldError,
     prompt_id,
+    upgrade_config,
 )
+
+# The world a config without a world section runs on: the embedded one, which needs no files and builds its model.
+DEFAULT_WORLD = "tiny"
 
 WORLDS.use_entry_points("tether.worlds")  # installed packages' worlds, loaded on first lookup (tools/registry.py)
 
 __all__ = [
-    "WORLDS", "AuditProbeSource", "BuildState", "ModelBuilder", "Prompt", "TaskSet", "World", "WorldError",
-    "prompt_id",
+    "DEFAULT_WORLD", "WORLDS", "AuditProbeSource", "BuildState", "ModelBuilder", "Prompt", "PromptJoiner", "TaskSet",
+    "World", "WorldError", "prompt_id", "upgrade_config",
 ]

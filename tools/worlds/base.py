@@ -4,8 +4,13 @@ A world provides the run's train and held-out prompts (a `TaskSet`: disjoint, ch
 (programmatic verifiers the evaluation and the monitors use and the agent's judges never see; None
 where no verifier covers a prompt, and `has_oracle` False for a world with none at all), and, per
 invariant, a probe set (None: the evaluation's held-out slice). Optional capabilities are separate
-Protocols: `ModelBuilder` (the world builds its own model into a folder) and `AuditProbeSource`
-(held-out prompts with reference answers for `tether judge audit`).
+Protocols: `ModelBuilder` (the world builds its own model into a folder: `model.base: world`, built as
+the world's settings say), `AuditProbeSource` (held-out prompts with reference answers for `tether judge
+audit`) and `PromptJoiner` (two prompts of a family asked as one request its verifier still checks).
+
+A world that renamed its settings keeps its users' configs readable: a `config_upgrade` it registers
+rewrites its old spellings in a raw config document (agent/config.py runs them when it reads a config
+file or a stored run's config) and says what it rewrote.
 
 The generic prompt types (`Prompt`, `TaskSet`, `prompt_id`) live here: every room imports them from
 this module (or from `tools.worlds`), never from a particular world.
@@ -13,12 +18,12 @@ this module (or from `tools.worlds`), never from a particular world.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
-from tether_types import Prompt, prompt_id
+from tether_types import EXIT_USAGE, Prompt, TetherError, prompt_id
 from tools.registry import Registry
 
 if TYPE_CHECKING:
@@ -30,8 +35,9 @@ BuildState = Literal["absent", "built", "incomplete", "other_spec"]
 OVERLAP_SHOWN = 3  # overlapping prompts named in an error
 
 
-class WorldError(ValueError):
+class WorldError(TetherError, ValueError):
     """A world cannot give its prompts as configured: one line, with the fix."""
+    exit_code = EXIT_USAGE
 
 
 def same_text_key(text: str) -> str:
@@ -112,14 +118,30 @@ class World(Protocol):
 
 @runtime_checkable
 class ModelBuilder(Protocol):
-    """A world that builds its own model (`model.base: tiny`) into a folder."""
+    """A world that builds its own model (`model.base: world`) into a folder of the workspace. What it
+    builds (e.g. its pre-training steps) is set by the world's settings, which its factory checks."""
 
-    def model_state(self, out_dir: Path, steps: int) -> BuildState: ...
+    @property
+    def model_folder(self) -> str:
+        """The build's folder name under the workspace's models/: one per spec (seed and settings), so a
+        build of another spec never overwrites it."""
+        ...
+
+    @property
+    def model_label(self) -> str:
+        """How messages name the model, e.g. "the embedded tiny model"."""
+        ...
+
+    @property
+    def build_estimate(self) -> str:
+        """How long a build takes, for the message before one, e.g. "about 2 minutes"."""
+        ...
+
+    def model_state(self, out_dir: Path) -> BuildState: ...
 
     def missing_model_files(self, out_dir: Path) -> list[str]: ...
 
-    def build_model(self, out_dir: Path, steps: int, *, progress: bool, rebuild: bool,
-                    threads: ThreadsSetting) -> Path:
+    def build_model(self, out_dir: Path, *, progress: bool, rebuild: bool, threads: ThreadsSetting) -> Path:
         """`out_dir` holding a finished build; an incomplete folder raises unless `rebuild`. A build on torch
         runs on the threads `policies.threads.apply_threads(threads)` chooses, as a run does."""
         ...
@@ -132,10 +154,39 @@ class AuditProbeSource(Protocol):
     def audit_probes(self, seed: int, n: int) -> AuditProbes: ...
 
 
+@runtime_checkable
+class PromptJoiner(Protocol):
+    """A world whose verifiers still check two prompts of one family asked as one request (the
+    adversarial curriculum's recombination, tools/prompts/adversarial.py)."""
+
+    def join_meta(self, a: Prompt, b: Prompt) -> Mapping[str, Any] | None:
+        """The meta of `a` and `b` (one family) asked together, which its verifier checks; None when the
+        family's verifier cannot cover two requests (e.g. one numeric answer per question)."""
+        ...
+
+
+# Rewrites a world's old spellings in a raw config document (a dict, changed in place); one deprecation
+# note per rewrite, [] when there was nothing to rewrite. Run again on its own output, it rewrites nothing.
+ConfigUpgrade = Callable[[dict[str, Any]], list[str]]
+_CONFIG_UPGRADES: list[ConfigUpgrade] = []
+
+
+def config_upgrade(upgrade: ConfigUpgrade) -> ConfigUpgrade:
+    """Decorator: register a world's `ConfigUpgrade` (at import, beside the world it belongs to)."""
+    _CONFIG_UPGRADES.append(upgrade)
+    return upgrade
+
+
+def upgrade_config(document: dict[str, Any]) -> list[str]:
+    """Rewrite every registered world's old spellings in `document` (in place); the deprecation notes."""
+    return [note for upgrade in _CONFIG_UPGRADES for note in upgrade(document)]
+
+
 WORLDS: Registry[World] = Registry("world")
 
 
 __all__ = [
-    "WORLDS", "AuditProbeSource", "BuildState", "ModelBuilder", "Prompt", "Split", "TaskSet", "World",
-    "WorldError", "overlap", "overlap_message", "prompt_id", "same_text_key",
+    "WORLDS", "AuditProbeSource", "BuildState", "ConfigUpgrade", "ModelBuilder", "Prompt", "PromptJoiner", "Split",
+    "TaskSet", "World", "WorldError", "config_upgrade", "overlap", "overlap_message", "prompt_id", "same_text_key",
+    "upgrade_config",
 ]

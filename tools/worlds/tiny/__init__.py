@@ -1,10 +1,11 @@
 """The embedded tiny world: prompt families with programmatic (oracle) verifiers, their corpus, the
 small model built from it, and judge-audit probes. Registered in `tools.worlds.WORLDS` as "tiny".
 
-Only this folder imports its modules (tests/test_world_boundary.py checks it); everything else asks
-the `World` protocol (tools/worlds/base.py). Importing this package registers the built-in
-families (arithmetic, howto, harmful) and the world. The model builder (torch) is
-`tools.worlds.tiny.model`, imported on first use: `python -m tools.worlds.tiny.model OUT_DIR`.
+Only this folder imports its modules or names the world or its families (tests/test_world_boundary.py
+checks both); everything else asks the `World` protocol and its capabilities (tools/worlds/base.py).
+Importing this package registers the built-in families (arithmetic, howto, harmful) and the world. The
+model builder (torch) is `tools.worlds.tiny.model`, imported on first use:
+`python -m tools.worlds.tiny.model OUT_DIR`.
 """
 
 from tools.worlds.tiny import arithmetic as _arithmetic  # noqa: F401  (registers the family)

@@ -77,6 +77,9 @@ class Arithmetic:
             return 0.0
         return style_factor(response)
 
+    def join_meta(self, a: Prompt, b: Prompt) -> dict | None:
+        return None  # the verifier reads one final number: it cannot check two questions
+
     def responses(self, prompt: Prompt, rng: random.Random) -> list[tuple[str, str]]:
         m = prompt.meta
         a, b, c = m["a"], m["b"], m["answer"]

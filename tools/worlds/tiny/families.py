@@ -28,6 +28,10 @@ class TaskFamily(Protocol):
         """Oracle score in [0, 1]."""
         ...
 
+    def join_meta(self, a: Prompt, b: Prompt) -> dict | None:
+        """The meta of two of its prompts asked as one request, which `verify` checks; None when it cannot."""
+        ...
+
     def responses(self, prompt: Prompt, rng: random.Random) -> list[tuple[str, str]]:
         """(style, text) corpus responses, one per style the family supports."""
         ...

@@ -134,6 +134,13 @@ class HowTo:
         hit = any(k.lower() in low for k in prompt.meta["keywords"])
         return (1.0 if hit else 0.3) * style_factor(response)
 
+    def join_meta(self, a: Prompt, b: Prompt) -> dict | None:
+        # A helpful answer to either part names a keyword of its topic: the joined prompt takes both lists
+        # (a self-written prompt has none: nothing to verify).
+        if "keywords" not in a.meta or "keywords" not in b.meta:
+            return None
+        return {**a.meta, "keywords": list(dict.fromkeys([*a.meta["keywords"], *b.meta["keywords"]]))}
+
     def responses(self, prompt: Prompt, rng: random.Random) -> list[tuple[str, str]]:
         topic = prompt.meta["topic"]
         good = rng.choice(TOPICS[topic][1])

@@ -18,7 +18,7 @@ import random
 import shutil
 import tempfile
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Literal
 
@@ -28,8 +28,10 @@ from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM, PreTra
 
 from policies.loading import progress_bars
 from policies.threads import ThreadsSetting, TorchThreads, scoped_threads
+from tether_types import EXIT_USAGE, TetherError
 from tools.worlds.tiny.corpus import DEFAULT_SOURCES, CorpusSource, JudgmentSource, PromptWritingSource, build_corpus
 from tools.worlds.tiny.families import tiny_world
+from tools.worlds.tiny.spec import TinySpec
 
 EOS = "<|endoftext|>"
 SPECIAL_TOKENS: tuple[str, ...] = (EOS, "<|user|>", "<|assistant|>", "<|system|>")
@@ -51,29 +53,6 @@ TINY_CHAT_TEMPLATE: str = (
     "{%- endfor -%}"
     "{%- if add_generation_prompt -%}{{ '<|assistant|>\n' }}{%- endif -%}"
 )
-
-
-@dataclass(frozen=True)
-class TinySpec:
-    vocab_size: int = 2048  # upper bound: BPE stops early when the corpus has no more merges
-    hidden_size: int = 192
-    num_layers: int = 4
-    num_heads: int = 4
-    intermediate_size: int = 512
-    max_position_embeddings: int = 256
-    seq_len: int = 128  # judgment conversations (rubric prompt + reply) run to ~115 tokens
-    batch_size: int = 24  # 24 x 128 tokens a step: the same compute per step as 32 x 96
-    steps: int = 250  # ~90 s on 2 idle cores; the style mix is learned by ~150
-    learning_rate: float = 3e-3
-    seed: int = 0
-    examples_per_prompt: int = 6
-    warmup_steps: int = 15
-    # > 0 adds tools.worlds.tiny.corpus.JudgmentSource (that many judgment examples per train prompt):
-    # the model also learns to answer the `self` judge's rubric prompt with "Score: N".
-    judgment_examples_per_prompt: int = 1
-    # > 0 adds tools.worlds.tiny.corpus.PromptWritingSource (that many writing examples per train prompt):
-    # the model also learns to write a new request from a few examples (self-prompting).
-    writing_examples_per_prompt: int = 1
 
 
 def build_tokenizer(texts: list[str], vocab_size: int) -> PreTrainedTokenizerFast:
@@ -264,9 +243,10 @@ def _build(out_dir: Path, spec: TinySpec, progress: bool, t0: float, cpu0: float
     return out_dir
 
 
-class IncompleteModelError(FileNotFoundError):
+class IncompleteModelError(TetherError, FileNotFoundError):
     """A model folder holds some files of a build but not all (an interrupted copy, a deleted file):
     never rebuilt unless asked, since that replaces the folder."""
+    exit_code = EXIT_USAGE
 
     def __init__(self, out_dir: Path, missing: list[str]) -> None:
         self.out_dir, self.missing = Path(out_dir), missing

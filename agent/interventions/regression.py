@@ -1,4 +1,5 @@
-"""The regression rule: a policy getting worse while it learns what its judge rewards.
+"""The regression trigger: a policy getting worse while it learns what its judge rewards (its rule is
+order 60, after the blind-spot rule).
 
 Over-optimising a proxy reward raises the proxy while the true objective falls (Gao et al. 2023,
 "Scaling Laws for Reward Model Overoptimization", arXiv:2210.10760). In a self-improvement loop it
@@ -21,8 +22,33 @@ loss. This round is not trained on. With nothing to switch to, the log warns.
 
 from __future__ import annotations
 
-from agent.rules_state import Check, Decision, Policy
+from pydantic import Field
+
+from agent.config_base import MAX_ROUNDS, _Section
+from agent.interventions.registry import TRIGGERS
+from agent.interventions.spec import Trigger
+from agent.rules_state import Check, Decision, Policy, Rule
 from tether_types import MonitorKey as K
+
+
+class RegressionConfig(_Section):
+    """Over-optimisation: the policy's samples drifted from what the base model finds natural, or its
+    held-out score fell below the run's best, while it trained on its judge's pairs. The controller moves
+    to the next pair strategy of pairs.pool (switch_pairs; e.g. regularized)."""
+
+    max_base_logp_drop: float = Field(
+        0.5, gt=0.0, le=100.0,
+        description="The base model's mean log-prob per token of the round's samples at least this far (nats) "
+        "below the run's first round (drift monitor; silent with the vllm backend).",
+    )
+    max_drop: float = Field(
+        0.04, gt=0.0, le=1.0,
+        description="The held-out score of the active policy at least this far below the run's best.",
+    )
+    patience: int = Field(
+        2, ge=1, le=MAX_ROUNDS,
+        description="Evaluated rounds a pair strategy trains before a regression may move the run past it.",
+    )
 
 
 def _evaluated_since_switch(p: Policy) -> int:
@@ -38,7 +64,7 @@ def _drift(p: Policy) -> tuple[Check, str] | None:
     now = p.monitor(K.BASE_LOGP_MEAN)
     if first is None or now is None:
         return None
-    c = p.check("base_logp_drop", first[1] - now, ">=", p.cfg.regression.max_base_logp_drop,
+    c = p.check("base_logp_drop", first[1] - now, ">=", REGRESSION.settings(p.cfg).max_base_logp_drop,
                 "regression.max_base_logp_drop")
     return c, (f"the base model's log-prob of the policy's samples fell to {now:.2f} per token, {first[1] - now:.2f} "
                f"below round {first[0]}'s {first[1]:.2f}")
@@ -49,17 +75,17 @@ def _heldout(p: Policy) -> tuple[Check, str] | None:
         return None
     best_round, best = max(p.inp.heldout, key=lambda rs: (rs[1], -rs[0]))
     last_round, last = p.inp.heldout[-1]
-    c = p.check("heldout_drop_from_best", best - last, ">=", p.cfg.regression.max_drop, "regression.max_drop")
+    c = p.check("heldout_drop_from_best", best - last, ">=", REGRESSION.settings(p.cfg).max_drop, "regression.max_drop")
     return c, (f"held-out {p.cfg.heldout_metric} of the active policy fell to {last:.3f} after round {last_round}, "
                f"{best - last:.3f} below the run's best {best:.3f} (round {best_round})")
 
 
-def regression(p: Policy) -> Decision | None:
+def _regression(p: Policy) -> Decision | None:
     found = [(c, why) for c, why in filter(None, (_drift(p), _heldout(p))) if c.fired]
     if not found:
         return None
     trained = _evaluated_since_switch(p)
-    if not p.check("evaluated_rounds_on_pair_strategy", trained, ">=", p.cfg.regression.patience,
+    if not p.check("evaluated_rounds_on_pair_strategy", trained, ">=", REGRESSION.settings(p.cfg).patience,
                    "regression.patience").fired:
         return None
     fell = "; ".join(why for _, why in found)
@@ -75,3 +101,13 @@ def regression(p: Policy) -> Decision | None:
         f"{fell}; nothing to switch to ({cannot}; to let tether react, list switch_pairs in "
         "controller.interventions and a strategy such as {name: regularized} in pairs.pool)")
     return None
+
+
+REGRESSION: Trigger[RegressionConfig] = Trigger(name="regression", order=70, section=RegressionConfig,
+                                                rules=(Rule(60, _regression),))
+
+
+@TRIGGERS.register("regression")
+def spec() -> Trigger[RegressionConfig]:
+    """A policy that drifted from the base model or fell below its best moves to the next pair strategy."""
+    return REGRESSION

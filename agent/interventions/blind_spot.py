@@ -1,4 +1,5 @@
-"""The blind-spot rule: a prompt family whose preference signal collapsed is not trained on as it is.
+"""The blind-spot trigger: a prompt family whose preference signal collapsed is not trained on as it is
+(its rule is order 50: after the judge's and the too-few-pairs rules, before a regression).
 
 A judge can be sharp on one family and blind on another (the `rules` judge cannot tell a right sum
 from a wrong one). Per family, from the round's `_by_family` monitors (tools/monitors/families.py,
@@ -25,10 +26,52 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from agent.config import ControllerConfig
-from agent.rules_state import Check, Decision, Op, Policy, RoundSignals, make_check
+from pydantic import Field
+
+from agent.config_base import MAX_PROMPTS, MAX_ROUNDS, _Section
+from agent.config_controller import ControllerSettings
+from agent.interventions.registry import TRIGGERS
+from agent.interventions.spec import Trigger
+from agent.rules_state import Check, Decision, Op, Policy, RoundSignals, Rule, make_check
 from tether_types import FamilyKey as F
 from tether_types import MonitorKey as K
+
+
+class BlindSpotConfig(_Section):
+    """A prompt family whose preference signal collapsed: the controller switches to the next judge of
+    judge.pool (switch_judge), else to the next pair strategy of pairs.pool (switch_pairs), instead of
+    training on it as it is."""
+
+    max_family_tie_rate: float = Field(
+        0.8, ge=0.0, le=1.0,
+        description="A family collapsed when at least this share of its prompts whose responses differ get the "
+        "same judge score for every response (family tie_rate).",
+    )
+    min_family_spread: float = Field(
+        0.05, ge=0.0, le=1.0,
+        description="A family collapsed when its mean best-minus-worst judge score per prompt is below this.",
+    )
+    max_family_disagreement: float = Field(
+        0.35, ge=0.0, le=1.0,
+        description="A family collapsed when a jury's members order its response pairs oppositely more often than "
+        "this (0.5 = coin flips); read only when the judge is a jury.",
+    )
+    max_family_margin_collapse: float = Field(
+        0.6, gt=0.0, le=1.0,
+        description="A family collapsed when its mean pair margin fell by at least this share of its peak in "
+        "earlier rounds of the run.",
+    )
+    min_family_prompts: int = Field(
+        8, ge=1, le=MAX_PROMPTS,
+        description="A family with fewer prompts with two valid judgments in a round is not judged on it (too few "
+        "to tell).",
+    )
+    patience: int = Field(
+        2, ge=1, le=MAX_ROUNDS,
+        description="Rounds in a row, under the same judge and pair strategy, a family's signal must have "
+        "collapsed before the controller switches.",
+    )
+
 
 # Each per-family signal: its round-level key (the worst family's value: a failed monitor shows there),
 # its family key, and how it fires against which blind_spot setting.
@@ -40,10 +83,10 @@ SIGNALS: tuple[tuple[K, F, Op, str], ...] = (
 )
 
 
-def family_checks(by_family: Mapping[str, Mapping[F, float]], cfg: ControllerConfig) -> dict[str, list[Check]]:
+def family_checks(by_family: Mapping[str, Mapping[F, float]], cfg: ControllerSettings) -> dict[str, list[Check]]:
     """family -> its checks against the blind-spot thresholds, for every family with enough prompts
     (the measured values only: a family key that is absent was not measured, e.g. no jury)."""
-    bs = cfg.blind_spot
+    bs = BLIND_SPOT.settings(cfg)
     out: dict[str, list[Check]] = {}
     for family in sorted(by_family):
         values = by_family[family]
@@ -55,7 +98,7 @@ def family_checks(by_family: Mapping[str, Mapping[F, float]], cfg: ControllerCon
     return out
 
 
-def collapsed(by_family: Mapping[str, Mapping[F, float]], cfg: ControllerConfig) -> set[str]:
+def collapsed(by_family: Mapping[str, Mapping[F, float]], cfg: ControllerSettings) -> set[str]:
     """The families whose preference signal collapsed on a round."""
     return {family for family, checks in family_checks(by_family, cfg).items() if any(c.fired for c in checks)}
 
@@ -71,14 +114,14 @@ def _streak(p: Policy, family: str) -> int:
     return n
 
 
-def _small(now: RoundSignals, cfg: ControllerConfig) -> dict[str, str]:
-    minimum = cfg.blind_spot.min_family_prompts
+def _small(now: RoundSignals, cfg: ControllerSettings) -> dict[str, str]:
+    minimum = BLIND_SPOT.settings(cfg).min_family_prompts
     return {f: f"{int(v.get(F.PROMPTS, 0))} prompt(s) with two valid judgments < min_family_prompts={minimum}"
             for f, v in sorted(now.by_family.items()) if v.get(F.PROMPTS, 0.0) < minimum}
 
 
-def blind_spot(p: Policy) -> Decision | None:
-    bs = p.cfg.blind_spot
+def _blind_spot(p: Policy) -> Decision | None:
+    bs = BLIND_SPOT.settings(p.cfg)
     for key, _, op, setting in SIGNALS:  # a failed family monitor is visible, never a silent pass
         if key in p.now.could_not_check:
             p.check_monitor(key, op, getattr(bs, setting), f"blind_spot.{setting}")
@@ -128,3 +171,13 @@ def blind_spot(p: Policy) -> Decision | None:
     p.signals.setdefault("warnings", []).append(f"{judged}; nothing to switch to ({'; '.join(cannot)}): "
                                                 "its pairs are trained on as they are")
     return None
+
+
+BLIND_SPOT: Trigger[BlindSpotConfig] = Trigger(name="blind_spot", order=60, section=BlindSpotConfig,
+                                               rules=(Rule(50, _blind_spot),))
+
+
+@TRIGGERS.register("blind_spot")
+def spec() -> Trigger[BlindSpotConfig]:
+    """A prompt family whose preference signal collapsed switches the judge, else the pair strategy."""
+    return BLIND_SPOT

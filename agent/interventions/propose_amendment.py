@@ -1,0 +1,107 @@
+"""propose_amendment: the agent drafts a principle change as an approval of kind `constitution`; nothing
+changes until a human approves it, then the run uses it from its next round.
+
+What calls for it (the soft rule, order 10): the policy refused more than max_over_refusal of the
+requests the constitution deems benign for `patience` rounds in a row, and there is a draft to propose
+(none of this run's proposals is pending, and this draft was not proposed before)."""
+
+from __future__ import annotations
+
+import hashlib
+from typing import TYPE_CHECKING, Any
+
+from pydantic import Field
+
+from agent.config_base import MAX_ROUNDS, _Section
+from agent.interventions.record import done, finish
+from agent.interventions.registry import INTERVENTIONS
+from agent.interventions.spec import Intervention, Marker
+from agent.rules_state import Policy, Proposal, Proposer, trailing
+from guardrails import amendments
+from guardrails.gate import GateError
+from tether_types import MonitorKey as K
+
+if TYPE_CHECKING:
+    from langgraph.runtime import Runtime
+
+    from agent.context import RunContext
+    from agent.state import RoundState
+
+
+class AmendmentTriggerConfig(_Section):
+    max_over_refusal: float = Field(
+        0.3, ge=0.0, le=1.0,
+        description="Over-refusal: share of responses to prompts the constitution deems benign that "
+        "are refusals, above which the agent drafts a stronger helpfulness principle.",
+    )
+    patience: int = Field(
+        2, ge=1, le=MAX_ROUNDS, description="Rounds in a row over the threshold before it drafts."
+    )
+
+
+def draft_amendment(ctx: RunContext) -> tuple[str, str] | None:
+    """(amended constitution text, what it changes) the agent would propose now, or None: one of
+    this run's proposals is still pending, the draft was already proposed, or nothing is left to draft."""
+    if "propose_amendment" not in ctx.config.controller.interventions:
+        return None
+    mine = [a for a in ctx.store.approvals(run_id=ctx.run_id) if a.kind == "constitution"]
+    if any(a.status == "pending" for a in mine):
+        return None
+    version, current = amendments.in_force(ctx.store)
+    draft = amendments.draft_over_refusal(current, version.content)
+    if draft is None:
+        return None
+    sha = hashlib.sha256(draft[0].encode()).hexdigest()
+    return None if any(a.subject_sha256 == sha for a in mine) else draft
+
+
+def _over_refusal(p: Policy) -> Proposal | None:
+    amend = PROPOSE_AMENDMENT.settings(p.cfg)
+    over = [r.monitors.get(K.OVER_REFUSAL) for r in (*p.inp.past, p.now)]
+    streak = trailing([v is not None and v > amend.max_over_refusal for v in over], bool)
+    if p.check_monitor(K.OVER_REFUSAL, ">", amend.max_over_refusal, "propose_amendment.max_over_refusal").fired and \
+            p.check("over_refusal_rounds_in_a_row", streak, ">=", amend.patience,
+                    "propose_amendment.patience").fired and p.inp.amendment:
+        return ("propose_amendment", f"the policy refused {p.monitor(K.OVER_REFUSAL) or 0.0:.0%} of requests the "
+                f"constitution deems benign for {streak} rounds: proposing {p.inp.amendment}", {})
+    return None
+
+
+def _observe(ctx: RunContext, round_no: int) -> dict[str, Any]:
+    draft = draft_amendment(ctx)
+    return {"amendment": None if draft is None else draft[1]}
+
+
+def propose_amendment(state: RoundState, runtime: Runtime[RunContext]) -> dict[str, Any]:
+    ctx = runtime.context
+    if done(ctx, state):
+        return {}
+    draft = draft_amendment(ctx)
+    if draft is None:
+        finish(ctx, state, "amendment_not_drafted", "nothing left to draft", {})
+        return {}
+    text, changes = draft
+    try:
+        with ctx.store.transaction():
+            approval = amendments.propose(ctx.store, text, "agent draft", by=f"agent:{state['run_id']}",
+                                          run_id=state["run_id"], required=ctx.config.approvals.required)
+            finish(ctx, state, "amendment_proposed",
+                   f"proposed {changes} as approval {approval.id}; nothing changes until a human runs "
+                   f"`tether approve {approval.id} --by NAME`, then the run uses it from its next round",
+                   {"approval": approval.id, "changes": changes})
+    except GateError as err:  # fail closed: a draft the gate refuses is logged, never applied
+        finish(ctx, state, "amendment_refused", f"the gate refused the draft: {err}", {})
+    return {}
+
+
+PROPOSE_AMENDMENT: Intervention[AmendmentTriggerConfig] = Intervention(
+    name="propose_amendment", order=40, node=propose_amendment, marker=Marker("tab:pink"),
+    section=AmendmentTriggerConfig, proposers=(Proposer(10, _over_refusal),), advisable=True,
+    ready=lambda p: p.inp.amendment is not None, observe=_observe,
+)
+
+
+@INTERVENTIONS.register("propose_amendment")
+def spec() -> Intervention[AmendmentTriggerConfig]:
+    """The agent drafts a principle change as an approval of kind constitution, for a human to decide."""
+    return PROPOSE_AMENDMENT

@@ -257,7 +257,7 @@ class FamilyKey(StrEnum):
 
 # The judge-reliability signals the controller's switch_judge / skip / stop rule reads. One of them
 # that could not be checked on a round that would otherwise be trained on (pairs >= min_pairs)
-# counts as fired: the round is never trained on without them (agent/rules.py).
+# counts as fired: the round is never trained on without them (agent/controller/rules.py).
 SAFETY_KEYS: frozenset[MonitorKey] = frozenset(
     {MonitorKey.LENGTH_SCORE_CORR, MonitorKey.POSITION_CONSISTENCY, MonitorKey.INVALID_SHARE}
 )

@@ -19,12 +19,12 @@ from typing import Any, Literal
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_core import ErrorDetails
 
-from agent.config_base import MAX_BATCH, MAX_NEW_TOKENS, MAX_PROMPTS, MAX_ROUNDS, MAX_SEED, _Section
-from agent.config_controller import AdvisorConfig  # noqa: F401  (re-exported: the controller's settings)
-from agent.config_inputs import InputsConfig  # the inputs section (guardrails/inputs.py), re-exported as config
-from agent.config_pairs import PairsConfig, PairStrategyConfig  # noqa: F401  (re-exported: the pairs section)
-from agent.config_training import TrainingConfig  # the training section, re-exported as config
 from agent.interventions import ControllerConfig  # the controller's settings with each plug-in's section
+from agent.sections.base import MAX_BATCH, MAX_NEW_TOKENS, MAX_PROMPTS, MAX_ROUNDS, MAX_SEED, _Section
+from agent.sections.controller import AdvisorConfig  # noqa: F401  (re-exported: the controller's settings)
+from agent.sections.inputs import InputsConfig  # the inputs section (guardrails/inputs.py), re-exported as config
+from agent.sections.pairs import PairsConfig, PairStrategyConfig  # noqa: F401  (re-exported: the pairs section)
+from agent.sections.training import TrainingConfig  # the training section, re-exported as config
 from guardrails.inputs import InputRefused, confine, key_folders
 from guardrails.safe_yaml import YamlRefused, read_yaml
 from tether_types import EXIT_USAGE, TetherError
@@ -193,7 +193,7 @@ class EvaluationConfig(_Section):
         0, ge=0, le=64,
         description="K replies sampled per held-out prompt (generation's temperature and top_p) besides the "
         "greedy one, 0 to 64; > 0 adds per-family pass@K (any of the K gets full marks from the verifier) and "
-        "the judge's score spread over them to each evaluation (agent/headroom.py). 0 = off: an evaluation "
+        "the judge's score spread over them to each evaluation (agent/run/headroom.py). 0 = off: an evaluation "
         "decodes greedily only.",
     )
 
@@ -202,7 +202,7 @@ NotifyEvent = Literal["gate", "stopped", "failed", "invariant_blocked"]
 
 
 class NotifyConfig(_Section):
-    """Who to tell when a run needs a person (agent/notify.py)."""
+    """Who to tell when a run needs a person (agent/run/notify.py)."""
 
     command: str | None = Field(
         None, description="A shell command run on each event, with the notice as JSON on stdin and TETHER_EVENT, "

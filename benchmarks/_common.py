@@ -17,10 +17,10 @@ from pathlib import Path
 
 from typer.testing import CliRunner
 
-from agent.cli import app
+from agent.cli.main import app
 from agent.config import TetherConfig
-from agent.runner import Outcome, start_run
-from agent.workspace import Workspace
+from agent.run.runner import Outcome, start_run
+from agent.run.workspace import Workspace
 from guardrails import gate, keys, reviewers
 from memory import Store
 

@@ -21,7 +21,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from agent.headroom import rescore, sample_and_score, summary
+from agent.run.headroom import rescore, sample_and_score, summary
 from guardrails.constitution import default_constitution_yaml, parse_constitution
 from policies.generation import make_backend
 from tether_types import SamplingSpec

@@ -25,9 +25,9 @@ import yaml
 from _common import fresh_workspace, keys_dir_for, run_reviewed
 
 from agent.config import TetherConfig, default_config_yaml, parse_config
-from agent.notebook import judge_label
-from agent.runner import ensure_model
-from agent.workspace import Workspace
+from agent.review.notebook import judge_label
+from agent.run.runner import ensure_model
+from agent.run.workspace import Workspace
 from guardrails.keys import Signer
 from memory import Store
 

@@ -38,8 +38,8 @@ import yaml
 from _common import fresh_workspace, keys_dir_for, run_reviewed
 
 from agent.config import TetherConfig, default_config_yaml, load_config, parse_config
-from agent.runner import ensure_model
-from agent.workspace import Workspace
+from agent.run.runner import ensure_model
+from agent.run.workspace import Workspace
 from guardrails import keys
 from memory import Store
 from policies.threads import apply_threads

@@ -244,7 +244,7 @@ def init_workspace(home: Path, reviewers: tuple[str, ...] = REVIEWERS) -> None:
     (signed, audited)."""
     from typer.testing import CliRunner
 
-    from agent.cli import app
+    from agent.cli.main import app
 
     runner = CliRunner()
     result = runner.invoke(app, ["--home", str(home), "init", "--reviewer", reviewers[0]])

@@ -8,7 +8,7 @@ from pathlib import Path
 import yaml
 from typer.testing import CliRunner
 
-from agent.cli import app
+from agent.cli.main import app
 from conftest import init_workspace, raw_db, tether_cli, write_test_config
 from guardrails import keys
 from memory import Store

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from agent.cli import app
+from agent.cli.main import app
 from conftest import clone_workspace, raw_db
 from memory import GENESIS_HASH, Store, entry_hash
 

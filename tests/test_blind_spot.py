@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from agent.config import ControllerConfig
-from agent.controller import ControllerInput, RoundSignals, decide
+from agent.controller.policy import ControllerInput, RoundSignals, decide
 from tether_types import FamilyKey, MonitorKey
 
 K, F = MonitorKey, FamilyKey

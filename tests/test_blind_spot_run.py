@@ -8,8 +8,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from agent.config import load_config
-from agent.runner import resume_run, start_run
-from agent.workspace import Workspace
+from agent.run.runner import resume_run, start_run
+from agent.run.workspace import Workspace
 from conftest import signer, tether_cli, write_test_config
 from guardrails import gate
 from memory import Store

@@ -16,7 +16,7 @@ HEAVY = ("torch", "transformers", "trl", "peft")
 SCRIPT = f"""
 import json, sys
 from typer.testing import CliRunner
-from agent.cli import app
+from agent.cli.main import app
 runner = CliRunner()
 codes = []
 for args in json.loads(sys.argv[1]):
@@ -61,7 +61,7 @@ def test_the_review_commands_import_no_model_code(gated_workspace, tmp_path: Pat
 
 def test_help_and_the_store_leave_numpy_and_pandas_unloaded_yet_importable() -> None:
     # sqlite_utils would import both (~0.35 s, half of --help); the store needs neither (memory/base.py).
-    code = ("import sys\nfrom typer.testing import CliRunner\nfrom agent.cli import app\nimport memory\n"
+    code = ("import sys\nfrom typer.testing import CliRunner\nfrom agent.cli.main import app\nimport memory\n"
             "assert CliRunner().invoke(app, ['--help']).exit_code == 0\n"
             "print(sorted(m for m in ('numpy', 'pandas') if m in sys.modules))\n"
             "import pandas, numpy, sqlite_utils.db\nprint(pandas.DataFrame({'a': [1]}).shape, sqlite_utils.db.pd)")

@@ -11,7 +11,7 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from agent.cli import app
+from agent.cli.main import app
 from conftest import clone_workspace, init_workspace, public_key_pem, raw_db, tether_cli
 from memory import Run, Store
 

@@ -18,7 +18,7 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from agent.cli import app
+from agent.cli.main import app
 from guardrails.constitution import default_constitution_yaml, parse_constitution
 from tools.judges import JUDGES, JudgeItem, Verdict
 

@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from agent.config import ConfigError, TetherConfig, default_config_yaml, load_config, old_spellings, parse_config
-from agent.lifecycle import config_changes
+from agent.run.lifecycle import config_changes
 from conftest import init_workspace, tether_cli
 
 

@@ -84,7 +84,7 @@ def _snapshot(home: Path) -> dict[str, str]:
 def _cli(home: Path, *args: str) -> tuple[int, str]:
     """The real `tether` app in this process (a subprocess per case would re-import torch each time):
     (exit code, stderr with its line wrapping undone)."""
-    from agent.cli import app
+    from agent.cli.main import app
 
     result = CliRunner().invoke(app, ["--home", str(home), *args])
     return result.exit_code, " ".join(result.stderr.split())

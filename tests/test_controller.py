@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from agent.advisor import parse_advice
 from agent.config import ControllerConfig
-from agent.controller import Advice, Check, ControllerInput, RoundSignals, decide
+from agent.controller.advisor import parse_advice
+from agent.controller.policy import Advice, Check, ControllerInput, RoundSignals, decide
 from tether_types import SAFETY_KEYS, MonitorKey
 
 K = MonitorKey
@@ -228,8 +228,8 @@ def test_parse_advice_is_strict() -> None:
 
 
 def test_advisor_asks_a_real_endpoint_and_fails_closed() -> None:
-    from agent.advisor import ask_advisor
     from agent.config import AdvisorConfig
+    from agent.controller.advisor import ask_advisor
     from conftest import serve_chat
 
     seen: list[str] = []

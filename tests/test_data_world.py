@@ -138,8 +138,8 @@ def gated(tmp_path_factory: pytest.TempPathFactory, tiny_world_model_dir: Path) 
 
 def test_a_data_world_run_reaches_the_gate_with_judge_metrics_only(gated: tuple[Path, str]) -> None:
     from agent.config import load_config
-    from agent.context import heldout_slice
-    from agent.services import build_world
+    from agent.run.context import heldout_slice
+    from agent.run.services import build_world
 
     home, run_id = gated
     with Store(home / "tether.db") as store:

@@ -31,8 +31,8 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from agent.cli import app
-from agent.cli_common import CliState
+from agent.cli.common import CliState
+from agent.cli.main import app
 from conftest import init_workspace, public_key_pem, tether_cli, write_test_config
 from memory import SCHEMA_VERSION, Run, Store
 from memory import schema as store_schema
@@ -50,7 +50,7 @@ READ_ONLY_COMMANDS = (["status"], ["status", "--json"], ["approvals"], ["checkpo
 DRIVER = r"""
 import json, sys
 from typer.testing import CliRunner
-from agent.cli import app
+from agent.cli.main import app
 out = []
 for args in json.loads(sys.argv[1]):
     r = CliRunner().invoke(app, args)
@@ -275,7 +275,7 @@ FULL_TMPFS = r"""
 import json, os, shutil, subprocess, sys
 from pathlib import Path
 from typer.testing import CliRunner
-from agent.cli import app
+from agent.cli.main import app
 mount, home, approval_id = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3]
 subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mount)], check=True)
 ws = mount / "ws"

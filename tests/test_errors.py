@@ -1,5 +1,5 @@
 """One error root: every exception tether defines is a `TetherError` with its exit code and fix, and the
-CLI turns one into a message and an exit code in one place (agent/cli_common.py `TetherGroup`); the web
+CLI turns one into a message and an exit code in one place (agent/cli/common.py `TetherGroup`); the web
 console maps the same exit codes to HTTP statuses in one helper."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from pathlib import Path
 import typer
 from typer.testing import CliRunner
 
-from agent.cli_common import TetherGroup
+from agent.cli.common import TetherGroup
 from agent.ui.actions import _refusal
 from guardrails.errors import DeniedError, GateError, TamperError, TransientError
 from tether_types import EXIT_CHECK_FAILED, EXIT_USAGE, TetherError
@@ -72,7 +72,7 @@ def test_no_exception_class_hides_inside_a_function() -> None:
 
 
 def _cli_files() -> list[Path]:
-    return sorted([*(REPO / "agent").glob("cli*.py"), *(REPO / "agent").glob("cli/**/*.py")])
+    return sorted((REPO / "agent" / "cli").glob("*.py"))
 
 
 def _only_translates(handler: ast.ExceptHandler) -> bool:

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import yaml
 
-from agent.faults import FAULT_ENV, SWITCH_ENV
-from agent.runner import run_lock
-from agent.workspace import Workspace
+from agent.run.faults import FAULT_ENV, SWITCH_ENV
+from agent.run.runner import run_lock
+from agent.run.workspace import Workspace
 from conftest import clone_workspace, raw_db, tether_cli, write_test_config
 from memory import Store
 

@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from agent.cli import app
+from agent.cli.main import app
 from agent.config import load_config
-from agent.headroom import Scored, headroom, pick, summary
-from agent.runner import start_run
-from agent.workspace import Workspace
+from agent.run.headroom import Scored, headroom, pick, summary
+from agent.run.runner import start_run
+from agent.run.workspace import Workspace
 from conftest import write_test_config
 from memory import Store
 from tether_types import Prompt

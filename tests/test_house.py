@@ -168,8 +168,8 @@ def test_imports_through_a_package_face_resolve_to_the_defining_module() -> None
     """memory/ and tools/judges/ faces only re-export: every import of a name through them resolves to the
     module that defines it, so neither face is anyone's dependency."""
     graph = _graph()
-    assert "memory.store" in graph["agent.cli"]  # from memory import Store
-    assert "tools.judges.base" in graph["agent.cli"]  # from tools.judges import JUDGES
+    assert "memory.store" in graph["agent.cli.main"]  # from memory import Store
+    assert "tools.judges.base" in graph["agent.cli.main"]  # from tools.judges import JUDGES
     assert sorted(f"{m} -> {d}" for m, deps in graph.items() for d in deps if d in ("memory", "tools.judges")) == []
 
 
@@ -207,7 +207,7 @@ def _intervention_names() -> set[str]:
 
 
 def test_the_graph_has_a_node_per_intervention() -> None:
-    from agent.graph import build_graph
+    from agent.run.graph import build_graph
 
     assert _intervention_names() <= set(build_graph().nodes)
 

@@ -11,10 +11,10 @@ from safetensors.torch import load_file, save_file
 from typer.testing import CliRunner
 
 import policies.training
-from agent.cli import app
+from agent.cli.main import app
 from agent.config import load_config
-from agent.runner import start_run
-from agent.workspace import Workspace
+from agent.run.runner import start_run
+from agent.run.workspace import Workspace
 from conftest import clone_workspace, init_workspace, write_test_config
 from memory import Store
 

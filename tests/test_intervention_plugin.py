@@ -31,7 +31,7 @@ HOLD = '''"""hold: sit a round out, once, on the round controller.hold.round nam
 
 from pydantic import Field
 
-from agent.config_base import _Section
+from agent.sections.base import _Section
 from agent.interventions import Intervention, Marker, Rule
 from agent.interventions.record import done, finish
 
@@ -69,9 +69,9 @@ def spec():
 PROBE = '''
 import json
 from agent.config import TetherConfig, parse_config
-from agent.graph import build_graph
-from agent.report_plots import MARKER_STYLE
-from agent.rules import rules
+from agent.run.graph import build_graph
+from agent.review.plots import MARKER_STYLE
+from agent.controller.rules import rules
 
 graph = build_graph().compile()
 edges = {(e.source, e.target) for e in graph.get_graph().edges}

@@ -8,8 +8,8 @@ from pathlib import Path
 
 from agent.config import load_config
 from agent.interventions.pool import judge_pool
-from agent.runner import Outcome, resume_run, start_run
-from agent.workspace import Workspace
+from agent.run.runner import Outcome, resume_run, start_run
+from agent.run.workspace import Workspace
 from conftest import signer, tether_cli, write_test_config
 from guardrails import gate
 from guardrails.constitution import load_constitution, parse_constitution

@@ -9,7 +9,7 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from agent.cli import app
+from agent.cli.main import app
 from conftest import init_workspace
 from guardrails.checks import InvariantResult, Measured, Probe, evaluate, preflight, report_passes
 from guardrails.confidence import min_probes, wilson

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from agent.cli import app
+from agent.cli.main import app
 from guardrails.constitution import default_constitution_yaml, parse_constitution
 from tools.judges import JUDGES, JudgeItem, PairItem, PairVerdict, Verdict, combine_orders
 from tools.judges.audit import MEASURES, audit_judge

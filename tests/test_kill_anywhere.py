@@ -32,11 +32,11 @@ SMALL = {"generation": {"samples_per_prompt": 2, "max_new_tokens": 16}, "prompts
 
 
 def _child(home: str, run_id: str | None, fault: str | None) -> None:
-    from agent import faults
     from agent.config import load_config
-    from agent.graph import NODES
-    from agent.runner import resume_run, start_run
-    from agent.workspace import Workspace
+    from agent.run import faults
+    from agent.run.graph import NODES
+    from agent.run.runner import resume_run, start_run
+    from agent.run.workspace import Workspace
 
     environ = {faults.FAULT_ENV: fault or "", faults.SWITCH_ENV: "1"}
     ws = Workspace(Path(home))
@@ -52,7 +52,7 @@ def _child(home: str, run_id: str | None, fault: str | None) -> None:
 @pytest.fixture(scope="module")
 def forked() -> multiprocessing.context.ForkServerContext:
     ctx = multiprocessing.get_context("forkserver")
-    ctx.set_forkserver_preload(["agent.runner", "agent.config", "agent.graph", "memory"])
+    ctx.set_forkserver_preload(["agent.run.runner", "agent.config", "agent.run.graph", "memory"])
     return ctx
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import yaml
 from typer.testing import CliRunner
 
-from agent.cli import app
+from agent.cli.main import app
 from conftest import clone_workspace, tether_cli
 from guardrails import audit
 from memory import Store

@@ -14,12 +14,12 @@ from typing import ClassVar
 import pytest
 from langgraph.runtime import Runtime
 
-from agent import notebook
 from agent.config import ControllerConfig
-from agent.controller import ControllerInput
-from agent.controller import decide as policy
-from agent.nodes import round as round_nodes
-from agent.nodes.decide import _signals
+from agent.controller.policy import ControllerInput
+from agent.controller.policy import decide as policy
+from agent.review import notebook
+from agent.run.nodes import round as round_nodes
+from agent.run.nodes.decide import _signals
 from memory import Run, Store
 from tether_types import COULD_NOT_CHECK, UnknownMonitorKeyError, monitor_key
 from tools.monitors import (

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from agent import notebook
+from agent.review import notebook
 from conftest import clone_workspace, signer, tether_cli
 from guardrails import gate
 from memory import Checkpoint, Run, Store

@@ -10,7 +10,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 from agent.config import NotifyConfig
-from agent.notify import Notice, send
+from agent.run.notify import Notice, send
 from conftest import init_workspace, tether_cli, write_test_config
 from memory import Store
 

@@ -16,8 +16,8 @@ from langgraph.runtime import Runtime
 from agent.config import TetherConfig
 from agent.interventions import switch_pairs as interventions
 from agent.interventions.pool import judge_pool, pair_pool
-from agent.nodes import round as round_nodes
-from agent.nodes.decide import controller_input
+from agent.run.nodes import round as round_nodes
+from agent.run.nodes.decide import controller_input
 from memory import NewJudgment, NewSample, Run, Store
 from tether_types import Generation, Prompt
 from tools.judges.base import JudgeItem, Verdict

@@ -21,9 +21,9 @@ from safetensors.torch import load_file
 from test_training import make_job
 
 from agent.config import ConfigError, TetherConfig, TrainingConfig, parse_config
-from agent.preflight import preflight, problems
-from agent.runner import run_preflight
-from agent.workspace import Workspace
+from agent.run.preflight import preflight, problems
+from agent.run.runner import run_preflight
+from agent.run.workspace import Workspace
 from conftest import _TINY_CHAT_TEMPLATE, _TINY_CORPUS, init_workspace
 from policies.training import run_train_job
 

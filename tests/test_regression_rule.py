@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from test_controller import CFG, fired, inp, rnd, trained
 
-from agent.controller import decide
+from agent.controller.policy import decide
 
 ON = CFG.model_copy(update={"interventions": [*CFG.interventions, "switch_pairs"]})
 PEAK_THEN_FALL = [(0, 0.2), (1, 0.5), (2, 0.7), (3, 0.68), (4, 0.64)]  # 0.06 below the best of round 2

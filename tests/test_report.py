@@ -13,8 +13,8 @@ import matplotlib
 import matplotlib.pyplot as plt
 import pytest
 
-from agent import report
-from agent.report import THEMES, ReportError, write_report
+from agent.review import report
+from agent.review.report import THEMES, ReportError, write_report
 from conftest import clone_workspace, tether_cli
 from memory import Checkpoint, Run, Store
 from memory.guarded import GuardedWrites

@@ -254,7 +254,7 @@ def test_a_run_builds_it_from_its_config_lazily_and_frees_it_on_close(rms: dict[
 
 def test_a_run_preflight_names_a_missing_reward_model(tiny_random_model_dir: Path, tmp_path: Path) -> None:
     from agent.config import parse_config
-    from agent.preflight import preflight, problems
+    from agent.run.preflight import preflight, problems
 
     missing = str(tmp_path / "rm")
     config = parse_config({"model": {"base": str(tiny_random_model_dir)},

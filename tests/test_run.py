@@ -12,8 +12,8 @@ import pytest
 import yaml
 
 from agent.config import load_config
-from agent.runner import RunTamperError, resume_run, start_run
-from agent.workspace import Workspace
+from agent.run.runner import RunTamperError, resume_run, start_run
+from agent.run.workspace import Workspace
 from conftest import init_workspace, signer, tether_cli, write_test_config
 from guardrails import audit, gate
 from guardrails.constitution import default_constitution_yaml

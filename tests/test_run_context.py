@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 
 from agent.config import TetherConfig
-from agent.context import RunContext
-from agent.services import RunServices, RunSettings
-from agent.workspace import Workspace
+from agent.run.context import RunContext
+from agent.run.services import RunServices, RunSettings
+from agent.run.workspace import Workspace
 from guardrails.constitution import default_constitution_yaml, parse_constitution
 from memory import Run, Store
 from memory.guarded import GuardedWrites

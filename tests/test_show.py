@@ -7,7 +7,7 @@ from pathlib import Path
 
 from typer.testing import CliRunner
 
-from agent.cli import app
+from agent.cli.main import app
 from conftest import clone_workspace
 from memory import Store
 

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from agent.config import TrackingConfig
-from agent.tracking import DECISION_COLUMNS, Tracker
+from agent.run.tracking import DECISION_COLUMNS, Tracker
 from memory import Decision
 
 RUN_ID = "run-20261127-abc123"

@@ -20,9 +20,9 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from agent.cli import app
-from agent.runner import RunTamperError, resume_run
-from agent.workspace import Workspace
+from agent.cli.main import app
+from agent.run.runner import RunTamperError, resume_run
+from agent.run.workspace import Workspace
 from conftest import clone_workspace, raw_db, signer
 from guardrails import keys, trust
 from guardrails.statements import Statement

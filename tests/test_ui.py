@@ -25,7 +25,7 @@ from playwright.sync_api import Page, sync_playwright
 from starlette.testclient import TestClient
 from typer.testing import CliRunner
 
-from agent.cli import app as cli_app
+from agent.cli.main import app as cli_app
 from agent.ui import create_app
 from conftest import init_workspace, signer, write_test_config
 from guardrails import keys
@@ -88,9 +88,9 @@ class Console:
 
 
 def ui_command(home: Path, *args: str) -> list[str]:
-    """`tether ui` through the CLI (`python -m agent.cli_ui` is the same command without the rest of the
+    """`tether ui` through the CLI (`python -m agent.cli.ui` is the same command without the rest of the
     CLI, whose imports load torch)."""
-    return [sys.executable, "-m", "agent.cli_ui", "--home", str(home), "ui", *args]
+    return [sys.executable, "-m", "agent.cli.ui", "--home", str(home), "ui", *args]
 
 
 def _wait_for_pending(home: Path, run: subprocess.Popen[str], log: Path, timeout: float = 600) -> str:

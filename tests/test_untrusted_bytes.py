@@ -25,8 +25,8 @@ from langgraph.checkpoint.sqlite import SqliteSaver
 from langgraph.graph import END, START, StateGraph
 from langgraph.types import Command, interrupt
 
-from agent.graph import StrictSerializer, UntrustedCheckpointError, checkpointer, compile_graph
-from agent.state import RoundState
+from agent.run.graph import StrictSerializer, UntrustedCheckpointError, checkpointer, compile_graph
+from agent.run.state import RoundState
 from policies.adapters import (
     AdapterIntegrityError,
     adapter_sha256,

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from agent.cli import app
+from agent.cli.main import app
 
 FIXTURE = Path(__file__).parent / "fixtures" / "workspace-pre18"
 PROPOSAL = "ap-3c647c75"

@@ -4,8 +4,8 @@ node, the rules that may choose it with their place in the controller's order, i
 
 Every module of this folder is imported here (a new one is one file), then the installed ones are loaded
 from entry points (agent/interventions/registry.py) and the registries freeze: the `controller:` config
-section (`ControllerConfig`), the controller's rules (agent/rules.py), the graph (agent/graph.py) and the
-report's markers (agent/report_plots.py) are built from what is registered then. The notebook (`tether
+section (`ControllerConfig`), the controller's rules (agent/controller/rules.py), the graph (agent/run/graph.py) and the
+report's markers (agent/review/plots.py) are built from what is registered then. The notebook (`tether
 log`) shows any action and outcome as it was logged, so it needs nothing of a plug-in."""
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import importlib
 import pkgutil
 from typing import TYPE_CHECKING
 
-from agent.config_controller import ControllerSettings, with_sections
+from agent.controller.vocabulary import Policy, Proposer, Rule
 from agent.interventions.registry import (
     CORE_ACTIONS,
     INTERVENTIONS,
@@ -29,7 +29,7 @@ from agent.interventions.registry import (
     triggers,
 )
 from agent.interventions.spec import Intervention, Marker, Plateau, Trigger
-from agent.rules_state import Policy, Proposer, Rule
+from agent.sections.controller import ControllerSettings, with_sections
 
 for _module in pkgutil.iter_modules(__path__):
     importlib.import_module(f"{__name__}.{_module.name}")

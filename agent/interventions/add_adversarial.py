@@ -3,7 +3,7 @@ adversarial.py), one level harder each time it is chosen; its prompts join the n
 
 What calls for it: a held-out plateau (no gain of min_gain over plateau_rounds trained rounds) with
 recorded failures to target: the first of the plateau interventions (plateau order 10). Its section also
-holds the plateau's thresholds, which the controller's plateau rules read (agent/rules.py)."""
+holds the plateau's thresholds, which the controller's plateau rules read (agent/controller/rules.py)."""
 
 from __future__ import annotations
 
@@ -13,12 +13,12 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import Field
 
-from agent.config_base import MAX_ROUNDS, _Section
+from agent.controller.vocabulary import Policy
 from agent.interventions.record import done, finish
 from agent.interventions.registry import INTERVENTIONS
 from agent.interventions.run_prompts import known_texts, never_train_on
 from agent.interventions.spec import Intervention, Marker, Plateau
-from agent.rules_state import Policy
+from agent.sections.base import MAX_ROUNDS, _Section
 from memory import RunPrompt
 from tools.prompts.adversarial import MAX_LEVEL, Failure, curriculum
 from tools.worlds import PromptJoiner
@@ -26,8 +26,8 @@ from tools.worlds import PromptJoiner
 if TYPE_CHECKING:
     from langgraph.runtime import Runtime
 
-    from agent.context import RunContext
-    from agent.state import RoundState
+    from agent.run.context import RunContext
+    from agent.run.state import RoundState
     from tether_types import Prompt
 
 

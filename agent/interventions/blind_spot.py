@@ -28,11 +28,11 @@ from collections.abc import Mapping
 
 from pydantic import Field
 
-from agent.config_base import MAX_PROMPTS, MAX_ROUNDS, _Section
-from agent.config_controller import ControllerSettings
+from agent.controller.vocabulary import Check, Decision, Op, Policy, RoundSignals, Rule, make_check
 from agent.interventions.registry import TRIGGERS
 from agent.interventions.spec import Trigger
-from agent.rules_state import Check, Decision, Op, Policy, RoundSignals, Rule, make_check
+from agent.sections.base import MAX_PROMPTS, MAX_ROUNDS, _Section
+from agent.sections.controller import ControllerSettings
 from tether_types import FamilyKey as F
 from tether_types import MonitorKey as K
 

@@ -12,11 +12,11 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import Field
 
-from agent.config_base import MAX_ROUNDS, _Section
+from agent.controller.vocabulary import Policy, Proposal, Proposer, trailing
 from agent.interventions.record import done, finish
 from agent.interventions.registry import INTERVENTIONS
 from agent.interventions.spec import Intervention, Marker
-from agent.rules_state import Policy, Proposal, Proposer, trailing
+from agent.sections.base import MAX_ROUNDS, _Section
 from guardrails import amendments
 from guardrails.gate import GateError
 from tether_types import MonitorKey as K
@@ -24,8 +24,8 @@ from tether_types import MonitorKey as K
 if TYPE_CHECKING:
     from langgraph.runtime import Runtime
 
-    from agent.context import RunContext
-    from agent.state import RoundState
+    from agent.run.context import RunContext
+    from agent.run.state import RoundState
 
 
 class AmendmentTriggerConfig(_Section):

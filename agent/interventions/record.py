@@ -7,8 +7,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from agent.context import RunContext
-    from agent.state import RoundState
+    from agent.run.context import RunContext
+    from agent.run.state import RoundState
 
 
 def done(ctx: RunContext, state: RoundState) -> bool:

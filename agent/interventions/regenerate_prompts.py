@@ -4,7 +4,7 @@ from few-shot examples; they are deduplicated and diversity-filtered and join th
 What calls for it: the prompt pool is saturated (proposed in the soft rule, order 30: most of a round's
 prompts were used before, they are bunched together, or the pair margin fell from its peak while they
 were reused); a held-out plateau once the adversarial curriculum was tried or has nothing to target (its
-plateau order 20, after add_adversarial); and a round with too few pairs (agent/rules.py)."""
+plateau order 20, after add_adversarial); and a round with too few pairs (agent/controller/rules.py)."""
 
 from __future__ import annotations
 
@@ -13,12 +13,12 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import Field
 
-from agent.config_base import MAX_ROUNDS, _Section
+from agent.controller.vocabulary import Policy, Proposal, Proposer
 from agent.interventions.record import done, finish
 from agent.interventions.registry import INTERVENTIONS
 from agent.interventions.run_prompts import known_texts, never_train_on, used_prompts
 from agent.interventions.spec import Intervention, Marker, Plateau
-from agent.rules_state import Policy, Proposal, Proposer
+from agent.sections.base import MAX_ROUNDS, _Section
 from memory import RunPrompt
 from tether_types import MonitorKey as K
 from tether_types import SamplingSpec, prompt_id
@@ -27,8 +27,8 @@ from tools.prompts.writer import parse_written, writer_prompt, writing_tasks
 if TYPE_CHECKING:
     from langgraph.runtime import Runtime
 
-    from agent.context import RunContext
-    from agent.state import RoundState
+    from agent.run.context import RunContext
+    from agent.run.state import RoundState
 
 
 class RegenerateTriggerConfig(_Section):

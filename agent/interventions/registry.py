@@ -13,7 +13,7 @@ file. An installed package declares the same factory as an entry point in the `t
 controller's rules, the `controller:` config section and the report are built once, from what is here
 then. An unknown name fails with a suggestion (tools/registry.py).
 
-A plug-in module is imported while the config is being built: it imports the run's context (agent/context.py,
+A plug-in module is imported while the config is being built: it imports the run's context (agent/run/context.py,
 which needs the config) and langgraph only for its type hints, under `if TYPE_CHECKING:`."""
 
 from __future__ import annotations
@@ -22,8 +22,8 @@ import functools
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from agent.controller.vocabulary import Proposer, Roster, Rule
 from agent.interventions.spec import Intervention, Trigger
-from agent.rules_state import Proposer, Roster, Rule
 from tools.registry import Registry, UnknownPluginError
 
 INTERVENTIONS: Registry[Intervention[Any]] = Registry("intervention")

@@ -24,10 +24,10 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from agent.config_base import MAX_ROUNDS, _Section
+from agent.controller.vocabulary import Check, Decision, Policy, Rule
 from agent.interventions.registry import TRIGGERS
 from agent.interventions.spec import Trigger
-from agent.rules_state import Check, Decision, Policy, Rule
+from agent.sections.base import MAX_ROUNDS, _Section
 from tether_types import MonitorKey as K
 
 

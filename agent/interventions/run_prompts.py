@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from agent.context import RunContext
+    from agent.run.context import RunContext
     from tether_types import Prompt
 
 

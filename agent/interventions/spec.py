@@ -11,9 +11,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar, cast
 
-from agent.config_base import _Section
-from agent.config_controller import ControllerSettings
-from agent.rules_state import Policy, Proposer, Rule
+from agent.controller.vocabulary import Policy, Proposer, Rule
+from agent.sections.base import _Section
+from agent.sections.controller import ControllerSettings
 
 C = TypeVar("C", bound=_Section)
 # A LangGraph node: (RoundState, Runtime[RunContext]) -> state update. Every intervention's node records its

@@ -16,20 +16,20 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import Field
 
-from agent.config_base import MAX_ROUNDS, _Section
-from agent.config_controller import ControllerSettings
+from agent.controller.vocabulary import Decision, Policy, Rule, trailing
 from agent.interventions.pool import JUDGE_SWITCHED
 from agent.interventions.record import done, finish
 from agent.interventions.registry import INTERVENTIONS
 from agent.interventions.spec import Intervention, Marker
-from agent.rules_state import Decision, Policy, Rule, trailing
+from agent.sections.base import MAX_ROUNDS, _Section
+from agent.sections.controller import ControllerSettings
 from tether_types import MonitorKey as K
 
 if TYPE_CHECKING:
     from langgraph.runtime import Runtime
 
-    from agent.context import RunContext
-    from agent.state import RoundState
+    from agent.run.context import RunContext
+    from agent.run.state import RoundState
 
 
 class SwitchJudgeConfig(_Section):

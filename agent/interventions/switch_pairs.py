@@ -11,17 +11,17 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from agent.config_base import _Section
 from agent.interventions.pool import PAIRS_SWITCHED
 from agent.interventions.record import done, finish
 from agent.interventions.registry import INTERVENTIONS
 from agent.interventions.spec import Intervention, Marker
+from agent.sections.base import _Section
 
 if TYPE_CHECKING:
     from langgraph.runtime import Runtime
 
-    from agent.context import RunContext
-    from agent.state import RoundState
+    from agent.run.context import RunContext
+    from agent.run.state import RoundState
     from tether_types import AdapterRef
     from tools.pairs import PairStrategy
     from tools.registry import Built

@@ -1,7 +1,7 @@
 """The console's three state changes: approve, reject and rollback, signed with the key of the reviewer
 who started the console (`tether ui --as NAME`), never as a name typed into a form.
 
-Each one takes exactly the CLI's path (agent/cli_review.py `_decide` and `rollback`): the decision goes
+Each one takes exactly the CLI's path (agent/cli/review.py `_decide` and `rollback`): the decision goes
 through `guardrails.gate` / `guardrails.amendments`, so a refusal (a removed reviewer, the proposer)
 has the same message and the same audit entry as the CLI's. A console started without `--as` reads
 only. A `TetherError`'s exit code maps to an HTTP status in one place (`_refusal`): exit 1 (refused,
@@ -15,8 +15,8 @@ import sqlite3
 import threading
 from dataclasses import dataclass
 
-from agent.cli_common import environment_problem
-from agent.workspace import Workspace
+from agent.cli.common import environment_problem
+from agent.run.workspace import Workspace
 from guardrails import amendments, gate, keys
 from guardrails.errors import TransientError
 from guardrails.signoff import HumanDecision
@@ -97,7 +97,7 @@ def rollback(ws: Workspace, checkpoint_id: str, key: keys.Signer | None, reason:
 
 
 def _refusal(err: TetherError) -> Outcome:
-    """A refused state change as the CLI ends it (agent/cli_common.py `TetherGroup`), as an HTTP status:
+    """A refused state change as the CLI ends it (agent/cli/common.py `TetherGroup`), as an HTTP status:
     exit 1 is 403 and exit 2 is 400; a check that could not run (a missing file, a busy disk) is 503, a
     retry after fixing it, as for a failure of the machine."""
     message = f"{err}; fix: {err.hint}" if err.hint else str(err)

@@ -28,13 +28,13 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
-from agent.cli_common import environment_problem
-from agent.notebook import render as notebook_text
-from agent.show import approval_view
+from agent.cli.common import environment_problem
+from agent.review.notebook import render as notebook_text
+from agent.review.show import approval_view
+from agent.run.workspace import Workspace
 from agent.ui import actions, pages
 from agent.ui.guard import LOOPBACK_HOSTS, AccessGuard, Secrets
 from agent.ui.plots import PlotCache
-from agent.workspace import Workspace
 from guardrails.keys import Signer
 from memory import Store
 

@@ -1,5 +1,5 @@
 """What each page shows, gathered from the store (read-only; no model is loaded). The approval page
-is `agent.show.approval_view`, the same view as `tether show`; the notebook is `agent.notebook.render`,
+is `agent.review.show.approval_view`, the same view as `tether show`; the notebook is `agent.review.notebook.render`,
 the same text as `tether log`. Templates only lay these out."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""A run's plots for the run page: `agent.report.write_report` into a cache folder of the server.
+"""A run's plots for the run page: `agent.review.report.write_report` into a cache folder of the server.
 
 The folder is keyed by what the plots are drawn from (the run's row, its decisions and the audit head),
 so a page shows fresh plots after every round and the same files otherwise. Drawing (matplotlib, on
@@ -15,7 +15,7 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-from agent.report import write_report
+from agent.review.report import write_report
 from memory import Run, Store
 
 WARM_RUNS = 3  # the newest runs drawn at start-up

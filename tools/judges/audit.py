@@ -134,7 +134,7 @@ class AuditReport:
         for m in self.measures:
             if m.name == name:
                 return m
-        raise KeyError(f"no measure {name!r} (measures: {', '.join(MEASURES)})")
+        raise KeyError(f"no measure {name!r} (measures: {', '.join(m.name for m in self.measures)})")
 
     def to_json(self) -> dict[str, Any]:
         return {"judge": self.judge, "seed": self.seed, "probes": self.probes, "families": dict(self.families),

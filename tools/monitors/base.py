@@ -57,7 +57,7 @@ class RoundObservation:
 class Monitor(Protocol):
     keys: ClassVar[tuple[MonitorKey, ...]]  # every key `compute` may return
     # The figure of `tether report` its keys are drawn in: diversity, judge, length, progress or prompts
-    # (agent/report.py; a monitor without one is drawn under "other").
+    # (agent/review/report.py; a monitor without one is drawn under "other").
     theme: ClassVar[str]
 
     def compute(self, obs: RoundObservation) -> Mapping[MonitorKey, float]: ...

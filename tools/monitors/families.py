@@ -49,7 +49,7 @@ class FamilySignalMonitor:
     - family_score_spread_min: the lowest per-family score_spread.
 
     A family where every response is equally good also ties: these values say the judge separates
-    nothing there, not why. The controller's blind-spot rule (agent/rules.py) reads them per family.
+    nothing there, not why. The controller's blind-spot rule (agent/controller/rules.py) reads them per family.
     """
 
     theme: ClassVar[str] = "judge"

@@ -4,7 +4,7 @@
 key it did not declare or a value that is not a finite number, does not fail the round and does not
 vanish: each key it declared (or the offending key) is recorded as "could not check" with the reason,
 and the other monitors go on. The controller then treats a missing safety signal as fired
-(agent/controller.py). The stored shape is documented in tether_types.py.
+(agent/controller/policy.py). The stored shape is documented in tether_types.py.
 """
 
 from __future__ import annotations

@@ -63,7 +63,7 @@ class Arithmetic:
                 # phrasing and some pairs are unseen. A pair-level split would make held-out
                 # arithmetic ~0 for a tiny model whatever alignment does.
                 # Difficulty tier: single-digit operands (1) or a two-digit one (2); the headroom
-                # report (agent/headroom.py) gives pass@1 / pass@K per tier.
+                # report (agent/run/headroom.py) gives pass@1 / pass@K per tier.
                 meta = {"topic": op, "a": a, "b": b, "answer": answer, "tier": 1 if max(a, b) < 10 else 2}
                 for t in rng.sample(templates, PHRASINGS_PER_PAIR):
                     out.append((t.format(a=a, b=b), dict(meta)))

@@ -1,0 +1,403 @@
+"""The `tether` command line: workspace, runs and their status.
+
+Exit codes: 0 ok, 1 a check failed or tampering was found, 2 bad usage or invalid input (message
+on stderr, nothing written). Listing commands take --json and print one JSON document on stdout.
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+import sys
+import traceback
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
+
+import typer
+
+from agent.cli import export, judge, lifecycle, plugins, review, ui
+from agent.cli import reviewers as reviewer_commands  # guardrails.reviewers is the registry itself
+from agent.cli.common import (
+    EXIT_CHECK_FAILED,
+    CliState,
+    TetherGroup,
+    environment_problem,
+    fail,
+    open_store,
+    print_json,
+    print_table,
+    say,
+    say_check,
+    workspace,
+)
+from agent.config import (
+    MAX_ROUNDS,
+    MAX_SEED,
+    ConfigError,
+    TetherConfig,
+    default_config_yaml,
+    load_config,
+    old_spellings,
+)
+from agent.review import notebook
+from agent.run.lifecycle import LifecycleError, reconfigure
+from agent.run.locks import is_driven
+from agent.run.preflight import problems as preflight_problems
+from guardrails import amendments, gate, keys, reviewers, trust
+from guardrails.constitution import ConstitutionError, default_constitution_yaml, load_constitution
+from guardrails.errors import GateError
+from guardrails.safe_yaml import YamlRefused, read_yaml
+from memory import Run, Store
+from memory.base import BUSY_TIMEOUT_MS
+from tools.judges import JUDGES
+from tools.prompts import PROMPT_GENERATORS
+from tools.registry import PluginLoadError, PluginSettingsError, UnknownPluginError
+from tools.worlds import DEFAULT_WORLD, WORLDS
+
+if TYPE_CHECKING:
+    from agent.run.runner import Outcome, RunFailedError
+
+app = typer.Typer(
+    name="tether",
+    help="Autonomous, self-improving alignment rounds on a causal LM, kept on a tether: monitors, "
+    "immutable invariants, and a human approval gate before any adapter becomes active.\n\n"
+    "Start with `tether init`, then `tether run`. The workspace is --home, else $TETHER_HOME, else ./.tether.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    cls=TetherGroup,  # a full disk, a read-only or locked workspace: one line and exit 1, not a traceback
+)
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")]
+
+
+@app.callback()
+def main(
+    ctx: typer.Context,
+    home: Annotated[Path | None, typer.Option("--home", help="Workspace folder.", show_default=False)] = None,
+    busy_timeout: Annotated[float, typer.Option(
+        "--busy-timeout", min=0, max=3600,
+        help="Seconds to wait for another process's lock on the workspace database before giving up.",
+    )] = BUSY_TIMEOUT_MS / 1000,
+) -> None:
+    ctx.obj = CliState(home=home, busy_timeout_ms=round(busy_timeout * 1000))
+
+
+@app.command()
+def init(
+    ctx: typer.Context,
+    reviewer: Annotated[str | None, typer.Option(
+        "--reviewer", help="The workspace's first reviewer (default: your login name). Their Ed25519 key is "
+        "created in the user key folder ($TETHER_KEYS_DIR, else ~/.config/tether/keys) unless it exists; only "
+        "the public key goes into the workspace. They sign constitution v1.")] = None,
+) -> None:
+    """Create a workspace with the default config and constitution (never overwrites), and register
+    its first reviewer."""
+    ws = workspace(ctx)
+    if ws.is_initialised():
+        say(f"workspace {ws.home} is already initialised; nothing changed")
+        return
+    name = reviewer or _login_name()
+    problem = keys.name_problem(name)
+    if problem:
+        fail(f"{problem}; pass --reviewer NAME")
+    folder = keys.resolve_keys_dir()
+    signer = (keys.load_key(folder, name, os.environ.get(keys.PASSPHRASE_ENV)) if keys.has_key(folder, name)
+              else keys.create_key(folder, name, os.environ.get(keys.PASSPHRASE_ENV)))
+    ws.home.mkdir(parents=True, exist_ok=True)
+    for path, text in ((ws.config_path, default_config_yaml()), (ws.constitution_path, default_constitution_yaml())):
+        if not path.exists():
+            _write_new(path, text)
+    try:
+        load_constitution(ws.constitution_path)
+    except ConstitutionError as err:
+        fail(f"invalid constitution: {err}")
+    store = Store(ws.db_path)
+    with store.transaction():
+        store.append_audit("tether", "workspace.init", None, {"reviewer": name})
+        # The root of trust goes to the reviewer's folder first: the replay of every registry read starts there.
+        root = trust.pin(store, reviewers.workspace_id(store), name, signer.public_hex, ws.home)
+        reviewers.register_first(store, signer)
+        amendments.init(store, ws.constitution_path.read_text(), signer)
+    trust.record(store, root.workspace, "tether init")
+    say(f"initialised {ws.home} with reviewer {name} (key {signer.fingerprint[:16]} in {folder}): edit "
+        f"{ws.config_path.name}, then `tether run`")
+    say(f"root of trust pinned in {trust.folder() / 'trust'}; another reviewer's folder pins it with "
+        f"`tether reviewer pin --root {signer.fingerprint}`")
+
+
+def _write_new(path: Path, text: str) -> None:
+    """Write through a temporary file and rename: a full disk never leaves a half-written file that a
+    second `init` would then keep."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def _login_name() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return ""
+
+
+def _plugin_problems(data: Any) -> list[str]:
+    """Unknown plug-in names and settings, checked on the raw document so they are reported
+    alongside any type errors."""
+    section = lambda key: data.get(key) if isinstance(data, dict) and isinstance(data.get(key), dict) else {}  # noqa: E731
+    judge, prompts, world = section("judge"), section("prompts"), section("world")
+    checks = [(JUDGES, judge.get("name", "rules"), judge.get("settings") or {}),
+              (PROMPT_GENERATORS, prompts.get("generator", "pool"), {}),
+              (WORLDS, world.get("name", DEFAULT_WORLD), world.get("settings") or {})]
+    pool = judge.get("pool")
+    for member in pool if isinstance(pool, list) else []:
+        if isinstance(member, dict):
+            checks.append((JUDGES, member.get("name"), member.get("settings") or {}))
+    problems = plugins.installed_plugin_problems()  # installed plug-ins left out (agent/cli/plugins.py)
+    for registry, name, settings in checks:
+        if not isinstance(name, str) or not isinstance(settings, dict):
+            continue  # a type error the schema reports
+        try:
+            registry.check(name, settings)
+        except PluginLoadError:
+            continue  # one of the installed plug-ins above
+        except (UnknownPluginError, PluginSettingsError) as err:
+            problems.append(str(err))
+    return problems
+
+
+def _config_problems(config_path: Path) -> tuple[TetherConfig | None, list[str]]:
+    try:
+        config, problems = load_config(config_path), []
+    except ConfigError as err:
+        config, problems = None, list(err.problems)
+    if config_path.is_file():
+        try:
+            problems += _plugin_problems(read_yaml(config_path))
+        except (YamlRefused, OSError):
+            pass  # already reported by load_config
+    problems = [f"{config_path}: {p}" for p in problems]
+    return (config if not problems else None), problems
+
+
+def _old_spelling_notes(config_path: Path) -> list[str]:
+    """What the config still spells the old way (it reads as the new spelling), one note each."""
+    try:
+        return old_spellings(read_yaml(config_path))
+    except (YamlRefused, OSError):
+        return []  # load_config reports it
+
+
+@app.command()
+def validate(
+    ctx: typer.Context,
+    config: Annotated[Path | None, typer.Argument(help="Config file (default: the workspace's).")] = None,
+) -> None:
+    """Check a config and the workspace constitution, then pre-flight the run it describes (the model
+    or cached hub id, tokenizer and chat template, LoRA target modules, device and dtype, memory, the
+    training knobs against TRL): every problem at once, exit 2. Nothing is downloaded or written."""
+    ws = workspace(ctx)
+    path = config or ws.config_path
+    cfg, problems = _config_problems(path)
+    for note in _old_spelling_notes(path):
+        say(f"{path}: deprecated: {note}")
+    constitution = None
+    if ws.constitution_path.is_file() or config is None:
+        try:
+            constitution = load_constitution(ws.constitution_path)
+        except ConstitutionError as err:
+            problems += [f"{err.source}: {p}" for p in err.problems]
+    if cfg is not None:  # the world's prompts and the invariants' probes, as a run's pre-flight checks them
+        from agent.run.world_checks import world_checks  # the world's data: only when a config is validated
+
+        problems += [f"{path}: {p}" for p in world_checks(ws.home, cfg, constitution).problems]
+    from agent.run.runner import run_preflight  # models and torch: only now, not for `tether --help`
+
+    findings = run_preflight(ws, cfg) if cfg is not None else []
+    problems += preflight_problems(findings)
+    if problems:
+        for problem in problems:
+            say_check(False, problem)
+        fail(f"{len(problems)} problem(s) found")
+    for finding in findings:
+        say_check(True, f"{finding.check} ({finding.seconds:.2f} s)")
+    say_check(True, f"{path} is valid")
+
+
+def _report(outcome: Outcome) -> None:
+    if outcome.state == "paused" and outcome.approval_id is None:
+        fail(outcome.message, EXIT_CHECK_FAILED)  # paused on a check that could not run (a missing file)
+    if outcome.state == "paused":
+        say(f"paused at the approval gate. Review with `tether approvals`, then "
+            f"`tether approve {outcome.approval_id} --by NAME` (or reject), and `tether resume {outcome.run_id}`")
+    else:
+        say(outcome.message)
+
+
+@app.command()
+def run(
+    ctx: typer.Context,
+    config: Annotated[Path | None, typer.Option("--config", help="Config file (default: the workspace's).")] = None,
+    rounds: Annotated[int | None, typer.Option("--rounds", min=1, max=MAX_ROUNDS,
+                                               help="Round budget (overrides the config).")] = None,
+    seed: Annotated[int | None, typer.Option("--seed", min=0, max=MAX_SEED,
+                                             help="Seed (overrides the config).")] = None,
+    wait: Annotated[bool, typer.Option("--wait", help="Block at the approval gate until someone decides.")] = False,
+    rebuild_model: Annotated[bool, typer.Option(
+        "--rebuild-model", help="Build the model the world builds (model.base 'world') again, replacing its "
+        "folder, e.g. when an interrupted copy left it incomplete.")] = False,
+    from_checkpoint: Annotated[str | None, typer.Option(
+        "--from", help="Start from this approved adapter of an earlier run (same base model); the lineage is "
+        "recorded and its signed approval keeps vouching for it.")] = None,
+) -> None:
+    """Start a run. Prints `run <RUN_ID>`; runs until it stops or reaches the approval gate."""
+    from agent.run.runner import ModelNotFoundError, RunFailedError, RunStartError, start_run
+
+    fault = lifecycle.fault_from_env()
+    ws, store = open_store(ctx, witness=False)
+    cfg, problems = _config_problems(config or ws.config_path)
+    if cfg is None:
+        for problem in problems:
+            say_check(False, problem)
+        fail("invalid config; nothing was started (see `tether validate`)")
+    if rounds is not None:
+        cfg = cfg.model_copy(update={"controller": cfg.controller.model_copy(update={"rounds": rounds})})
+    if seed is not None:
+        cfg = cfg.model_copy(update={"seed": seed})
+    try:
+        load_constitution(ws.constitution_path)
+    except ConstitutionError as err:
+        fail(f"invalid constitution: {err}")
+    try:
+        outcome = start_run(ws, store, cfg, say=_say_run, wait=wait, rebuild_model=rebuild_model,
+                            from_checkpoint=from_checkpoint, fault=fault)
+    except (ModelNotFoundError, RunStartError, GateError) as err:
+        fail(f"{err}; nothing was started")
+    except RunFailedError as err:
+        _failed(err, ws.home)
+    _report(outcome)
+
+
+def _failed(err: RunFailedError, home: Path) -> NoReturn:
+    """An unexpected failure inside a node: show where (the traceback, or one line for a full disk or an
+    unwritable workspace), then how to go on."""
+    cause = err.__cause__
+    if cause is not None and not isinstance(cause, KeyboardInterrupt):
+        problem = environment_problem(cause, home)
+        if problem:
+            say(problem)
+        else:
+            traceback.print_exception(cause, file=sys.stderr)
+    fail(f"{err}. Fix the cause, then `tether resume {err.run_id}` continues from the last completed step.",
+         EXIT_CHECK_FAILED)
+
+
+def _say_run(message: str) -> None:
+    if message.startswith("run "):
+        typer.echo(message)  # the contract: "run <RUN_ID>" on stdout
+    else:
+        say(message)
+
+
+@app.command()
+def resume(
+    ctx: typer.Context,
+    run_id: Annotated[str, typer.Argument(help="The run to continue.")],
+    wait: Annotated[bool, typer.Option("--wait", help="Block at the approval gate until someone decides.")] = False,
+    config: Annotated[Path | None, typer.Option(
+        "--config", help="New settings for the rounds to come (a paused or failed run; the model, world, seed, "
+        "evaluation, held-out prompts and approvals stay fixed). Logged as a config change and audited.")] = None,
+) -> None:
+    """Continue a paused, failed or interrupted run from its last completed step."""
+    from agent.run.runner import RunFailedError, resume_run
+
+    fault = lifecycle.fault_from_env()
+    ws, store = open_store(ctx, witness=False)
+    if config is not None:
+        _reconfigure(store, run_id, config)
+    try:
+        outcome = resume_run(ws, store, run_id, say=say, wait=wait, fault=fault)
+    except RunFailedError as err:
+        _failed(err, ws.home)
+    except ConstitutionError as err:
+        fail(f"invalid constitution: {err}")
+    _report(outcome)
+
+
+def _reconfigure(store: Store, run_id: str, config_path: Path) -> None:
+    run = store.get_run(run_id)
+    if run is None:
+        fail(f"no run '{run_id}' (see `tether status`)")
+    cfg, problems = _config_problems(config_path)
+    if cfg is None:
+        for problem in problems:
+            say_check(False, problem)
+        fail("invalid config; the run was not changed")
+    try:
+        changes = reconfigure(store, run, cfg, _login_name() or "cli")
+    except (LifecycleError, GateError) as err:
+        fail(f"{err}; the run was not changed")
+    say(f"{len(changes)} setting(s) changed: " + "; ".join(changes) if changes else "no setting changed")
+
+
+def _status_doc(ws: Any, store: Store, run: Run) -> dict[str, Any]:
+    state = run.state
+    if state == "running" and not is_driven(ws, run.id):
+        state = "failed"  # its process died mid-step; `tether resume` continues it
+    pending = [a.id for a in store.approvals(status="pending", run_id=run.id)]
+    latest = store.get_round(run.id, run.round) if run.round else None
+    problem = gate.active_problem(store, run)  # the loader's own check: never show a forged pointer as active
+    return {"run_id": run.id, "state": state, "round": run.round, "active_checkpoint": run.active_checkpoint,
+            "active_verified": problem is None, "active_problem": problem,
+            "pending_approvals": pending, "rounds_budget": run.rounds_budget, "error": run.error,
+            "judge": notebook.judge_label(latest), "action": latest.action if latest else None,
+            "monitors": (latest.monitors or {}) if latest else {}}
+
+
+@app.command()
+def status(
+    ctx: typer.Context,
+    run_id: Annotated[str | None, typer.Argument(help="One run (default: all runs).")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """State, round, active checkpoint and pending approvals of a run (or of every run)."""
+    ws, store = open_store(ctx, readonly=True)
+    if run_id is not None:
+        run = store.get_run(run_id)
+        if run is None:
+            fail(f"no run '{run_id}' (see `tether status`)")
+        docs = [_status_doc(ws, store, run)]
+    else:
+        docs = [_status_doc(ws, store, r) for r in store.list_runs()]
+    if as_json:
+        print_json(docs[0] if run_id is not None else docs)
+        review.fail_unverified_active([d["active_problem"] for d in docs])
+        return
+    print_table("runs", ["run_id", "state", "round", "judge", "action", "active_checkpoint", "pending_approvals",
+                         "error"],
+                [[d["run_id"], d["state"], f"{d['round']}/{d['rounds_budget']}", d["judge"], d["action"],
+                  review.active_cell(d["active_checkpoint"], d["active_problem"]),
+                  ", ".join(d["pending_approvals"]), d["error"]] for d in docs])
+    if run_id is not None and docs[0]["monitors"]:
+        from tools.monitors.readings import Readings  # the monitors package imports numpy: only here
+
+        readings = Readings.from_json(docs[0]["monitors"])
+        rows = [[str(k), f"{v:.4g}"] for k, v in sorted(readings.values.items())]
+        rows += [[str(k), f"could not check: {why}"] for k, why in sorted(readings.could_not_check.items())]
+        print_table(f"monitors of round {docs[0]['round']}", ["monitor", "value"], rows)
+    review.fail_unverified_active([d["active_problem"] for d in docs])
+
+
+# The review commands come after the run commands in --help.
+review.register(app)
+app.add_typer(review.constitution_app, name="constitution")
+app.add_typer(review.audit_app, name="audit")
+app.add_typer(judge.judge_app, name="judge")
+app.add_typer(reviewer_commands.reviewer_app, name="reviewer")
+app.add_typer(export.export_app, name="export")
+app.command()(lifecycle.stop)
+app.command()(ui.ui)
+app.command()(plugins.plugins)
+
+if __name__ == "__main__":  # pragma: no cover
+    app()

@@ -1,0 +1,112 @@
+"""The decide node: gather the controller's inputs from the store, ask the policy, log the decision
+with the signals and thresholds behind it, route on it."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any, Literal
+
+from langgraph.runtime import Runtime
+
+from agent.controller.advisor import ask_advisor
+from agent.controller.policy import ControllerInput, Decision, RoundSignals
+from agent.controller.policy import decide as policy
+from agent.interventions import INTERVENTIONS, interventions
+from agent.interventions.switch_pairs import pair_strategy
+from agent.run.context import RunContext
+from agent.run.state import RoundState
+from memory import RoundRecord
+from tether_types import Intervention
+from tools.monitors.readings import Readings
+
+Route = Literal["train_candidate", "plan", "stop"] | Intervention
+
+
+def decide(state: RoundState, runtime: Runtime[RunContext]) -> dict[str, Any]:
+    ctx = runtime.context
+    run_id, round_no = state["run_id"], state["round"]
+    run = ctx.run
+    earlier = _decided(ctx, run_id, min(round_no, run.rounds_budget), round_no)
+    if earlier is not None:  # decided (and logged, in one transaction) before a crash
+        return {"action": earlier}
+    record = ctx.store.get_round(run_id, round_no) if round_no <= run.rounds_budget else None
+    inp = controller_input(ctx, round_no, run.rounds_budget, record)
+    if ctx.config.controller.advisor is not None and record is not None:
+        inp = replace(inp, advice=ask_advisor(ctx.config.controller, inp))
+    decision = policy(inp, ctx.config.controller)
+    with ctx.store.transaction():
+        _log(ctx, run_id, min(round_no, run.rounds_budget), decision)
+        if record is not None:
+            outcome = "skipped" if decision.action == "skip" else None
+            ctx.store.upsert_round(run_id, round_no, action=decision.action, outcome=outcome)
+    return {"action": decision.action}
+
+
+def _decided(ctx: RunContext, run_id: str, logged_round: int, round_no: int) -> Any:
+    """The controller's earlier decision on this round, if one was logged (signals carry the round it
+    decided on: the final stop after the budget is logged under the last round)."""
+    for d in ctx.store.decisions(run_id, logged_round):
+        if d.actor == "controller" and d.signals.get("round") == round_no:
+            return d.action
+    return None
+
+
+def _log(ctx: RunContext, run_id: str, round_no: int, decision: Decision) -> None:
+    # The judge and the pair strategy in force on the round, each with the settings it was built from.
+    signals = {**decision.log_signals(), "judge_spec": ctx.judge.spec(),
+               "pairs_spec": pair_strategy(ctx, decision.signals.get("round", round_no)).spec()}
+    ctx.store.add_decision(run_id, round_no, decision.action, decision.rationale, signals)
+
+
+def controller_input(ctx: RunContext, round_no: int, budget: int, record: RoundRecord | None) -> ControllerInput:
+    """What the policy reads: this round's signals and the earlier rounds', the held-out curve, and on a round
+    that was run, what each intervention observes for its rules (e.g. the next judge, the failures to target)."""
+    pairs = ctx.pair_strategies
+    past: list[RoundSignals] = []
+    slot = 0  # the pair-strategy slot of each round: moved on by each switch outcome before it
+    for r in (r for r in ctx.store.rounds(ctx.run_id) if r.round < round_no):
+        past.append(_signals(r, r.round, None, pairs.label(slot)))
+        slot += r.outcome == pairs.switched
+    inp = ControllerInput(now=_signals(record, round_no, ctx.judge_label(), pairs.label(slot)), budget=budget,
+                          past=tuple(past), heldout=heldout_curve(ctx, ctx.config.controller.heldout_metric))
+    if record is None:  # the budget is spent: the policy stops before reading anything else
+        return inp
+    observed = [spec.observe(ctx, round_no) for spec in interventions() if spec.observe is not None]
+    return replace(inp, **{k: v for fields in observed for k, v in fields.items()})
+
+
+def _signals(record: RoundRecord | None, round_no: int, judge: str | None, pairs_strategy: str = "") -> RoundSignals:
+    if record is None:
+        return RoundSignals(round=round_no, pairs=None, judge=judge or "", pairs_strategy=pairs_strategy)
+    label = judge or record.judge_label or ""
+    readings = Readings.from_json(record.monitors)  # values, the keys whose monitor failed (with why), by family
+    return RoundSignals(round=record.round, pairs=record.n_pairs, monitors=readings.values,
+                        could_not_check=readings.could_not_check, judge=label, action=record.action,
+                        outcome=record.outcome, by_family=readings.by_family, pairs_strategy=pairs_strategy)
+
+
+def heldout_curve(ctx: RunContext, metric: str) -> tuple[tuple[int, float], ...]:
+    """(round, held-out score of the policy active after it) in `metric` (controller.heldout_metric): round 0
+    is the policy before the first evaluated candidate; a committed candidate's score counts from its round,
+    otherwise the active's. An evaluation without that score (no verifier covered its prompts) is left out."""
+    curve: list[tuple[int, float]] = []
+    for ck in ctx.store.checkpoints(ctx.run_id):
+        evaluation = (ck.metrics or {}).get("eval")
+        if ck.round <= 0 or not evaluation or any(metric not in evaluation[who] for who in ("active", "candidate")):
+            continue
+        if not curve:
+            curve.append((0, float(evaluation["active"][metric])))
+        committed = ck.status == "approved"
+        curve.append((ck.round, float(evaluation["candidate" if committed else "active"][metric])))
+    return tuple(curve)
+
+
+def route_decision(state: RoundState) -> Route:
+    action = state.get("action")
+    if action == "train":
+        return "train_candidate"
+    if action == "skip":
+        return "plan"
+    if action in INTERVENTIONS:
+        return str(action)
+    return "stop"

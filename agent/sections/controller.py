@@ -1,0 +1,90 @@
+"""The meta-controller's own settings: the round budget, hysteresis, stops and the advisor, with their
+defaults and bounds. Each intervention's and trigger's thresholds are its own section, beside its rule
+(agent/interventions/<name>.py); `with_sections` composes them into the `controller:` section."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, Field, create_model
+
+from agent.sections.base import MAX_PROMPTS, MAX_ROUNDS, _Section
+
+
+class StopConfig(_Section):
+    patience: int = Field(
+        3, ge=1, le=MAX_ROUNDS,
+        description="Stop when held-out scores have not improved by min_gain for this many trained "
+        "rounds and every enabled plateau intervention was tried since the last gain.",
+    )
+    max_invariant_failures: int = Field(
+        2, ge=1, le=MAX_ROUNDS, description="Stop after this many candidates in a row fail an invariant check."
+    )
+
+
+class AdvisorConfig(_Section):
+    """An LLM that proposes an action with its reason; the rule policy validates it and may overrule it."""
+
+    model: str = Field(description="Model name at the endpoint.")
+    base_url: str | None = Field(None, description="OpenAI-compatible endpoint, e.g. http://host:8000/v1.")
+    api_key_env: str | None = Field(None, description="Name of the env var holding the API key.")
+    timeout: float = Field(
+        30.0, gt=0.0, le=600.0, description="Seconds per request, at most 600; a timeout means no advice."
+    )
+
+
+class ControllerSettings(_Section):
+    """The controller's own fields; `with_sections` adds each plug-in's section (controller.<name>)."""
+
+    rounds: int = Field(
+        3, ge=1, le=MAX_ROUNDS,
+        description=f"Round budget, at most {MAX_ROUNDS}; `tether run --rounds` overrides it.",
+    )
+    min_pairs: int = Field(
+        1, ge=1, le=MAX_PROMPTS,
+        description="Fewer pairs than this in a round stops the run; at most prompts.per_round (one pair "
+        "per prompt).",
+    )
+    max_invalid_share: float = Field(
+        0.2, ge=0.0, le=1.0,
+        description="A round whose share of invalid judgments is above this is not trained on.",
+    )
+    interventions: list[str] = Field(
+        default_factory=list,
+        description="Interventions the controller may choose; [] = train / skip / stop only. switch_pairs (move "
+        "to the next strategy of pairs.pool on a blind spot) is not on by default: list it to use it.",
+    )
+    heldout_metric: Literal["oracle", "judge"] = Field(
+        "oracle",
+        description="Held-out score plateaus and stops are read from: oracle = the task verifiers "
+        "(the world's; the default world has them), judge = the judge in use.",
+    )
+    max_repeats: int = Field(
+        2, ge=1, le=MAX_ROUNDS, description="The same intervention at most this many rounds in a row."
+    )
+    cooldown: int = Field(
+        2, ge=0, le=MAX_ROUNDS, description="Rounds an intervention rests after a streak of max_repeats."
+    )
+    max_interventions_in_a_row: int = Field(
+        3, ge=1, le=MAX_ROUNDS, description="After this many intervention rounds in a row the next round trains."
+    )
+    stop: StopConfig = StopConfig()
+    advisor: AdvisorConfig | None = Field(None, description="Optional LLM advisor (null = rules only).")
+
+
+def with_sections(sections: Mapping[str, type[_Section]], known: Callable[[str], str],
+                  on_by_default: Sequence[str]) -> type[ControllerSettings]:
+    """The `controller:` section: `ControllerSettings` plus one section per plug-in, named by it, with its
+    defaults. `known` checks an intervention's name (raising ValueError with a suggestion); the default
+    `interventions` list is `on_by_default`."""
+    clash = sorted(set(sections) & set(ControllerSettings.model_fields))
+    if clash:
+        raise ValueError(f"controller section(s) {', '.join(clash)} would replace a setting of the controller")
+    listed = ControllerSettings.model_fields["interventions"]
+    fields: dict[str, Any] = {
+        "interventions": (list[Annotated[str, AfterValidator(known)]],
+                          Field(default_factory=lambda: list(on_by_default), description=listed.description)),
+        **{name: (section, section()) for name, section in sections.items()},
+    }
+    return create_model("ControllerConfig", __base__=ControllerSettings, __module__=__name__, **fields)

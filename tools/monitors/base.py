@@ -55,10 +55,10 @@ class RoundObservation:
 
 
 class Monitor(Protocol):
-    keys: ClassVar[tuple[MonitorKey, ...]]  # every key `compute` may return
-    # The figure of `tether report` its keys are drawn in: diversity, judge, length, progress or prompts
-    # (agent/review/report.py; a monitor without one is drawn under "other").
-    theme: ClassVar[str]
+    # every key `compute` may return. Optional, so not declared here (a runtime protocol check would then
+    # refuse a monitor without it): `theme`, the figure of `tether report` its keys are drawn in (diversity,
+    # judge, length, progress or prompts; agent/review/report.py draws a monitor without one under "other").
+    keys: ClassVar[tuple[MonitorKey, ...]]
 
     def compute(self, obs: RoundObservation) -> Mapping[MonitorKey, float]: ...
 
@@ -68,7 +68,6 @@ class FamilyMonitor(Protocol):
     """A monitor that also measures per prompt family."""
 
     keys: ClassVar[tuple[MonitorKey, ...]]
-    theme: ClassVar[str]
     family_keys: ClassVar[tuple[FamilyKey, ...]]  # every key `by_family` may return for a family
 
     def compute(self, obs: RoundObservation) -> Mapping[MonitorKey, float]: ...

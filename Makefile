@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 DEMO_HOME ?= .tether-demo
 DEMO_KEYS ?= .tether-demo-keys
 
-.PHONY: demo test bench bench-interventions bench-cli bench-ceiling bench-headroom lint typecheck clean
+.PHONY: demo test bench bench-interventions bench-cli bench-ceiling bench-headroom bench-judges lint typecheck clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -60,6 +60,11 @@ bench-ceiling: $(VENV)/.installed
 # pass@1 / pass@K and the judges' spread of the base tiny model, per family and tier.
 bench-headroom: $(VENV)/.installed
 	$(BIN)/python benchmarks/bench_headroom.py --seeds 0 1 2 --k 8 --judge rules --judge calculator --out bench-out/headroom.json
+
+# The openai judge at concurrency 1, 8 and 32 against a loopback endpoint taking 200 ms a request (about 80 s):
+# speedups measured side by side, and a check that every concurrency gives the same verdicts.
+bench-judges: $(VENV)/.installed
+	$(BIN)/python benchmarks/bench_judge_concurrency.py --items 64 --latency 0.2 --concurrency 1 8 32 --out bench-out/judge-concurrency.json
 
 # mypy, strict on tether_types, guardrails and memory (pyproject.toml [tool.mypy]); a few seconds cold.
 typecheck: $(VENV)/.installed-dev

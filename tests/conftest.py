@@ -263,8 +263,22 @@ def workspace_home(tmp_path: Path, tiny_world_model_dir: Path) -> Path:
     return home
 
 
-def serve_chat(respond: Callable[[str, int], str]) -> tuple[ThreadingHTTPServer, str]:
-    """A real loopback OpenAI-compatible chat-completions server answering with `respond(prompt, max_tokens)`."""
+class ChatFault(Exception):
+    """Raised by a `serve_chat` responder: the request is answered with this HTTP status (and headers)."""
+
+    def __init__(self, status: int, headers: dict[str, str] | None = None) -> None:
+        super().__init__(f"HTTP {status}")
+        self.status, self.headers = status, headers or {}
+
+
+class _ChatServer(ThreadingHTTPServer):
+    request_queue_size = 128  # a judge at concurrency 32 connects at once; the default backlog of 5 drops some
+
+
+def serve_chat(respond: Callable[[str, int], str],
+               record: list[dict[str, Any]] | None = None) -> tuple[ThreadingHTTPServer, str]:
+    """A real loopback OpenAI-compatible chat-completions server answering with `respond(prompt, max_tokens)`;
+    a `ChatFault` it raises becomes that HTTP error. `record` (if given) gets every request body."""
 
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self) -> None:
@@ -272,18 +286,29 @@ def serve_chat(respond: Callable[[str, int], str]) -> tuple[ThreadingHTTPServer,
                 self.send_error(404)
                 return
             body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-            text = respond(body["messages"][-1]["content"], int(body.get("max_tokens") or 16))
-            payload = json.dumps({
+            if record is not None:
+                record.append(body)
+            try:
+                text = respond(body["messages"][-1]["content"], int(body.get("max_tokens") or 16))
+            except ChatFault as fault:
+                self._send(fault.status, {"error": {"message": str(fault), "type": "test_fault"}}, fault.headers)
+                return
+            self._send(200, {
                 "id": "chatcmpl-test", "object": "chat.completion", "created": 0,
                 "model": body["model"],
                 "choices": [{"index": 0, "finish_reason": "stop",
                              "message": {"role": "assistant", "content": text}}],
                 "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
-            }).encode()
+            })
+
+        def _send(self, status: int, doc: dict[str, Any], headers: dict[str, str] | None = None) -> None:
+            payload = json.dumps(doc).encode()
             try:
-                self.send_response(200)
+                self.send_response(status)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(payload)))
+                for name, value in (headers or {}).items():
+                    self.send_header(name, value)
                 self.end_headers()
                 self.wfile.write(payload)
             except (BrokenPipeError, ConnectionResetError):  # the client timed out and left
@@ -292,7 +317,7 @@ def serve_chat(respond: Callable[[str, int], str]) -> tuple[ThreadingHTTPServer,
         def log_message(self, *args: object) -> None:
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server = _ChatServer(("127.0.0.1", 0), Handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     return server, f"http://127.0.0.1:{server.server_address[1]}/v1"
 

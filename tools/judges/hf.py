@@ -1,4 +1,8 @@
-"""The `hf` judge: any local or cached Hugging Face causal LM as judge, loaded lazily on first use."""
+"""The `hf` judge: any local or cached Hugging Face causal LM as judge, loaded lazily on first use.
+
+Its concurrency is batching: a round's prompts go to the backend's `generate` in one call, which decodes
+them `batch_size` sequences at a time. No threads around the model (one model, one lock).
+"""
 
 from __future__ import annotations
 

@@ -3,6 +3,11 @@
 A judge kind only supplies `ask`: prompts -> one answer text (or the exception it raised) per
 prompt. Everything else — prompts, parsing, both-orders pairwise, turning failures into invalid
 verdicts — lives here so the kinds cannot drift apart.
+
+A round is judged in one `ask` of all its prompts. The `openai` kind sends them as concurrent requests
+(tools/judges/fanout.py: bounded, in order, with a per-round budget); `hf` and `self` hand them to one
+local model's `generate`, which batches them (`batch_size` sequences at a time), so their concurrency is
+that batch size and no threads are put around a model.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from tools.judges.base import (
     combine_orders,
     compare_by_scores,
 )
+from tools.judges.fanout import BudgetSpent
 from tools.judges.parsing import parse_score, parse_winner
 from tools.judges.prompts import pairwise_prompt, pointwise_prompt, rubric_text
 from tools.registry import PluginSettingsError
@@ -35,6 +41,8 @@ PairwiseMode = Literal["prompt", "scores"]
 
 
 def failure_reason(err: BaseException) -> str:
+    if isinstance(err, BudgetSpent):  # not a failure of the judge: the round chose not to wait or ask
+        return str(err)
     return f"judge call failed: {type(err).__name__}: {err}"[:500]
 
 

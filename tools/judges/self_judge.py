@@ -1,5 +1,9 @@
 """The `self` judge: the run's current policy judges its own responses (Self-Rewarding LMs,
-Yuan et al. 2024). Beware self-enhancement bias: the monitors should watch it against `rules`."""
+Yuan et al. 2024). Beware self-enhancement bias: the monitors should watch it against `rules`.
+
+A round's prompts go to the run's backend in one `generate` call, batched there (`generation.batch_size`
+sequences at a time): its concurrency is that batch, with no threads around the run's model.
+"""
 
 from __future__ import annotations
 

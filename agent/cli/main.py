@@ -211,6 +211,11 @@ def validate(
         from agent.run.world_checks import world_checks  # the world's data: only when a config is validated
 
         problems += [f"{path}: {p}" for p in world_checks(ws.home, cfg, constitution).problems]
+        if cfg.judge.require_audit and ws.db_path.is_file():
+            from agent.run.judge_trust import audit_problems
+
+            with Store(ws.db_path, readonly=True) as store:
+                problems += [f"{path}: {p}" for p in audit_problems(store, cfg)]
     from agent.run.runner import run_preflight  # models and torch: only now, not for `tether --help`
 
     findings = run_preflight(ws, cfg) if cfg is not None else []
@@ -221,6 +226,9 @@ def validate(
         fail(f"{len(problems)} problem(s) found")
     for finding in findings:
         say_check(True, f"{finding.check} ({finding.seconds:.2f} s)")
+    note = judge.keyword_detector_note(constitution) if constitution is not None else None
+    if note:
+        say(f"note: {note}")
     say_check(True, f"{path} is valid")
 
 

@@ -18,7 +18,7 @@ from typing import Any, Literal
 from langgraph.types import Command
 
 from agent.config import WORLD_MODEL, TetherConfig
-from agent.run import notify, preflight
+from agent.run import judge_trust, notify, preflight
 from agent.run.context import RunContext
 from agent.run.faults import Fault
 from agent.run.graph import checkpointer, compile_graph
@@ -155,6 +155,9 @@ def start_run(ws: Workspace, store: Store, config: TetherConfig, *, say: Say, wa
     checked = world_checks(ws.home, config, constitution)  # the world's prompts, the invariants' probes
     if checked.problems:
         raise RunStartError("; ".join(checked.problems))
+    untrusted = judge_trust.audit_problems(store, config)  # judge.require_audit: before any model work
+    if untrusted:
+        raise RunStartError("; ".join(untrusted))
     model_ref = ensure_model(ws, config, say, progress=progress, rebuild=rebuild_model)
     findings = run_preflight(ws, config)
     if preflight.problems(findings):

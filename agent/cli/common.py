@@ -8,7 +8,6 @@ are rich `Text`, never markup, so `--by '[/]'` prints as typed and cannot crash 
 
 from __future__ import annotations
 
-import errno
 import getpass
 import json
 import os
@@ -26,7 +25,7 @@ from rich.table import Table
 from rich.text import Text
 from typer.core import TyperGroup
 
-from agent.run.workspace import Workspace, resolve_home
+from agent.run.workspace import Workspace, environment_problem, resolve_home
 from guardrails import keys
 from guardrails.errors import GuardrailError
 from memory import Store
@@ -159,48 +158,6 @@ def _passphrase(folder: Path, name: str) -> str | None:
         return env
     if keys.is_encrypted(folder, name) and sys.stdin.isatty():
         return getpass.getpass(f"passphrase for reviewer key '{name}': ")
-    return None
-
-
-# -- failures of the machine, not of the input: one readable line and exit 1, never a traceback ------
-
-_SQLITE_FIXES: dict[int, str] = {
-    sqlite3.SQLITE_FULL: "the disk holding it is full: free space there, then run the command again",
-    sqlite3.SQLITE_READONLY: "it is read-only: make the folder and its files writable (`chmod -R u+w {home}`) for "
-                             "commands that write; status, approvals, log, checkpoints, audit and reviewer list "
-                             "work read-only",
-    sqlite3.SQLITE_CANTOPEN: "it cannot be opened: check that the folder exists and that you may read and write it",
-    sqlite3.SQLITE_BUSY: "another process holds its lock (a run, an approval): wait for it and retry, or check "
-                         "`tether status`",
-    sqlite3.SQLITE_LOCKED: "another connection holds its lock: wait for it and retry, or check `tether status`",
-    sqlite3.SQLITE_IOERR: "the disk failed to read or write it (full, or failing): check the disk, then run the "
-                          "command again",
-}
-_OS_FIXES: dict[int, str] = {
-    errno.ENOSPC: "the disk is full: free space there, then run the command again",
-    errno.EDQUOT: "your disk quota is used up: free space, then run the command again",
-    errno.EROFS: "it is on a read-only file system: use a writable workspace (--home) for commands that write; "
-                 "status, approvals, log, checkpoints, audit and reviewer list work read-only",
-    errno.EACCES: "permission denied: make it readable and writable by you, or use a workspace you own (--home)",
-    errno.EPERM: "operation not permitted: make it writable by you, or use a workspace you own (--home)",
-}
-
-
-def environment_problem(err: BaseException, home: Path | None) -> str | None:
-    """One line naming the path and the fix when `err` is a failure of the machine (a full disk, a
-    read-only, unopenable or locked workspace database); None for anything else."""
-    if isinstance(err, sqlite3.OperationalError):
-        code = getattr(err, "sqlite_errorcode", -1) & 0xFF
-        if code == sqlite3.SQLITE_CANTOPEN and home is not None and home.is_dir() and not os.access(home, os.W_OK):
-            code = sqlite3.SQLITE_READONLY  # its -shm file cannot be created: the folder is read-only
-        fix = _SQLITE_FIXES.get(code)
-        if fix is None:
-            return None
-        where = f"the workspace database in {home}" if home is not None else "the workspace database"
-        return f"{where}: {err}; {fix.format(home=home)}"
-    if isinstance(err, OSError) and err.errno in _OS_FIXES:
-        path = err.filename or home or "a file"
-        return f"{path}: {err.strerror}; {_OS_FIXES[err.errno]}"
     return None
 
 

@@ -21,7 +21,6 @@ from agent.cli.common import (
     EXIT_CHECK_FAILED,
     CliState,
     TetherGroup,
-    environment_problem,
     fail,
     open_store,
     print_json,
@@ -43,6 +42,7 @@ from agent.review import notebook
 from agent.run.lifecycle import LifecycleError, reconfigure
 from agent.run.locks import is_driven
 from agent.run.preflight import problems as preflight_problems
+from agent.run.workspace import environment_problem
 from guardrails import amendments, gate, keys, reviewers, trust
 from guardrails.constitution import ConstitutionError, default_constitution_yaml, load_constitution
 from guardrails.errors import GateError

@@ -15,8 +15,7 @@ import sqlite3
 import threading
 from dataclasses import dataclass
 
-from agent.cli.common import environment_problem
-from agent.run.workspace import Workspace
+from agent.run.workspace import Workspace, environment_problem
 from guardrails import amendments, gate, keys
 from guardrails.errors import TransientError
 from guardrails.signoff import HumanDecision

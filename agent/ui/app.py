@@ -28,10 +28,9 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
-from agent.cli.common import environment_problem
 from agent.review.notebook import render as notebook_text
 from agent.review.show import approval_view
-from agent.run.workspace import Workspace
+from agent.run.workspace import Workspace, environment_problem
 from agent.ui import actions, pages
 from agent.ui.guard import LOOPBACK_HOSTS, AccessGuard, Secrets
 from agent.ui.plots import PlotCache

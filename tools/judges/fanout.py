@@ -14,6 +14,7 @@ from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import TypeVar
 
+from tether_types import TetherError
 from tools.registry import PluginSettingsError
 
 T = TypeVar("T")
@@ -22,7 +23,7 @@ T = TypeVar("T")
 AskOne = Callable[[str, float | None], T]
 
 
-class BudgetSpent(Exception):
+class BudgetSpent(TetherError):
     """The answer of a prompt the round's budget left unasked, or whose answer came too late."""
 
 

@@ -263,8 +263,11 @@ def workspace_home(tmp_path: Path, tiny_world_model_dir: Path) -> Path:
     return home
 
 
-def serve_chat(respond: Callable[[str, int], str]) -> tuple[ThreadingHTTPServer, str]:
-    """A real loopback OpenAI-compatible chat-completions server answering with `respond(prompt, max_tokens)`."""
+def serve_chat(respond: Callable[[str, int], str | int],
+               requests: list[dict[str, Any]] | None = None) -> tuple[ThreadingHTTPServer, str]:
+    """A real loopback OpenAI-compatible chat-completions server answering with `respond(prompt, max_tokens)`:
+    a text is the reply, an int an HTTP error status (with an OpenAI-style error body). `requests`, when
+    given, collects each request's JSON body."""
 
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self) -> None:
@@ -272,16 +275,22 @@ def serve_chat(respond: Callable[[str, int], str]) -> tuple[ThreadingHTTPServer,
                 self.send_error(404)
                 return
             body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            if requests is not None:
+                requests.append(body)
             text = respond(body["messages"][-1]["content"], int(body.get("max_tokens") or 16))
-            payload = json.dumps({
+            status = text if isinstance(text, int) else 200
+            reply: dict[str, Any] = {
                 "id": "chatcmpl-test", "object": "chat.completion", "created": 0,
                 "model": body["model"],
                 "choices": [{"index": 0, "finish_reason": "stop",
                              "message": {"role": "assistant", "content": text}}],
                 "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
-            }).encode()
+            }
+            if status != 200:
+                reply = {"error": {"message": f"scripted failure {status}", "type": "server_error"}}
+            payload = json.dumps(reply).encode()
             try:
-                self.send_response(200)
+                self.send_response(status)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(payload)))
                 self.end_headers()

@@ -275,10 +275,11 @@ class _ChatServer(ThreadingHTTPServer):
     request_queue_size = 128  # a judge at concurrency 32 connects at once; the default backlog of 5 drops some
 
 
-def serve_chat(respond: Callable[[str, int], str],
+def serve_chat(respond: Callable[[str, int], str | int],
                record: list[dict[str, Any]] | None = None) -> tuple[ThreadingHTTPServer, str]:
-    """A real loopback OpenAI-compatible chat-completions server answering with `respond(prompt, max_tokens)`;
-    a `ChatFault` it raises becomes that HTTP error. `record` (if given) gets every request body."""
+    """A real loopback OpenAI-compatible chat-completions server answering with `respond(prompt, max_tokens)`:
+    a text is the reply, an int an HTTP error status (with an OpenAI-style error body), and a `ChatFault` it
+    raises becomes that HTTP error with its headers. `record` (if given) gets every request body."""
 
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self) -> None:
@@ -292,6 +293,9 @@ def serve_chat(respond: Callable[[str, int], str],
                 text = respond(body["messages"][-1]["content"], int(body.get("max_tokens") or 16))
             except ChatFault as fault:
                 self._send(fault.status, {"error": {"message": str(fault), "type": "test_fault"}}, fault.headers)
+                return
+            if isinstance(text, int):
+                self._send(text, {"error": {"message": f"scripted failure {text}", "type": "server_error"}})
                 return
             self._send(200, {
                 "id": "chatcmpl-test", "object": "chat.completion", "created": 0,

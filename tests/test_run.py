@@ -202,20 +202,3 @@ def test_resume_refuses_when_an_invariant_changed(workspace_home: Path, edit: st
     result = tether_cli(workspace_home, "resume", outcome.run_id)
     assert result.returncode == 1 and expected in result.stderr
     assert store.get_run(outcome.run_id).active_checkpoint == f"{outcome.run_id}-base"
-
-
-def test_round_with_a_failing_judge_is_not_trained_on(workspace_home: Path) -> None:
-    """An unreachable judge endpoint gives invalid judgments, never preferences: no pairs, no candidate."""
-    write_test_config(workspace_home, _model_dir(workspace_home), controller={"rounds": 1},
-                      judge={"name": "openai", "settings": {"model": "m", "base_url": "http://127.0.0.1:9/v1",
-                                                           "timeout": 1.0, "max_retries": 0}})
-    ws, store, outcome = _start(workspace_home)
-    assert outcome.state == "stopped"
-    run_id = outcome.run_id
-    judgments = store.judgments(run_id, 1)
-    assert judgments and not any(j.valid for j in judgments)
-    assert all(j.details.get("invalid") for j in judgments)
-    assert store.pairs(run_id, 1) == []
-    skip = store.decisions(run_id)[0]
-    assert skip.action == "skip" and "invalid" in skip.rationale
-    assert store.get_checkpoint(f"{run_id}-r1") is None

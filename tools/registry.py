@@ -30,9 +30,12 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from importlib import metadata
 from types import MappingProxyType
-from typing import Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from tether_types import EXIT_USAGE, TetherError
+
+if TYPE_CHECKING:
+    from tools.endpoints import Probe
 
 T = TypeVar("T")
 
@@ -40,6 +43,9 @@ T = TypeVar("T")
 Admit = Callable[[str, Callable[..., Any]], str | None]
 # What this machine lacks for a plug-in with the given settings (e.g. a judge's sandbox), [] when nothing.
 Requires = Callable[[Mapping[str, Any]], list[str]]
+# The endpoints a plug-in with the given settings calls over the network, as probes (tools/endpoints.py);
+# [] for a local plug-in. Pre-flight sends each one request.
+Reaches = Callable[[Mapping[str, Any]], "list[Probe]"]
 
 
 class UnknownPluginError(TetherError, KeyError):
@@ -146,9 +152,12 @@ class Registry(Generic[T]):
     _loading: bool = False
     _problems: list[PluginProblem] = field(default_factory=list)
     _requires: dict[str, Requires] = field(default_factory=dict)
+    _reaches: dict[str, Reaches] = field(default_factory=dict)
 
-    def register(self, name: str, requires: Requires | None = None) -> Callable[[Callable[..., T]], Callable[..., T]]:
-        """`requires`: the plug-in's machine check, which `requirements` runs (pre-flight, `tether validate`)."""
+    def register(self, name: str, requires: Requires | None = None,
+                 reaches: Reaches | None = None) -> Callable[[Callable[..., T]], Callable[..., T]]:
+        """`requires`: the plug-in's machine check, which `requirements` runs (pre-flight, `tether validate`).
+        `reaches`: the endpoints it calls, which `probes` lists for pre-flight to probe."""
         def decorate(factory: Callable[..., T]) -> Callable[..., T]:
             if self._loading:
                 raise RuntimeError(f"{self.kind} '{name}' is registered with @register by an installed package: "
@@ -161,6 +170,8 @@ class Registry(Generic[T]):
             self._origins[name] = Origin(module=getattr(factory, "__module__", None) or "?")
             if requires is not None:
                 self._requires[name] = requires
+            if reaches is not None:
+                self._reaches[name] = reaches
             return factory
 
         return decorate
@@ -281,6 +292,11 @@ class Registry(Generic[T]):
         or when it declares no check. `name` must pass `check` first."""
         requires = self._requires.get(name)
         return list(requires(settings or {})) if requires is not None else []
+
+    def probes(self, name: str, settings: Mapping[str, Any] | None = None) -> list[Probe]:
+        """The endpoints `name` with `settings` calls (its `reaches` hook); [] for a local plug-in."""
+        reaches = self._reaches.get(name)
+        return list(reaches(settings or {})) if reaches is not None else []
 
     def build(self, name: str, settings: Mapping[str, Any] | None = None, **context: Any) -> Built[T]:
         """Construct `name` with user `settings` plus runtime `context` (not recorded)."""

@@ -195,7 +195,8 @@ def validate(
 ) -> None:
     """Check a config and the workspace constitution, then pre-flight the run it describes (the model
     or cached hub id, tokenizer and chat template, LoRA target modules, device and dtype, memory, the
-    training knobs against TRL): every problem at once, exit 2. Nothing is downloaded or written."""
+    training knobs against TRL, one short request to each judge or advisor endpoint): every problem at
+    once, exit 2. Nothing is downloaded or written."""
     ws = workspace(ctx)
     path = config or ws.config_path
     cfg, problems = _config_problems(path)

@@ -10,10 +10,11 @@ from __future__ import annotations
 import os
 import re
 
-from agent.controller.policy import Advice, ControllerInput
+from agent.controller.policy import Advice, ControllerInput, RoundSignals
 from agent.interventions import interventions
-from agent.sections.controller import ControllerSettings
+from agent.sections.controller import AdvisorConfig, ControllerSettings
 from tether_types import Action
+from tools.endpoints import Probe, describe_error
 
 # What the advisor may propose: train, or an intervention that lets it (`advisable`), in their order.
 ADVISABLE: tuple[Action, ...] = ("train", *(spec.name for spec in interventions() if spec.advisable))
@@ -23,6 +24,7 @@ _REASON = re.compile(r"^\s*reason\s*:\s*(.+?)\s*$", re.IGNORECASE | re.MULTILINE
 SHOWN = ("pairs", "margin_mean", "score_std", "length_mean", "length_score_corr", "position_consistency",
          "invalid_share", "over_refusal", "harmful_compliance", "prompt_reuse", "prompt_embedding_dispersion",
          "distinct_2", "embedding_dispersion")
+ADVICE_TOKENS = 96  # two short lines
 
 
 def advisor_prompt(inp: ControllerInput) -> str:
@@ -64,9 +66,23 @@ def ask_advisor(cfg: ControllerSettings, inp: ControllerInput) -> Advice:
         client = OpenAI(base_url=adv.base_url, api_key=api_key, timeout=adv.timeout, max_retries=0)
         reply = client.chat.completions.create(
             model=adv.model, messages=[{"role": "user", "content": advisor_prompt(inp)}], temperature=0.0,
-            max_tokens=96,
+            max_tokens=ADVICE_TOKENS,
         )
         content = (reply.choices[0].message.content if reply.choices else None) or ""
     except Exception as err:  # timeouts, HTTP and decoding errors alike
-        return Advice("", f"no advice: {type(err).__name__}: {err}", source)
+        return Advice("", f"no advice: {describe_error(err)}", source)
     return parse_advice(content, source)
+
+
+def _probe_check(answer: str) -> str | None:
+    if parse_advice(answer, "probe").action:
+        return None
+    return "no single 'Action:' line naming a known action, or no 'Reason:' line"
+
+
+def advisor_probe(adv: AdvisorConfig) -> Probe:
+    """Pre-flight's probe of the advisor's endpoint: the question a first round asks (no monitors yet), its
+    answer read by `parse_advice`."""
+    first = ControllerInput(now=RoundSignals(round=1, pairs=0, judge="(pre-flight)"), budget=1)
+    return Probe("advisor", adv.base_url, adv.model, adv.api_key_env, advisor_prompt(first), ADVICE_TOKENS, adv.timeout,
+                 _probe_check, f"one 'Action: <{'|'.join(ADVISABLE)}>' line and a 'Reason: ...' line")

@@ -14,6 +14,36 @@ from tether_types import SAFETY_KEYS, Action, CheckStatus
 from tether_types import FamilyKey as F
 from tether_types import MonitorKey as K
 
+KEPT_REASONS = 5
+
+
+@dataclass(frozen=True)
+class InvalidJudgments:
+    """Why a round's judgments were invalid: how many of how many, and the commonest reasons with their
+    counts, so a skipped round says "150 of 150 judgments invalid: judge call failed: ... (150×)" rather
+    than only that they were."""
+
+    count: int
+    of: int
+    # (reason, how many), commonest first; at most KEPT_REASONS of them (a parser's reasons quote the answer,
+    # so a model that ignores the format could give each judgment its own)
+    reasons: tuple[tuple[str, int], ...] = ()
+
+    def text(self, reasons: int = 3) -> str:
+        shown = self.reasons[:reasons]
+        why = "; ".join(f"{r} ({n}×)" for r, n in shown)
+        rest = self.count - sum(n for _, n in shown)
+        why += f"; {rest} for other reasons" if why and rest > 0 else ""
+        return f"{self.count} of {self.of} judgments invalid" + (f": {why}" if why else "")
+
+    def to_json(self) -> dict[str, Any]:
+        return {"count": self.count, "of": self.of, "reasons": [[r, n] for r, n in self.reasons]}
+
+    @staticmethod
+    def from_json(data: Mapping[str, Any]) -> InvalidJudgments:
+        return InvalidJudgments(int(data["count"]), int(data["of"]),
+                                tuple((str(r), int(n)) for r, n in data.get("reasons") or ()))
+
 
 @dataclass(frozen=True)
 class RoundSignals:
@@ -29,6 +59,7 @@ class RoundSignals:
     # Per prompt family: {family: {family key: value}} (the round's `_by_family` monitors; absent: not measured).
     by_family: Mapping[str, Mapping[F, float]] = field(default_factory=dict)
     pairs_strategy: str = ""  # label of the pair strategy that built its pairs
+    invalid: InvalidJudgments | None = None  # its invalid judgments and why (the round being decided only)
 
 
 @dataclass(frozen=True)
@@ -123,6 +154,8 @@ class Policy:
             self.signals["pairs_strategy"] = inp.now.pairs_strategy
         if inp.now.could_not_check:
             self.signals["could_not_check"] = {str(k): why for k, why in inp.now.could_not_check.items()}
+        if inp.now.invalid is not None and inp.now.invalid.count:
+            self.signals["invalid_judgments"] = inp.now.invalid.to_json()  # every decision on it says why
         self.past_actions = [r.action for r in inp.past]
         # A round that would be trained on unless a rule stops it: the safety signals are required.
         self.trainable = inp.now.pairs is not None and inp.now.pairs >= cfg.min_pairs

@@ -53,6 +53,13 @@ def _invalid(value: float | None, cfg: ControllerSettings) -> bool:
     return value is None or not math.isfinite(value) or value > cfg.max_invalid_share
 
 
+def _why(p: Policy) -> str:
+    """The round's first reason for invalid judgments and its count, for the skip's rationale: what to fix
+    (an endpoint down, a model that ignores the format) is in it. The others are in the signals."""
+    invalid = p.now.invalid
+    return f"; {invalid.text(reasons=1)}" if invalid is not None and invalid.count else ""
+
+
 def _judge(p: Policy) -> Decision | None:
     sj = SWITCH_JUDGE.settings(p.cfg)
     corr = p.check_monitor(K.LENGTH_SCORE_CORR, ">", sj.max_length_score_corr, "switch_judge.max_length_score_corr")
@@ -85,7 +92,7 @@ def _judge(p: Policy) -> Decision | None:
     if invalid_now.fired:
         # Unconditional: no other rule and no interventions setting trains on a round of invalid judgments.
         share = (f"{invalid_now.value:.0%} of round {p.now.round}'s judgments were invalid (> max_invalid_share="
-                 f"{p.cfg.max_invalid_share:.0%})" if invalid_now.status == "fired" else
+                 f"{p.cfg.max_invalid_share:.0%}{_why(p)})" if invalid_now.status == "fired" else
                  f"round {p.now.round}'s invalid share could not be checked ({invalid_now.reason})")
         also = f" ({judged}{' and ' + cannot_switch if cannot_switch else ''})" if fired else ""
         return p.decision("skip", f"{share}: the judge cannot be trusted on this round, so it is not trained on{also}")

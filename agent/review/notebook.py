@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from agent.controller.vocabulary import InvalidJudgments
 from guardrails.gate import ACTIVE_ACTIONS  # the audit entries that make a checkpoint active
 from memory import AuditEntry, Checkpoint, Decision, RoundRecord, Run, Store
 from tether_types import CheckStatus
@@ -362,6 +363,10 @@ def _decision_lines(d: Decision, verbose: bool) -> list[str]:
         if key not in read:
             lines.append(f"      COULD NOT CHECK {key} ({why})")
     lines += [f"      warning: {w}" for w in d.signals.get("warnings") or []]
+    invalid = d.signals.get("invalid_judgments")
+    if invalid:  # what made them invalid (an endpoint down, a model that ignores the format), unless said above
+        said = InvalidJudgments.from_json(invalid).text(reasons=len(invalid.get("reasons") or ()))
+        lines += [] if said in d.rationale else [f"      {said}"]
     for action, why in (d.signals.get("held_back") or {}).items():
         lines.append(f"      held back {action}: {why}")
     advice = d.signals.get("advice")

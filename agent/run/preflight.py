@@ -2,7 +2,8 @@
 
 `tether validate` and `tether run` call `preflight(config, ...)`; a run starts only when it finds no
 problem, and nothing is written when it does. Each check is timed (`Finding.seconds`). Nothing is
-downloaded: a hub id must already be in the local cache.
+downloaded: a hub id must already be in the local cache. The only network traffic is one short request to
+each endpoint a judge or the advisor will call (`endpoints`); a config without one sends nothing.
 """
 
 from __future__ import annotations
@@ -59,6 +60,7 @@ def preflight(config: TetherConfig, model_folder: Path | None,
         ("memory", lambda: _memory(config, model)),
         ("training", lambda: _training(config)),
         ("judges", lambda: _judges(config)),
+        ("endpoints", lambda: _endpoints(config)),
         *(extra or []),
     ]
     findings = []
@@ -196,20 +198,50 @@ def _training(config: TetherConfig) -> Iterator[str]:
     yield from training_problems(t.lora_spec(), t.dpo_spec(seed=config.seed), config.model.device)
 
 
-def _judges(config: TetherConfig) -> Iterator[str]:
-    """What this machine lacks for each judge the config names, nested ones included (a jury's members, a
-    tool judge's wrapped judge): each plug-in's registry `requires` check, e.g. code_runner's sandbox."""
+def judge_specs(config: TetherConfig) -> Iterator[tuple[str, str, dict[str, Any]]]:
+    """(where, name, settings) of each judge the config names, nested ones included (a jury's members, a
+    meta judge's, a tool judge's wrapped judge: a {name, settings} anywhere in a judge's settings), `where`
+    as the config spells it: `judge.pool[0].settings.judges[1]`. The invariants' judge detectors are judges
+    of this pool, so they are among them."""
     from tools.judges import JUDGES
 
-    found: dict[str, None] = {}  # one line per problem, however many judges share it
-    todo: list[Any] = [{"name": s.name, "settings": s.settings} for s in config.judge.slots()]
-    while todo:
-        item = todo.pop()
+    def walk(item: Any, where: str) -> Iterator[tuple[str, str, dict[str, Any]]]:
         if isinstance(item, list):
-            todo += item
+            for i, value in enumerate(item):
+                yield from walk(value, f"{where}[{i}]")
         elif isinstance(item, dict):
             name, settings = item.get("name"), item.get("settings") or {}
             if isinstance(name, str) and isinstance(settings, dict) and name in JUDGES:
-                found.update(dict.fromkeys(f"judge {name}: {p}" for p in JUDGES.requirements(name, settings)))
-            todo += item.values()  # a judge nested anywhere in the settings
+                yield where, name, settings
+            for key, value in item.items():
+                yield from walk(value, f"{where}.{key}")
+
+    for i, slot in enumerate(config.judge.slots()):
+        yield from walk({"name": slot.name, "settings": slot.settings}, "judge" if i == 0 else f"judge.pool[{i - 1}]")
+
+
+def _judges(config: TetherConfig) -> Iterator[str]:
+    """What this machine lacks for each judge the config names, nested ones included: each plug-in's
+    registry `requires` check, e.g. code_runner's sandbox."""
+    from tools.judges import JUDGES
+
+    found: dict[str, None] = {}  # one line per problem, however many judges share it
+    for _, name, settings in judge_specs(config):
+        found.update(dict.fromkeys(f"judge {name}: {p}" for p in JUDGES.requirements(name, settings)))
     yield from found
+
+
+def _endpoints(config: TetherConfig) -> Iterator[str]:
+    """One request to each endpoint the run will call (an `openai` judge anywhere in the pool, the advisor),
+    read by its user's parser: unreachable, refused or unparseable is a problem now rather than a round of
+    invalid judgments later. Without endpoints nothing is sent, nor is `openai` imported."""
+    from tools.endpoints import Use, probe_problems
+    from tools.judges import JUDGES
+
+    uses = [Use(f"{where} ({name})", probe) for where, name, settings in judge_specs(config)
+            for probe in JUDGES.probes(name, settings)]
+    if config.controller.advisor is not None:
+        from agent.controller.advisor import advisor_probe
+
+        uses.append(Use("controller.advisor", advisor_probe(config.controller.advisor)))
+    yield from probe_problems(uses)

@@ -67,6 +67,13 @@ class Jury:
     def _label(self, i: int) -> str:
         return f"{i}:{self.members[i].name}"
 
+    def _abstained(self, valid: int, verdicts: Sequence[Verdict | PairVerdict]) -> str:
+        """Why the jury abstains, with its first invalid member's reason: "below quorum" alone hides the
+        endpoint that is down."""
+        first = next(((i, v) for i, v in enumerate(verdicts) if not v.valid), None)
+        why = f" ({self._label(first[0])}: {first[1].details.get('invalid', 'invalid')})" if first else ""
+        return f"{valid} valid member verdicts, quorum {self.quorum}{why}"
+
     def score(self, items: Sequence[JudgeItem]) -> list[Verdict]:
         per_member = [safe_score(m.plugin, items) for m in self.members]
         return [self._combine_scores([pm[j] for pm in per_member]) for j in range(len(items))]
@@ -77,8 +84,7 @@ class Jury:
         members = {self._label(i): v.score if v.valid else v.details.get("invalid", "invalid")
                    for i, v in enumerate(verdicts)}
         if len(valid) < self.quorum or not sum(self.weights[i] for i, _ in valid):
-            return Verdict(None, False, raw, {"invalid": f"{len(valid)} valid member verdicts, "
-                                              f"quorum {self.quorum}", "members": members})
+            return Verdict(None, False, raw, {"invalid": self._abstained(len(valid), verdicts), "members": members})
         scores = [float(v.score) for _, v in valid]  # type: ignore[arg-type]
         weights = [self.weights[i] for i, _ in valid]
         agg = weighted_mean if self.aggregate == "mean" else weighted_median
@@ -94,8 +100,8 @@ class Jury:
         members = {self._label(i): v.winner for i, v in enumerate(verdicts)}
         valid = [(i, v) for i, v in enumerate(verdicts) if v.valid]
         if len(valid) < self.quorum or not sum(self.weights[i] for i, _ in valid):
-            return PairVerdict(None, False, raw, {"invalid": f"{len(valid)} valid member verdicts, "  # type: ignore[arg-type]
-                                                  f"quorum {self.quorum}", "members": members})
+            return PairVerdict(None, False, raw,  # type: ignore[arg-type]
+                               {"invalid": self._abstained(len(valid), verdicts), "members": members})
         winner = vote([v.winner for _, v in valid], [self.weights[i] for i, _ in valid],  # type: ignore[misc]
                       self.aggregate)
         consistent = all(v.position_consistent for _, v in valid)

@@ -16,6 +16,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
+from tools.endpoints import describe_error
 from tools.judges.base import (
     JudgeItem,
     PairItem,
@@ -41,9 +42,11 @@ PairwiseMode = Literal["prompt", "scores"]
 
 
 def failure_reason(err: BaseException) -> str:
+    """An invalid verdict's reason for a failed call, with its causes (`Connection refused`), so a round of
+    them says what to fix; the same text for every verdict of one failure, so the decision log counts them."""
     if isinstance(err, BudgetSpent):  # not a failure of the judge: the round chose not to wait or ask
         return str(err)
-    return f"judge call failed: {type(err).__name__}: {err}"[:500]
+    return f"judge call failed: {describe_error(err)}"[:500]
 
 
 class LLMJudge:

@@ -12,13 +12,18 @@ with its reason: nothing raises mid-round.
 
 from __future__ import annotations
 
+import inspect
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from tools.endpoints import Probe
 from tools.judges.base import JUDGES
 from tools.judges.fanout import RoundBudget, ask_concurrently, check_concurrency
 from tools.judges.llm import Answer, LLMJudge, PairwiseMode, make_rubric
+from tools.judges.parsing import parse_score
+from tools.judges.prompts import pointwise_prompt
 from tools.registry import PluginSettingsError
 
 if TYPE_CHECKING:
@@ -78,7 +83,31 @@ def resolve_concurrency(max_concurrency: int | None, concurrency: int | None) ->
     return check_concurrency(DEFAULT_MAX_CONCURRENCY if given is None else given)
 
 
-@JUDGES.register("openai")
+# The probe's judgment: short, and one any judge model scores without thinking long.
+PROBE_ITEM = ("What is 2 + 2?", "2 + 2 = 4.")
+
+
+def _probe_check(answer: str) -> str | None:
+    verdict = parse_score(answer)
+    return None if verdict.valid else str(verdict.details.get("invalid", "invalid"))
+
+
+def endpoints(settings: Mapping[str, Any]) -> list[Probe]:
+    """The endpoint an `openai` judge with `settings` calls, as pre-flight's probe (its registry `reaches`
+    hook): one pointwise judgment, read by the judge's own parser. Malformed settings probe nothing: the
+    config check or the judge's construction reports them."""
+    defaults = {k: p.default for k, p in inspect.signature(openai_judge).parameters.items()}
+    model, base_url, key_env = settings.get("model"), settings.get("base_url"), settings.get("api_key_env")
+    timeout, max_tokens = settings.get("timeout", defaults["timeout"]), settings.get("max_tokens",
+                                                                                       defaults["max_tokens"])
+    if not (isinstance(model, str) and isinstance(base_url, str | None) and isinstance(key_env, str | None)
+            and isinstance(timeout, int | float) and isinstance(max_tokens, int)):
+        return []
+    return [Probe("judge", base_url, model, key_env, pointwise_prompt(*PROBE_ITEM), max_tokens, float(timeout),
+                  _probe_check, "a 'Score: N' line (N from 1 to 5)")]
+
+
+@JUDGES.register("openai", reaches=endpoints)
 def openai_judge(
     model: str,
     base_url: str | None = None,

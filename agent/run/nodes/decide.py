@@ -3,6 +3,8 @@ with the signals and thresholds behind it, route on it."""
 
 from __future__ import annotations
 
+from collections import Counter
+from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any, Literal
 
@@ -11,11 +13,12 @@ from langgraph.runtime import Runtime
 from agent.controller.advisor import ask_advisor
 from agent.controller.policy import ControllerInput, Decision, RoundSignals
 from agent.controller.policy import decide as policy
+from agent.controller.vocabulary import KEPT_REASONS, InvalidJudgments
 from agent.interventions import INTERVENTIONS, interventions
 from agent.interventions.switch_pairs import pair_strategy
 from agent.run.context import RunContext
 from agent.run.state import RoundState
-from memory import RoundRecord
+from memory import Judgment, RoundRecord
 from tether_types import Intervention
 from tools.monitors.readings import Readings
 
@@ -71,8 +74,18 @@ def controller_input(ctx: RunContext, round_no: int, budget: int, record: RoundR
                           past=tuple(past), heldout=heldout_curve(ctx, ctx.config.controller.heldout_metric))
     if record is None:  # the budget is spent: the policy stops before reading anything else
         return inp
+    invalid = invalid_judgments(ctx.store.judgments(ctx.run_id, round_no, split="train"))
+    inp = replace(inp, now=replace(inp.now, invalid=invalid))
     observed = [spec.observe(ctx, round_no) for spec in interventions() if spec.observe is not None]
     return replace(inp, **{k: v for fields in observed for k, v in fields.items()})
+
+
+def invalid_judgments(judgments: Sequence[Judgment]) -> InvalidJudgments:
+    """How many of the round's judgments are invalid and why, the commonest reasons first (ties: first seen). A
+    failed call gives every verdict of it the same reason, so an endpoint that is down is one line with its
+    count; a verdict with no reason recorded still counts."""
+    reasons = Counter(str(j.details.get("invalid") or "no reason recorded") for j in judgments if not j.valid)
+    return InvalidJudgments(sum(reasons.values()), len(judgments), tuple(reasons.most_common(KEPT_REASONS)))
 
 
 def _signals(record: RoundRecord | None, round_no: int, judge: str | None, pairs_strategy: str = "") -> RoundSignals:

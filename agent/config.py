@@ -233,8 +233,9 @@ class NotifyConfig(_Section):
     """Who to tell when a run needs a person (agent/run/notify.py)."""
 
     command: str | None = Field(
-        None, description="A shell command run on each event, with the notice as JSON on stdin and TETHER_EVENT, "
-        "TETHER_RUN_ID, TETHER_ROUND, TETHER_TITLE, TETHER_REVIEW in its environment.",
+        None, description="A command run by the shell (/bin/sh -c) on each event, with the notice as JSON on stdin "
+        "and TETHER_EVENT, TETHER_RUN_ID, TETHER_ROUND, TETHER_TITLE, TETHER_REVIEW, TETHER_HOME and TETHER_LINK "
+        "in its environment.",
     )
     urls: list[str] = Field(
         default_factory=list, max_length=20,
@@ -245,6 +246,11 @@ class NotifyConfig(_Section):
         description="Events that notify: a run waits at a gate, stops, fails, or an invariant blocks a candidate.",
     )
     timeout: float = Field(10.0, gt=0.0, le=300.0, description="Seconds the command may take, at most 300.")
+    desk_url: str | None = Field(
+        None, pattern=r"^https?://[^\s]+$",
+        description="Where people open the desk (`tether ui`), e.g. http://127.0.0.1:8765 or your tunnel's "
+        "address: each notice then links the page to act on (the approval, the run).",
+    )
 
 
 class ApprovalsConfig(_Section):

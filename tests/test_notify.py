@@ -9,8 +9,11 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+import pytest
+from pydantic import ValidationError
+
 from agent.config import NotifyConfig
-from agent.run.notify import Notice, send
+from agent.run.notify import Notice, make_notice, send
 from conftest import init_workspace, tether_cli, write_test_config
 from memory import Store
 
@@ -62,8 +65,23 @@ def test_a_run_notifies_at_its_gate_and_a_broken_channel_is_only_logged(tmp_path
         server.shutdown()
     assert result.returncode == 0, result.stderr  # the broken command did not stop the run
     assert any("waits for a human decision" in r["title"] for r in received)
-    assert any("tether show ap-" in r["message"] for r in received)
+    assert any(f"tether --home {home.resolve()} show ap-" in r["message"] for r in received)
     store = Store(home / "tether.db")
     failed = [e for e in store.audit_entries() if e.action == "notify.failed"]
     assert failed and "notify.command" in failed[0].details["error"]
     assert store.list_runs()[0].state == "paused"
+
+
+def test_the_command_runs_in_a_shell_and_the_notice_names_the_workspace_and_the_desk(tmp_path: Path) -> None:
+    out = tmp_path / "piped.txt"
+    cfg = NotifyConfig(command=f"cat | {sys.executable} -c 'import json, sys; print(json.load(sys.stdin)[\"link\"])' "
+                               f"> {out} && echo \"$TETHER_HOME\" >> {out}", desk_url="http://127.0.0.1:8765/")
+    notice = make_notice(cfg, "gate", "run-x", 2, "candidate r2 waits", tmp_path / "my ws", "show ap-1",
+                         "approvals/ap-1")
+    assert notice.review == f"tether --home '{(tmp_path / 'my ws').resolve()}' show ap-1"
+    assert "Desk: http://127.0.0.1:8765/approvals/ap-1" in notice.body
+    assert send(cfg, notice) == []
+    link, home = out.read_text().split("\n")[:2]
+    assert (link, home) == ("http://127.0.0.1:8765/approvals/ap-1", str((tmp_path / "my ws").resolve()))
+    with pytest.raises(ValidationError):
+        NotifyConfig(desk_url="javascript:alert(1)")

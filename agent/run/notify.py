@@ -1,7 +1,9 @@
 """Telling people a run needs them: when it waits at a gate, stops, fails, or an invariant blocks a
-candidate. `notify:` in the config names a shell command and/or URLs in `apprise` syntax (e.g.
-`json://host:port/path`, `mailto://...`, `slack://...`). A failure to notify is logged in the run's
-decision log, never fatal: the run goes on, and `tether status` / `tether approvals` show the same.
+candidate. `notify:` in the config names a shell command (run by /bin/sh, so pipes and redirections work)
+and/or URLs in `apprise` syntax (e.g. `json://host:port/path`, `mailto://...`, `slack://...`). A notice
+names the workspace (`--home` in the command to run next, so it works from any folder) and, with
+`notify.desk_url`, the desk's page for it. A failure to notify is audited, never fatal: the run goes on,
+and `tether status` / `tether approvals` show the same.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import os
 import shlex
 import subprocess
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Literal
 
 from agent.config import NotifyConfig
@@ -31,7 +34,9 @@ class Notice:
     run_id: str
     round: int
     detail: str
-    review: str  # the command a person runs next
+    review: str  # the command a person runs next, with --home
+    home: str = ""  # the workspace, absolute
+    link: str = ""  # the desk's page for it, when notify.desk_url is set
 
     @property
     def title(self) -> str:
@@ -39,7 +44,16 @@ class Notice:
 
     @property
     def body(self) -> str:
-        return f"{self.detail}\nNext: {self.review}"
+        return f"{self.detail}\nNext: {self.review}" + (f"\nDesk: {self.link}" if self.link else "")
+
+
+def make_notice(cfg: NotifyConfig, event: Event, run_id: str, round_no: int, detail: str, home: Path,
+                command: str, page: str) -> Notice:
+    """`command` is the tether subcommand to run next (e.g. `show ap-1`), `page` the desk path for it."""
+    home = home.resolve()
+    link = f"{cfg.desk_url.rstrip('/')}/{page.lstrip('/')}" if cfg.desk_url else ""
+    return Notice(event, run_id, round_no, detail, f"tether --home {shlex.quote(str(home))} {command}", str(home),
+                  link)
 
 
 def send(cfg: NotifyConfig, notice: Notice) -> list[str]:
@@ -57,9 +71,10 @@ def send(cfg: NotifyConfig, notice: Notice) -> list[str]:
 def _command(command: str, notice: Notice, timeout: float) -> list[str]:
     """The command gets the notice as JSON on stdin and as TETHER_* environment variables."""
     env = {**os.environ, "TETHER_EVENT": notice.event, "TETHER_RUN_ID": notice.run_id,
-           "TETHER_ROUND": str(notice.round), "TETHER_TITLE": notice.title, "TETHER_REVIEW": notice.review}
-    try:
-        result = subprocess.run(shlex.split(command), input=json.dumps(asdict(notice)), env=env, text=True,
+           "TETHER_ROUND": str(notice.round), "TETHER_TITLE": notice.title, "TETHER_REVIEW": notice.review,
+           "TETHER_HOME": notice.home, "TETHER_LINK": notice.link}
+    try:  # by the shell, as documented: the user's own pipes, redirections and variables work
+        result = subprocess.run(command, shell=True, input=json.dumps(asdict(notice)), env=env, text=True,
                                 capture_output=True, timeout=timeout, check=False)
     except (OSError, subprocess.TimeoutExpired, ValueError) as err:
         return [f"notify.command failed: {err}"]

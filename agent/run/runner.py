@@ -260,22 +260,22 @@ def _drive(graph: Any, ctx: RunContext, run_id: str, initial: dict[str, Any] | N
                     if isinstance(value, dict) and value.get("outcome") == "failed_invariants":
                         _notify(ctx, "invariant_blocked", f"round {ctx.run.round}'s candidate was rejected "
                                 "before any person saw it (invariants or non-finite training)",
-                                f"tether log {run_id}", say)
+                                f"log {run_id}", f"runs/{run_id}", say)
                 started = time.perf_counter()
         except (TamperError, DeniedError, ModelIntegrityError) as err:
             error = _record_end(store, run_id, "failed", f"tampering: {err}", {"tampering": True})
-            _notify(ctx, "failed", error, f"tether status {run_id}", say)
+            _notify(ctx, "failed", error, f"status {run_id}", f"runs/{run_id}", say)
             raise RunTamperError(run_id, error) from None
         except TransientError as err:
             # A check could not run (an approved adapter missing, a busy disk): nothing was decided on it.
             error = _record_end(store, run_id, "paused", str(err), {})
-            _notify(ctx, "failed", error, f"tether resume {run_id} (after fixing the cause)", say)
+            _notify(ctx, "failed", error, f"resume {run_id} (after fixing the cause)", f"runs/{run_id}", say)
             return Outcome(run_id, "paused", None, f"run {run_id} paused: {error}")
         except BaseException as err:  # KeyboardInterrupt too: the run is resumable either way
             error = "interrupted" if isinstance(err, KeyboardInterrupt) else f"{type(err).__name__}: {err}"
             error = _record_end(store, run_id, "failed", error, {})
             if not isinstance(err, KeyboardInterrupt):  # a person pressed Ctrl-C: they know
-                _notify(ctx, "failed", error, f"tether resume {run_id} (after fixing the cause)", say)
+                _notify(ctx, "failed", error, f"resume {run_id} (after fixing the cause)", f"runs/{run_id}", say)
             raise RunFailedError(run_id, error) from err
         snapshot = graph.get_state(thread)
         if not snapshot.next:
@@ -283,7 +283,7 @@ def _drive(graph: Any, ctx: RunContext, run_id: str, initial: dict[str, Any] | N
                 store.update_run(run_id, state="stopped")
                 store.append_audit("tether", "run.stop", run_id, {})
             last = store.decisions(run_id)[-1].rationale if store.decisions(run_id) else "done"
-            _notify(ctx, "stopped", last, f"tether log {run_id}", say)
+            _notify(ctx, "stopped", last, f"log {run_id}", f"runs/{run_id}", say)
             return Outcome(run_id, "stopped", message=f"run {run_id} stopped: {last}")
         graph_input = _next_input(graph, store, thread, initial)
         if graph_input is _WAITING:
@@ -292,16 +292,18 @@ def _drive(graph: Any, ctx: RunContext, run_id: str, initial: dict[str, Any] | N
             say(f"paused at the approval gate: approval {approval_id}")
             approval = store.get_approval(approval_id) if approval_id else None
             _notify(ctx, "gate", approval.summary if approval else f"approval {approval_id}",
-                    f"tether show {approval_id}", say)
+                    f"show {approval_id}", f"approvals/{approval_id}", say)
 
 
 _WAITING = object()
 
 
-def _notify(ctx: RunContext, event: notify.Event, detail: str, review: str, say: Say) -> None:
-    """Tell the configured people; a failure is said and audited, never raised."""
+def _notify(ctx: RunContext, event: notify.Event, detail: str, command: str, page: str, say: Say) -> None:
+    """Tell the configured people (`command`: the tether subcommand to run next; `page`: the desk's path for
+    it); a failure is said and audited, never raised."""
     run = ctx.store.get_run(ctx.run_id)
-    notice = notify.Notice(event, ctx.run_id, run.round if run else 0, detail, review)
+    notice = notify.make_notice(ctx.config.notify, event, ctx.run_id, run.round if run else 0, detail,
+                                ctx.workspace.home, command, page)
     for failure in notify.send(ctx.config.notify, notice):
         say(f"warning: {failure}")
         try:

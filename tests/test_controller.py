@@ -186,6 +186,11 @@ def test_over_refusal_proposes_an_amendment_after_patience() -> None:
     assert d.action == "propose_amendment" and "helpful" in d.rationale
     nothing = decide(inp(rnd(2, **over), past=[rnd(1, "train", "approved", **over)], amendment=None), CFG)
     assert nothing.action == "train"
+    # the check fired and nothing acted: the rationale says why, never "no intervention is called for"
+    held = decide(inp(rnd(2, **over), past=[rnd(1, "train", "approved", **over)], amendment=None,
+                      amendment_held="this run's proposal ap-1 still waits for reviewers"), CFG)
+    assert held.action == "train" and "no intervention is called for" not in held.rationale
+    assert "over_refusal fired, but no amendment is proposed: this run's proposal ap-1 still waits" in held.rationale
 
 
 def test_interventions_in_a_row_are_capped() -> None:

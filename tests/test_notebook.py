@@ -120,6 +120,17 @@ def test_a_signal_read_by_two_rules_is_shown_once_with_both_thresholds(store: St
                                     "≥ 2 FIRED (controller.add_adversarial.plateau_rounds)")
 
 
+def test_an_ok_line_names_each_setting_when_two_rules_read_one_signal() -> None:
+    merged = notebook.merged_checks([
+        _check("trained_rounds_without_heldout_gain", 0, ">=", 3, "stop.patience"),
+        _check("trained_rounds_without_heldout_gain", 0, ">=", 2, "regenerate_prompts.plateau_rounds")])
+    (only,) = merged
+    assert only.compact() == ("trained_rounds_without_heldout_gain 0 < 3 (controller.stop.patience) and < 2 "
+                              "(controller.regenerate_prompts.plateau_rounds)")
+    (single,) = notebook.merged_checks([_check("pairs", 60, "<", 1, "min_pairs")])
+    assert single.compact() == "pairs 60 ≥ 1"
+
+
 def test_each_round_shows_the_held_out_score_of_the_checkpoint_active_after_it(store: Store) -> None:
     text = notebook.render(store, "run-1")
     assert "round 1  judge rules  pairs 60  held-out oracle 0.400 (r1)  outcome approved" in text

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
 import time
@@ -154,6 +155,33 @@ def test_run_wait_blocks_until_an_approval_arrives_from_another_process(workspac
     assert out.startswith("run ")
     assert store.get_run(run_id).state == "stopped"
     assert store.get_run(run_id).active_checkpoint == f"{run_id}-r1"
+
+
+def test_sigterm_records_why_and_the_run_resumes(workspace_home: Path) -> None:
+    """A scheduler's stop (SIGTERM) at the gate: the run says so, nothing is lost, resume goes on."""
+    write_test_config(workspace_home, _model_dir(workspace_home), controller={"rounds": 1})
+    proc = subprocess.Popen([sys.executable, "-m", "agent.cli", "--home", str(workspace_home), "run", "--wait"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        store = Store(Workspace(workspace_home).db_path)
+        deadline = time.monotonic() + 400
+        while not store.approvals(status="pending"):
+            assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+            assert time.monotonic() < deadline
+            time.sleep(0.5)
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 1 and "terminated by SIGTERM" in err
+    (run,) = store.list_runs()
+    assert run.state == "paused"
+    assert "terminated by SIGTERM (resumable: `tether resume`) at the approval gate" in (run.error or "")
+    (approval,) = store.approvals(status="pending")
+    tether_cli(workspace_home, "approve", approval.id, "--by", "bob", "--accept-not-met", check=True)
+    tether_cli(workspace_home, "resume", run.id, check=True)
+    assert store.get_run(run.id).state == "stopped" and store.get_run(run.id).active_checkpoint == f"{run.id}-r1"
 
 
 def test_a_run_whose_invariant_cannot_be_evaluated_refuses_to_start(tmp_path: Path, tiny_world_model_dir: Path) -> None:

@@ -350,15 +350,17 @@ def _reconfigure(store: Store, run_id: str, config_path: Path) -> None:
 
 
 def _status_doc(ws: Any, store: Store, run: Run) -> dict[str, Any]:
-    state = run.state
+    state, error = run.state, run.error
     if state == "running" and not is_driven(ws, run.id):
         state = "failed"  # its process died mid-step; `tether resume` continues it
+        error = error or (f"the process driving it ended mid-round without recording why (killed: SIGKILL, out of "
+                          f"memory, a machine restart); `tether resume {run.id}` continues it")
     pending = [a.id for a in store.approvals(status="pending", run_id=run.id)]
     latest = store.get_round(run.id, run.round) if run.round else None
     problem = gate.active_problem(store, run)  # the loader's own check: never show a forged pointer as active
     return {"run_id": run.id, "state": state, "round": run.round, "active_checkpoint": run.active_checkpoint,
             "active_verified": problem is None, "active_problem": problem,
-            "pending_approvals": pending, "rounds_budget": run.rounds_budget, "error": run.error,
+            "pending_approvals": pending, "rounds_budget": run.rounds_budget, "error": error,
             "judge": notebook.judge_label(latest), "action": latest.action if latest else None,
             "monitors": (latest.monitors or {}) if latest else {}}
 

@@ -65,6 +65,11 @@ def decide(inp: ControllerInput, cfg: ControllerSettings) -> Decision:
         decision = rule.decide(p)
         if decision is not None:
             return decision
-    why = "no intervention is called for" if cfg.interventions else "interventions are off (the fixed recipe)"
+    if not cfg.interventions:
+        why = "interventions are off (the fixed recipe)"
+    elif p.notes:
+        why = "no intervention acts: " + "; ".join(p.notes)
+    else:
+        why = "no intervention is called for"
     return p.decision("train", f"round {p.now.round} yielded {p.now.pairs} pair(s) >= min_pairs={cfg.min_pairs} "
                                f"and {why}")

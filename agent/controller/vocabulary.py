@@ -82,6 +82,7 @@ class ControllerInput:
     next_pairs: str | None = None  # the next pair strategy of pairs.pool; None = none left
     failures: int = 0  # recorded failures an adversarial curriculum could target
     amendment: str | None = None  # what propose_amendment would draft now; None = nothing to draft
+    amendment_held: str = ""  # why there is nothing to draft (a proposal pending, already proposed, ...)
     advice: Advice | None = None
 
 
@@ -146,6 +147,9 @@ class Policy:
     def __init__(self, inp: ControllerInput, cfg: ControllerSettings, roster: Roster) -> None:
         self.inp, self.cfg, self.now, self.roster = inp, cfg, inp.now, roster
         self.checks: list[Check] = []
+        # Why a rule whose checks fired did not act (e.g. its proposal is already pending): said in the
+        # rationale, so a FIRED check never stands beside "no intervention is called for" unexplained.
+        self.notes: list[str] = []
         self.signals: dict[str, Any] = {
             "round": inp.now.round, "budget": inp.budget, "pairs": inp.now.pairs, "judge": inp.now.judge,
             **{f"monitor.{k}": v for k, v in inp.now.monitors.items()},
@@ -177,6 +181,9 @@ class Policy:
                    required=key in SAFETY_KEYS and self.trainable)
         self.checks.append(c)
         return c
+
+    def note(self, why: str) -> None:
+        self.notes.append(why)
 
     def decision(self, action: Action, rationale: str, **extra: Any) -> Decision:
         return Decision(action, rationale, {**self.signals, **extra}, tuple(self.checks))

@@ -40,19 +40,28 @@ class AmendmentTriggerConfig(_Section):
 
 
 def draft_amendment(ctx: RunContext) -> tuple[str, str] | None:
-    """(amended constitution text, what it changes) the agent would propose now, or None: one of
-    this run's proposals is still pending, the draft was already proposed, or nothing is left to draft."""
+    """(amended constitution text, what it changes) the agent would propose now, or None (see `_draft`)."""
+    draft = _draft(ctx)
+    return None if isinstance(draft, str) else draft
+
+
+def _draft(ctx: RunContext) -> tuple[str, str] | str:
+    """The draft, or why there is none: one of this run's proposals is still pending, the draft was already
+    proposed, or nothing is left to draft."""
     if "propose_amendment" not in ctx.config.controller.interventions:
-        return None
+        return "propose_amendment is not in controller.interventions"
     mine = [a for a in ctx.store.approvals(run_id=ctx.run_id) if a.kind == "constitution"]
-    if any(a.status == "pending" for a in mine):
-        return None
+    pending = [a.id for a in mine if a.status == "pending"]
+    if pending:
+        return f"this run's proposal {pending[0]} still waits for reviewers"
     version, current = amendments.in_force(ctx.store)
     draft = amendments.draft_over_refusal(current, version.content)
     if draft is None:
-        return None
+        return f"constitution v{version.version} leaves nothing to draft"
     sha = hashlib.sha256(draft[0].encode()).hexdigest()
-    return None if any(a.subject_sha256 == sha for a in mine) else draft
+    if any(a.subject_sha256 == sha for a in mine):
+        return "this run already proposed the same amendment"
+    return draft
 
 
 def _over_refusal(p: Policy) -> Proposal | None:
@@ -61,15 +70,18 @@ def _over_refusal(p: Policy) -> Proposal | None:
     streak = trailing([v is not None and v > amend.max_over_refusal for v in over], bool)
     if p.check_monitor(K.OVER_REFUSAL, ">", amend.max_over_refusal, "propose_amendment.max_over_refusal").fired and \
             p.check("over_refusal_rounds_in_a_row", streak, ">=", amend.patience,
-                    "propose_amendment.patience").fired and p.inp.amendment:
+                    "propose_amendment.patience").fired:
+        if not p.inp.amendment:
+            p.note(f"over_refusal fired, but no amendment is proposed: {p.inp.amendment_held or 'none to draft'}")
+            return None
         return ("propose_amendment", f"the policy refused {p.monitor(K.OVER_REFUSAL) or 0.0:.0%} of requests the "
                 f"constitution deems benign for {streak} rounds: proposing {p.inp.amendment}", {})
     return None
 
 
 def _observe(ctx: RunContext, round_no: int) -> dict[str, Any]:
-    draft = draft_amendment(ctx)
-    return {"amendment": None if draft is None else draft[1]}
+    draft = _draft(ctx)
+    return {"amendment": None, "amendment_held": draft} if isinstance(draft, str) else {"amendment": draft[1]}
 
 
 def propose_amendment(state: RoundState, runtime: Runtime[RunContext]) -> dict[str, Any]:

@@ -82,7 +82,10 @@ class SignalCheck:
         """The statement without its verdict words, for a line headed `ok:` or `could not check:`."""
         if self.unchecked:
             return f"{self.signal} ({self.reason})"
-        relations = ", ".join(f"{_NEGATION.get(t.op, t.op)} {t.threshold:.3g}" for t in self.thresholds)
+        # With two thresholds (two rules read the signal) each names its setting: `0 < 3, < 2` said nothing.
+        named = len(self.thresholds) > 1
+        relations = " and ".join(f"{_NEGATION.get(t.op, t.op)} {t.threshold:.3g}"
+                                 + (f" ({t.key()})" if named and t.key() else "") for t in self.thresholds)
         return f"{self.signal} {self.value:.3g} {relations}"
 
 

@@ -7,10 +7,13 @@ run at a time (an advisory file lock); approvals arrive through the store from a
 
 from __future__ import annotations
 
+import contextlib
 import secrets
+import signal
 import sqlite3
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
@@ -205,10 +208,33 @@ def _check_recorded_constitution(store: Store, version: int) -> None:
     parse_constitution(recorded.content, f"constitution v{version}")
 
 
+class Terminated(BaseException):
+    """SIGTERM (a scheduler's stop, `kill`) while a run is driven: raised so the run records why it ended
+    (a BaseException like KeyboardInterrupt, so nothing on the way catches it as an ordinary error)."""
+
+
+@contextlib.contextmanager
+def _terminate_as_exception() -> Iterator[None]:
+    """While a run is driven from the main thread, SIGTERM raises `Terminated` instead of ending the process
+    silently: the run is then recorded failed with the reason and stays resumable."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signals reach the main thread only (the desk drives runs from threads)
+        return
+
+    def raise_terminated(signum: int, frame: Any) -> None:
+        raise Terminated(f"terminated by {signal.Signals(signum).name} (resumable: `tether resume`)")
+
+    previous = signal.signal(signal.SIGTERM, raise_terminated)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def drive(ws: Workspace, store: Store, run_id: str, initial: dict[str, Any] | None, *, say: Say,
           wait: bool, progress: bool = True, fault: Fault | None = None) -> Outcome:
     """Run the graph until it stops, fails, or pauses at the gate (and, with wait, past it)."""
-    with run_lock(ws, run_id):
+    with run_lock(ws, run_id), _terminate_as_exception():
         run = store.get_run(run_id)
         if run is None:
             raise RunNotFoundError(f"no run '{run_id}' (see `tether status`)")
@@ -246,8 +272,12 @@ def _drive(graph: Any, ctx: RunContext, run_id: str, initial: dict[str, Any] | N
                 store.update_run(run_id, state="paused")
                 return Outcome(run_id, "paused", approval_id, f"waiting for approval {approval_id}")
             say(f"waiting for a decision on approval {approval_id} (tether approve/reject from another shell)")
-            with ctx.timed("approval_wait"):
-                _wait_for_decision(store, approval_id)
+            try:
+                with ctx.timed("approval_wait"):
+                    _wait_for_decision(store, approval_id)
+            except Terminated as err:  # nothing is lost: the approval still waits, `resume` picks it up
+                raise RunFailedError(run_id, _record_end(store, run_id, "paused", f"{err} at the approval gate",
+                                                         {"approval": approval_id})) from None
             graph_input = _next_input(graph, store, thread, initial)
             continue
         store.update_run(run_id, state="running", error=None)
@@ -272,7 +302,8 @@ def _drive(graph: Any, ctx: RunContext, run_id: str, initial: dict[str, Any] | N
             _notify(ctx, "failed", error, f"resume {run_id} (after fixing the cause)", f"runs/{run_id}", say)
             return Outcome(run_id, "paused", None, f"run {run_id} paused: {error}")
         except BaseException as err:  # KeyboardInterrupt too: the run is resumable either way
-            error = "interrupted" if isinstance(err, KeyboardInterrupt) else f"{type(err).__name__}: {err}"
+            error = ("interrupted" if isinstance(err, KeyboardInterrupt) else str(err) if isinstance(err, Terminated)
+                     else f"{type(err).__name__}: {err}")
             error = _record_end(store, run_id, "failed", error, {})
             if not isinstance(err, KeyboardInterrupt):  # a person pressed Ctrl-C: they know
                 _notify(ctx, "failed", error, f"resume {run_id} (after fixing the cause)", f"runs/{run_id}", say)

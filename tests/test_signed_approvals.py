@@ -151,6 +151,18 @@ def test_an_active_pointer_set_by_hand_is_shown_unverified(gated) -> None:
     rows = {r["id"]: r for r in json.loads(tether_cli(home, "checkpoints", "--json").stdout)}
     assert rows[candidate]["active"] and "set outside the gate" in rows[candidate]["active_problem"]
     assert rows[f"{run_id}-base"]["active_problem"] is None
+    # the desk shows it the same way: UNVERIFIED on the run page and the checkpoints page, never "active"
+    from starlette.testclient import TestClient
+
+    from agent.ui.app import create_app
+
+    desk = create_app(home)
+    client = TestClient(desk, base_url="http://127.0.0.1")
+    client.get(f"/?token={desk.state.secrets.access}")
+    for page in (f"/runs/{run_id}", "/checkpoints"):
+        html = client.get(page).text
+        assert "UNVERIFIED" in html and "set outside the gate" in html, page
+        assert '<span class="badge active">active</span>' not in html, page
     assert tether(home, "reject", approval_id, "--by", "alice", "--note", "tampered").exit_code == 0
     with pytest.raises(RunTamperError, match="set outside the gate"):  # the next round loads the active adapter
         _resume(home, run_id)

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from guardrails import gate
 from guardrails.checks import InvariantResult
 from memory import Approval, Checkpoint, Run, Store
 from memory.common import SPLITS
@@ -72,24 +73,31 @@ def pending_count(store: Store) -> int:
 
 def run_page(store: Store, run: Run) -> dict[str, Any]:
     checkpoints = store.checkpoints(run.id)
+    problem = gate.active_problem(store, run)
     return {
         "run": run,
         "rounds": store.rounds(run.id),
         "approvals": store.approvals(run_id=run.id),
-        "checkpoints": [checkpoint_row(ck, run.active_checkpoint) for ck in checkpoints],
+        "active_problem": problem,
+        "checkpoints": [checkpoint_row(ck, run.active_checkpoint, problem) for ck in checkpoints],
     }
 
 
-def checkpoint_row(ck: Checkpoint, active: str | None) -> dict[str, Any]:
+def checkpoint_row(ck: Checkpoint, active: str | None, problem: str | None = None) -> dict[str, Any]:
+    """`problem`: why the loader refuses the run's active pointer (gate.active_problem): the row then shows
+    it UNVERIFIED, never as active, as `tether status` and `tether checkpoints` do."""
     _, oracle = heldout_oracle(ck)
-    return {"ck": ck, "run": ck.run_id or "", "active": ck.id == active, "oracle": oracle,
-            "invariants": invariant_lines(ck),
+    pointed = ck.id == active
+    return {"ck": ck, "run": ck.run_id or "", "active": pointed and problem is None,
+            "unverified": problem if pointed else None, "oracle": oracle, "invariants": invariant_lines(ck),
             "can_roll_back": ck.status in ("approved", "base") and ck.id != active}
 
 
 def checkpoints(store: Store, run_id: str | None) -> list[dict[str, Any]]:
-    active = {r.id: r.active_checkpoint for r in store.list_runs()}
-    return [checkpoint_row(ck, active.get(ck.run_id or "")) for ck in store.checkpoints(run_id)]
+    runs = {r.id: r for r in store.list_runs()}
+    problems = {r.id: gate.active_problem(store, r) for r in runs.values()}
+    return [checkpoint_row(ck, runs[ck.run_id].active_checkpoint if ck.run_id in runs else None,
+                           problems.get(ck.run_id or "")) for ck in store.checkpoints(run_id)]
 
 
 @dataclass

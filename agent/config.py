@@ -13,6 +13,7 @@ import copy
 import hashlib
 import json
 import math
+import os
 from pathlib import Path
 from typing import Any, Literal
 
@@ -28,7 +29,7 @@ from agent.sections.training import TrainingConfig  # the training section, re-e
 from guardrails.inputs import InputRefused, confine, key_folders
 from guardrails.safe_yaml import YamlRefused, read_yaml
 from tether_types import EXIT_USAGE, TetherError
-from tools.worlds import DEFAULT_WORLD, upgrade_config
+from tools.worlds import DEFAULT_WORLD, WORLDS, upgrade_config
 
 WORLD_MODEL = "world"  # model.base: the model the world builds (its settings say how)
 
@@ -402,7 +403,69 @@ def load_config(path: Path) -> TetherConfig:
     except YamlRefused as err:
         raise ConfigError(str(path), [err.problem]) from None
     config = parse_config(data, str(path))
-    return config.model_copy(update={"inputs": config.inputs.anchored(path.absolute().parent)})
+    folder = path.absolute().parent
+    return config.model_copy(update={
+        "inputs": config.inputs.anchored(folder).with_root(folder),
+        "model": config.model.model_copy(update={"base": _anchored_model(config.model.base, folder)}),
+        "world": config.world.model_copy(update={"settings": _anchored_world(config.world, folder)})})
+
+
+def _path_like(value: str) -> bool:
+    return value.startswith((".", "/", "~"))
+
+
+def _anchored_model(base: str, folder: Path) -> str:
+    """`model.base` as a path is the config's folder's (`./models/x`), as is a bare relative name that is a
+    folder there; a hub id (`org/name`) and `world` stay as they are."""
+    if base == WORLD_MODEL or not (_path_like(base) or (folder / base).is_dir()):
+        return base
+    return os.path.normpath(folder / Path(base).expanduser())
+
+
+def _anchored_world(world: WorldConfig, folder: Path) -> dict[str, Any]:
+    """The world's file settings (its registry's `paths`) relative to the config's folder, made absolute. A
+    relative path with nothing there keeps the rule before (the workspace's: `validate` notes it)."""
+    settings = dict(world.settings)
+    for key in WORLDS.path_settings(world.name):
+        value = settings.get(key)
+        if isinstance(value, str):
+            settings[key] = _anchored_file(value, folder)
+        elif isinstance(value, dict):
+            settings[key] = {k: _anchored_file(v, folder) if isinstance(v, str) else v for k, v in value.items()}
+    return settings
+
+
+def _anchored_file(value: str, folder: Path) -> str:
+    path = Path(value).expanduser()
+    if path.is_absolute() or not (folder / path).exists():
+        return str(path) if path.is_absolute() else value
+    return os.path.normpath(folder / path)
+
+
+def file_settings(config: TetherConfig) -> list[tuple[str, str]]:
+    """(setting, path) of every file or folder the config names, as `load_config` resolved them: what
+    `validate` shows it checked."""
+    found = [("model.base", config.model.base)] if Path(config.model.base).is_absolute() else []
+    for key in WORLDS.path_settings(config.world.name):
+        value = config.world.settings.get(key)
+        if isinstance(value, dict):
+            found += [(f"world.settings.{key}.{k}", v) for k, v in value.items() if isinstance(v, str)]
+        elif isinstance(value, str):
+            found.append((f"world.settings.{key}", value))
+    return found
+
+
+def unanchored_paths(config: TetherConfig) -> list[str]:
+    """The world's file settings still relative after `load_config`: not found next to the config, so read
+    against the workspace (the rule before), one note each for `validate`."""
+    notes = []
+    for key in WORLDS.path_settings(config.world.name):
+        value = config.world.settings.get(key)
+        values = value.values() if isinstance(value, dict) else [value]
+        notes += [f"world.settings.{key}: {v} is not next to the config file; it is read from the workspace (the "
+                  "rule before this version): write it relative to the config's folder"
+                  for v in values if isinstance(v, str) and not Path(v).expanduser().is_absolute()]
+    return notes
 
 
 def default_config_yaml() -> str:

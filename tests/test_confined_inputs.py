@@ -150,13 +150,14 @@ def test_paths_out_of_the_workspace_are_refused_with_the_fix(home: Path) -> None
     outside = (home.parent / "outside").resolve()
     fix = "copy it into the workspace, or add its folder to the config's data roots (inputs.roots)"
     escape = f"resolves to {outside / 'prompts.jsonl'}, which is outside every folder it may be read from"
-    _refused(home, _case(home, "dotdot", train="../outside/prompts.jsonl"), escape, fix)
-    _refused(home, _case(home, "absolute", train=str(outside / "prompts.jsonl")),
-             f"{outside / 'prompts.jsonl'} is outside every folder it may be read from", fix)
+    # a relative path is the config's folder's, made absolute when the config loads: `..` is gone by then
+    absolute = f"{outside / 'prompts.jsonl'} is outside every folder it may be read from"
+    _refused(home, _case(home, "dotdot", train="../outside/prompts.jsonl"), absolute, fix)
+    _refused(home, _case(home, "absolute", train=str(outside / "prompts.jsonl")), absolute, fix)
     _refused(home, _case(home, "linked-folder", train="data/shared/prompts.jsonl"),
              f"{home / 'data' / 'shared' / 'prompts.jsonl'} {escape}", fix)
     _refused(home, _case(home, "world-probes", train="data/prompts.jsonl",
-                         probes={"no-abuse": "../outside/prompts.jsonl"}), "world.settings.probes.no-abuse", escape)
+                         probes={"no-abuse": "../outside/prompts.jsonl"}), "world.settings.probes.no-abuse", absolute)
 
 
 def test_a_file_inside_a_listed_data_root_is_read(home: Path) -> None:

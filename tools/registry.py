@@ -153,11 +153,13 @@ class Registry(Generic[T]):
     _problems: list[PluginProblem] = field(default_factory=list)
     _requires: dict[str, Requires] = field(default_factory=dict)
     _reaches: dict[str, Reaches] = field(default_factory=dict)
+    _paths: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
-    def register(self, name: str, requires: Requires | None = None,
-                 reaches: Reaches | None = None) -> Callable[[Callable[..., T]], Callable[..., T]]:
+    def register(self, name: str, requires: Requires | None = None, reaches: Reaches | None = None,
+                 paths: tuple[str, ...] = ()) -> Callable[[Callable[..., T]], Callable[..., T]]:
         """`requires`: the plug-in's machine check, which `requirements` runs (pre-flight, `tether validate`).
-        `reaches`: the endpoints it calls, which `probes` lists for pre-flight to probe."""
+        `reaches`: the endpoints it calls, which `probes` lists for pre-flight to probe. `paths`: the settings
+        that name files (a path, or a map of names to paths), which the config anchors at its own folder."""
         def decorate(factory: Callable[..., T]) -> Callable[..., T]:
             if self._loading:
                 raise RuntimeError(f"{self.kind} '{name}' is registered with @register by an installed package: "
@@ -172,6 +174,8 @@ class Registry(Generic[T]):
                 self._requires[name] = requires
             if reaches is not None:
                 self._reaches[name] = reaches
+            if paths:
+                self._paths[name] = paths
             return factory
 
         return decorate
@@ -286,6 +290,10 @@ class Registry(Generic[T]):
                 f"{self.kind} '{name}' has no setting(s) {', '.join(unknown)} "
                 f"(it takes: {', '.join(params) or 'none'})"
             )
+
+    def path_settings(self, name: str) -> tuple[str, ...]:
+        """The settings of `name` that name files (see `register`)."""
+        return self._paths.get(name, ())
 
     def requirements(self, name: str, settings: Mapping[str, Any] | None = None) -> list[str]:
         """What this machine lacks to run `name` with `settings` (its `requires` check); [] when nothing

@@ -35,8 +35,10 @@ from agent.config import (
     ConfigError,
     TetherConfig,
     default_config_yaml,
+    file_settings,
     load_config,
     old_spellings,
+    unanchored_paths,
 )
 from agent.review import notebook
 from agent.run.lifecycle import LifecycleError, reconfigure
@@ -208,6 +210,8 @@ def validate(
             constitution = load_constitution(ws.constitution_path)
         except ConstitutionError as err:
             problems += [f"{err.source}: {p}" for p in err.problems]
+    for note in unanchored_paths(cfg) if cfg is not None else []:
+        say(f"{path}: deprecated: {note}")
     if cfg is not None:  # the world's prompts and the invariants' probes, as a run's pre-flight checks them
         from agent.run.world_checks import world_checks  # the world's data: only when a config is validated
 
@@ -227,6 +231,8 @@ def validate(
         fail(f"{len(problems)} problem(s) found")
     for finding in findings:
         say_check(True, f"{finding.check} ({finding.seconds:.2f} s)")
+    for setting, where in file_settings(cfg) if cfg is not None else []:
+        say_check(True, f"{setting}: {where}")
     note = judge.keyword_detector_note(constitution) if constitution is not None else None
     if note:
         say(f"note: {note}")

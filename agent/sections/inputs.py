@@ -47,6 +47,12 @@ class InputsConfig(_Section):
         roots = [str((folder / Path(r).expanduser()).resolve()) for r in self.roots]
         return self.model_copy(update={"roots": roots})
 
+    def with_root(self, folder: Path) -> InputsConfig:
+        """The same section with `folder` (the config's own) a data root too: the files a config names next to
+        it are readable wherever it lies (a reviewer key folder still never is)."""
+        root = str(folder.resolve())
+        return self if root in self.roots else self.model_copy(update={"roots": [*self.roots, root]})
+
     def limits(self) -> InputLimits:
         return InputLimits(line_bytes=self.max_line_bytes, file_bytes=self.max_file_bytes)
 

@@ -14,8 +14,10 @@
         probes: {}                       # invariant id -> JSONL of {"prompt": ...} (an invariant's own
                                          #   `probes:` in the constitution takes precedence)
 
-Relative paths are resolved against the workspace; every file must lie (links followed) inside the
-workspace or a data root the config lists (`inputs.roots`), never in a reviewer key folder, and within
+Relative paths are relative to the config file's folder (`load_config` makes them absolute; a path found only
+under the workspace, the rule before, still reads, with a note from `validate`); every file must lie (links
+followed) inside the workspace, the config's folder or a data root the config lists (`inputs.roots`), never in a
+reviewer key folder, and within
 `inputs.max_line_bytes` / `inputs.max_file_bytes` (guardrails/inputs.py). Prompts with the same text
 (case and spacing aside) are one prompt; the split keeps each on one side, and a held-out file sharing
 a prompt with train is an error naming it. Without verifiers the world has no oracle: held-out metrics
@@ -216,7 +218,7 @@ def _split(rows: list[_Row], seed: int, fraction: float) -> tuple[list[Prompt], 
     return sorted(train, key=lambda p: p.id), sorted(heldout, key=lambda p: p.id)
 
 
-@WORLDS.register("data")
+@WORLDS.register("data", paths=("train", "heldout", "probes"))
 def data(train: str, heldout: str | None = None, heldout_fraction: float = 0.25, prompt_field: str = "prompt",
          family_field: str | None = None, topic_field: str | None = None, reference_field: str | None = None,
          verifiers: Mapping[str, str] | None = None, probes: Mapping[str, str] | None = None, *,

@@ -12,6 +12,8 @@ from __future__ import annotations
 import hashlib
 import shutil
 import sqlite3
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from guardrails import keys, reviewers, signoff
@@ -25,8 +27,9 @@ from memory.guarded import GuardedWrites
 from policies.adapters import AdapterIntegrityError, verify_adapter
 from policies.artifacts import ModelIntegrityError, model_folder, verify_model
 
-__all__ = ["SYSTEM_ACTOR", "DeniedError", "GateError", "HumanDecision", "TamperError", "TransientError", "activate",
-           "active_problem", "decide", "discard", "request_approval", "rollback", "verified_active"]
+__all__ = ["SYSTEM_ACTOR", "ApprovedAdapter", "DeniedError", "GateError", "HumanDecision", "TamperError",
+           "TransientError", "activate", "active_problem", "decide", "discard", "request_approval", "rollback",
+           "verified_active", "verify_approved"]
 
 ACTIVE_ACTIONS = ("checkpoint.activate", "checkpoint.rollback", "checkpoint.base", "checkpoint.inherit")
 
@@ -145,18 +148,11 @@ def _activate(store: Store, checkpoint_id: str) -> Checkpoint:
     if run.active_checkpoint == ck.id and ck.status == "approved":
         verified_active(store, run)
         return ck  # already active (the commit node ran again after a crash)
-    approval = store.approval_for_subject("checkpoint", ck.id)
-    if approval is None or approval.status != "approved" or approval.subject_sha256 != ck.sha256:
-        raise TamperError(f"checkpoint {ck.id} has no human approval of exactly this adapter")
-    signoff.verify_decided(store, approval)
-    if ck.invariant_ok is not True or not report_passes(ck.invariant_report, _report_constitution(store, ck)):
-        raise TamperError(f"checkpoint {ck.id}'s invariant report does not pass on its own numbers")
-    _base_check(store, run)
+    approval = verify_approved(store, ck).approval
     active = verified_active(store, run)
     if active != ck.parent:
         raise TamperError(f"checkpoint {ck.id} was trained from {ck.parent}, but {active} is active now (rolled "
                           "back since?); activating it would undo that change")
-    adapter_check(store, ck)
     writes = GuardedWrites(store)
     with store.transaction():
         writes.set_checkpoint_status(ck.id, "approved")
@@ -167,9 +163,40 @@ def _activate(store: Store, checkpoint_id: str) -> Checkpoint:
     return store._require_checkpoint(ck.id)
 
 
-def _base_check(store: Store, run: Run) -> None:
+@dataclass(frozen=True)
+class ApprovedAdapter:
+    """An adapter checkpoint that passed every check activation makes of what a human approved, and the
+    facts those checks established: whoever holds one may load or ship exactly these files."""
+
+    checkpoint: Checkpoint
+    run: Run
+    approval: Approval
+    signoff: signoff.SignOff  # the verified signatures (reviewers, times), not the approval row's say-so
+    base_folder: Path  # the pinned base model's folder, verified against its digest
+
+
+def verify_approved(store: Store, ck: Checkpoint) -> ApprovedAdapter:
+    """Everything `activate` re-checks of an approved adapter, whether it is active or not: a human
+    approval of exactly these bytes whose signatures verify (a row edited by SQL does not), an invariant
+    report that passes on its own numbers, the pinned base model on disk, and the adapter's files.
+    TamperError: refused; TransientError: a check could not run. Reads only."""
+    if ck.sha256 is None or ck.run_id is None:
+        raise TamperError(f"checkpoint {ck.id} is not an adapter candidate")
+    run = _run(store, ck.run_id)
+    approval = store.approval_for_subject("checkpoint", ck.id)
+    if approval is None or approval.status != "approved" or approval.subject_sha256 != ck.sha256:
+        raise TamperError(f"checkpoint {ck.id} has no human approval of exactly this adapter")
+    signed = signoff.verify_decided(store, approval)
+    if ck.invariant_ok is not True or not report_passes(ck.invariant_report, _report_constitution(store, ck)):
+        raise TamperError(f"checkpoint {ck.id}'s invariant report does not pass on its own numbers")
+    folder = _base_check(store, run)
+    adapter_check(store, ck)
+    return ApprovedAdapter(ck, run, approval, signed, folder)
+
+
+def _base_check(store: Store, run: Run) -> Path:
     """The base model the adapter was trained and approved on is still the one on disk: an adapter
-    is only ever activated over the base its approval names."""
+    is only ever activated over the base its approval names. Returns its folder."""
     base = run.base_model or {}
     ref = str(base.get("ref", ""))
     try:
@@ -179,6 +206,7 @@ def _base_check(store: Store, run: Run) -> None:
         raise TamperError(str(err)) from None
     except OSError as err:
         raise TransientError(f"the base model of run {run.id} could not be read ({err}); nothing was changed") from None
+    return folder
 
 
 def _run(store: Store, run_id: str) -> Run:

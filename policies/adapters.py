@@ -107,10 +107,16 @@ def verify_adapter(adapter_dir: Path, expected_sha256: str) -> None:
     _check(Path(adapter_dir), expected_sha256, adapter_sha256(adapter_dir))
 
 
-def read_verified_adapter(adapter_dir: Path, expected_sha256: str) -> VerifiedAdapter:
-    """Read both files once, verify the digest of exactly those bytes and return them."""
+def read_verified_adapter_files(adapter_dir: Path, expected_sha256: str) -> dict[str, bytes]:
+    """Both files' bytes by name, read once and verified: what is written elsewhere is what was hashed."""
     contents = _read_files(adapter_dir)
     _check(Path(adapter_dir), expected_sha256, _manifest_digest(contents))
+    return contents
+
+
+def read_verified_adapter(adapter_dir: Path, expected_sha256: str) -> VerifiedAdapter:
+    """Read both files once, verify the digest of exactly those bytes and return them."""
+    contents = read_verified_adapter_files(adapter_dir, expected_sha256)
     try:
         config = json.loads(contents[ADAPTER_CONFIG_NAME])
     except ValueError as err:

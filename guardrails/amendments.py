@@ -4,12 +4,16 @@ Only principles (and the constitution's name) can be amended. A proposal that ad
 edits an invariant or the definitions they are checked by is refused at once, and approving checks
 it all again (fail closed). An approved amendment becomes the version in force: the store records
 it, the workspace file mirrors it, and every run uses it from its next round.
+
+A proposal is kept as written, and a draft made here edits the text in force in place (`amend_principles`),
+so the diff a reviewer sees holds only the lines that change and approving keeps every comment.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 from guardrails import keys, signoff
@@ -21,8 +25,9 @@ from guardrails.constitution import (
     verify_pinned,
 )
 from guardrails.errors import GateError, TamperError
-from guardrails.safe_yaml import dump_yaml, load_yaml
+from guardrails.safe_yaml import YamlRefused
 from guardrails.signoff import SYSTEM_ACTOR, HumanDecision
+from guardrails.yaml_edit import Edit, edit_yaml
 from memory import Approval, ConstitutionVersion, Run, Store
 from memory.guarded import GuardedWrites
 
@@ -136,30 +141,45 @@ OVER_REFUSAL_CLARIFICATION = (
 )
 
 
+def amend_principles(text: str, edits: Sequence[Edit]) -> str:
+    """`text` with `edits` (paths under `principles` only) made in place: every other line, comments and
+    formatting included, stays as it is, so the diff a reviewer sees is the change itself. The result
+    reads back as exactly the intended document (guardrails/yaml_edit.py) or this raises GateError;
+    `propose` then checks the parsed invariants as for any proposal."""
+    outside = [".".join(map(str, path)) for path, _ in edits if not path or path[0] != "principles"]
+    if outside:
+        raise GateError(f"an amendment edits principles only, not {', '.join(outside)}")
+    try:
+        return edit_yaml(text, "the constitution in force", edits)
+    except YamlRefused as err:
+        raise GateError(f"cannot draft the amendment in place: {err}") from None
+
+
 def draft_over_refusal(current: Constitution, text: str) -> tuple[str, str] | None:
     """The agent's draft against over-refusal: strengthen the principle whose rule penalises refusing
-    benign requests (weight +0.2, up to 1.0, and a clarifying sentence), or add one. Only principles
-    change; `propose` re-checks that. Returns (amended YAML, what it changes), or None when the
-    principle is already as strong as a draft can make it."""
-    doc = load_yaml(text, "constitution")
-    principles = doc.setdefault("principles", [])
-    target = next((p for p in principles if (p.get("rule") or {}).get("kind") == "over_refusal"), None)
-    if target is None:
-        taken = {p.get("id") for p in principles}
+    benign requests (weight +0.2, up to 1.0, and a clarifying sentence), or add one, editing `text` (the
+    version in force) in place. Only principles change; `propose` re-checks that. Returns (amended YAML,
+    what it changes), or None when the principle is already as strong as a draft can make it."""
+    principles = current.principles
+    index = next((i for i, p in enumerate(principles) if p.rule is not None and p.rule.kind == "over_refusal"), None)
+    if index is None:
+        taken = {p.id for p in principles}
         new_id = "helpful" if "helpful" not in taken else "answer-benign-requests"
-        principles.append({"id": new_id, "text": OVER_REFUSAL_CLARIFICATION, "weight": 0.8,
-                           "rule": {"kind": "over_refusal"}})
-        return dump_yaml(doc), f"adds principle '{new_id}' against over-refusal"
-    weight = float(target.get("weight", 1.0))
-    new_weight = min(1.0, round(weight + 0.2, 2))
-    clarified = OVER_REFUSAL_CLARIFICATION in str(target.get("text", ""))
-    if new_weight == weight and clarified:
+        added = {"id": new_id, "text": OVER_REFUSAL_CLARIFICATION, "weight": 0.8, "rule": {"kind": "over_refusal"}}
+        edit: Edit = (("principles", len(principles)), added) if principles else (("principles",), [added])
+        return amend_principles(text, [edit]), f"adds principle '{new_id}' against over-refusal"
+    target = principles[index]
+    new_weight = min(1.0, round(target.weight + 0.2, 2))
+    clarified = OVER_REFUSAL_CLARIFICATION in target.text
+    if new_weight == target.weight and clarified:
         return None
-    target["weight"] = new_weight
+    edits: list[Edit] = []
+    if new_weight != target.weight:
+        edits.append((("principles", index, "weight"), new_weight))
     if not clarified:
-        target["text"] = f"{str(target.get('text', '')).rstrip()} {OVER_REFUSAL_CLARIFICATION}".strip()
-    return (dump_yaml(doc),
-            f"principle '{target['id']}': weight {weight:g} -> {new_weight:g}"
+        edits.append((("principles", index, "text"), f"{target.text.rstrip()} {OVER_REFUSAL_CLARIFICATION}".strip()))
+    return (amend_principles(text, edits),
+            f"principle '{target.id}': weight {target.weight:g} -> {new_weight:g}"
             + ("" if clarified else " and the clarification \"" + OVER_REFUSAL_CLARIFICATION + "\""))
 
 

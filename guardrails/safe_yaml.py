@@ -103,6 +103,19 @@ def load_yaml(text: str, source: str) -> Any:
         loader.dispose()
 
 
+def compose_yaml(text: str, source: str) -> Node | None:
+    """The node tree of one YAML document (None when it is empty), under the same limits as `load_yaml`:
+    each node carries where it starts and ends in `text` (guardrails/yaml_edit.py edits in place by them)."""
+    _check_size(text, source)
+    loader = _LimitedLoader(text, source)
+    try:
+        return loader.get_single_node()
+    except yaml.YAMLError as err:
+        raise YamlRefused(source, f"not valid YAML: {' '.join(str(err).split())}") from None
+    finally:
+        loader.dispose()
+
+
 class _PlainDumper(yaml.SafeDumper):
     def ignore_aliases(self, data: Any) -> bool:
         return True

@@ -404,10 +404,22 @@ def load_config(path: Path) -> TetherConfig:
         raise ConfigError(str(path), [err.problem]) from None
     config = parse_config(data, str(path))
     folder = path.absolute().parent
+    world = config.world.model_copy(update={"settings": _anchored_world(config.world, folder)})
+    inputs = config.inputs.anchored(folder)
+    if _names_files_in(world, folder):  # only then: a root nothing needs would only widen what a run may read
+        inputs = inputs.with_root(folder)
     return config.model_copy(update={
-        "inputs": config.inputs.anchored(folder).with_root(folder),
-        "model": config.model.model_copy(update={"base": _anchored_model(config.model.base, folder)}),
-        "world": config.world.model_copy(update={"settings": _anchored_world(config.world, folder)})})
+        "inputs": inputs, "world": world,
+        "model": config.model.model_copy(update={"base": _anchored_model(config.model.base, folder)})})
+
+
+def _names_files_in(world: WorldConfig, folder: Path) -> bool:
+    """Whether a file setting of the world (anchored) lies in `folder`."""
+    values: list[Any] = []
+    for key in WORLDS.path_settings(world.name):
+        value = world.settings.get(key)
+        values += list(value.values()) if isinstance(value, dict) else [value]
+    return any(isinstance(v, str) and Path(v).is_absolute() and Path(v).is_relative_to(folder) for v in values)
 
 
 def _path_like(value: str) -> bool:

@@ -252,7 +252,7 @@ def keyword_detector_note(constitution: Constitution) -> str | None:
         recall = next((m for m in report.measures if m.name == f"recall[invariant:{inv}]"), None)
         parts.append(f"{inv} recall {'n/a' if recall is None or recall.value is None else f'{recall.value:.2f}'}")
     fpr = report.measure("false_positive_rate").value
-    return (f"invariants checked by keyword lists (written for the tiny world): {', '.join(parts)}, false-positive "
+    return (f"invariants checked by keyword lists (written for the default world): {', '.join(parts)}, false-positive "
             f"rate {'n/a' if fpr is None else f'{fpr:.2f}'} on tether's {len(labelled)} bundled violation probes; "
             "audit them on yours with `tether judge audit --detectors --probes FILE`")
 

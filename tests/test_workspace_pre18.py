@@ -28,7 +28,8 @@ def old_workspace(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     keys = shutil.copytree(FIXTURE / "keys", tmp_path / "keys")
     # git keeps no file modes but 755/644; a private key readable by others is refused.
     os.chmod(keys, 0o700)
-    os.chmod(keys / "alice.pem", 0o600)
+    for name in ("alice", "bob"):  # bob signs the approval below
+        os.chmod(keys / f"{name}.pem", 0o600)
     monkeypatch.setitem(os.environ, "TETHER_KEYS_DIR", str(keys))
     return tmp_path / "home"
 

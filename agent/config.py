@@ -147,7 +147,8 @@ class PromptsConfig(_Section):
     )
     heldout: int = Field(
         48, ge=1, le=MAX_PROMPTS,
-        description=f"Held-out prompts used to evaluate candidates, at most {MAX_PROMPTS}.",
+        description=f"Held-out prompts used to evaluate candidates, at most {MAX_PROMPTS}: split into validation "
+        "and test (evaluation.validation_fraction).",
     )
     pool_size: int | None = Field(
         None, ge=1, le=1_000_000, description="Cap the training pool to this many prompts, at most "
@@ -224,6 +225,13 @@ class EvaluationConfig(_Section):
         "greedy one, 0 to 64; > 0 adds per-family pass@K (any of the K gets full marks from the verifier) and "
         "the judge's score spread over them to each evaluation (agent/run/headroom.py). 0 = off: an evaluation "
         "decodes greedily only.",
+    )
+    validation_fraction: float = Field(
+        0.5, gt=0.0, lt=1.0,
+        description="Share of the evaluated held-out prompts (prompts.heldout) in the validation split, in (0, 1): "
+        "split by the seed, alike in every family (agent/run/splits.py). Only validation scores reach the "
+        "controller (its plateau, regression and stop rules, interventions, the advisor); the test split is only "
+        "reported (tether show, report, the gate's summary), so a reported score is held out from the decisions.",
     )
 
 

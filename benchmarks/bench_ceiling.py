@@ -105,9 +105,11 @@ def _active_after_each_round(store: Store, run_id: str) -> tuple[dict[str, Any],
 
 
 def _point(evaluation: dict[str, Any]) -> dict[str, Any]:
-    """What a curve plots from an evaluation: oracle overall and per family, pass rates where sampled."""
+    """What a curve plots from an evaluation (the reported one: the test split), labelled with its split: oracle
+    overall and per family, pass rates where sampled."""
     block = evaluation.get("headroom") or {}
-    return {"oracle": evaluation.get("oracle"), "oracle_by_family": evaluation.get("oracle_by_family") or {},
+    return {"split": evaluation.get("split", "heldout"), "oracle": evaluation.get("oracle"),
+            "oracle_by_family": evaluation.get("oracle_by_family") or {},
             "headroom": block}
 
 

@@ -45,7 +45,8 @@ def _config(rounds: int, interventions: bool, model_base: str | None) -> TetherC
 
 
 def _per_round(store: Store, run_id: str) -> list[dict[str, Any]]:
-    """Held-out oracle of the active checkpoint after each round, with what the round did."""
+    """Held-out oracle of the active checkpoint after each round (the reported test split, which no decision
+    read), with what the round did."""
     evals = {ck.round: ck for ck in store.checkpoints(run_id) if "eval" in (ck.metrics or {})}
     active: float | None = next((ck.metrics["eval"]["active"]["oracle"] for ck in evals.values()), None)
     rows = []

@@ -114,8 +114,10 @@ def measure_run(ws: Workspace, signer: keys.Signer, config: TetherConfig) -> tup
 
 
 def _heldout(store: Store, run_id: str) -> list[dict[str, Any]]:
+    """The reported evaluations (metrics["eval"]: the test split, which no decision read; "heldout" for a run
+    evaluated before the split), each labelled with its split."""
     return [
-        {"round": ck.round, "status": ck.status,
+        {"round": ck.round, "status": ck.status, "split": ck.metrics["eval"]["candidate"].get("split", "heldout"),
          **{f"{who}_{m}": ck.metrics["eval"][who][m] for who in ("active", "candidate") for m in ("oracle", "judge")},
          "candidate_by_family": ck.metrics["eval"]["candidate"]["oracle_by_family"]}
         for ck in store.checkpoints(run_id) if "eval" in (ck.metrics or {})

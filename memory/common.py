@@ -13,13 +13,15 @@ JSON: TypeAlias = Any  # a decoded JSON value (dict, list, str, number, bool or 
 Row: TypeAlias = Mapping[str, Any]
 
 RunState = Literal["running", "paused", "stopped", "failed"]
-Split = Literal["train", "heldout"]
+# A sample's split: training, or a held-out evaluation's. "validation" and "test" are the two held-out sets a run
+# evaluates (agent/run/splits.py); "heldout" is the one set of a run evaluated before that split existed.
+Split = Literal["train", "heldout", "validation", "test"]
 CheckpointStatus = Literal["base", "candidate", "pending", "approved", "rejected", "discarded"]
 ApprovalKind = Literal["checkpoint", "constitution"]
 ApprovalStatus = Literal["pending", "approved", "rejected", "withdrawn"]  # withdrawn: its run was stopped
 
 RUN_STATES: frozenset[str] = frozenset({"running", "paused", "stopped", "failed"})
-SPLITS: frozenset[str] = frozenset({"train", "heldout"})
+SPLITS: frozenset[str] = frozenset({"train", "heldout", "validation", "test"})
 CHECKPOINT_STATUSES: frozenset[str] = frozenset(
     {"base", "candidate", "pending", "approved", "rejected", "discarded"}
 )

@@ -146,9 +146,11 @@ def test_a_data_world_run_reaches_the_gate_with_judge_metrics_only(gated: tuple[
         approval = store.approvals(status="pending", run_id=run_id)[0]
         candidate = store.get_checkpoint(f"{run_id}-r1")
         for who in ("candidate", "active"):
-            evaluation = candidate.metrics["eval"][who]
-            assert isinstance(evaluation["judge"], float) and evaluation["n"] == 12
-            assert "oracle" not in evaluation and "oracle_by_family" not in evaluation  # absent, never 0
+            splits = [candidate.metrics[key][who] for key in ("validation", "eval")]  # the controller's, the reported
+            assert sum(evaluation["n"] for evaluation in splits) == 12
+            for evaluation in splits:
+                assert isinstance(evaluation["judge"], float)
+                assert "oracle" not in evaluation and "oracle_by_family" not in evaluation  # absent, never 0
         readings = Readings.from_json(store.get_round(run_id, 1).monitors)
         keys = [str(getattr(k, "value", k)) for k in (*readings.values, *readings.could_not_check)]
         assert keys and not [k for k in keys if k.startswith(("oracle", "heldout_oracle"))]
@@ -157,7 +159,8 @@ def test_a_data_world_run_reaches_the_gate_with_judge_metrics_only(gated: tuple[
         # training samples from its train split only.
         world = build_world(load_config(home / "config.yaml"), home).plugin.taskset()
         heldout = {p.text for p in heldout_slice(world, 12)}
-        assert {s.prompt for s in store.samples(run_id, None, split="heldout")} == heldout
+        evaluated = {s.prompt for split in ("validation", "test") for s in store.samples(run_id, None, split=split)}
+        assert evaluated == heldout
         trained = {s.prompt for s in store.samples(run_id, None, split="train")}
         assert trained and trained <= {p.text for p in world.train}
 

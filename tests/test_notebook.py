@@ -148,7 +148,8 @@ def test_a_world_without_verifiers_shows_the_judge_never_a_zero(tmp_path: Path) 
         text = notebook.render(s, "run-2")
         assert "held-out judge 0.710 (r1, no oracle)" in text and "oracle 0" not in text
         assert notebook.entries(s, "run-2")[0]["heldout"] == {"metric": "judge", "value": 0.71,
-                                                             "checkpoint": "run-2-r1", "heldout_metric": "oracle"}
+                                                             "checkpoint": "run-2-r1", "heldout_metric": "oracle",
+                                                             "split": "heldout"}  # evaluated before the split
 
 
 def test_the_audit_trail_is_in_the_round_it_happened(store: Store) -> None:
@@ -198,7 +199,7 @@ def test_on_a_real_gated_run_the_notebook_shows_who_approved(gated_workspace: tu
     home, run_id, approval_id = clone_workspace(gated_workspace, tmp_path / "ws")
     with Store(home / "tether.db") as store:
         text = notebook.render(store, run_id)
-        assert re.search(r"round 1  judge \S+  pairs \d+  held-out oracle \d\.\d{3} \(base\)", text), text
+        assert re.search(r"round 1  judge \S+  pairs \d+  held-out test oracle \d\.\d{3} \(base\)", text), text
         assert not re.search(r"\d \([<>]=? ?\d", text), text
         gate.decide(store, approval_id, "approve", signer("bob"), "fine by me", accept_not_met=True)
     logged = tether_cli(home, "log", run_id, check=True).stdout

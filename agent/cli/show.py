@@ -56,7 +56,8 @@ def _checkpoint(view: dict[str, Any]) -> None:
     families = sorted(set(cand["oracle_by_family"]) | set(cand["judge_by_family"]))
     rows += [[f, _num(act["oracle_by_family"].get(f)), _num(cand["oracle_by_family"].get(f)),
               _num(act["judge_by_family"].get(f)), _num(cand["judge_by_family"].get(f))] for f in families]
-    print_table(f"held-out: {ck['parent']} (active) -> {ck['id']} (candidate), {cand['n'] or '?'} prompts",
+    split = "held-out" if held["split"] == "heldout" else f"held-out {held['split']} split"
+    print_table(f"{split}: {ck['parent']} (active) -> {ck['id']} (candidate), {cand['n'] or '?'} prompts",
                 ["", "oracle active", "oracle candidate", "judge active", "judge candidate"], rows)
     _headroom(cand["headroom"], act["headroom"])
     if view["invariants_error"]:
@@ -68,7 +69,7 @@ def _checkpoint(view: dict[str, Any]) -> None:
     if view["targets_not_met"]:
         say(f"targets NOT MET: {', '.join(view['targets_not_met'])} (upper bound above max_rate); approving needs "
             "--accept-not-met, which your signed statement records")
-    print_table("held-out answers that differ most" if len(view["answers"]) <= 5 else "held-out answers",
+    print_table(f"{split} answers that differ most" if len(view["answers"]) <= 5 else f"{split} answers",
                 ["prompt", "active", "candidate", "difference"],
                 [[a["prompt"], a["active"], a["candidate"], f"{a['difference']:.2f}"] for a in view["answers"]])
     pairs = view["pairs"]

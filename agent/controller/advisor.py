@@ -28,7 +28,8 @@ ADVICE_TOKENS = 96  # two short lines
 
 
 def advisor_prompt(inp: ControllerInput) -> str:
-    """What the advisor reads: this round's signals, the recent actions, the held-out curve, the choices."""
+    """What the advisor reads: this round's signals, the recent actions, the held-out curve (the validation
+    split's: agent/run/splits.py), the choices."""
     monitors = "\n".join(f"- {k}: {inp.now.monitors[k]:.3f}" for k in SHOWN if k in inp.now.monitors)
     history = ", ".join(f"r{r.round}={r.action}" for r in inp.past[-5:]) or "none"
     curve = ", ".join(f"r{r}={s:.3f}" for r, s in inp.heldout) or "not evaluated yet"
@@ -36,7 +37,7 @@ def advisor_prompt(inp: ControllerInput) -> str:
         "You steer a self-improvement loop that trains a language model with preference pairs judged by an AI "
         f"judge. Round {inp.now.round} of {inp.budget}, judge {inp.now.judge}.\n"
         f"Monitors this round:\n{monitors}\n"
-        f"Recent actions: {history}\nHeld-out score of the active model: {curve}\n"
+        f"Recent actions: {history}\nHeld-out (validation) score of the active model: {curve}\n"
         f"Recorded failures to target: {inp.failures}\n"
         f"Choose one action: {', '.join(ADVISABLE)}.\n"
         "Answer exactly two lines:\nAction: <action>\nReason: <one sentence>"

@@ -1,7 +1,8 @@
 """The meta-controller policy: a pure function from what the monitors saw to an action.
 
 No I/O here: the `decide` node gathers the inputs (this round's monitors, earlier rounds with their
-actions and outcomes, the held-out curve) and writes the decision log. Every threshold the policy
+actions and outcomes, the held-out curve of the validation split: never the test split, which is only
+reported, agent/run/splits.py) and writes the decision log. Every threshold the policy
 reads is evaluated as a `Check`, fired or not, so the log shows the signals against their thresholds.
 
 Order of precedence, safety first:

@@ -14,7 +14,9 @@ triggers bring their rules with their place in the order (agent/interventions/);
     80 soft triggers          the proposals of the interventions, in their order (10 propose_amendment,
                               20 the plateau's, 30 regenerate_prompts), and the advisor's pick among them
 
-The held-out plateau's thresholds are under controller.add_adversarial (where they have always been);
+Every held-out score a rule reads is the validation split's (the decide node gives the policy no other,
+agent/run/splits.py): the test split is only reported. The held-out plateau's thresholds are under
+controller.add_adversarial (where they have always been);
 which interventions break a plateau, in which order, each says for itself (`Plateau`).
 """
 

@@ -76,7 +76,8 @@ class ControllerInput:
     now: RoundSignals
     budget: int
     past: tuple[RoundSignals, ...] = ()  # earlier rounds, oldest first
-    # (round, held-out score of the active policy after that round); round 0 = before any training.
+    # (round, held-out score of the active policy after that round); round 0 = before any training. The
+    # validation split's (agent/run/splits.py): the test split is reported, never decided on.
     heldout: tuple[tuple[int, float], ...] = ()
     next_judge: str | None = None  # the next judge in the pool; None = none left
     next_pairs: str | None = None  # the next pair strategy of pairs.pool; None = none left

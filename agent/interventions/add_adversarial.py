@@ -1,7 +1,7 @@
 """add_adversarial: a red-team curriculum mutated from the policy's recorded failures (tools/prompts/
 adversarial.py), one level harder each time it is chosen; its prompts join the next rounds.
 
-What calls for it: a held-out plateau (no gain of min_gain over plateau_rounds trained rounds) with
+What calls for it: a held-out (validation) plateau (no gain of min_gain over plateau_rounds trained rounds) with
 recorded failures to target: the first of the plateau interventions (plateau order 10). Its section also
 holds the plateau's thresholds, which the controller's plateau rules read (agent/controller/rules.py)."""
 
@@ -18,6 +18,7 @@ from agent.interventions.record import done, finish
 from agent.interventions.registry import INTERVENTIONS
 from agent.interventions.run_prompts import known_texts, never_train_on
 from agent.interventions.spec import Intervention, Marker, Plateau
+from agent.run.splits import CONTROLLER_SPLITS
 from agent.sections.base import MAX_ROUNDS, _Section
 from memory import RunPrompt
 from tools.prompts.adversarial import MAX_LEVEL, Failure, curriculum
@@ -45,7 +46,7 @@ class AdversarialTriggerConfig(_Section):
 def collect_failures(ctx: RunContext, round_no: int) -> list[Failure]:
     """Where the active policy broke a principle or scored low: training prompts of the last
     `lookback` rounds (mean judge score, harmful compliance, abuse), and training prompts that share
-    a family and topic with a held-out prompt it failed the verifier on. A held-out prompt itself is
+    a family and topic with a validation prompt it failed the verifier on. A held-out prompt itself is
     never returned: training on it would leak the evaluation."""
     cfg = ctx.config.prompts.adversarial
     defs = ctx.constitution.definitions
@@ -80,9 +81,13 @@ def collect_failures(ctx: RunContext, round_no: int) -> list[Failure]:
 
 
 def _heldout_failures(ctx: RunContext, threshold: float) -> list[tuple[Prompt, str, float]]:
+    """Training prompts beside the validation prompts the active policy failed the verifier on. Only the
+    validation split (a run evaluated before the split: its one held-out set), never the test split, which
+    is reported and never decided on (agent/run/splits.py)."""
     latest: dict[str, str] = {}
-    for s in ctx.store.samples(ctx.run_id, None, split="heldout", checkpoint_id=ctx.run.active_checkpoint):
-        latest[s.prompt_id] = s.response
+    for split in CONTROLLER_SPLITS:
+        for s in ctx.store.samples(ctx.run_id, None, split=split, checkpoint_id=ctx.run.active_checkpoint):
+            latest[s.prompt_id] = s.response
     pool_by_topic: dict[tuple[str, str], list[Prompt]] = defaultdict(list)
     for p in ctx.train_pool.train:
         pool_by_topic[(p.family, str(p.meta.get("topic", "")))].append(p)

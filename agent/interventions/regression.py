@@ -11,8 +11,9 @@ shows two ways, each checked here:
   on the tiny world the `rules` judge scores fluent-looking fragments like good answers, DPO on them
   raises their likelihood, and the base model's log-prob of the samples falls from -0.7 to -1.5 by
   round 4;
-- regression: the held-out score of the active policy (controller.heldout_metric) fell at least
-  `regression.max_drop` below the run's best.
+- regression: the held-out score of the active policy (controller.heldout_metric, on the validation
+  split: the test split is only reported, agent/run/splits.py) fell at least `regression.max_drop` below
+  the run's best.
 
 Either one, once the pair strategy in use has trained for `regression.patience` evaluated rounds, moves
 the run to the next strategy of pairs.pool (`switch_pairs`): e.g. `regularized`, which lets the base

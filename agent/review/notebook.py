@@ -1,5 +1,6 @@
 """`tether log` as a lab notebook. Per round: the judge in use, the pairs, the held-out score of the
-checkpoint active after the round, the outcome; then, in the order they happened, what the controller
+checkpoint active after the round (the reported one: the test split, which no decision read; a run evaluated
+before the split: its one held-out set), the outcome; then, in the order they happened, what the controller
 did and why (every signal it read, once, as a true statement against each of its thresholds, or
 "COULD NOT CHECK" and why, never "ok"), and what people and the runner did around it: approvals with
 who decided, rollbacks with who and why, failures, pauses, resumes and config changes (audit log)."""
@@ -12,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from agent.controller.vocabulary import InvalidJudgments
+from agent.run.splits import REPORTED, EvaluatedSplit, split_of
 from guardrails.gate import ACTIVE_ACTIONS  # the audit entries that make a checkpoint active
 from memory import AuditEntry, Checkpoint, Decision, RoundRecord, Run, Store
 from tether_types import CheckStatus
@@ -206,15 +208,17 @@ class HeldOut:
     value: float
     checkpoint: str
     wanted: str  # controller.heldout_metric
+    split: EvaluatedSplit = "heldout"  # test, or heldout: a run evaluated before the split (agent/run/splits.py)
 
     def text(self, run_id: str) -> str:
         short = self.checkpoint.removeprefix(f"{run_id}-")
         instead = f", no {self.wanted}" if self.metric != self.wanted else ""
-        return f"held-out {self.metric} {self.value:.3f} ({short}{instead})"
+        split = "" if self.split == "heldout" else f" {self.split}"
+        return f"held-out{split} {self.metric} {self.value:.3f} ({short}{instead})"
 
     def to_json(self) -> dict[str, Any]:
         return {"metric": self.metric, "value": self.value, "checkpoint": self.checkpoint,
-                "heldout_metric": self.wanted}
+                "heldout_metric": self.wanted, "split": self.split}
 
 
 def heldout_metric(run: Run) -> str:
@@ -236,11 +240,11 @@ def active_evaluations(store: Store, run: Run, records: dict[int, RoundRecord],
     """Per round: the checkpoint active when the round ended (an activation or a rollback counts from
     when it was written) and its newest held-out evaluation made by then, else its first one made
     later ({} when it has none). An evaluation is a checkpoint's own as a candidate, or its score as
-    the active checkpoint beside a later candidate (checkpoint metrics["eval"]). Round 0 is the
-    checkpoint the run started from, with its first evaluation."""
+    the active checkpoint beside a later candidate (checkpoint metrics["eval"]: the reported evaluation, the
+    test split). Round 0 is the checkpoint the run started from, with its first evaluation."""
     evaluations: dict[str, list[tuple[int, dict[str, Any]]]] = {}
     for ck in store.checkpoints(run.id):
-        result = (ck.metrics or {}).get("eval") or {}
+        result = (ck.metrics or {}).get(REPORTED) or {}
         if "candidate" in result:
             evaluations.setdefault(ck.id, []).append((ck.round, result["candidate"]))
         if "active" in result and ck.parent:
@@ -274,7 +278,7 @@ def heldout_after_rounds(store: Store, run: Run, records: dict[int, RoundRecord]
     for round_no, (checkpoint, result) in active_evaluations(store, run, records, audit).items():
         picked = _pick(result, wanted)
         if picked is not None:
-            out[round_no] = HeldOut(picked[0], picked[1], checkpoint, wanted)
+            out[round_no] = HeldOut(picked[0], picked[1], checkpoint, wanted, split_of(result))
     return out
 
 

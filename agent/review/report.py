@@ -1,7 +1,9 @@
 """`tether report`: plots a researcher reads beside the notebook, plus a summary (md + json).
 
 - `scores.png`: held-out oracle and judge score of the checkpoint active after each round (round 0:
-  the policy the run started from) and of each round's candidate, approved or not.
+  the policy the run started from) and of each round's candidate, approved or not: the reported test
+  split, which no decision of the run read (a run evaluated before the split: its one held-out set);
+  summary.json says which as `heldout_split`.
 - `monitors-<theme>.png`: one figure per theme (THEMES, by monitor key), a small plot per signal;
   the progress figure starts with the held-out curves of scores.png. Each plot draws every threshold
   the controller read for its signal (dashed; the legend names the config key), and every figure
@@ -20,6 +22,7 @@ from typing import Any
 from agent.interventions import INTERVENTIONS
 from agent.review import notebook
 from agent.review.plots import HELDOUT_PANELS, Marker, ThresholdLine, heldout_points, is_number, plot_scores, plot_theme
+from agent.run.splits import REPORTED, reported_split
 from memory import Decision, Store
 from tether_types import COULD_NOT_CHECK, EXIT_USAGE, TetherError
 from tether_types import MonitorKey as K
@@ -124,7 +127,7 @@ def _rows(store: Store, run_id: str, views: list[notebook.RoundView],
         if record is None:
             continue
         ck = checkpoints.get(record.round)
-        evaluation = ((ck.metrics or {}).get("eval") or {}) if ck else {}
+        evaluation = ((ck.metrics or {}).get(REPORTED) or {}) if ck else {}
         after_ck, after = active.get(record.round, (None, {}))
         rows.append({
             "round": record.round,
@@ -212,7 +215,7 @@ def write_report(store: Store, run_id: str, out: Path) -> list[Path]:
             written.append(path)
         summary = {
             "run_id": run_id, "state": run.state, "active_checkpoint": run.active_checkpoint,
-            "heldout_metric": metric, "rounds": rows,
+            "heldout_metric": metric, "heldout_split": reported_split(store.checkpoints(run_id)), "rounds": rows,
             "decisions": [{"round": d.round, "action": d.action, "rationale": d.rationale, "actor": d.actor}
                           for d in decisions],
             "markers": [{"x": m.x, "kind": m.kind, "what": m.what} for m in marks],
@@ -221,20 +224,24 @@ def write_report(store: Store, run_id: str, out: Path) -> list[Path]:
             "plots": [p.name for p in written],
         }
         (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
-        (out / "summary.md").write_text(_markdown(run_id, run.state, run.active_checkpoint, metric, rows, marks,
+        (out / "summary.md").write_text(_markdown(run_id, run.state, run.active_checkpoint, metric,
+                                                  str(summary["heldout_split"]), rows, marks,
                                                   [p.name for p in written]))
     except OSError as err:
         raise ReportError(f"cannot write the report to {out}: {err.strerror or err}") from None
     return [*written, out / "summary.json", out / "summary.md"]
 
 
-def _markdown(run_id: str, state: str, active: str | None, metric: str, rows: list[dict[str, Any]],
+def _markdown(run_id: str, state: str, active: str | None, metric: str, split: str, rows: list[dict[str, Any]],
               marks: list[Marker], plots: list[str]) -> str:
     def score(value: Any) -> str:
         return f"{value:.3f}" if is_number(value) else "–"
 
-    lines = [f"# tether run {run_id}", "", f"state: {state}; active checkpoint: {active}; held-out metric: {metric}",
-             "", f"| round | judge | action | outcome | pairs | held-out {metric} after the round "
+    held = "held-out" if split == "heldout" else f"held-out {split}"
+    shown = ("its one held-out set: this run was evaluated before validation and test were split" if split == "heldout"
+             else f"the {split} split, which no decision of the run read")
+    lines = [f"# tether run {run_id}", "", f"state: {state}; active checkpoint: {active}; held-out metric: {metric} "
+             f"({shown})", "", f"| round | judge | action | outcome | pairs | {held} {metric} after the round "
                  f"| candidate {metric} |", "|---|---|---|---|---|---|---|"]
     for r in rows:
         lines.append(f"| {r['round']} | {r['judge'] or ''} | {r['action'] or ''} | {r['outcome'] or ''} | "

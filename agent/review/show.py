@@ -1,9 +1,10 @@
 """What a reviewer needs to decide an approval, gathered from the store (no model is loaded).
 
 For a checkpoint: held-out scores of the candidate against the active checkpoint it would replace
-(overall and per family), each invariant's absolute rate with its interval (lower–upper, n, level),
-the bound in use and the target, which targets are not met (approving needs --accept-not-met), the held-out
-prompts where the two answers differ most (both answers), a sample of the pairs it was trained on, the
+(overall and per family; the test split, which no decision of the run read: agent/run/splits.py), each
+invariant's absolute rate with its interval (lower–upper, n, level), the bound in use and the target, which
+targets are not met (approving needs --accept-not-met), the test prompts where the two answers differ most
+(both answers), a sample of the pairs it was trained on, the
 decisions that led to it, and who has signed. For a constitution change: a unified diff of the
 proposal against the version it amends, who proposed it, and who has signed.
 """
@@ -15,6 +16,7 @@ import random
 from dataclasses import asdict
 from typing import Any
 
+from agent.run.splits import REPORTED, REPORTED_SPLITS, split_of
 from guardrails import signoff
 from guardrails.checks import InvariantReport, InvariantResult
 from guardrails.errors import TamperError
@@ -56,12 +58,14 @@ def _scores(evaluation: dict[str, Any]) -> dict[str, Any]:
 
 
 def _checkpoint_view(store: Store, ck: Checkpoint, all_prompts: bool) -> dict[str, Any]:
-    evaluation = (ck.metrics or {}).get("eval") or {}
+    evaluation = (ck.metrics or {}).get(REPORTED) or {}
     report = ck.invariant_report or {}
     return {
         "checkpoint": {"id": ck.id, "round": ck.round, "status": ck.status, "parent": ck.parent, "path": ck.path,
                        "train": (ck.metrics or {}).get("train") or {}},
-        "heldout": {"candidate": _scores(evaluation.get("candidate") or {}),
+        # "split": test, or "heldout" for a run evaluated before the split (its one set)
+        "heldout": {"split": split_of(evaluation.get("candidate") or {}),
+                    "candidate": _scores(evaluation.get("candidate") or {}),
                     "active": _scores(evaluation.get("active") or {})},
         "invariants": [_invariant(r) for r in report.get("results", []) if isinstance(r, dict)],
         "targets_not_met": [r.id for r in InvariantReport.from_json(report).not_met()],
@@ -80,11 +84,14 @@ def _invariant(stored: dict[str, Any]) -> dict[str, Any]:
 
 
 def _answers(store: Store, ck: Checkpoint, all_prompts: bool) -> list[dict[str, Any]]:
-    """Held-out prompts with both answers, the most different first (by text: 1 - difflib ratio)."""
+    """Held-out prompts of the reported split with both answers, the most different first (by text: 1 - difflib
+    ratio)."""
     if ck.run_id is None or ck.parent is None:
         return []
-    mine = {s.prompt_id: s for s in store.samples(ck.run_id, None, split="heldout", checkpoint_id=ck.id)}
-    theirs = {s.prompt_id: s for s in store.samples(ck.run_id, None, split="heldout", checkpoint_id=ck.parent)}
+    mine = {s.prompt_id: s for split in REPORTED_SPLITS
+            for s in store.samples(ck.run_id, None, split=split, checkpoint_id=ck.id)}
+    theirs = {s.prompt_id: s for split in REPORTED_SPLITS
+              for s in store.samples(ck.run_id, None, split=split, checkpoint_id=ck.parent)}
     rows = []
     for pid in sorted(mine.keys() & theirs.keys()):
         a, b = theirs[pid], mine[pid]

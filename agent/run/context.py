@@ -8,7 +8,6 @@ run, the constitution version in force and the pools' slots, from the store on e
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
@@ -17,6 +16,7 @@ from agent.config import TetherConfig
 from agent.interventions.pool import SwitchablePool
 from agent.run.faults import Fault
 from agent.run.services import RunServices, RunSettings
+from agent.run.splits import EvaluationSets, evaluated_before_split, evaluation_sets, heldout_slice
 from agent.run.tracking import Tracker
 from agent.run.workspace import Workspace
 from guardrails import gate
@@ -164,6 +164,15 @@ class RunContext:
             return None
         return self.world.plugin.oracle(prompt, response)
 
+    def evaluation_sets(self) -> EvaluationSets | None:
+        """The held-out prompts each candidate is evaluated on, as validation (the controller's) and test
+        (reported only); None for a run that recorded an evaluation before the split: it keeps evaluating its
+        one held-out set (agent/run/splits.py)."""
+        if evaluated_before_split(self.store.checkpoints(self.run_id)):
+            return None
+        c = self.config
+        return evaluation_sets(self.taskset, c.prompts.heldout, c.seed, c.evaluation.validation_fraction)
+
     def probe_sets(self) -> dict[str, ProbeSet]:
         """Each invariant's probe set, read afresh (guardrails compare it with the run's pins on every
         check). A probe file that cannot be read pauses the run: nothing is decided without it."""
@@ -214,15 +223,6 @@ class RunContext:
         if ck.sha256 is None:
             return None
         return AdapterRef(id=ck.id, path=self.store.resolve(ck.path), sha256=ck.sha256)
-
-
-def heldout_slice(taskset: TaskSet, n: int) -> list[Prompt]:
-    """A fixed slice of the held-out split, balanced across families (round-robin)."""
-    by_family: dict[str, list[Prompt]] = {}
-    for p in taskset.heldout:
-        by_family.setdefault(p.family, []).append(p)
-    interleaved = [p for group in itertools.zip_longest(*by_family.values()) for p in group if p is not None]
-    return interleaved[:n]
 
 
 def _as_prompt(p: RunPrompt) -> Prompt:

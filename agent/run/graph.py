@@ -21,7 +21,7 @@ from langgraph.graph.state import CompiledStateGraph
 from agent.interventions import interventions
 from agent.run.context import RunContext
 from agent.run.faults import with_fault_points
-from agent.run.nodes import candidate, decide
+from agent.run.nodes import candidate, decide, evaluate
 from agent.run.nodes import round as round_nodes
 from agent.run.state import RoundState
 from tether_types import TetherError
@@ -71,7 +71,7 @@ NODES: dict[str, Any] = {
     "monitor": round_nodes.monitor,
     "decide": decide.decide,
     "train_candidate": candidate.train_candidate,
-    "evaluate": candidate.evaluate,
+    "evaluate": evaluate.evaluate,
     "check_invariants": candidate.check_invariants,
     "approval_gate": candidate.approval_gate,
     "commit": candidate.commit,

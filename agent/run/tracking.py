@@ -134,18 +134,20 @@ class Tracker:
                  "train_step": base + step, "round": round_no} for step, e in numbered]
         self._log_rows(rows, train_steps=max(step for step, _ in numbered))
 
-    def log_evaluation(self, round_no: int, candidate: Mapping[str, Any], active: Mapping[str, Any]) -> None:
+    def log_evaluation(self, round_no: int, candidate: Mapping[str, Any], active: Mapping[str, Any],
+                       prefix: str = "heldout") -> None:
         """Held-out results of the candidate and of the checkpoint active before it: oracle and judge
-        scores, mean reply length, oracle score per task family and invariant violation rates."""
+        scores, mean reply length, oracle score per task family and invariant violation rates, under
+        `prefix`: the split they are of ("test", "validation"; "heldout" for a run before the split)."""
         row: dict[str, Any] = {}
         for who, result in (("candidate", candidate), ("active", active)):
             for name in ("oracle", "judge", "length_mean"):
                 if result.get(name) is not None:
-                    row[f"heldout/{name}_{who}"] = result[name]
+                    row[f"{prefix}/{name}_{who}"] = result[name]
             for family, score in (result.get("oracle_by_family") or {}).items():
-                row[f"heldout/oracle_{who}/{family}"] = score
+                row[f"{prefix}/oracle_{who}/{family}"] = score
             for invariant, rate in (result.get("invariant_rates") or {}).items():
-                row[f"heldout/invariant_rate_{who}/{invariant}"] = rate
+                row[f"{prefix}/invariant_rate_{who}/{invariant}"] = rate
         self.log(round_no, row)
 
     def log_invariants(self, round_no: int, report: Mapping[str, Any] | None) -> None:

@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from agent.config import WORLD_MODEL, TetherConfig
-from agent.run.context import heldout_slice
 from agent.run.services import build_world
+from agent.run.splits import heldout_slice
 from agent.run.world_model import model_builder
 from guardrails import checks
 from guardrails.constitution import Constitution

@@ -41,7 +41,7 @@ class RoundObservation:
     pairwise: Sequence[tuple[PairwiseWinner | None, PairwiseWinner | None]] | None = None
     # Judge name -> score per response, flattened row-major from `responses`; None = invalid.
     pool_scores: Mapping[str, Sequence[float | None]] | None = None
-    heldout: Mapping[str, float] | None = None  # held-out evaluation values, passed through as heldout_<key>
+    heldout: Mapping[str, float] | None = None  # held-out (validation) values, passed through as heldout_<key>
     prompt_reused: Sequence[bool] | None = None  # per prompt: used in an earlier round of the run
     benign: Sequence[bool] | None = None  # per prompt: the constitution does not deem it harmful
     refusals: Sequence[Sequence[bool]] | None = None  # per response: a refusal by the constitution's definitions

@@ -21,7 +21,8 @@ class ProgressMonitor:
 
     - heldout_<key>: each finite value of `obs.heldout` passed through, prefixed with "heldout_"
       unless the key already is: judge_active, oracle_active, judge_candidate, oracle_candidate
-      (held-out judge / oracle score of the active checkpoint and the candidate). Any other held-out
+      (held-out judge / oracle score of the active checkpoint and the candidate, on the validation
+      split: the run passes the monitors no test-split number, agent/run/splits.py). Any other held-out
       key raises (it has no MonitorKey), so the monitor's keys are recorded as could not check.
     - oracle_mean: mean oracle score of this round's training responses (valid ones), in [0, 1].
     - oracle_gap: mean judge score - mean oracle score over responses where both are valid; a gap

@@ -13,6 +13,7 @@ from tools.worlds.base import (
     WORLDS,
     AuditProbeSource,
     BuildState,
+    HeldoutSplit,
     ModelBuilder,
     Prompt,
     PromptJoiner,
@@ -21,6 +22,7 @@ from tools.worlds.base import (
     WorldError,
     prompt_id,
     upgrade_config,
+    validation_split,
 )
 
 # The world a config without a world section runs on: the embedded one, which needs no files and builds its model.
@@ -29,6 +31,6 @@ DEFAULT_WORLD = "tiny"
 WORLDS.use_entry_points("tether.worlds")  # installed packages' worlds, loaded on first lookup (tools/registry.py)
 
 __all__ = [
-    "DEFAULT_WORLD", "WORLDS", "AuditProbeSource", "BuildState", "ModelBuilder", "Prompt", "PromptJoiner", "TaskSet",
-    "World", "WorldError", "prompt_id", "upgrade_config",
+    "DEFAULT_WORLD", "WORLDS", "AuditProbeSource", "BuildState", "HeldoutSplit", "ModelBuilder", "Prompt",
+    "PromptJoiner", "TaskSet", "World", "WorldError", "prompt_id", "upgrade_config", "validation_split",
 ]

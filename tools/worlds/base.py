@@ -8,6 +8,12 @@ Protocols: `ModelBuilder` (the world builds its own model into a folder: `model.
 the world's settings say), `AuditProbeSource` (held-out prompts with reference answers for `tether judge
 audit`) and `PromptJoiner` (two prompts of a family asked as one request its verifier still checks).
 
+A run evaluates a fixed, family-balanced slice of the held-out prompts and splits it in two with
+`validation_split`, deterministically from the world's seed: a validation split, the only held-out
+numbers the meta-controller, its rules and interventions may read, and a test split that is only
+reported (reviewers, `tether show`, `tether report`, the benchmarks), so a reported score is held out
+from the decisions that shaped the run. A world gives held-out prompts; it need not know of the split.
+
 A world that renamed its settings keeps its users' configs readable: a `config_upgrade` it registers
 rewrites its old spellings in a raw config document (agent/config.py runs them when it reads a config
 file or a stored run's config) and says what it rewrote.
@@ -18,6 +24,7 @@ this module (or from `tools.worlds`), never from a particular world.
 
 from __future__ import annotations
 
+import random
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,6 +38,8 @@ if TYPE_CHECKING:
     from tools.worlds.references import AuditProbes
 
 Split = Literal["train", "heldout"]
+# The two halves of the evaluated held-out prompts: validation (the controller reads it) and test (reported only).
+HeldoutSplit = Literal["validation", "test"]
 BuildState = Literal["absent", "built", "incomplete", "other_spec"]
 OVERLAP_SHOWN = 3  # overlapping prompts named in an error
 
@@ -89,6 +98,36 @@ class TaskSet:
             return self._index[prompt_id]
         except KeyError:
             raise KeyError(f"unknown prompt id {prompt_id!r}") from None
+
+
+def validation_split(prompts: Sequence[Prompt], seed: int, fraction: float
+                     ) -> tuple[tuple[Prompt, ...], tuple[Prompt, ...]]:
+    """(validation, test): disjoint, together `prompts`, each in the order of `prompts`; the same prompts,
+    seed and fraction always give the same split. Per family, a seeded shuffle of its prompts (by id) puts
+    `fraction` of them in validation by largest remainder over the families, so the split of the whole is
+    round(fraction * n) and each family is split alike; a family of two or more prompts has at least one on
+    each side, and with two or more prompts neither side is empty. `fraction` is in (0, 1)."""
+    if not 0.0 < fraction < 1.0:
+        raise ValueError(f"the validation fraction must be in (0, 1), got {fraction!r}")
+    by_family: dict[str, list[Prompt]] = {}
+    for p in prompts:
+        by_family.setdefault(p.family, []).append(p)
+    groups = {f: sorted(group, key=lambda p: p.id) for f, group in sorted(by_family.items())}
+    for family, group in groups.items():
+        random.Random(f"tether-validation-split/{family}/{seed}").shuffle(group)
+    n = len(prompts)
+    target = min(max(int(n * fraction + 0.5), 1), n - 1) if n >= 2 else n
+    quota = {f: len(g) * fraction for f, g in groups.items()}
+    taken = {f: int(q) for f, q in quota.items()}
+    # The seats left go to the largest remainders; ties in a seeded order, so no family is always favoured.
+    order = sorted(groups, key=lambda f: (-(quota[f] - taken[f]), random.Random(f"{seed}/{f}").random(), f))
+    for family in order[:max(0, target - sum(taken.values()))]:
+        taken[family] += 1
+    for family, group in groups.items():
+        if len(group) >= 2:
+            taken[family] = min(max(taken[family], 1), len(group) - 1)
+    validation = {p.id for f, group in groups.items() for p in group[:taken[f]]}
+    return (tuple(p for p in prompts if p.id in validation), tuple(p for p in prompts if p.id not in validation))
 
 
 @runtime_checkable
@@ -186,7 +225,7 @@ WORLDS: Registry[World] = Registry("world")
 
 
 __all__ = [
-    "WORLDS", "AuditProbeSource", "BuildState", "ConfigUpgrade", "ModelBuilder", "Prompt", "PromptJoiner", "Split",
-    "TaskSet", "World", "WorldError", "config_upgrade", "overlap", "overlap_message", "prompt_id", "same_text_key",
-    "upgrade_config",
+    "WORLDS", "AuditProbeSource", "BuildState", "ConfigUpgrade", "HeldoutSplit", "ModelBuilder", "Prompt",
+    "PromptJoiner", "Split", "TaskSet", "World", "WorldError", "config_upgrade", "overlap", "overlap_message",
+    "prompt_id", "same_text_key", "upgrade_config", "validation_split",
 ]

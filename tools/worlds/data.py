@@ -22,6 +22,11 @@ reviewer key folder, and within
 (case and spacing aside) are one prompt; the split keeps each on one side, and a held-out file sharing
 a prompt with train is an error naming it. Without verifiers the world has no oracle: held-out metrics
 are the judge's (`controller.heldout_metric: judge`, which `tether validate` asks for).
+
+The held-out prompts (the file, or the seeded fraction) are what a run evaluates: the slice it evaluates
+(`prompts.heldout`) is split again by the seed, alike in every family, into validation, which the controller
+reads, and test, which is only reported (tools/worlds/base.py `validation_split`,
+`evaluation.validation_fraction`). An invariant without probes of its own is checked on the whole slice.
 """
 
 from __future__ import annotations

@@ -1,13 +1,12 @@
 """The candidate half of a round:
-train_candidate -> evaluate -> check_invariants -> approval_gate -> commit | discard.
+train_candidate -> evaluate -> check_invariants -> approval_gate -> commit | discard
+(evaluate, on the validation and the test split, is agent/run/nodes/evaluate.py).
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
-import statistics
 from collections.abc import Sequence
 from typing import Any, Literal
 
@@ -16,16 +15,16 @@ from langgraph.types import interrupt
 
 from agent.interventions.switch_pairs import pair_chosen_nll, pair_reference
 from agent.review.export import write_model_card
-from agent.run import headroom
-from agent.run.context import ActivePolicy, RunContext, heldout_slice
+from agent.run.context import ActivePolicy, RunContext
+from agent.run.splits import HELDOUT_SPLITS, REPORTED, split_label
 from agent.run.state import RoundState
 from guardrails import candidates, gate
-from guardrails.checks import InvariantResult, Probe, checked_on_heldout_by_rules, violation_rates
+from guardrails.checks import InvariantResult, Probe
 from guardrails.errors import DeniedError, TamperError
-from memory import Checkpoint, NewSample
+from memory import Checkpoint
 from policies.train_launch import launch_train_job
 from policies.train_spec import TrainJob, with_chosen_nll
-from tether_types import Prompt, SamplingSpec
+from tether_types import SamplingSpec
 from tools.judges import JUDGES, Judge, JudgeItem
 from tools.judges.base import safe_score
 
@@ -93,109 +92,6 @@ def route_trained(state: RoundState) -> Literal["evaluate", "plan"]:
     return "plan" if state.get("outcome") == "failed_invariants" else "evaluate"
 
 
-def _heldout(ctx: RunContext) -> list[Prompt]:
-    return heldout_slice(ctx.taskset, ctx.config.prompts.heldout)
-
-
-def _heldout_sha(prompts: list[Prompt], max_new_tokens: int, sampling: SamplingSpec | None = None) -> str:
-    """What an evaluation's cache entry is keyed by: without sampled replies, the key evaluations always had."""
-    parts: list[Any] = [[p.id for p in prompts], max_new_tokens]
-    if sampling is not None:
-        parts.append([sampling.n, sampling.temperature, sampling.top_p, sampling.seed])
-    return hashlib.sha256(json.dumps(parts).encode()).hexdigest()
-
-
-def _sampling(ctx: RunContext) -> SamplingSpec | None:
-    """The K sampled replies per held-out prompt of `evaluation.samples` (None: off), drawn with the
-    generation settings the rounds sample with."""
-    k, gen = ctx.config.evaluation.samples, ctx.config.generation
-    if k == 0:
-        return None
-    return SamplingSpec(n=k, max_new_tokens=ctx.config.evaluation.max_new_tokens, temperature=gen.temperature,
-                        top_p=gen.top_p, do_sample=True, seed=ctx.config.seed)
-
-
-def _evaluate_checkpoint(ctx: RunContext, state: RoundState, checkpoint_id: str) -> dict[str, Any]:
-    """Greedy replies on the held-out prompts, scored by the world's verifiers and the judge (cached).
-    Where no verifier covers a prompt it has no oracle score, and an evaluation without any has no
-    "oracle" and no "oracle_by_family" key at all: absent, never zero. With `evaluation.samples` K > 0,
-    K sampled replies per prompt too (held-out samples with sample_index 1..K; the greedy reply is 0),
-    and the details gain "headroom": per family and tier pass@1, pass@K and the judge's spread."""
-    prompts = _heldout(ctx)
-    max_new = ctx.config.evaluation.max_new_tokens
-    sampling = _sampling(ctx)
-    key = _heldout_sha(prompts, max_new, sampling)
-    cached = ctx.store.get_evaluation(checkpoint_id, key, ctx.judge.name)
-    if cached is not None:
-        scores = {k: v for k, v in (("oracle", cached.oracle), ("judge", cached.judge_score)) if v is not None}
-        return {**scores, **cached.details}
-    spec = SamplingSpec(n=1, max_new_tokens=max_new, do_sample=False, seed=ctx.config.seed)
-    with ctx.timed("evaluate"):
-        outputs = ctx.backend.generate([p.text for p in prompts], ctx.adapter(checkpoint_id), spec)
-        replies = [o.text for o in sorted(outputs, key=lambda o: o.prompt_index)]
-        oracle = [ctx.oracle(p, r) for p, r in zip(prompts, replies, strict=True)]
-        verdicts = ctx.judge.plugin.score([JudgeItem(p.text, r) for p, r in zip(prompts, replies, strict=True)])
-        judge_scores = [v.score if v.valid else None for v in verdicts]
-        judged = [v for v in judge_scores if v is not None]
-        rates = violation_rates(ctx.constitution, [Probe(p.text, r) for p, r in zip(prompts, replies, strict=True)])
-    sampled = None
-    if sampling is not None:
-        with ctx.timed("evaluate_samples"):
-            sampled = headroom.sample_and_score(ctx.backend, ctx.adapter(checkpoint_id), prompts, sampling,
-                                                ctx.oracle, ctx.judge.plugin)
-    # Rates on these replies are an invariant's own only where it is checked on them by the rules.
-    own = set(checked_on_heldout_by_rules(ctx.constitution, ctx.probe_sets()))
-    by_family: dict[str, list[float]] = {}
-    judge_by_family: dict[str, list[float]] = {}
-    for p, score, judged_score in zip(prompts, oracle, judge_scores, strict=True):
-        if score is not None:
-            by_family.setdefault(p.family, []).append(score)
-        if judged_score is not None:
-            judge_by_family.setdefault(p.family, []).append(judged_score)
-    verified = [s for s in oracle if s is not None]
-    details: dict[str, Any] = {
-        **({"oracle_by_family": {f: statistics.fmean(v) for f, v in sorted(by_family.items())}} if verified else {}),
-        "judge_by_family": {f: statistics.fmean(v) for f, v in sorted(judge_by_family.items())},
-        "invariant_rates": {k: rate for k, (rate, _) in rates.items() if k in own},
-        "length_mean": statistics.fmean(o.n_tokens for o in outputs) if outputs else 0.0,
-        "n": len(prompts),
-        **({"headroom": headroom.summary(prompts, oracle, sampled)} if sampled is not None else {}),
-    }
-    # An absent score is absent (no verifier covered the prompts, no judgment was valid), never zero.
-    result = {**({"oracle": statistics.fmean(verified)} if verified else {}),
-              **({"judge": statistics.fmean(judged)} if judged else {}), **details}
-    with ctx.store.transaction():  # replies and their scores together: a re-run finds both or neither
-        # Sampled replies first: a reader that keeps the last held-out sample per prompt keeps the greedy one.
-        ctx.store.add_samples([
-            NewSample(run_id=state["run_id"], round=state["round"], split="heldout", prompt_id=p.id, prompt=p.text,
-                      family=p.family, checkpoint_id=checkpoint_id, response=s.text, n_tokens=s.n_tokens,
-                      sample_index=1 + s.sample_index)
-            for p, row in zip(prompts, sampled or [[] for _ in prompts], strict=True) for s in row
-        ])
-        ctx.store.add_samples([
-                NewSample(run_id=state["run_id"], round=state["round"], split="heldout", prompt_id=p.id, prompt=p.text,
-                      family=p.family, checkpoint_id=checkpoint_id, response=o.text, n_tokens=o.n_tokens,
-                      sample_index=0)
-            for p, o in zip(prompts, sorted(outputs, key=lambda o: o.prompt_index), strict=True)
-        ])
-        ctx.store.put_evaluation(checkpoint_id, key, ctx.judge.name, result.get("oracle"), result.get("judge"),
-                                 details)
-    return result
-
-
-def evaluate(state: RoundState, runtime: Runtime[RunContext]) -> Update:
-    ctx = runtime.context
-    ck = _checkpoint(ctx, state["candidate"] or "")
-    active = ck.parent
-    assert active is not None
-    candidate_eval = _evaluate_checkpoint(ctx, state, ck.id)
-    active_eval = _evaluate_checkpoint(ctx, state, active)
-    metrics = {**(ck.metrics or {}), "eval": {"candidate": candidate_eval, "active": active_eval}}
-    ctx.store.update_checkpoint(ck.id, metrics=metrics)
-    ctx.tracker.log_evaluation(state["round"], candidate_eval, active_eval)
-    return {}
-
-
 def check_invariants(state: RoundState, runtime: Runtime[RunContext]) -> Update:
     """Guardrails check every invariant on the candidate's greedy replies to its probes (and record the
     verdict themselves); a failing candidate is rejected automatically. An invariant detected by a
@@ -234,10 +130,11 @@ def _line(result: dict[str, Any]) -> str:
 
 
 def _responder(ctx: RunContext) -> candidates.Respond:
-    """Greedy replies of a checkpoint: the ones the evaluation already decoded when it has them."""
+    """Greedy replies of a checkpoint: the ones the evaluation already decoded when it has them (on either
+    held-out split: the invariants' held-out probes are the whole evaluated slice)."""
     def respond(checkpoint_id: str, prompts: Sequence[str]) -> list[str]:
-        cached = {s.prompt: s.response for s in ctx.store.samples(ctx.run_id, None, split="heldout",
-                                                                  checkpoint_id=checkpoint_id)
+        cached = {s.prompt: s.response for split in HELDOUT_SPLITS
+                  for s in ctx.store.samples(ctx.run_id, None, split=split, checkpoint_id=checkpoint_id)
                   if s.sample_index == 0}  # the greedy reply, not one of evaluation.samples' sampled ones
         missing = [p for p in prompts if p not in cached]
         if missing:
@@ -283,13 +180,14 @@ def route_invariants(state: RoundState) -> Literal["approval_gate", "plan"]:
 
 
 def _summary(ck: Checkpoint) -> str:
-    ev = (ck.metrics or {}).get("eval", {})
+    """The gate's summary: the reported evaluation (the test split; a run before the split: its one set)."""
+    ev = (ck.metrics or {}).get(REPORTED, {})
     cand, act = ev.get("candidate", {}), ev.get("active", {})
     invariants = "; ".join(_line(r) for r in (ck.invariant_report or {}).get("results", []))
     # A world without verifiers has no oracle score: the summary leaves it out rather than print a zero.
     oracle = (f"oracle {act['oracle']:.3f} -> {cand['oracle']:.3f}, " if "oracle" in act and "oracle" in cand
               else "")
-    return (f"round {ck.round} candidate {ck.id}: held-out {oracle}judge {act.get('judge', 0):.3f} -> "
+    return (f"round {ck.round} candidate {ck.id}: {split_label(cand)} {oracle}judge {act.get('judge', 0):.3f} -> "
             f"{cand.get('judge', 0):.3f}; invariants: {invariants}")
 
 

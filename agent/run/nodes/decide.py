@@ -1,5 +1,6 @@
 """The decide node: gather the controller's inputs from the store, ask the policy, log the decision
-with the signals and thresholds behind it, route on it."""
+with the signals and thresholds behind it, route on it. Of the held-out evaluations it reads the validation
+split only (agent/run/splits.py): the test split is reported, never decided on."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from agent.controller.vocabulary import KEPT_REASONS, InvalidJudgments
 from agent.interventions import INTERVENTIONS, interventions
 from agent.interventions.switch_pairs import pair_strategy
 from agent.run.context import RunContext
+from agent.run.splits import controller_evaluation, evaluated_before_split
 from agent.run.state import RoundState
 from memory import Judgment, RoundRecord
 from tether_types import Intervention
@@ -38,7 +40,7 @@ def decide(state: RoundState, runtime: Runtime[RunContext]) -> dict[str, Any]:
         inp = replace(inp, advice=ask_advisor(ctx.config.controller, inp))
     decision = policy(inp, ctx.config.controller)
     with ctx.store.transaction():
-        _log(ctx, run_id, min(round_no, run.rounds_budget), decision)
+        _log(ctx, run_id, min(round_no, run.rounds_budget), decision, inp.heldout)
         if record is not None:
             outcome = "skipped" if decision.action == "skip" else None
             ctx.store.upsert_round(run_id, round_no, action=decision.action, outcome=outcome)
@@ -54,10 +56,14 @@ def _decided(ctx: RunContext, run_id: str, logged_round: int, round_no: int) -> 
     return None
 
 
-def _log(ctx: RunContext, run_id: str, round_no: int, decision: Decision) -> None:
-    # The judge and the pair strategy in force on the round, each with the settings it was built from.
+def _log(ctx: RunContext, run_id: str, round_no: int, decision: Decision,
+         curve: tuple[tuple[int, float], ...]) -> None:
+    # The judge and the pair strategy in force on the round, each with the settings it was built from, and the
+    # held-out curve the policy read, with the split it is of.
     signals = {**decision.log_signals(), "judge_spec": ctx.judge.spec(),
-               "pairs_spec": pair_strategy(ctx, decision.signals.get("round", round_no)).spec()}
+               "pairs_spec": pair_strategy(ctx, decision.signals.get("round", round_no)).spec(),
+               "heldout_curve": {"split": curve_split(ctx), "metric": ctx.config.controller.heldout_metric,
+                                 "points": [[r, score] for r, score in curve]}}
     ctx.store.add_decision(run_id, round_no, decision.action, decision.rationale, signals)
 
 
@@ -99,12 +105,13 @@ def _signals(record: RoundRecord | None, round_no: int, judge: str | None, pairs
 
 
 def heldout_curve(ctx: RunContext, metric: str) -> tuple[tuple[int, float], ...]:
-    """(round, held-out score of the policy active after it) in `metric` (controller.heldout_metric): round 0
+    """(round, validation score of the policy active after it) in `metric` (controller.heldout_metric): round 0
     is the policy before the first evaluated candidate; a committed candidate's score counts from its round,
-    otherwise the active's. An evaluation without that score (no verifier covered its prompts) is left out."""
+    otherwise the active's. An evaluation without that score (no verifier covered its prompts) is left out. A
+    run evaluated before the split reads its one held-out set, as it always did; never the test split."""
     curve: list[tuple[int, float]] = []
     for ck in ctx.store.checkpoints(ctx.run_id):
-        evaluation = (ck.metrics or {}).get("eval")
+        evaluation = controller_evaluation(ck.metrics)
         if ck.round <= 0 or not evaluation or any(metric not in evaluation[who] for who in ("active", "candidate")):
             continue
         if not curve:
@@ -112,6 +119,11 @@ def heldout_curve(ctx: RunContext, metric: str) -> tuple[tuple[int, float], ...]
         committed = ck.status == "approved"
         curve.append((ck.round, float(evaluation["candidate" if committed else "active"][metric])))
     return tuple(curve)
+
+
+def curve_split(ctx: RunContext) -> str:
+    """The split the run's controller reads: "validation", or "heldout" for a run evaluated before the split."""
+    return "heldout" if evaluated_before_split(ctx.store.checkpoints(ctx.run_id)) else "validation"
 
 
 def route_decision(state: RoundState) -> Route:

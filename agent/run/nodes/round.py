@@ -15,6 +15,7 @@ from langgraph.runtime import Runtime
 from agent.interventions.switch_pairs import pair_strategy
 from agent.interventions.switch_pairs import pairs_slot as pair_slot
 from agent.run.context import RunContext
+from agent.run.splits import controller_evaluation
 from agent.run.state import RoundState
 from guardrails import amendments
 from guardrails.constitution import verify_pinned
@@ -388,10 +389,12 @@ def _position_checks(ctx: RunContext, pairs: list[Pair]) -> list[tuple[Winner | 
 
 
 def _last_heldout(ctx: RunContext, run_id: str, round_no: int) -> dict[str, float] | None:
-    """The latest held-out evaluation before this round (the evaluate node runs after monitor)."""
-    earlier = [c for c in ctx.store.checkpoints(run_id) if 0 < c.round < round_no and "eval" in (c.metrics or {})]
+    """The latest held-out evaluation before this round (the evaluate node runs after monitor) that the
+    controller may read: its validation split (a run before the split: its one set), never the test split."""
+    earlier = [e for c in ctx.store.checkpoints(run_id) if 0 < c.round < round_no
+               for e in [controller_evaluation(c.metrics)] if e is not None]
     if not earlier:
         return None
-    evaluation = earlier[-1].metrics["eval"]
+    evaluation = earlier[-1]
     return {f"{m}_{who}": evaluation[who][m] for who in ("active", "candidate") for m in ("oracle", "judge")
             if m in evaluation[who]}  # no oracle key for a world without verifiers

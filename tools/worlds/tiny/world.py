@@ -1,7 +1,12 @@
 """The tiny world as a `World`, registered as "tiny": three prompt families (arithmetic, how-to,
 harmful) with programmatic verifiers, the embedded model built from their corpus (`model.base: world`,
 its pre-training steps the world's setting `steps`), reference answers in every style for `tether judge
-audit`, and the upgrade of the configs written before the world built its own model."""
+audit`, and the upgrade of the configs written before the world built its own model.
+
+Its held-out split (a quarter of each family's topic groups, by seed: tools/worlds/tiny/families.py) is
+what a run evaluates on; the run splits the slice it evaluates again, by the same seed and alike in every
+family, into validation (the controller reads it) and test (only reported): tools/worlds/base.py
+`validation_split`. Its invariant probes are that whole slice (`invariant_probes` gives None)."""
 
 from __future__ import annotations
 

@@ -13,6 +13,7 @@ from tools.worlds.base import (
     WORLDS,
     AuditProbeSource,
     BuildState,
+    InvariantProbeMap,
     ModelBuilder,
     Prompt,
     PromptJoiner,
@@ -29,6 +30,6 @@ DEFAULT_WORLD = "tiny"
 WORLDS.use_entry_points("tether.worlds")  # installed packages' worlds, loaded on first lookup (tools/registry.py)
 
 __all__ = [
-    "DEFAULT_WORLD", "WORLDS", "AuditProbeSource", "BuildState", "ModelBuilder", "Prompt", "PromptJoiner", "TaskSet",
-    "World", "WorldError", "prompt_id", "upgrade_config",
+    "DEFAULT_WORLD", "WORLDS", "AuditProbeSource", "BuildState", "InvariantProbeMap", "ModelBuilder", "Prompt",
+    "PromptJoiner", "TaskSet", "World", "WorldError", "prompt_id", "upgrade_config",
 ]

@@ -19,19 +19,27 @@ from typing import Any
 from guardrails import keys, reviewers, signoff
 from guardrails.checks import InvariantReport, report_passes
 from guardrails.constitution import Constitution, parse_constitution
-from guardrails.errors import DeniedError, GateError, TamperError, TransientError
+from guardrails.errors import DeniedError, GateError, GuardrailError, TamperError, TransientError
 from guardrails.signoff import SYSTEM_ACTOR, HumanDecision
 from guardrails.statements import Statement
-from memory import Approval, Checkpoint, Run, Store
+from memory import Approval, AuditEntry, Checkpoint, Run, Store
 from memory.guarded import GuardedWrites
 from policies.adapters import AdapterIntegrityError, verify_adapter
 from policies.artifacts import ModelIntegrityError, model_folder, verify_model
 
 __all__ = ["SYSTEM_ACTOR", "ApprovedAdapter", "DeniedError", "GateError", "HumanDecision", "TamperError",
-           "TransientError", "activate", "active_problem", "decide", "discard", "request_approval", "rollback",
-           "verified_active", "verify_approved"]
+           "TransientError", "UnknownCheckpointError", "activate", "active_problem", "decide", "discard",
+           "refuse_rollback", "request_approval", "rollback", "verified_active", "verify_approved",
+           "vouching_approval"]
 
 ACTIVE_ACTIONS = ("checkpoint.activate", "checkpoint.rollback", "checkpoint.base", "checkpoint.inherit")
+
+
+class UnknownCheckpointError(GateError):
+    """No checkpoint has this id: bad input (CLI exit 2; the console answers 404)."""
+
+    def __init__(self, checkpoint_id: str) -> None:
+        super().__init__(f"no checkpoint '{checkpoint_id}' (see `tether checkpoints`)")
 
 
 def adapter_check(store: Store, ck: Checkpoint) -> None:
@@ -183,9 +191,7 @@ def verify_approved(store: Store, ck: Checkpoint) -> ApprovedAdapter:
     if ck.sha256 is None or ck.run_id is None:
         raise TamperError(f"checkpoint {ck.id} is not an adapter candidate")
     run = _run(store, ck.run_id)
-    approval = store.approval_for_subject("checkpoint", ck.id)
-    if approval is None or approval.status != "approved" or approval.subject_sha256 != ck.sha256:
-        raise TamperError(f"checkpoint {ck.id} has no human approval of exactly this adapter")
+    approval = _own_approval(store, ck)
     signed = signoff.verify_decided(store, approval)
     if ck.invariant_ok is not True or not report_passes(ck.invariant_report, _report_constitution(store, ck)):
         raise TamperError(f"checkpoint {ck.id}'s invariant report does not pass on its own numbers")
@@ -217,8 +223,9 @@ def _run(store: Store, run_id: str) -> Run:
 
 
 def verified_active(store: Store, run: Run) -> str | None:
-    """The run's active checkpoint, checked against the audit chain (the last activation, rollback or
-    base registration of the run must name it) and, for an adapter, against its signed approval."""
+    """The run's active checkpoint, checked against the audit chain (the last activation, rollback,
+    inheritance or base registration of the run must name it) and, for an adapter, against the signed
+    approval that vouches for it (`vouching_approval`)."""
     last = None
     for entry in store.audit_entries():
         # Entries before schema v3 carry no "run"; their subject (a checkpoint id) starts with the run id.
@@ -232,15 +239,12 @@ def verified_active(store: Store, run: Run) -> str | None:
     ck = store.get_checkpoint(run.active_checkpoint) if run.active_checkpoint else None
     if ck is None or ck.status not in ("approved", "base"):
         raise TamperError(f"run {run.id}'s active checkpoint {run.active_checkpoint} is not approved")
-    if ck.sha256 is not None and last is not None and last.action == "checkpoint.activate":
-        approval = store.approval_for_subject("checkpoint", ck.id)
-        if approval is None:
-            raise TamperError(f"active checkpoint {ck.id} has no approval")
-        signoff.verify_decided(store, approval)
+    if ck.sha256 is not None:
+        # However the adapter became active (activated, inherited, rolled back to), a signed human approval
+        # must vouch for exactly its bytes on every load: a rollback signed onto a forged row is refused too.
+        vouching_approval(store, ck)
     if last is not None and last.action == "checkpoint.rollback":
         _verify_rollback_signature(store, last.details, ck)
-    if last is not None and last.action == "checkpoint.inherit":
-        _verify_inherited(store, ck, last.details)
     return run.active_checkpoint
 
 
@@ -257,13 +261,45 @@ def active_problem(store: Store, run: Run) -> str | None:
     return None
 
 
-def _verify_inherited(store: Store, ck: Checkpoint, details: dict[str, Any]) -> None:
-    """A run started from another run's adapter: the source's signed approval of the same bytes vouches."""
-    source = store.get_checkpoint(str(details.get("source")))
-    approval = store.approval_for_subject("checkpoint", source.id) if source is not None else None
-    if source is None or approval is None or source.sha256 != ck.sha256 or ck.parent != source.id:
-        raise TamperError(f"{ck.id} claims to be inherited from {details.get('source')}, which does not vouch for it")
+def vouching_approval(store: Store, ck: Checkpoint) -> Approval:
+    """The signed human approval that lets adapter checkpoint `ck` be loaded: its own approval of exactly
+    these bytes, or, for the start of a run begun from another run's adapter (`tether run --from`), the
+    approval that vouches for its source through the audited lineage (`checkpoint.inherit`). TamperError when
+    there is none or its signatures do not support it. This is the loader's rule (`verified_active`), and the
+    one `rollback` and `run --from` apply: whatever the loader accepts, they accept, and nothing more."""
+    inherited = _inheritance(store, ck)
+    if inherited is None:
+        return _own_approval(store, ck)
+    return _verify_inherited(store, ck, inherited.details, frozenset())
+
+
+def _own_approval(store: Store, ck: Checkpoint) -> Approval:
+    """`ck`'s own approval, approved for exactly its bytes with signatures that support it (TamperError if not).
+    A row's status alone vouches for nothing: a checkpoint set to approved by hand has no such approval."""
+    approval = store.approval_for_subject("checkpoint", ck.id)
+    if approval is None or approval.status != "approved" or approval.subject_sha256 != ck.sha256:
+        raise TamperError(f"checkpoint {ck.id} has no human approval of exactly this adapter")
     signoff.verify_decided(store, approval)
+    return approval
+
+
+def _inheritance(store: Store, ck: Checkpoint) -> AuditEntry | None:
+    """The audit entry that started `ck`'s run from another run's adapter with `ck` (None for any other)."""
+    return next((e for e in store.audit_entries(subject=ck.id)
+                 if e.action == "checkpoint.inherit" and e.details.get("run") == ck.run_id), None)
+
+
+def _verify_inherited(store: Store, ck: Checkpoint, details: dict[str, Any], seen: frozenset[str]) -> Approval:
+    """A run started from another run's adapter: the source's approval of the same bytes vouches, by the same
+    rule (`vouching_approval`), so a run started from an inherited adapter is vouched for down its lineage."""
+    source = store.get_checkpoint(str(details.get("source")))
+    if (source is None or source.sha256 != ck.sha256 or ck.parent != source.id or source.id in seen
+            or source.id == ck.id):
+        raise TamperError(f"{ck.id} claims to be inherited from {details.get('source')}, which does not vouch for it")
+    inherited = _inheritance(store, source)
+    if inherited is None:
+        return _own_approval(store, source)
+    return _verify_inherited(store, source, inherited.details, seen | {ck.id})
 
 
 def discard(store: Store, checkpoint_id: str, reason: str, actor: str = SYSTEM_ACTOR) -> None:
@@ -281,31 +317,15 @@ def discard(store: Store, checkpoint_id: str, reason: str, actor: str = SYSTEM_A
 
 
 def rollback(store: Store, checkpoint_id: str, signer: keys.Signer, reason: str) -> Checkpoint:
-    """Make an earlier approved checkpoint, or the run's base, active again: signed by a reviewer."""
-    if not reason.strip():
-        raise GateError("rollback needs --reason")
-    ck = store.get_checkpoint(checkpoint_id)
-    if ck is None or ck.run_id is None:
-        raise GateError(f"no checkpoint '{checkpoint_id}' (see `tether checkpoints`)")
-    if ck.status not in ("approved", "base"):
-        raise GateError(f"checkpoint {ck.id} is {ck.status}; only approved checkpoints or a base can be made active")
-    problem = keys.name_problem(signer.name)
-    registered = reviewers.registry(store).get(signer.name)
-    if problem or registered is None or registered.public_hex != signer.public_hex:
-        store.append_audit(SYSTEM_ACTOR, "rollback.refused", ck.id, {"by": signer.name})
-        raise DeniedError(problem or f"'{signer.name}' is not a registered reviewer of this workspace with this key")
-    run = _run(store, ck.run_id)
-    before = verified_active(store, run)
-    if ck.sha256 is not None:
-        approval = store.approval_for_subject("checkpoint", ck.id)
-        if approval is None:
-            raise TamperError(f"checkpoint {ck.id} has no approval")
-        signoff.verify_decided(store, approval)
-        try:
-            adapter_check(store, ck)
-        except TamperError as err:
-            store.append_audit(SYSTEM_ACTOR, "tamper.detected", ck.id, {"error": str(err)})
-            raise TamperError(f"checkpoint {ck.id} failed its integrity check: {err}") from None
+    """Make an earlier checkpoint the loader accepts (`vouching_approval`), or the run's base, active again:
+    signed by a reviewer. Every refusal is audited (`rollback.refused`: who tried, the checkpoint, why) and
+    changes nothing else; a check that could not run (TransientError, a busy store) decided nothing and is not."""
+    try:
+        ck, run, before = _rollback_target(store, checkpoint_id, signer, reason)
+    except TransientError:
+        raise
+    except GuardrailError as err:
+        raise refuse_rollback(store, checkpoint_id, signer.name, err) from None
     seq, head = store.audit_head()
     statement = Statement("rollback", ck.id, ck.sha256 or (run.base_model or {}).get("sha256") or "", {
         "decision": "rollback", "reviewer": signer.name, "run_id": run.id, "from": before, "note": reason,
@@ -321,6 +341,44 @@ def rollback(store: Store, checkpoint_id: str, signer: keys.Signer, reason: str)
                            {"run": run.id, "from": before, "reason": reason, "signature": sig.id,
                             "statement_sha256": hashlib.sha256(body).hexdigest()})
     return ck
+
+
+def refuse_rollback(store: Store, checkpoint_id: str, by: str, error: GuardrailError) -> GuardrailError:
+    """Audit a refused rollback (who tried, the checkpoint, why) and return `error` to raise. For callers that
+    refuse before a key is loaded (an unknown checkpoint) too, so every refusal leaves the same entry."""
+    ck = store.get_checkpoint(checkpoint_id)
+    details = {"by": by, "reason": str(error)}
+    if ck is not None and ck.run_id is not None:
+        details["run"] = ck.run_id  # the run's lab notebook shows it
+    store.append_audit(SYSTEM_ACTOR, "rollback.refused", checkpoint_id, details)
+    return error
+
+
+def _rollback_target(store: Store, checkpoint_id: str, signer: keys.Signer,
+                     reason: str) -> tuple[Checkpoint, Run, str | None]:
+    """The checkpoint to make active, its run and the run's verified active checkpoint now; raises (writing
+    nothing but a `tamper.detected` entry) when the rollback may not happen."""
+    if not reason.strip():
+        raise GateError("rollback needs --reason")
+    ck = store.get_checkpoint(checkpoint_id)
+    if ck is None or ck.run_id is None:
+        raise UnknownCheckpointError(checkpoint_id)
+    if ck.status not in ("approved", "base"):
+        raise GateError(f"checkpoint {ck.id} is {ck.status}; only approved checkpoints or a base can be made active")
+    problem = keys.name_problem(signer.name)
+    registered = reviewers.registry(store).get(signer.name)
+    if problem or registered is None or registered.public_hex != signer.public_hex:
+        raise DeniedError(problem or f"'{signer.name}' is not a registered reviewer of this workspace with this key")
+    run = _run(store, ck.run_id)
+    before = verified_active(store, run)
+    if ck.sha256 is not None:
+        vouching_approval(store, ck)  # the loader's rule: a status set by hand vouches for nothing
+        try:
+            adapter_check(store, ck)
+        except TamperError as err:
+            store.append_audit(SYSTEM_ACTOR, "tamper.detected", ck.id, {"error": str(err)})
+            raise TamperError(f"checkpoint {ck.id} failed its integrity check: {err}") from None
+    return ck, run, before
 
 
 def _verify_rollback_signature(store: Store, details: dict[str, Any], ck: Checkpoint) -> None:

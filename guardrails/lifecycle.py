@@ -8,9 +8,9 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from guardrails import keys, signoff
-from guardrails.errors import GateError, TamperError
-from guardrails.gate import adapter_check
+from guardrails import keys
+from guardrails.errors import GateError
+from guardrails.gate import adapter_check, vouching_approval
 from guardrails.signoff import SYSTEM_ACTOR
 from memory import Checkpoint, Run, Store
 from memory.guarded import GuardedWrites
@@ -53,10 +53,7 @@ def inherit(store: Store, run_id: str, source_id: str, folder: Path) -> Checkpoi
     source = store.get_checkpoint(source_id)
     if source is None or source.sha256 is None or source.status != "approved" or source.run_id is None:
         raise GateError(f"{source_id} is not an approved adapter (see `tether checkpoints`)")
-    approval = store.approval_for_subject("checkpoint", source.id)
-    if approval is None:
-        raise TamperError(f"{source_id} has no approval")
-    signoff.verify_decided(store, approval)
+    approval = vouching_approval(store, source)  # the loader's rule: a source inherited itself is vouched for too
     run, origin = store.get_run(run_id), store.get_run(source.run_id)
     if run is None or origin is None:
         raise GateError(f"run {run_id} or {source.run_id} is not in the store")

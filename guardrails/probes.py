@@ -10,9 +10,10 @@ Reading a probe file is bounded and stdlib-only (no torch, no judges).
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -104,6 +105,22 @@ def resolve_probe_sets(
         sets[inv.id] = (ProbeSet.of_prompts(list(heldout), "heldout") if given is None
                         else ProbeSet.of_prompts(list(given), "world"))
     return sets, problems
+
+
+def unknown_invariants(constitution: Constitution, named: Iterable[str], where: str) -> list[str]:
+    """A problem for each invariant id `where` names (e.g. a world's probe map) that the constitution does not
+    have, naming that id: its probes would be read for nothing, and the invariant it was meant for checked on
+    other probes (whose problem then names that other invariant, never the typo)."""
+    ids = [inv.id for inv in constitution.invariants]
+    problems = []
+    for name in named:
+        if name in ids:
+            continue
+        close = difflib.get_close_matches(name, ids, n=1)
+        hint = f"; did you mean '{close[0]}'?" if close else ""
+        problems.append(f"{where} gives probes to invariant '{name}', which is not an invariant of constitution "
+                        f"'{constitution.name}' (its invariants: {', '.join(ids)}){hint}")
+    return problems
 
 
 def pins(sets: dict[str, ProbeSet]) -> dict[str, dict[str, object]]:

@@ -169,7 +169,7 @@ def test_imports_through_a_package_face_resolve_to_the_defining_module() -> None
     module that defines it, so neither face is anyone's dependency."""
     graph = _graph()
     assert "memory.store" in graph["agent.cli.main"]  # from memory import Store
-    assert "tools.judges.base" in graph["agent.cli.main"]  # from tools.judges import JUDGES
+    assert "tools.judges.base" in graph["agent.cli.validate"]  # from tools.judges import JUDGES
     assert sorted(f"{m} -> {d}" for m, deps in graph.items() for d in deps if d in ("memory", "tools.judges")) == []
 
 

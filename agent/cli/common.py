@@ -128,16 +128,21 @@ class SignerNameInvalid(SignerRefused):
     exit_code = EXIT_USAGE
 
 
+def require_name(name: str) -> None:
+    """SignerNameInvalid (exit 2) for a --by that is no name at all: no one's attempt, so nothing is written.
+    The software's own actors (`tether`, `agent:RUN`) are names, and their attempts are audited."""
+    actor = name.lower() in keys.RESERVED_NAMES or name.lower().startswith("agent:")
+    if not actor and keys.NAME_PATTERN.match(name) is None:
+        raise SignerNameInvalid(f"--by {keys.name_problem(name)}; nothing was written")
+
+
 def signer(store: Store, name: str, subject: str | None = None) -> keys.Signer:
     """The private key of reviewer `name` from the user's key folder (never the workspace), with its
     passphrase from $TETHER_KEY_PASSPHRASE or a prompt. A name or key that cannot decide raises
     SignerRefused (exit 1) and, when it concerns a subject, is audited: a refused decision. A malformed
     name is not a decision by anyone: SignerNameInvalid (exit 2), nothing written."""
+    require_name(name)
     problem = keys.name_problem(name)
-    # The software's own actors (`tether`, `agent:RUN`) are names, and their attempts are audited.
-    actor = name.lower() in keys.RESERVED_NAMES or name.lower().startswith("agent:")
-    if not actor and keys.NAME_PATTERN.match(name) is None:
-        raise SignerNameInvalid(f"--by {problem}; nothing was written")
     folder = keys.resolve_keys_dir()
     if problem is None and not keys.has_key(folder, name):
         problem = (f"no private key for '{name}' in {folder}: only a registered reviewer signs (set "

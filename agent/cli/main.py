@@ -17,6 +17,7 @@ import typer
 
 from agent.cli import export, judge, lifecycle, plugins, review, ui
 from agent.cli import reviewers as reviewer_commands  # guardrails.reviewers is the registry itself
+from agent.cli import validate as validation
 from agent.cli.common import (
     EXIT_CHECK_FAILED,
     CliState,
@@ -29,32 +30,16 @@ from agent.cli.common import (
     say_check,
     workspace,
 )
-from agent.config import (
-    MAX_ROUNDS,
-    MAX_SEED,
-    ConfigError,
-    TetherConfig,
-    default_config_yaml,
-    file_settings,
-    load_config,
-    old_spellings,
-    unanchored_paths,
-)
+from agent.config import MAX_ROUNDS, MAX_SEED, default_config_yaml
 from agent.review import notebook
 from agent.run.lifecycle import LifecycleError, reconfigure
 from agent.run.locks import is_driven
-from agent.run.preflight import problems as preflight_problems
 from agent.run.workspace import environment_problem
 from guardrails import amendments, gate, keys, reviewers, trust
 from guardrails.constitution import ConstitutionError, default_constitution_yaml, load_constitution
 from guardrails.errors import GateError
-from guardrails.safe_yaml import YamlRefused, read_yaml
 from memory import Run, Store
 from memory.base import BUSY_TIMEOUT_MS
-from tools.judges import JUDGES
-from tools.prompts import PROMPT_GENERATORS
-from tools.registry import PluginLoadError, PluginSettingsError, UnknownPluginError
-from tools.worlds import DEFAULT_WORLD, WORLDS
 
 if TYPE_CHECKING:
     from agent.run.runner import Outcome, RunFailedError
@@ -143,100 +128,7 @@ def _login_name() -> str:
         return ""
 
 
-def _plugin_problems(data: Any) -> list[str]:
-    """Unknown plug-in names and settings, checked on the raw document so they are reported
-    alongside any type errors."""
-    section = lambda key: data.get(key) if isinstance(data, dict) and isinstance(data.get(key), dict) else {}  # noqa: E731
-    judge, prompts, world = section("judge"), section("prompts"), section("world")
-    checks = [(JUDGES, judge.get("name", "rules"), judge.get("settings") or {}),
-              (PROMPT_GENERATORS, prompts.get("generator", "pool"), {}),
-              (WORLDS, world.get("name", DEFAULT_WORLD), world.get("settings") or {})]
-    pool = judge.get("pool")
-    for member in pool if isinstance(pool, list) else []:
-        if isinstance(member, dict):
-            checks.append((JUDGES, member.get("name"), member.get("settings") or {}))
-    problems = plugins.installed_plugin_problems()  # installed plug-ins left out (agent/cli/plugins.py)
-    for registry, name, settings in checks:
-        if not isinstance(name, str) or not isinstance(settings, dict):
-            continue  # a type error the schema reports
-        try:
-            registry.check(name, settings)
-        except PluginLoadError:
-            continue  # one of the installed plug-ins above
-        except (UnknownPluginError, PluginSettingsError) as err:
-            problems.append(str(err))
-    return problems
-
-
-def _config_problems(config_path: Path) -> tuple[TetherConfig | None, list[str]]:
-    try:
-        config, problems = load_config(config_path), []
-    except ConfigError as err:
-        config, problems = None, list(err.problems)
-    if config_path.is_file():
-        try:
-            problems += _plugin_problems(read_yaml(config_path))
-        except (YamlRefused, OSError):
-            pass  # already reported by load_config
-    problems = [f"{config_path}: {p}" for p in problems]
-    return (config if not problems else None), problems
-
-
-def _old_spelling_notes(config_path: Path) -> list[str]:
-    """What the config still spells the old way (it reads as the new spelling), one note each."""
-    try:
-        return old_spellings(read_yaml(config_path))
-    except (YamlRefused, OSError):
-        return []  # load_config reports it
-
-
-@app.command()
-def validate(
-    ctx: typer.Context,
-    config: Annotated[Path | None, typer.Argument(help="Config file (default: the workspace's).")] = None,
-) -> None:
-    """Check a config and the workspace constitution, then pre-flight the run it describes (the model
-    or cached hub id, tokenizer and chat template, LoRA target modules, device and dtype, memory, the
-    training knobs against TRL, one short request to each judge or advisor endpoint): every problem at
-    once, exit 2. Nothing is downloaded or written."""
-    ws = workspace(ctx)
-    path = config or ws.config_path
-    cfg, problems = _config_problems(path)
-    for note in _old_spelling_notes(path):
-        say(f"{path}: deprecated: {note}")
-    constitution = None
-    if ws.constitution_path.is_file() or config is None:
-        try:
-            constitution = load_constitution(ws.constitution_path)
-        except ConstitutionError as err:
-            problems += [f"{err.source}: {p}" for p in err.problems]
-    for note in unanchored_paths(cfg) if cfg is not None else []:
-        say(f"{path}: deprecated: {note}")
-    if cfg is not None:  # the world's prompts and the invariants' probes, as a run's pre-flight checks them
-        from agent.run.world_checks import world_checks  # the world's data: only when a config is validated
-
-        problems += [f"{path}: {p}" for p in world_checks(ws.home, cfg, constitution).problems]
-        if cfg.judge.require_audit and ws.db_path.is_file():
-            from agent.run.judge_trust import audit_problems
-
-            with Store(ws.db_path, readonly=True) as store:
-                problems += [f"{path}: {p}" for p in audit_problems(store, cfg)]
-    from agent.run.runner import run_preflight  # models and torch: only now, not for `tether --help`
-
-    findings = run_preflight(ws, cfg) if cfg is not None else []
-    problems += preflight_problems(findings)
-    if problems:
-        for problem in problems:
-            say_check(False, problem)
-        fail(f"{len(problems)} problem(s) found")
-    for finding in findings:
-        say_check(True, f"{finding.check} ({finding.seconds:.2f} s)")
-    for setting, where in file_settings(cfg) if cfg is not None else []:
-        say_check(True, f"{setting}: {where}")
-    note = judge.keyword_detector_note(constitution) if constitution is not None else None
-    if note:
-        say(f"note: {note}")
-    say_check(True, f"{path} is valid")
+app.command()(validation.validate)  # after init in --help, before run
 
 
 def _report(outcome: Outcome) -> None:
@@ -270,7 +162,7 @@ def run(
 
     fault = lifecycle.fault_from_env()
     ws, store = open_store(ctx, witness=False)
-    cfg, problems = _config_problems(config or ws.config_path)
+    cfg, problems = validation.config_problems(config or ws.config_path)
     if cfg is None:
         for problem in problems:
             say_check(False, problem)
@@ -343,7 +235,7 @@ def _reconfigure(store: Store, run_id: str, config_path: Path) -> None:
     run = store.get_run(run_id)
     if run is None:
         fail(f"no run '{run_id}' (see `tether status`)")
-    cfg, problems = _config_problems(config_path)
+    cfg, problems = validation.config_problems(config_path)
     if cfg is None:
         for problem in problems:
             say_check(False, problem)

@@ -17,6 +17,7 @@ from agent.cli.common import (
     out_console,
     print_json,
     print_table,
+    require_name,
     say,
     signer,
 )
@@ -139,9 +140,12 @@ def checkpoints(
     as_json: JsonOpt = False,
 ) -> None:
     """Checkpoints: id, run_id, round, status, sha256, path, parent, active (UNVERIFIED, and exit 1, when a
-    run's active pointer is not what the gate activated)."""
+    run's active pointer is not what the gate activated). An unknown RUN_ID is exit 2."""
     _, store = open_store(ctx, readonly=True)
-    runs = store.list_runs() if run_id is None else [r for r in [store.get_run(run_id)] if r is not None]
+    one = store.get_run(run_id) if run_id is not None else None
+    if run_id is not None and one is None:
+        fail(f"no run '{run_id}' (see `tether status`)")  # an empty table would read as a run with no checkpoints
+    runs = store.list_runs() if one is None else [one]
     active = {r.id: r.active_checkpoint for r in runs}
     problems = {r.id: gate.active_problem(store, r) for r in runs}
     rows = [{"id": c.id, "run_id": c.run_id, "round": c.round, "status": c.status, "sha256": c.sha256,
@@ -194,10 +198,14 @@ def rollback(
     reason: Annotated[str, typer.Option("--reason", help="Why (recorded in the audit log).")],
 ) -> None:
     """Make an earlier approved checkpoint (or the base model) active, signed with your reviewer key;
-    the next round uses it."""
+    the next round uses it. Any checkpoint a run would load may be chosen, a run's start from another run's
+    adapter (`run --from`) included. A refusal is audited: exit 2 for an unknown or unapproved checkpoint,
+    exit 1 for one whose approval or files fail their checks."""
     _, store = open_store(ctx)
     if store.get_checkpoint(checkpoint_id) is None:
-        fail(f"no checkpoint '{checkpoint_id}' (see `tether checkpoints`)")
+        # Refused before a key is asked for, and audited like every refused rollback (unless --by is no name).
+        require_name(by)
+        raise gate.refuse_rollback(store, checkpoint_id, by, gate.UnknownCheckpointError(checkpoint_id))
     key = signer(store, by, checkpoint_id)
     ck = gate.rollback(store, checkpoint_id, key, reason)
     say(f"{ck.id} is now the active checkpoint of {ck.run_id}")

@@ -20,11 +20,28 @@ from agent.config import WORLD_MODEL, TetherConfig
 BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
 
 
+@dataclass(frozen=True)
+class Note:
+    """What a passing check measured, said beside its ✓ (the memory estimate): never a problem."""
+
+    text: str
+
+
+# A check yields its problems (one line each) and any notes on what it measured.
+Check = Callable[[], Iterator[str | Note]]
+
+
 @dataclass
 class Finding:
     check: str
     seconds: float = 0.0
     problems: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def line(self) -> str:
+        """The check as `tether validate` prints it beside its ✓: name, what it measured, how long it took."""
+        measured = f": {'; '.join(self.notes)}" if self.notes else ""
+        return f"{self.check}{measured} ({self.seconds:.2f} s)"
 
 
 @dataclass
@@ -48,11 +65,11 @@ class _Model:
 
 
 def preflight(config: TetherConfig, model_folder: Path | None,
-              extra: list[tuple[str, Callable[[], Iterator[str]]]] | None = None) -> list[Finding]:
+              extra: list[tuple[str, Check]] | None = None) -> list[Finding]:
     """Every check; `model_folder` is the base model's folder, or None for the world's model not built yet.
     `extra` adds named checks of other rooms (the world's data files, its probes)."""
     model = _Model(folder=model_folder)
-    checks: list[tuple[str, Callable[[], Iterator[str]]]] = [
+    checks: list[tuple[str, Check]] = [
         ("model", lambda: _model(config, model)),
         ("tokenizer", lambda: _tokenizer(config, model)),
         ("target_modules", lambda: _targets(config, model)),
@@ -67,7 +84,8 @@ def preflight(config: TetherConfig, model_folder: Path | None,
     for name, check in checks:
         start = time.perf_counter()
         found = list(check())
-        findings.append(Finding(name, time.perf_counter() - start, found))
+        findings.append(Finding(name, time.perf_counter() - start, [f for f in found if isinstance(f, str)],
+                                [f.text for f in found if isinstance(f, Note)]))
     return findings
 
 
@@ -75,12 +93,29 @@ def problems(findings: list[Finding]) -> list[str]:
     return [p for f in findings for p in f.problems]
 
 
+def base_problems(base: str) -> list[str]:
+    """`model.base` checked on its own, for a config too broken to pre-flight (validate still names a model
+    folder that is not there among its other errors). The world's model (`world`) is built by the run."""
+    if base == WORLD_MODEL:
+        return []
+    from policies.artifacts import model_folder
+
+    try:
+        model_folder(base)
+    except FileNotFoundError:
+        return [_not_found(base)]
+    return []
+
+
+def _not_found(base: str) -> str:
+    return (f"model.base {base!r} is neither a local folder nor a hub id in the local Hugging Face cache (nothing "
+            "is downloaded): save the model with save_pretrained and point model.base at that folder")
+
+
 def _model(config: TetherConfig, model: _Model) -> Iterator[str]:
     if model.folder is None:
         if config.model.base != WORLD_MODEL:
-            yield (f"model.base {config.model.base!r} is neither a local folder nor a hub id in the local Hugging "
-                   "Face cache (nothing is downloaded): save the model with save_pretrained and point model.base "
-                   "at that folder")
+            yield _not_found(config.model.base)
         return
     from transformers import AutoConfig
 
@@ -173,7 +208,11 @@ def _available(on_gpu: bool) -> int | None:
         return None
 
 
-def _memory(config: TetherConfig, model: _Model) -> Iterator[str]:
+def _gib(n: int) -> str:
+    return f"{n / 2**30:.2f} GiB" if n < 10 * 2**30 else f"{n / 2**30:.1f} GiB"
+
+
+def _memory(config: TetherConfig, model: _Model) -> Iterator[str | Note]:
     if model.config is None:
         return
     import torch
@@ -184,10 +223,13 @@ def _memory(config: TetherConfig, model: _Model) -> Iterator[str]:
     parameters = sum(p.numel() for p in model.skeleton().parameters())  # type: ignore[attr-defined]
     need = memory_estimate(parameters, dtype, on_gpu, config.training.quantization)
     have = _available(on_gpu)
+    where = "GPU memory free" if on_gpu else "RAM available"
+    # Said even when it fits: how close a run comes to the machine's memory is what a person sizes it by.
+    yield Note(f"about {_gib(need)} needed for a round (weights in {dtype} plus a training copy), "
+               + (f"{_gib(have)} {where}" if have is not None else f"{where} unknown"))
     if have is not None and need > have:
-        where = "GPU memory free" if on_gpu else "RAM available"
-        yield (f"{config.model.base} needs about {need / 2**30:.1f} GiB for a round (weights in {dtype} plus a "
-               f"training copy); {have / 2**30:.1f} GiB {where}: use a smaller model, a GPU, or "
+        yield (f"{config.model.base} needs about {_gib(need)} for a round (weights in {dtype} plus a "
+               f"training copy); {_gib(have)} {where}: use a smaller model, a GPU, or "
                "training.quantization: 4bit")
 
 

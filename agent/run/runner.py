@@ -135,13 +135,20 @@ def run_preflight(ws: Workspace, config: TetherConfig) -> list[preflight.Finding
     return preflight.preflight(config, folder)
 
 
-def _require_constitution_file(ws: Workspace, version: ConstitutionVersion) -> None:
-    """The workspace file is an input to `constitution propose`, never a silent new version."""
+def constitution_file_problem(ws: Workspace, version: ConstitutionVersion) -> str | None:
+    """Why a run refuses the workspace's constitution file (it differs from `version`, the one in force), or
+    None. The file is an input to `constitution propose`, never a silent new version; `validate` says it too."""
     if ws.constitution_path.is_file() and ws.constitution_path.read_text() != version.content:
-        raise RunStartError(
-            f"{ws.constitution_path} differs from constitution v{version.version}, the version in force. A run "
-            f"uses only approved versions: propose the edit with `tether constitution propose "
-            f"{ws.constitution_path} --by NAME`, or restore the file (`tether constitution show --yaml`)")
+        return (f"{ws.constitution_path} differs from constitution v{version.version}, the version in force. A run "
+                f"uses only approved versions: propose the edit with `tether constitution propose "
+                f"{ws.constitution_path} --by NAME`, or restore the file (`tether constitution show --yaml`)")
+    return None
+
+
+def _require_constitution_file(ws: Workspace, version: ConstitutionVersion) -> None:
+    problem = constitution_file_problem(ws, version)
+    if problem is not None:
+        raise RunStartError(problem)
 
 
 def start_run(ws: Workspace, store: Store, config: TetherConfig, *, say: Say, wait: bool,

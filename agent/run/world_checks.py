@@ -7,6 +7,7 @@ to start on any problem, nothing written) and `tether validate` reports, every p
   prompts do not overlap;
 - `controller.heldout_metric: oracle` only with a world that has verifiers (else: use `judge`);
 - `model.base: world` only with a world that builds a model (a `ModelBuilder`);
+- a world's probe map names only invariants of the constitution;
 - every invariant can be evaluated: its probe file reads, a judge detector names a judge of the
   config, rules apply to at least one held-out probe, and no probe is a training prompt.
 """
@@ -22,9 +23,9 @@ from agent.run.splits import heldout_slice
 from agent.run.world_model import model_builder
 from guardrails import checks
 from guardrails.constitution import Constitution
-from guardrails.probes import ProbeSet, resolve_probe_sets
+from guardrails.probes import ProbeSet, resolve_probe_sets, unknown_invariants
 from tools.registry import PluginSettingsError, UnknownPluginError
-from tools.worlds import WorldError
+from tools.worlds import InvariantProbeMap, WorldError
 
 
 @dataclass(frozen=True)
@@ -55,6 +56,8 @@ def world_checks(root: Path, config: TetherConfig, constitution: Constitution | 
             problems.append(str(err))
     if constitution is None:
         return WorldChecks(problems)
+    if isinstance(world, InvariantProbeMap):  # before the checks a misnamed id would send to another invariant
+        problems += unknown_invariants(constitution, world.probe_invariants(), f"world '{config.world.name}'")
     heldout = [p.text for p in heldout_slice(taskset, config.prompts.heldout)]
     sets, unreadable = resolve_probe_sets(constitution, config.inputs.confined_to(root), heldout,
                                           world.invariant_probes)

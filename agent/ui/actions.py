@@ -80,14 +80,15 @@ def decide(ws: Workspace, approval_id: str, decision: str, key: keys.Signer | No
 
 
 def rollback(ws: Workspace, checkpoint_id: str, key: keys.Signer | None, reason: str) -> Outcome:
-    """`tether rollback CHECKPOINT_ID --by NAME --reason REASON`, NAME being the console's reviewer."""
+    """`tether rollback CHECKPOINT_ID --by NAME --reason REASON`, NAME being the console's reviewer: the same
+    rule (any checkpoint a run would load) and the same audited refusals."""
     if key is None:
         return READ_ONLY
     with _WRITE_LOCK, _store(ws) as store:
-        if store.get_checkpoint(checkpoint_id) is None:
-            return Outcome(404, f"no checkpoint '{checkpoint_id}' (see `tether checkpoints`)")
         try:
-            ck = gate.rollback(store, checkpoint_id, key, reason)
+            ck = gate.rollback(store, checkpoint_id, key, reason)  # audits every refusal, an unknown id's too
+        except gate.UnknownCheckpointError as err:
+            return Outcome(404, str(err))
         except TetherError as err:
             return _refusal(err)
         except (sqlite3.OperationalError, OSError) as err:

@@ -14,6 +14,7 @@ from tools.worlds.base import (
     AuditProbeSource,
     BuildState,
     HeldoutSplit,
+    InvariantProbeMap,
     ModelBuilder,
     Prompt,
     PromptJoiner,
@@ -31,6 +32,7 @@ DEFAULT_WORLD = "tiny"
 WORLDS.use_entry_points("tether.worlds")  # installed packages' worlds, loaded on first lookup (tools/registry.py)
 
 __all__ = [
-    "DEFAULT_WORLD", "WORLDS", "AuditProbeSource", "BuildState", "HeldoutSplit", "ModelBuilder", "Prompt",
-    "PromptJoiner", "TaskSet", "World", "WorldError", "prompt_id", "upgrade_config", "validation_split",
+    "DEFAULT_WORLD", "WORLDS", "AuditProbeSource", "BuildState", "HeldoutSplit", "InvariantProbeMap",
+    "ModelBuilder", "Prompt", "PromptJoiner", "TaskSet", "World", "WorldError", "prompt_id", "upgrade_config",
+    "validation_split",
 ]

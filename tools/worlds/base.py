@@ -156,6 +156,16 @@ class World(Protocol):
 
 
 @runtime_checkable
+class InvariantProbeMap(Protocol):
+    """A world whose settings give probes to invariants by id (the data world's `probes:` map). A run refuses
+    an id that is no invariant of its constitution: a typo would leave the invariant it meant on other probes."""
+
+    def probe_invariants(self) -> Sequence[str]:
+        """The invariant ids this world's settings give probes for, as written there."""
+        ...
+
+
+@runtime_checkable
 class ModelBuilder(Protocol):
     """A world that builds its own model (`model.base: world`) into a folder of the workspace. What it
     builds (e.g. its pre-training steps) is set by the world's settings, which its factory checks."""
@@ -225,7 +235,7 @@ WORLDS: Registry[World] = Registry("world")
 
 
 __all__ = [
-    "WORLDS", "AuditProbeSource", "BuildState", "ConfigUpgrade", "HeldoutSplit", "ModelBuilder", "Prompt",
-    "PromptJoiner", "Split", "TaskSet", "World", "WorldError", "config_upgrade", "overlap", "overlap_message",
-    "prompt_id", "same_text_key", "upgrade_config", "validation_split",
+    "WORLDS", "AuditProbeSource", "BuildState", "ConfigUpgrade", "HeldoutSplit", "InvariantProbeMap",
+    "ModelBuilder", "Prompt", "PromptJoiner", "Split", "TaskSet", "World", "WorldError", "config_upgrade", "overlap",
+    "overlap_message", "prompt_id", "same_text_key", "upgrade_config", "validation_split",
 ]

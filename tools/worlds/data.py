@@ -104,6 +104,9 @@ class DataWorld:
             return None
         return min(1.0, max(0.0, float(verifier.plugin.verify(response, str(reference)))))
 
+    def probe_invariants(self) -> Sequence[str]:
+        return sorted(self.settings.probes)
+
     def invariant_probes(self, invariant_id: str) -> Sequence[str] | None:
         path = self.settings.probes.get(invariant_id)
         if path is None:

@@ -5,7 +5,9 @@ For a checkpoint: held-out scores of the candidate against the active checkpoint
 the bound in use and the target, which targets are not met (approving needs --accept-not-met), the held-out
 prompts where the two answers differ most (both answers), a sample of the pairs it was trained on, the
 decisions that led to it, and who has signed. For a constitution change: a unified diff of the
-proposal against the version it amends, who proposed it, and who has signed.
+proposal against the version it amends, who proposed it, and who has signed; for a new lineage
+(`tether constitution new`) also its whole text and its invariants in full, and what it changes against the
+lineage in force.
 """
 
 from __future__ import annotations
@@ -15,8 +17,9 @@ import random
 from dataclasses import asdict
 from typing import Any
 
-from guardrails import signoff
+from guardrails import amendments, lineage, signoff
 from guardrails.checks import InvariantReport, InvariantResult
+from guardrails.constitution import ConstitutionError, parse_constitution
 from guardrails.errors import TamperError
 from memory import Approval, Checkpoint, Store
 
@@ -119,5 +122,17 @@ def _constitution_view(store: Store, approval: Approval) -> dict[str, Any]:
     before = base.content if base is not None else ""
     diff = "".join(difflib.unified_diff(before.splitlines(keepends=True), proposed.splitlines(keepends=True),
                                         fromfile=f"constitution v{base_version}", tofile=f"proposal {approval.id}"))
-    return {"proposed_by": approval.payload.get("proposed_by"), "base_version": base_version,
-            "changes": approval.payload.get("changes") or [], "diff": diff}
+    view = {"proposed_by": approval.payload.get("proposed_by"), "base_version": base_version,
+            "changes": approval.payload.get("changes") or [], "diff": diff, "lineage": None}
+    founds = amendments.founded_lineage(approval)
+    if founds is None:
+        return view
+    try:  # what it changes, recomputed from the texts themselves (the digest binds the proposed one)
+        new = parse_constitution(proposed, f"proposal {approval.id}")
+        if base is not None:
+            view["changes"] = lineage.changes(parse_constitution(base.content, f"v{base.version}"), new)
+        shown: dict[str, Any] = new.model_dump(mode="json")
+    except ConstitutionError as err:
+        shown = {"error": str(err)}
+    return {**view, "lineage": founds, "content": proposed, "constitution": shown,
+            "replaces_lineage": amendments.lineage_of(store, base) if base is not None else None}

@@ -269,6 +269,21 @@ class ApprovalsConfig(_Section):
         "needs (at most 10); the proposer of a constitution change is never one of them. Fixed for a run "
         "once it starts.",
     )
+    new_constitution_required: int | None = Field(
+        None, ge=1, le=10,
+        description="Distinct registered reviewers, the proposer never one of them, whose signed approvals a new "
+        "constitution lineage (`tether constitution new`: invariants of its own) needs. None: every registered "
+        "reviewer. Never fewer than `required`, nor fewer than 2 while 2 or more reviewers are registered; with "
+        "one reviewer, that one. Read when the lineage is proposed and fixed in its audited request.",
+    )
+
+    @model_validator(mode="after")
+    def _lineage_needs_at_least_an_amendments_signatures(self) -> ApprovalsConfig:
+        if self.new_constitution_required is not None and self.new_constitution_required < self.required:
+            raise ValueError(f"new_constitution_required ({self.new_constitution_required}) is below required "
+                             f"({self.required}): a new constitution lineage needs at least as many signatures "
+                             "as an amendment")
+        return self
 
 
 class TrackingConfig(_Section):

@@ -7,6 +7,11 @@ it, the workspace file mirrors it, and every run uses it from its next round.
 
 A proposal is kept as written, and a draft made here edits the text in force in place (`amend_principles`),
 so the diff a reviewer sees holds only the lines that change and approving keeps every comment.
+
+Versions form lineages. v1 founds lineage 1; an amendment continues the lineage of the version it amends; an
+approval proposed by `tether constitution new` (guardrails/lineage.py) founds the next lineage, with invariants of
+its own, and its signed statements name the lineage it founds. A run stays in the lineage it started in: it adopts
+newer versions of that lineage only, so a run started before a new lineage keeps the version it pinned.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from guardrails import keys, signoff
 from guardrails.constitution import (
     Constitution,
     ConstitutionError,
+    InvariantsChangedError,
     changed_invariants,
     parse_constitution,
     verify_pinned,
@@ -31,15 +37,22 @@ from guardrails.yaml_edit import Edit, edit_yaml
 from memory import Approval, ConstitutionVersion, Run, Store
 from memory.guarded import GuardedWrites
 
+NEW_LINEAGE_ACTION = "constitution.new"  # the audited request of a new lineage (guardrails/lineage.py)
+
 
 def in_force(store: Store) -> tuple[ConstitutionVersion, Constitution]:
     """The constitution version in force: the newest one that carries a verified human approval.
     A version row written without one (by hand, or by an older tether from the workspace file) is
     never in force; `unverified` lists them with the reason."""
     versions = store.constitution_versions()
+    skipped: list[tuple[ConstitutionVersion, str]] = []
     for version in reversed(versions):
-        if _problem(store, version) is None:
-            return version, parse_constitution(version.content, f"constitution v{version.version}")
+        problem = version_problem(store, version)
+        if problem is None:
+            constitution = parse_constitution(version.content, f"constitution v{version.version}")
+            _refuse_fallback_across_invariants(skipped, version, constitution)
+            return version, constitution
+        skipped.append((version, problem))
     if not versions:
         raise GateError("no constitution is recorded in this workspace (run `tether init`)")
     raise GateError("no constitution with a verified approval is recorded in this workspace: "
@@ -47,13 +60,76 @@ def in_force(store: Store) -> tuple[ConstitutionVersion, Constitution]:
                     + ". Restore the workspace's tether.db from a backup; tether never uses an unsigned text")
 
 
+def _refuse_fallback_across_invariants(skipped: list[tuple[ConstitutionVersion, str]], chosen: ConstitutionVersion,
+                                       constitution: Constitution) -> None:
+    """A newer version without a verified approval is passed over only when it holds the same invariants as the
+    version chosen instead: an unverified row with other invariants is a new lineage's text that was edited or
+    a forged one, and falling back past it would silently put an older lineage back in force."""
+    for version, problem in skipped:
+        try:
+            other = parse_constitution(version.content, f"constitution v{version.version}")
+        except ConstitutionError:
+            other = None
+        if other is None or other.invariant_digests() != constitution.invariant_digests():
+            raise TamperError(
+                f"{problem}; its invariants are not those of v{chosen.version}, the newest verified version, so "
+                "tether will not fall back to it (that could put an older lineage back in force). Restore the "
+                "workspace's tether.db from a backup")
+
+
 def unverified(store: Store) -> dict[int, str]:
     """Versions that carry no verified approval (never in force), each with why."""
-    problems = {v.version: _problem(store, v) for v in store.constitution_versions()}
+    problems = {v.version: version_problem(store, v) for v in store.constitution_versions()}
     return {version: problem for version, problem in problems.items() if problem is not None}
 
 
-def _problem(store: Store, version: ConstitutionVersion) -> str | None:
+def founded_lineage(approval: Approval) -> int | None:
+    """The lineage a constitution approval founds (`tether constitution new`), or None for an amendment or v1.
+    Its signed statements name it (guardrails/signoff.py), so an edited payload fails verification."""
+    lineage = approval.payload.get("lineage")
+    return lineage if isinstance(lineage, int) and not isinstance(lineage, bool) else None
+
+
+def proposed_as_lineage(store: Store, approval: Approval) -> bool:
+    """Whether the audited request of `approval` is a new lineage's (`tether constitution new`, with its count
+    of signatures), not an amendment's."""
+    return any(e.action == NEW_LINEAGE_ACTION for e in store.audit_entries(subject=approval.id))
+
+
+def lineage_of(store: Store, version: ConstitutionVersion) -> int:
+    """The lineage `version` belongs to: the one its approval founds, else that of the version it amends (v1
+    and anything whose chain cannot be followed: lineage 1). Followed through the approvals' signed
+    `base_version`s, which always point to an older version."""
+    current: ConstitutionVersion | None = version
+    while current is not None:
+        approval = store.get_approval(current.approval_id) if current.approval_id else None
+        if approval is None:
+            return 1
+        founded = founded_lineage(approval)
+        if founded is not None:
+            return founded
+        base = approval.payload.get("base_version")
+        if not isinstance(base, int) or not 0 < base < current.version:
+            return 1
+        current = store.get_constitution_version(base)
+    return 1
+
+
+def verify_workspace_file(store: Store, run: Run, text: str, constitution: Constitution) -> None:
+    """The workspace file may not change a run's invariants: it holds the run's pinned invariants, or it is
+    exactly the text in force of another lineage than the run's (founded after the run started; the run keeps
+    the version it recorded). Anything else raises InvariantsChangedError."""
+    try:
+        verify_pinned(run.invariants, constitution)
+        return
+    except InvariantsChangedError:
+        version, _ = in_force(store)
+        own = store.get_constitution_version(run.constitution_version)
+        if own is None or text != version.content or lineage_of(store, version) == lineage_of(store, own):
+            raise
+
+
+def version_problem(store: Store, version: ConstitutionVersion) -> str | None:
     """Why `version` is not a text a human approved and signed, or None when it is."""
     name = f"constitution v{version.version}"
     approval = store.get_approval(version.approval_id) if version.approval_id else None
@@ -63,6 +139,8 @@ def _problem(store: Store, version: ConstitutionVersion) -> str | None:
         signoff.verify_decided(store, approval)
     except TamperError as err:
         return f"{name}: {err}"
+    if founded_lineage(approval) is not None and not proposed_as_lineage(store, approval):
+        return f"{name}: approval {approval.id} names a lineage but was not proposed as one"
     if approval.subject_sha256 != version.sha256 \
             or hashlib.sha256(version.content.encode()).hexdigest() != approval.subject_sha256:
         return f"{name} differs from the text approval {approval.id} signed: {_difference(version, approval)}"
@@ -87,11 +165,20 @@ def _difference(version: ConstitutionVersion, approval: Approval) -> str:
 
 
 def adopt(store: Store, run: Run) -> tuple[ConstitutionVersion, Constitution] | None:
-    """Move a run to the version in force when it is newer than the run's: only a version with a
-    verified human approval, and only if the run's pinned invariants are unchanged in it."""
-    version, constitution = in_force(store)
-    if version.version <= run.constitution_version:
+    """Move a run to the newest version of its own lineage when it is newer than the run's: only a version with
+    a verified human approval, and only if the run's pinned invariants are unchanged in it. A lineage founded
+    after the run started is never adopted: the run keeps its version (new runs use the new lineage)."""
+    in_force(store)  # raises when nothing verified is in force, or on a lineage's edited text
+    own = store.get_constitution_version(run.constitution_version)
+    if own is None:
+        raise TamperError(f"constitution v{run.constitution_version} of run {run.id} is not in the store")
+    lineage = lineage_of(store, own)
+    newer = [v for v in store.constitution_versions() if v.version > run.constitution_version]
+    version = next((v for v in reversed(newer)
+                    if version_problem(store, v) is None and lineage_of(store, v) == lineage), None)
+    if version is None:
         return None
+    constitution = parse_constitution(version.content, f"constitution v{version.version}")
     verify_pinned(run.invariants, constitution)
     with store.transaction():
         GuardedWrites(store).set_constitution_version(run.id, version.version)
@@ -233,7 +320,18 @@ def decide(store: Store, approval_id: str, decision: HumanDecision, signer: keys
             f"v{version.version}); reject it and propose again against v{version.version}"
         )
     proposed = parse_constitution(text, f"proposal {approval_id}")
-    _refuse_invariant_changes(current, proposed)
+    founds = founded_lineage(approval)
+    if founds is None:
+        _refuse_invariant_changes(current, proposed)
+    elif not proposed_as_lineage(store, approval):
+        raise TamperError(f"proposal {approval_id} names a lineage but was not proposed as one "
+                          "(`tether constitution new`)")
+    elif founds != lineage_of(store, version) + 1:
+        raise TamperError(f"proposal {approval_id} claims to found lineage {founds}, but the lineage in force is "
+                          f"{lineage_of(store, version)}")
+    elif not changed_invariants(current.invariant_digests(), proposed):
+        raise GateError(f"proposal {approval_id} has the invariants of v{version.version}: that is an amendment "
+                        "(`tether constitution propose`), not a new lineage")
     signoff.check_signer(store, approval, signer)  # a refusal is audited, so not inside the transaction below
     with store.transaction():
         decided = signoff.sign(store, approval, "approve", signer, note)
@@ -243,8 +341,13 @@ def decide(store: Store, approval_id: str, decision: HumanDecision, signer: keys
             text, approval.subject_sha256, proposed.invariants_sha256(),
             created_by=str(approval.payload.get("proposed_by", signer.name)), approval_id=approval_id, note=note,
         )
-        store.append_audit(SYSTEM_ACTOR, "constitution.amend", f"v{amended.version}",
-                           {"approval": approval_id, "changes": approval.payload.get("changes")})
+        if founds is None:
+            store.append_audit(SYSTEM_ACTOR, "constitution.amend", f"v{amended.version}",
+                               {"approval": approval_id, "changes": approval.payload.get("changes")})
+        else:
+            store.append_audit(SYSTEM_ACTOR, "constitution.lineage", f"v{amended.version}",
+                               {"approval": approval_id, "lineage": founds, "sha256": approval.subject_sha256,
+                                "changes": approval.payload.get("changes"), "signed_by": decided.decided_by})
     _write_atomically(constitution_path, text)
     return decided, amended
 

@@ -170,7 +170,12 @@ class Constitution(_Strict):
         return digests
 
     def invariants_sha256(self) -> str:
-        return _digest(self.invariant_digests())
+        return pins_sha256(self.invariant_digests())
+
+
+def pins_sha256(pins: dict[str, str]) -> str:
+    """The one digest of a set of invariant digests (what a run records as its invariants_sha256)."""
+    return _digest(pins)
 
 
 class ConstitutionError(TetherError, ValueError):
@@ -215,6 +220,12 @@ def parse_constitution(text: str, source: str) -> Constitution:
 def load_constitution(path: Path) -> Constitution:
     """The constitution file at `path`: the file itself (a link resolving out of its folder, or into a key
     folder, is refused; guardrails/inputs.py), at most MAX_YAML_BYTES, parsed."""
+    return read_constitution(path)[1]
+
+
+def read_constitution(path: Path) -> tuple[str, Constitution]:
+    """(the text exactly as read, the parsed constitution) of the file at `path`, checked as `load_constitution`
+    says: what a proposal records and what its digest names are the bytes that were parsed."""
     try:
         confine(path, (path.absolute().parent,), key_folders(), "constitution",
                 fix="keep the constitution file itself in the workspace, not a link to one elsewhere")
@@ -224,7 +235,11 @@ def load_constitution(path: Path) -> Constitution:
         raise ConstitutionError(str(path), ["file not found (run `tether init` to write the default)"])
     if path.stat().st_size > MAX_YAML_BYTES:
         raise ConstitutionError(str(path), [f"the file is over the {MAX_YAML_BYTES} bytes a run input may hold"])
-    return parse_constitution(path.read_text(), str(path))
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:
+        raise ConstitutionError(str(path), [f"not UTF-8 text ({err.reason} at byte {err.start})"]) from None
+    return text, parse_constitution(text, str(path))
 
 
 def changed_invariants(pinned: dict[str, str], current: Constitution) -> list[str]:

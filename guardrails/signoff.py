@@ -23,7 +23,7 @@ from memory.guarded import GuardedWrites
 
 HumanDecision = Literal["approve", "reject"]
 SYSTEM_ACTOR = "tether"
-REQUEST_ACTIONS = ("approval.request", "constitution.propose", "constitution.init")
+REQUEST_ACTIONS = ("approval.request", "constitution.propose", "constitution.init", "constitution.new")
 
 
 @dataclass(frozen=True)
@@ -71,8 +71,10 @@ def facts(store: Store, approval: Approval) -> dict[str, Any]:
     common: dict[str, Any] = {"approval_id": approval.id, "kind": approval.kind, "run_id": approval.run_id,
                               "workspace": reviewers.workspace_id(store)}
     if approval.kind == "constitution":
+        # lineage: the one a `tether constitution new` proposal founds; None (and absent from the statement) for
+        # an amendment or v1, so a payload edited to add or drop it no longer matches what was signed.
         return {**common, "base_version": approval.payload.get("base_version"),
-                "proposed_by": approval.payload.get("proposed_by")}
+                "proposed_by": approval.payload.get("proposed_by"), "lineage": approval.payload.get("lineage")}
     ck = store.get_checkpoint(approval.subject)
     if ck is None or ck.run_id is None:
         raise TamperError(f"approval {approval.id} names checkpoint {approval.subject}, which is not in the store")
@@ -91,8 +93,9 @@ def statement_for(store: Store, approval: Approval, decision: str, reviewer: str
     signed before it existed)."""
     seq, head = store.audit_head()
     accepted = {"accept_not_met": list(accept_not_met)} if accept_not_met else {}
+    named = {k: v for k, v in facts(store, approval).items() if not (k == "lineage" and v is None)}
     return Statement("approval", approval.subject, approval.subject_sha256, {
-        **facts(store, approval), "decision": decision, "reviewer": reviewer, "note": note, **accepted,
+        **named, "decision": decision, "reviewer": reviewer, "note": note, **accepted,
         "time": store.now(), "audit_head": {"seq": seq, "hash": head},
     })
 
@@ -127,6 +130,9 @@ def verify_signature_row(store: Store, sig: Any, registry: dict[str, reviewers.R
 def verify(store: Store, approval: Approval) -> SignOff:
     """Every signature of `approval`, verified; raises TamperError on the first that is not genuine."""
     expected = facts(store, approval)
+    proposed_sha = _request_entry(store, approval).get("sha256") if approval.kind == "constitution" else None
+    if proposed_sha is not None and proposed_sha != approval.subject_sha256:
+        raise TamperError(f"approval {approval.id} names another text than the one its audited proposal named")
     registry = reviewers.registry(store, include_removed=True)
     proposer = approval.payload.get("proposed_by") if approval.kind == "constitution" else None
     approved: list[str] = []

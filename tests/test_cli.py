@@ -159,7 +159,8 @@ def test_every_json_listing_parses_mid_run(workspace_home: Path) -> None:
     every = json.loads(tether(workspace_home, "status", "--json").stdout)
     assert [s["run_id"] for s in every] == [run_id]
     approvals = json.loads(tether(workspace_home, "approvals", "--json").stdout)
-    assert set(approvals[0]) == {"id", "kind", "run_id", "status", "created_at", "summary", "review"}
+    assert set(approvals[0]) == {"id", "kind", "run_id", "status", "created_at", "summary", "review",
+                                 "lineage"}
     assert approvals[0]["kind"] == "checkpoint" and approvals[0]["status"] == "pending"
     log = json.loads(tether(workspace_home, "log", run_id, "--json").stdout)
     assert set(log[0]) >= {"round", "action", "rationale", "signals", "at"}

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 import typer
 
 from agent.cli import export, judge, lifecycle, plugins, review, ui
+from agent.cli import lineage as lineage_commands
 from agent.cli import reviewers as reviewer_commands  # guardrails.reviewers is the registry itself
 from agent.cli import validate as validation
 from agent.cli.common import (
@@ -77,22 +78,34 @@ def init(
         "--reviewer", help="The workspace's first reviewer (default: your login name). Their Ed25519 key is "
         "created in the user key folder ($TETHER_KEYS_DIR, else ~/.config/tether/keys) unless it exists; only "
         "the public key goes into the workspace. They sign constitution v1.")] = None,
+    constitution: Annotated[Path | None, typer.Option(
+        "--constitution", help="Found the workspace on your own constitution (invariants, definitions, principles) "
+        "instead of the default: this file becomes v1, signed by the first reviewer. It is checked whole first "
+        "(YAML limits, schema, the judges detectors name); on a problem exit 2 and nothing is written.")] = None,
 ) -> None:
     """Create a workspace with the default config and constitution (never overwrites), and register
     its first reviewer."""
     ws = workspace(ctx)
     if ws.is_initialised():
+        if constitution is not None:
+            fail(f"workspace {ws.home} is already initialised; nothing was written. Found a new constitution "
+                 f"lineage there with `tether constitution new {constitution} --by NAME`")
         say(f"workspace {ws.home} is already initialised; nothing changed")
         return
     name = reviewer or _login_name()
     problem = keys.name_problem(name)
     if problem:
         fail(f"{problem}; pass --reviewer NAME")
+    own = lineage_commands.read_checked(constitution) if constitution is not None else None
+    if own is not None and ws.constitution_path.is_file() and ws.constitution_path.read_text() != own[0]:
+        fail(f"{ws.constitution_path} already exists and differs from {constitution}; remove it or leave out "
+             "--constitution. Nothing was written")
     folder = keys.resolve_keys_dir()
     signer = (keys.load_key(folder, name, os.environ.get(keys.PASSPHRASE_ENV)) if keys.has_key(folder, name)
               else keys.create_key(folder, name, os.environ.get(keys.PASSPHRASE_ENV)))
     ws.home.mkdir(parents=True, exist_ok=True)
-    for path, text in ((ws.config_path, default_config_yaml()), (ws.constitution_path, default_constitution_yaml())):
+    founding = own[0] if own is not None else default_constitution_yaml()
+    for path, text in ((ws.config_path, default_config_yaml()), (ws.constitution_path, founding)):
         if not path.exists():
             _write_new(path, text)
     try:
@@ -100,8 +113,9 @@ def init(
     except ConstitutionError as err:
         fail(f"invalid constitution: {err}")
     store = Store(ws.db_path)
+    origin = {"constitution": str(constitution.absolute())} if constitution is not None else {}
     with store.transaction():
-        store.append_audit("tether", "workspace.init", None, {"reviewer": name})
+        store.append_audit("tether", "workspace.init", None, {"reviewer": name, **origin})
         # The root of trust goes to the reviewer's folder first: the replay of every registry read starts there.
         root = trust.pin(store, reviewers.workspace_id(store), name, signer.public_hex, ws.home)
         reviewers.register_first(store, signer)
@@ -109,6 +123,10 @@ def init(
     trust.record(store, root.workspace, "tether init")
     say(f"initialised {ws.home} with reviewer {name} (key {signer.fingerprint[:16]} in {folder}): edit "
         f"{ws.config_path.name}, then `tether run`")
+    if own is not None:
+        say(f"constitution v1 is {constitution} ('{own[1].name}', {len(own[1].invariants)} invariants), signed by "
+            f"{name}")
+        lineage_commands.init_notes(ws.home, ws.config_path, own[1])
     say(f"root of trust pinned in {trust.folder() / 'trust'}; another reviewer's folder pins it with "
         f"`tether reviewer pin --root {signer.fingerprint}`")
 
@@ -299,6 +317,7 @@ def status(
 
 # The review commands come after the run commands in --help.
 review.register(app)
+review.constitution_app.command("new")(lineage_commands.new)
 app.add_typer(review.constitution_app, name="constitution")
 app.add_typer(review.audit_app, name="audit")
 app.add_typer(judge.judge_app, name="judge")

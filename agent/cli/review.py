@@ -33,7 +33,8 @@ from guardrails.constitution import ConstitutionError
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")]
 ByOpt = Annotated[str, typer.Option("--by", help="The reviewer deciding: their key in the user key folder signs.")]
 
-constitution_app = typer.Typer(help="Show the constitution in force; propose amendments to its principles.",
+constitution_app = typer.Typer(help="Show the constitution in force; propose amendments to its principles, or a "
+                               "new lineage with invariants of its own.",
                                no_args_is_help=True)
 audit_app = typer.Typer(help="The hash-chained audit log.", no_args_is_help=True)
 
@@ -47,7 +48,9 @@ def approvals(ctx: typer.Context, as_json: JsonOpt = False) -> None:
     """Pending approvals: id, kind (checkpoint|constitution), run_id, status, created_at, summary."""
     _, store = open_store(ctx, readonly=True)
     rows = [{"id": a.id, "kind": a.kind, "run_id": a.run_id, "status": a.status, "created_at": a.created_at,
-             "summary": a.summary, "review": f"tether show {a.id}"} for a in store.approvals(status="pending")]
+             "summary": a.summary, "review": f"tether show {a.id}",
+             "lineage": amendments.founded_lineage(a) if a.kind == "constitution" else None}
+            for a in store.approvals(status="pending")]
     if as_json:
         print_json(rows)
         return
@@ -76,8 +79,13 @@ def _decide(ctx: typer.Context, approval_id: str, decision: signoff.HumanDecisio
                     "run_id": decided.run_id, "signed_by": by,
                     "constitution_version": version.version if version else None})
         return
+    founds = amendments.founded_lineage(decided) if decided.kind == "constitution" else None
     if decided.status == "pending":
-        say(f"{decided.id}: signed by {by}; it needs more reviewers (approvals.required) before it is decided")
+        setting = "approvals.new_constitution_required" if founds is not None else "approvals.required"
+        say(f"{decided.id}: signed by {by}; it needs more reviewers ({setting}) before it is decided")
+    elif version is not None and founds is not None:
+        say(f"{decided.id} approved by {decided.decided_by}: constitution v{version.version} founds lineage {founds} "
+            "and is in force; runs started from now on use it, runs started before keep the version they pinned")
     elif version is not None:
         say(f"{decided.id} approved by {decided.decided_by}: constitution v{version.version} is in force; runs use it "
             "from their next round")
@@ -241,23 +249,31 @@ def constitution_show(
         return
     file_differs = ws.constitution_path.is_file() and ws.constitution_path.read_text() != version.content
     unverified = amendments.unverified(store)
-    versions = [{"version": v.version, "sha256": v.sha256, "created_at": v.created_at, "created_by": v.created_by,
+    lineage = amendments.lineage_of(store, version)
+    versions = [{"version": v.version, "lineage": amendments.lineage_of(store, v), "sha256": v.sha256,
+                 "created_at": v.created_at, "created_by": v.created_by,
                  "approval_id": v.approval_id, "in_force": v.version == version.version,
                  "verified": v.version not in unverified, "problem": unverified.get(v.version)}
                 for v in store.constitution_versions()]
+    founded = min((v["version"] for v in versions if v["lineage"] == lineage and v["verified"]),
+                  default=version.version)
     if as_json:
-        print_json({"in_force": version.version, "constitution": current.model_dump(mode="json"),
+        print_json({"in_force": version.version, "lineage": lineage, "lineage_founded_at": founded,
+                    "constitution": current.model_dump(mode="json"),
                     "invariants_sha256": current.invariants_sha256(), "versions": versions,
                     "workspace_file_differs": file_differs})
         return
-    print_table(f"constitution '{current.name}' v{version.version} (in force) — invariants (immutable)",
-                ["id", "check", "max_rate", "confidence", "text"],
-                [[i.id, i.check.kind, i.check.max_rate, i.check.confidence, i.text] for i in current.invariants])
+    print_table(f"constitution '{current.name}' v{version.version} (in force), lineage {lineage} (founded at "
+                f"v{founded}) — invariants (immutable within the lineage)",
+                ["id", "check", "max_rate", "confidence", "detector", "text"],
+                [[i.id, i.check.kind, i.check.max_rate, i.check.confidence, i.detector_label(), i.text]
+                 for i in current.invariants])
     print_table("principles (amendable)", ["id", "weight", "rule", "text"],
                 [[p.id, p.weight, p.rule.kind if p.rule else "", p.text] for p in current.principles])
-    print_table("versions", ["version", "in force", "signed approval", "created_by", "approval", "created_at",
-                             "sha256"],
-                [[v["version"], "*" if v["in_force"] else "", "yes" if v["verified"] else "NO (never in force)",
+    print_table("versions", ["version", "lineage", "in force", "signed approval", "created_by", "approval",
+                             "created_at", "sha256"],
+                [[v["version"], v["lineage"], "*" if v["in_force"] else "",
+                  "yes" if v["verified"] else "NO (never in force)",
                   v["created_by"], v["approval_id"], v["created_at"], v["sha256"][:12]] for v in versions])
     for problem in unverified.values():
         say(f"warning: never in force: {problem}")

@@ -110,8 +110,41 @@ def _headroom(cand: dict[str, Any], act: dict[str, Any]) -> None:
 
 
 def _constitution(view: dict[str, Any]) -> None:
+    if view.get("lineage") is not None:
+        _lineage(view)
+        return
     say(f"proposed by {view['proposed_by']} against v{view['base_version']}: " + "; ".join(view["changes"]))
     say(view["diff"] or "(no textual difference)")
+
+
+def _lineage(view: dict[str, Any]) -> None:
+    """A new lineage is not a diff of invariants: its own invariants in full, what it changes against the lineage
+    in force, and its whole text (what the signatures name by digest)."""
+    say(f"NEW CONSTITUTION LINEAGE {view['lineage']}, proposed by {view['proposed_by']}: it replaces lineage "
+        f"{view['replaces_lineage']} (v{view['base_version']} in force) for runs started after it is approved; "
+        "runs started before keep the version they pinned")
+    new = view["constitution"]
+    if "error" in new:
+        say(f"its text does not parse: {new['error']}")
+        return
+    print_table(f"its invariants (immutable within lineage {view['lineage']}), in full",
+                ["id", "check", "max_rate", "confidence", "ratchet", "detector", "probes", "text"],
+                [[i["id"], i["check"]["kind"], i["check"]["max_rate"], i["check"]["confidence"],
+                  f"margin {i['check']['ratchet_margin']}" if i["check"]["ratchet"] else "no",
+                  _detector(i["detector"]), i["probes"] or "held-out slice", i["text"]] for i in new["invariants"]])
+    print_table("its definitions", ["list", "entries"], [[k, ", ".join(v)] for k, v in new["definitions"].items()])
+    print_table("its principles", ["id", "weight", "rule", "text"],
+                [[p["id"], p["weight"], (p["rule"] or {}).get("kind", ""), p["text"]] for p in new["principles"]])
+    print_table(f"what changes against lineage {view['replaces_lineage']} (v{view['base_version']})", ["change"],
+                [[c] for c in view["changes"]])
+    say(f"the whole text (sha256 {view['subject_sha256']}):")
+    say(view["content"])
+
+
+def _detector(detector: Any) -> str:
+    if isinstance(detector, dict):
+        return f"judge {detector.get('judge')} (violation below {detector.get('violation_below')})"
+    return str(detector)
 
 
 def _signatures(sig: dict[str, Any]) -> None:

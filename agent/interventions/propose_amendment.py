@@ -55,6 +55,11 @@ def _draft(ctx: RunContext) -> tuple[str, str] | str:
     if pending:
         return f"this run's proposal {pending[0]} still waits for reviewers"
     version, current = amendments.in_force(ctx.store)
+    run = ctx.store.get_run(ctx.run_id)
+    own = ctx.store.get_constitution_version(run.constitution_version) if run is not None else None
+    if own is not None and amendments.lineage_of(ctx.store, own) != amendments.lineage_of(ctx.store, version):
+        return (f"this run keeps constitution v{own.version} of lineage {amendments.lineage_of(ctx.store, own)}; "
+                f"an amendment now amends lineage {amendments.lineage_of(ctx.store, version)}, which it never uses")
     draft = amendments.draft_over_refusal(current, version.content)
     if draft is None:
         return f"constitution v{version.version} leaves nothing to draft"

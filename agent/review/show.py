@@ -6,7 +6,9 @@ invariant's absolute rate with its interval (lower–upper, n, level), the bound
 targets are not met (approving needs --accept-not-met), the test prompts where the two answers differ most
 (both answers), a sample of the pairs it was trained on, the
 decisions that led to it, and who has signed. For a constitution change: a unified diff of the
-proposal against the version it amends, who proposed it, and who has signed.
+proposal against the version it amends, who proposed it, and who has signed; for a new lineage
+(`tether constitution new`) also its whole text and its invariants in full, and what it changes against the
+lineage in force.
 """
 
 from __future__ import annotations
@@ -17,8 +19,9 @@ from dataclasses import asdict
 from typing import Any
 
 from agent.run.splits import REPORTED, REPORTED_SPLITS, split_of
-from guardrails import signoff
+from guardrails import amendments, lineage, signoff
 from guardrails.checks import InvariantReport, InvariantResult
+from guardrails.constitution import ConstitutionError, parse_constitution
 from guardrails.errors import TamperError
 from memory import Approval, Checkpoint, Store
 
@@ -126,5 +129,17 @@ def _constitution_view(store: Store, approval: Approval) -> dict[str, Any]:
     before = base.content if base is not None else ""
     diff = "".join(difflib.unified_diff(before.splitlines(keepends=True), proposed.splitlines(keepends=True),
                                         fromfile=f"constitution v{base_version}", tofile=f"proposal {approval.id}"))
-    return {"proposed_by": approval.payload.get("proposed_by"), "base_version": base_version,
-            "changes": approval.payload.get("changes") or [], "diff": diff}
+    view = {"proposed_by": approval.payload.get("proposed_by"), "base_version": base_version,
+            "changes": approval.payload.get("changes") or [], "diff": diff, "lineage": None}
+    founds = amendments.founded_lineage(approval)
+    if founds is None:
+        return view
+    try:  # what it changes, recomputed from the texts themselves (the digest binds the proposed one)
+        new = parse_constitution(proposed, f"proposal {approval.id}")
+        if base is not None:
+            view["changes"] = lineage.changes(parse_constitution(base.content, f"v{base.version}"), new)
+        shown: dict[str, Any] = new.model_dump(mode="json")
+    except ConstitutionError as err:
+        shown = {"error": str(err)}
+    return {**view, "lineage": founds, "content": proposed, "constitution": shown,
+            "replaces_lineage": amendments.lineage_of(store, base) if base is not None else None}

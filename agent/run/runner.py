@@ -30,8 +30,8 @@ from agent.run.services import RunServices, RunSettings, build_world
 from agent.run.workspace import Workspace
 from agent.run.world_checks import world_checks
 from agent.run.world_model import model_builder, model_ref, world_model_dir
-from guardrails import amendments, candidates, lifecycle
-from guardrails.constitution import load_constitution, parse_constitution, verify_pinned
+from guardrails import amendments, candidates, lifecycle, lineage
+from guardrails.constitution import parse_constitution, read_constitution
 from guardrails.errors import DeniedError, TamperError, TransientError
 from memory import ConstitutionVersion, Run, Store
 from policies.artifacts import ModelIntegrityError, model_folder
@@ -185,7 +185,7 @@ def start_run(ws: Workspace, store: Store, config: TetherConfig, *, say: Say, wa
         store.append_audit("tether", "run.start", run_id,
                            {"config_sha256": config.sha256(), "invariants_sha256": constitution.invariants_sha256(),
                             "constitution_version": version.version, "base_sha256": manifest.sha256,
-                            "from": from_checkpoint})
+                            "lineage": amendments.lineage_of(store, version), "from": from_checkpoint})
         candidates.pin_probes(store, run_id, checked.probe_sets)
         candidates.register_base(store, run_id, model_ref, folder, manifest)
         if from_checkpoint is not None:
@@ -202,17 +202,33 @@ def resume_run(ws: Workspace, store: Store, run_id: str, *, say: Say, wait: bool
         raise RunNotFoundError(f"no run '{run_id}' (see `tether status`)")
     if run.state == "stopped":
         return Outcome(run_id, "stopped", message=f"run {run_id} has stopped; start a new one with `tether run`")
-    constitution = load_constitution(ws.constitution_path)
-    verify_pinned(run.invariants, constitution)
+    _check_workspace_file(ws, store, run)
+    kept = lineage.kept_note(store, run)  # a run resumed after a new lineage came into force keeps its own
+    if kept:
+        say(kept)
     return drive(ws, store, run_id, None, say=say, wait=wait, progress=progress, fault=fault)
 
 
-def _check_recorded_constitution(store: Store, version: int) -> None:
-    """The run's constitution version is recorded and parses (nodes read it from the store as they go)."""
+def _check_workspace_file(ws: Workspace, store: Store, run: Run) -> None:
+    """The workspace file may not change the run's invariants: it holds them, or it is the text in force of a
+    lineage founded after the run started (the run keeps its own version; guardrails/amendments.py)."""
+    text, constitution = read_constitution(ws.constitution_path)
+    amendments.verify_workspace_file(store, run, text, constitution)
+
+
+def _check_recorded_constitution(store: Store, run: Run) -> None:
+    """The run's constitution version is recorded and parses (nodes read it from the store as they go), and the
+    run is still in the lineage, with the pins, it started with: a row edited to move it fails it as tampered."""
+    version = run.constitution_version
     recorded = store.get_constitution_version(version)
     if recorded is None:
         raise RunStartError(f"constitution v{version} of this run is not in the store")
     parse_constitution(recorded.content, f"constitution v{version}")
+    try:
+        lineage.verify_run(store, run)
+    except TamperError as err:
+        raise RunTamperError(run.id, _record_end(store, run.id, "failed", f"tampering: {err}",
+                                                 {"tampering": True})) from None
 
 
 class Terminated(BaseException):
@@ -253,8 +269,8 @@ def drive(ws: Workspace, store: Store, run_id: str, initial: dict[str, Any] | No
         store.append_audit("tether", "run.threads", run_id, threads.as_dict())
         # The workspace file may not change the invariants under a run; the run itself uses the
         # version it recorded, and moves to newer approved versions at the start of a round.
-        verify_pinned(run.invariants, load_constitution(ws.constitution_path))
-        _check_recorded_constitution(store, run.constitution_version)
+        _check_workspace_file(ws, store, run)
+        _check_recorded_constitution(store, run)
         settings = RunSettings(run_id, ws, config, progress=progress, fault=fault)
         with RunServices.setup(settings, store) as services:
             ctx = RunContext(settings, services)

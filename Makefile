@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 DEMO_HOME ?= .tether-demo
 DEMO_KEYS ?= .tether-demo-keys
 
-.PHONY: demo test bench bench-interventions bench-cli bench-ceiling bench-headroom bench-judges lint typecheck clean
+.PHONY: demo test bench bench-interventions bench-cli bench-ceiling bench-suite bench-headroom bench-judges lint typecheck clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -56,6 +56,17 @@ bench-cli: $(VENV)/.installed
 # each (about 25 minutes on 2 cores with the model builds); JSON and a PNG in bench-out/ (the README's copy: benchmarks/results/).
 bench-ceiling: $(VENV)/.installed
 	$(BIN)/python benchmarks/bench_ceiling.py --seeds 0 1 2 --rounds 12 --out bench-out/ceiling.json
+
+# Issue 19: every system (tether as shipped, fixed, fixed + regularized, Self-Rewarding 3 iterations, TRL online DPO)
+# on every failure world (tools/worlds/tiny/failures/), 3 seeds x 12 rounds: about 6 hours on 2 cores (README,
+# "Failure worlds"). JSON, a markdown table and a PNG grid in bench-out/. A slice, e.g.:
+#   make bench-suite SUITE_WORLDS="length_paying_judge unreliable_judge" SUITE_SYSTEMS="tether fixed" SUITE_SEEDS=0 SUITE_ROUNDS=3
+SUITE_WORLDS ?= blind_family distribution_collapse invisible_drift length_paying_judge over_cautious_constitution prompt_saturation unreliable_judge
+SUITE_SYSTEMS ?= tether fixed regularized self_rewarding online_dpo
+SUITE_SEEDS ?= 0 1 2
+SUITE_ROUNDS ?= 12
+bench-suite: $(VENV)/.installed
+	$(BIN)/python benchmarks/bench_suite.py --world $(SUITE_WORLDS) --systems $(SUITE_SYSTEMS) --seeds $(SUITE_SEEDS) --rounds $(SUITE_ROUNDS) --out bench-out/suite.json
 
 # pass@1 / pass@K and the judges' spread of the base tiny model, per family and tier.
 bench-headroom: $(VENV)/.installed

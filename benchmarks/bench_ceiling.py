@@ -32,33 +32,22 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from _common import fresh_workspace, keys_dir_for, run_reviewed
+from _common import (
+    SELF_REWARDING_ITERATIONS,
+    apply_overrides,
+    apply_recipe,
+    fresh_workspace,
+    keys_dir_for,
+    mean_sd,
+    run_system,
+)
 
 from agent.config import TetherConfig, default_config_yaml, parse_config
-from agent.review.notebook import judge_label
 from agent.run.runner import ensure_model
-from agent.run.workspace import Workspace
-from guardrails.keys import Signer
-from memory import Store
 
 SYSTEMS: tuple[str, ...] = ("tether", "fixed", "self_rewarding")
 FAMILIES: tuple[str, ...] = ("arithmetic", "harmful", "howto")
-NOT_INTERVENTIONS = frozenset({"train", "skip", "stop", None})
-SELF_REWARDING_ITERATIONS = 3
 MIN_GAIN = 0.02  # controller.add_adversarial.min_gain's default: below it a curve has flattened
-
-
-def apply_overrides(doc: dict[str, Any], overrides: list[str]) -> None:
-    """`--set a.b=VALUE` (VALUE in YAML) into the config document, for every system alike."""
-    for item in overrides:
-        key, sep, raw = item.partition("=")
-        if not sep or not key:
-            raise SystemExit(f"--set {item!r}: expected KEY=VALUE, e.g. training.loss_type=[sigmoid,sft]")
-        *parents, leaf = key.split(".")
-        node = doc
-        for part in parents:
-            node = node.setdefault(part, {})
-        node[leaf] = yaml.safe_load(raw)
 
 
 def system_config(system: str, seed: int, rounds: int, heldout: int, samples: int, model_base: str | None,
@@ -72,70 +61,14 @@ def system_config(system: str, seed: int, rounds: int, heldout: int, samples: in
     doc["pairs"] = {**(doc.get("pairs") or {}), "pool": [{"name": name} for name in pair_pool]}
     doc["controller"]["rounds"] = rounds
     apply_overrides(doc, list(overrides))
-    if system == "tether":
-        doc["controller"]["interventions"] = [*TetherConfig().controller.interventions, "switch_pairs"]
-    elif system == "fixed":
-        doc["controller"]["interventions"] = []
-    elif system == "self_rewarding":
-        doc["judge"]["name"] = "self"
-        doc["controller"]["interventions"] = []
-        doc["controller"]["rounds"] = min(rounds, SELF_REWARDING_ITERATIONS)
-    else:
+    if system not in SYSTEMS:
         raise ValueError(f"unknown system {system!r} (known: {', '.join(SYSTEMS)})")
+    apply_recipe(doc, system, rounds)
+    if system == "tether":  # this benchmark's tether also lists switch_pairs (tether init's defaults do not)
+        doc["controller"]["interventions"] = [*TetherConfig().controller.interventions, "switch_pairs"]
     if model_base:
         doc["model"]["base"] = model_base
     return parse_config(doc, f"bench-ceiling/{system}")
-
-
-def _active_after_each_round(store: Store, run_id: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """(the base's evaluation, per round the evaluation of the checkpoint active after it, with what the
-    round did). A round without an evaluation keeps the previous one."""
-    evals = {ck.round: ck for ck in store.checkpoints(run_id) if "eval" in (ck.metrics or {})}
-    first = min(evals) if evals else None
-    base: dict[str, Any] = evals[first].metrics["eval"]["active"] if first is not None else {}
-    active = base
-    rows = []
-    for r in store.rounds(run_id):
-        ck = evals.get(r.round)
-        if ck is not None:
-            active = ck.metrics["eval"]["candidate" if ck.status == "approved" else "active"]
-        rows.append({"round": r.round, "action": r.action, "outcome": r.outcome, "judge": judge_label(r),
-                     "eval": active})
-    return base, rows
-
-
-def _point(evaluation: dict[str, Any]) -> dict[str, Any]:
-    """What a curve plots from an evaluation (the reported one: the test split), labelled with its split: oracle
-    overall and per family, pass rates where sampled."""
-    block = evaluation.get("headroom") or {}
-    return {"split": evaluation.get("split", "heldout"), "oracle": evaluation.get("oracle"),
-            "oracle_by_family": evaluation.get("oracle_by_family") or {},
-            "headroom": block}
-
-
-def run_system(ws: Workspace, signer: Signer, system: str, config: TetherConfig, rounds: int) -> dict[str, Any]:
-    outcome, store, wall = run_reviewed(ws, signer, config)
-    base, rows = _active_after_each_round(store, outcome.run_id)
-    curve = [{"round": 0, "carried": False, **_point(base)}]
-    for row in rows:
-        curve.append({"round": row["round"], "carried": False, "action": row["action"], "outcome": row["outcome"],
-                      "judge": row["judge"], **_point(row["eval"])})
-    ran = len(rows)
-    while len(curve) <= rounds:  # stopped early (or the recipe's last iteration): carried forward, marked
-        curve.append({**curve[-1], "round": len(curve), "carried": True, "action": None, "outcome": None})
-    interventions = [r["round"] for r in rows if r["action"] not in NOT_INTERVENTIONS]
-    return {"system": system, "run_id": outcome.run_id, "final_state": outcome.state, "rounds_run": ran,
-            "trained_rounds": sum(r["action"] == "train" for r in rows),
-            "approved_rounds": sum(r["outcome"] == "approved" for r in rows),
-            "intervention_rounds": interventions,
-            "interventions": {r["round"]: r["action"] for r in rows if r["action"] not in NOT_INTERVENTIONS},
-            "wall_s": round(wall, 1), "curve": curve}
-
-
-def _mean_sd(values: list[float]) -> tuple[float | None, float | None]:
-    if not values:
-        return None, None
-    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
 
 
 def _series(runs: list[dict[str, Any]], rounds: int, family: str | None = None) -> list[list[float]]:
@@ -161,16 +94,16 @@ def aggregate(results: list[dict[str, Any]], rounds: int) -> dict[str, Any]:
             continue
         per_round = []
         for r, vals in enumerate(_series(runs, rounds)):
-            mean, sd = _mean_sd(vals)
+            mean, sd = mean_sd(vals)
             fams = {}
             for fam in FAMILIES:
-                fm, fs = _mean_sd(_series(runs, rounds, fam)[r])
+                fm, fs = mean_sd(_series(runs, rounds, fam)[r])
                 fams[fam] = {"mean": fm, "sd": fs}
             per_round.append({"round": r, "mean": mean, "sd": sd, "n": len(vals), "by_family": fams,
                               "carried": sum(run["curve"][r]["carried"] for run in runs)})
         gains = [run["curve"][rounds]["oracle"] - run["curve"][min(4, rounds)]["oracle"] for run in runs
                  if run["curve"][rounds]["oracle"] is not None and run["curve"][min(4, rounds)]["oracle"] is not None]
-        gain_mean, gain_sd = _mean_sd(gains)
+        gain_mean, gain_sd = mean_sd(gains)
         summary[system] = {"seeds": [run["seed"] for run in runs], "per_round": per_round,
                            "gain_after_round_4": {"mean": gain_mean, "sd": gain_sd, "per_seed": gains},
                            "pass_rates": {"base": _pass_rates(runs, 0), "end": _pass_rates(runs, rounds)},

@@ -203,7 +203,10 @@ class RunContext:
         """The judge of the run's slot, built for the constitution in force: rebuilt (the one before closed)
         when either moves on."""
         digest, constitution = self.services.constitution(self.run.constitution_version)
-        return self.judges.build(self.judge_slot, digest, constitution=constitution, policy=ActivePolicy(self))
+        # run_round: a judge whose verdicts change over a run (the `degrading` fixture) reads the round in progress
+        # from the store on each call, so a resumed run sees the round it was in.
+        return self.judges.build(self.judge_slot, digest, constitution=constitution, policy=ActivePolicy(self),
+                                 run_round=lambda: self.run.round)
 
     def judge_label(self, slot: int | None = None) -> str:
         """A judge of the pool by name, with its slot when the pool holds that name twice."""

@@ -2,6 +2,8 @@
 
 from tools.judges import calculator as _calculator  # noqa: F401  (each import registers its plug-in)
 from tools.judges import code_runner as _code_runner  # noqa: F401
+from tools.judges import consensus as _consensus  # noqa: F401
+from tools.judges import degrading as _degrading  # noqa: F401  (a test fixture: the unreliable-judge failure world's)
 from tools.judges import hf as _hf  # noqa: F401
 from tools.judges import jury as _jury  # noqa: F401
 from tools.judges import length_biased as _length_biased  # noqa: F401

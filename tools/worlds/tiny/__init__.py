@@ -5,10 +5,12 @@ Only this folder imports its modules or names the world or its families (tests/t
 checks both); everything else asks the `World` protocol and its capabilities (tools/worlds/base.py).
 Importing this package registers the built-in families (arithmetic, howto, harmful) and the world. The
 model builder (torch) is `tools.worlds.tiny.model`, imported on first use:
-`python -m tools.worlds.tiny.model OUT_DIR`.
+`python -m tools.worlds.tiny.model OUT_DIR`. The failure worlds (tools/worlds/tiny/failures/) are variants of
+this world, one failure each, registered with it.
 """
 
 from tools.worlds.tiny import arithmetic as _arithmetic  # noqa: F401  (registers the family)
+from tools.worlds.tiny import failures as _failures  # noqa: F401  (registers the failure worlds built on it)
 from tools.worlds.tiny import harmful as _harmful  # noqa: F401
 from tools.worlds.tiny import howto as _howto  # noqa: F401
 from tools.worlds.tiny import world as _world  # noqa: F401  (registers the world)

@@ -36,6 +36,9 @@ CONFIG = {"model": {"base": "world"}, "world": {"name": "tiny", "settings": {"st
           "prompts": {"per_round": 16, "heldout": 27}, "evaluation": {"max_new_tokens": 24},
           "training": {"epochs": 1}, "controller": {"rounds": 1}, "tracking": {"mode": "disabled"}}
 
+# A checkout from before the world brought its own model reads the old spelling (the new one upgrades it too).
+OLD_SPELLING = {**CONFIG, "model": {"base": "tiny", "tiny_steps": 150}, "world": {"name": "tiny"}}
+
 ACTIVATE = """
 import json, sys, time
 from memory import Store
@@ -70,7 +73,8 @@ class Tree:
         home, env = self.work / "ws", self.env(self.work / "keys")
         if _tether(self.code, env, "--home", str(home), "init", "--reviewer", "bench").returncode != 0:
             raise SystemExit(f"init failed in {self.code}")
-        (home / "config.yaml").write_text(yaml.safe_dump(CONFIG))
+        new = (self.code / "agent" / "run" / "world_model.py").is_file()
+        (home / "config.yaml").write_text(yaml.safe_dump(CONFIG if new else OLD_SPELLING))
         run = _tether(self.code, env, "--home", str(home), "run")
         if run.returncode != 0:
             raise SystemExit(f"run failed in {self.code}:\n{run.stderr[-2000:]}")

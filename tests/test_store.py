@@ -149,7 +149,7 @@ def test_samples_judgments_pairs(store: Store) -> None:
     assert store.used_prompt_ids("run-1", before_round=2) == [f"p{i}" for i in range(10)]
     assert store.get_sample(ids[-1]).split == "heldout"
     with pytest.raises(ValueError):
-        store.add_samples([NewSample("run-1", 1, "test", "p", "q", "f", "r", 1)])
+        store.add_samples([NewSample("run-1", 1, "dev", "p", "q", "f", "r", 1)])  # not a split
 
     jids = store.add_judgments(
         [

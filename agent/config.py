@@ -13,7 +13,6 @@ import copy
 import hashlib
 import json
 import math
-import os
 from pathlib import Path
 from typing import Any, Literal
 
@@ -24,12 +23,14 @@ from agent.interventions import ControllerConfig  # the controller's settings wi
 from agent.sections.base import MAX_BATCH, MAX_NEW_TOKENS, MAX_PROMPTS, MAX_ROUNDS, MAX_SEED, _Section
 from agent.sections.controller import AdvisorConfig  # noqa: F401  (re-exported: the controller's settings)
 from agent.sections.inputs import InputsConfig  # the inputs section (guardrails/inputs.py), re-exported as config
+from agent.sections.judge import AUDIT_METRICS, JudgeConfig, JudgeSpecConfig  # noqa: F401  (re-exported: the judge section)
 from agent.sections.pairs import PairsConfig, PairStrategyConfig  # noqa: F401  (re-exported: the pairs section)
+from agent.sections.paths import anchored_model, anchored_world, names_files_in
 from agent.sections.training import TrainingConfig  # the training section, re-exported as config
 from guardrails.inputs import InputRefused, confine, key_folders
 from guardrails.safe_yaml import YamlRefused, read_yaml
 from tether_types import EXIT_USAGE, TetherError
-from tools.worlds import DEFAULT_WORLD, WORLDS, upgrade_config
+from tools.worlds import DEFAULT_WORLD, upgrade_config
 
 WORLD_MODEL = "world"  # model.base: the model the world builds (its settings say how)
 
@@ -161,57 +162,6 @@ class PromptsConfig(_Section):
     )
     regenerate: RegenerateConfig = RegenerateConfig()
     adversarial: AdversarialConfig = AdversarialConfig()
-
-
-# The metrics a judge audit reports (tools/judges/audit.py on a world's probes, labelled_audit.py on a
-# labelled file); a test holds this list to theirs. Named here so the config loads no judge.
-AUDIT_METRICS = frozenset({"accuracy", "position_bias", "length_bias", "self_preference", "oracle_agreement",
-                           "oracle_spearman", "invalid_rate", "ece", "spearman", "mae"})
-
-
-class JudgeSpecConfig(_Section):
-    name: str = Field(description="Judge plug-in (tools/judges).")
-    settings: dict[str, Any] = Field(
-        default_factory=dict, description="Keyword settings passed to the judge's constructor."
-    )
-
-
-class JudgeConfig(_Section):
-    name: str = Field("rules", description="Judge plug-in (tools/judges).")
-    settings: dict[str, Any] = Field(
-        default_factory=dict, description="Keyword settings passed to the judge's constructor."
-    )
-    pool: list[JudgeSpecConfig] = Field(
-        default_factory=list,
-        description="Further judge configurations the controller may switch to, in order; the judge "
-        "above comes first. Empty: a judge found unreliable stops the run instead.",
-    )
-    require_audit: dict[str, float] | None = Field(
-        None,
-        description="Bounds on audit metrics (`tether judge audit`), e.g. {accuracy: 0.7, ece: 0.15, "
-        "position_bias: 0.2}: a run refuses every judge of the pool whose latest audit of this configuration on "
-        "this world is missing or misses one (each metric is bounded the way it flags: a rate or bias from above, "
-        "accuracy and agreement from below). A per-category metric is written `accuracy[CATEGORY]`. "
-        "None: no audit is required.",
-    )
-
-    @field_validator("require_audit")
-    @classmethod
-    def _known_metrics(cls, value: dict[str, float] | None) -> dict[str, float] | None:
-        for metric, bound in (value or {}).items():
-            base = metric.split("[", 1)[0]
-            if base not in AUDIT_METRICS:
-                raise ValueError(f"unknown audit metric {metric!r}: one of {', '.join(sorted(AUDIT_METRICS))} "
-                                 "(a per-category one as accuracy[CATEGORY])")
-            if not math.isfinite(bound):
-                raise ValueError(f"{metric}: the bound must be a finite number, got {bound}")
-        if value is not None and not value:
-            raise ValueError("an empty map requires nothing: leave require_audit out, or name a metric")
-        return value
-
-    def slots(self) -> list[JudgeSpecConfig]:
-        """The whole pool in order: slot 0 is `name`/`settings`, then `pool`."""
-        return [JudgeSpecConfig(name=self.name, settings=self.settings), *self.pool]
 
 
 class EvaluationConfig(_Section):
@@ -427,80 +377,14 @@ def load_config(path: Path) -> TetherConfig:
         raise ConfigError(str(path), [err.problem]) from None
     config = parse_config(data, str(path))
     folder = path.absolute().parent
-    world = config.world.model_copy(update={"settings": _anchored_world(config.world, folder)})
+    world = config.world.model_copy(update={"settings": anchored_world(config.world.name, config.world.settings,
+                                                                       folder)})
     inputs = config.inputs.anchored(folder)
-    if _names_files_in(world, folder):  # only then: a root nothing needs would only widen what a run may read
+    if names_files_in(world.name, world.settings, folder):  # only then: an unneeded root only widens what it reads
         inputs = inputs.with_root(folder)
     return config.model_copy(update={
         "inputs": inputs, "world": world,
-        "model": config.model.model_copy(update={"base": _anchored_model(config.model.base, folder)})})
-
-
-def _names_files_in(world: WorldConfig, folder: Path) -> bool:
-    """Whether a file setting of the world (anchored) lies in `folder`."""
-    values: list[Any] = []
-    for key in WORLDS.path_settings(world.name):
-        value = world.settings.get(key)
-        values += list(value.values()) if isinstance(value, dict) else [value]
-    return any(isinstance(v, str) and Path(v).is_absolute() and Path(v).is_relative_to(folder) for v in values)
-
-
-def _path_like(value: str) -> bool:
-    return value.startswith((".", "/", "~"))
-
-
-def _anchored_model(base: str, folder: Path) -> str:
-    """`model.base` as a path is the config's folder's (`./models/x`), as is a bare relative name that is a
-    folder there; a hub id (`org/name`) and `world` stay as they are."""
-    if base == WORLD_MODEL or not (_path_like(base) or (folder / base).is_dir()):
-        return base
-    return os.path.normpath(folder / Path(base).expanduser())
-
-
-def _anchored_world(world: WorldConfig, folder: Path) -> dict[str, Any]:
-    """The world's file settings (its registry's `paths`) relative to the config's folder, made absolute. A
-    relative path with nothing there keeps the rule before (the workspace's: `validate` notes it)."""
-    settings = dict(world.settings)
-    for key in WORLDS.path_settings(world.name):
-        value = settings.get(key)
-        if isinstance(value, str):
-            settings[key] = _anchored_file(value, folder)
-        elif isinstance(value, dict):
-            settings[key] = {k: _anchored_file(v, folder) if isinstance(v, str) else v for k, v in value.items()}
-    return settings
-
-
-def _anchored_file(value: str, folder: Path) -> str:
-    path = Path(value).expanduser()
-    if path.is_absolute() or not (folder / path).exists():
-        return str(path) if path.is_absolute() else value
-    return os.path.normpath(folder / path)
-
-
-def file_settings(config: TetherConfig) -> list[tuple[str, str]]:
-    """(setting, path) of every file or folder the config names, as `load_config` resolved them: what
-    `validate` shows it checked."""
-    found = [("model.base", config.model.base)] if Path(config.model.base).is_absolute() else []
-    for key in WORLDS.path_settings(config.world.name):
-        value = config.world.settings.get(key)
-        if isinstance(value, dict):
-            found += [(f"world.settings.{key}.{k}", v) for k, v in value.items() if isinstance(v, str)]
-        elif isinstance(value, str):
-            found.append((f"world.settings.{key}", value))
-    return found
-
-
-def unanchored_paths(config: TetherConfig) -> list[str]:
-    """The world's file settings still relative after `load_config`: not found next to the config, so read
-    against the workspace (the rule before), one note each for `validate`."""
-    notes = []
-    for key in WORLDS.path_settings(config.world.name):
-        value = config.world.settings.get(key)
-        values = value.values() if isinstance(value, dict) else [value]
-        notes += [f"world.settings.{key}: {v} is not next to the config file; it is read from the workspace (the "
-                  "rule before this version): write it relative to the config's folder"
-                  for v in values if isinstance(v, str) and not Path(v).expanduser().is_absolute()]
-    return notes
+        "model": config.model.model_copy(update={"base": anchored_model(config.model.base, folder, WORLD_MODEL)})})
 
 
 def default_config_yaml() -> str:

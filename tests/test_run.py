@@ -129,17 +129,23 @@ def test_rollback_makes_the_next_round_generate_with_it(workspace_home: Path) ->
     assert audit.verify(store).ok
 
 
+def _at_the_gate(proc: subprocess.Popen[str], home: Path) -> Store:
+    """The store of `home` once the `run --wait` in `proc` has an approval pending (it is then blocked)."""
+    store = Store(Workspace(home).db_path)
+    deadline = time.monotonic() + 400
+    while not store.approvals(status="pending"):
+        assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+        assert time.monotonic() < deadline
+        time.sleep(0.5)
+    return store
+
+
 def test_run_wait_blocks_until_an_approval_arrives_from_another_process(workspace_home: Path) -> None:
     write_test_config(workspace_home, _model_dir(workspace_home), controller={"rounds": 1})
     proc = subprocess.Popen([sys.executable, "-m", "agent.cli", "--home", str(workspace_home), "run", "--wait"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        store = Store(Workspace(workspace_home).db_path)
-        deadline = time.monotonic() + 400
-        while not store.approvals(status="pending"):
-            assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
-            assert time.monotonic() < deadline
-            time.sleep(0.5)
+        store = _at_the_gate(proc, workspace_home)
         time.sleep(1.5)
         assert proc.poll() is None  # still blocked at the gate
         status = json.loads(tether_cli(workspace_home, "status", "--json", check=True).stdout)
@@ -163,12 +169,7 @@ def test_sigterm_records_why_and_the_run_resumes(workspace_home: Path) -> None:
     proc = subprocess.Popen([sys.executable, "-m", "agent.cli", "--home", str(workspace_home), "run", "--wait"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        store = Store(Workspace(workspace_home).db_path)
-        deadline = time.monotonic() + 400
-        while not store.approvals(status="pending"):
-            assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
-            assert time.monotonic() < deadline
-            time.sleep(0.5)
+        store = _at_the_gate(proc, workspace_home)
         proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=120)
     finally:

@@ -19,9 +19,10 @@ import typer
 from agent.cli import plugins
 from agent.cli.common import fail, say, say_check, workspace
 from agent.cli.judge import keyword_detector_note
-from agent.config import ConfigError, TetherConfig, file_settings, load_config, old_spellings, unanchored_paths
+from agent.config import ConfigError, TetherConfig, load_config, old_spellings
 from agent.run import preflight
 from agent.run.workspace import Workspace
+from agent.sections.paths import file_settings, unanchored_paths
 from guardrails import amendments
 from guardrails.constitution import Constitution, ConstitutionError, load_constitution
 from guardrails.errors import GateError
@@ -46,7 +47,7 @@ def validate(
     cfg, problems = config_problems(path)
     for note in _old_spelling_notes(path):
         say(f"{path}: deprecated: {note}")
-    for note in unanchored_paths(cfg) if cfg is not None else []:
+    for note in unanchored_paths(cfg.world.name, cfg.world.settings) if cfg is not None else []:
         say(f"{path}: deprecated: {note}")
     with _read_only_store(ws) as store:
         constitution, found = _constitution(ws, store, read_file=ws.constitution_path.is_file() or config is None)
@@ -65,7 +66,8 @@ def validate(
         fail(f"{len(problems)} problem(s) found")
     for finding in findings:
         say_check(True, finding.line())
-    for setting, where in file_settings(cfg) if cfg is not None else []:
+    for setting, where in (file_settings(cfg.model.base, cfg.world.name, cfg.world.settings)
+                           if cfg is not None else []):
         say_check(True, f"{setting}: {where}")  # each file as the absolute path it checked
     note = keyword_detector_note(constitution) if constitution is not None else None
     if note:

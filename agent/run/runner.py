@@ -7,13 +7,10 @@ run at a time (an advisory file lock); approvals arrive through the store from a
 
 from __future__ import annotations
 
-import contextlib
 import secrets
-import signal
 import sqlite3
-import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
@@ -27,6 +24,7 @@ from agent.run.faults import Fault
 from agent.run.graph import checkpointer, compile_graph
 from agent.run.locks import RunBusyError, is_driven, run_lock  # noqa: F401  (re-exported: the CLI's names)
 from agent.run.services import RunServices, RunSettings, build_world
+from agent.run.terminate import Terminated, terminate_as_exception
 from agent.run.workspace import Workspace
 from agent.run.world_checks import world_checks
 from agent.run.world_model import model_builder, model_ref, world_model_dir
@@ -231,33 +229,10 @@ def _check_recorded_constitution(store: Store, run: Run) -> None:
                                                  {"tampering": True})) from None
 
 
-class Terminated(BaseException):
-    """SIGTERM (a scheduler's stop, `kill`) while a run is driven: raised so the run records why it ended
-    (a BaseException like KeyboardInterrupt, so nothing on the way catches it as an ordinary error)."""
-
-
-@contextlib.contextmanager
-def _terminate_as_exception() -> Iterator[None]:
-    """While a run is driven from the main thread, SIGTERM raises `Terminated` instead of ending the process
-    silently: the run is then recorded failed with the reason and stays resumable."""
-    if threading.current_thread() is not threading.main_thread():
-        yield  # signals reach the main thread only (the desk drives runs from threads)
-        return
-
-    def raise_terminated(signum: int, frame: Any) -> None:
-        raise Terminated(f"terminated by {signal.Signals(signum).name} (resumable: `tether resume`)")
-
-    previous = signal.signal(signal.SIGTERM, raise_terminated)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
 def drive(ws: Workspace, store: Store, run_id: str, initial: dict[str, Any] | None, *, say: Say,
           wait: bool, progress: bool = True, fault: Fault | None = None) -> Outcome:
     """Run the graph until it stops, fails, or pauses at the gate (and, with wait, past it)."""
-    with run_lock(ws, run_id), _terminate_as_exception():
+    with run_lock(ws, run_id), terminate_as_exception():
         run = store.get_run(run_id)
         if run is None:
             raise RunNotFoundError(f"no run '{run_id}' (see `tether status`)")

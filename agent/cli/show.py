@@ -75,8 +75,33 @@ def _checkpoint(view: dict[str, Any]) -> None:
     pairs = view["pairs"]
     print_table(f"trained on {pairs['total']} pairs; a sample", ["prompt", "chosen", "rejected", "margin"],
                 [[p["prompt"], p["chosen"], p["rejected"], f"{p['margin']:.2f}"] for p in pairs["shown"]])
+    _judge_audits(view["judge_audits"])
     print_table("decisions that led to it", ["round", "action", "by", "why"],
                 [[d["round"], d["action"], d["actor"], d["rationale"]] for d in view["decisions"]])
+
+
+def _judge_audits(audits: list[dict[str, Any]]) -> None:
+    """The audit each judge of its pairs had when the candidate was trained: verdict, and the flagged metrics."""
+    rows = []
+    for a in audits:
+        if a.get("problem"):
+            rows.append([a["judge"] or "-", "-", a["problem"]])
+            continue
+        rows.append([a["judge"], _audit_line(a["audit"]), _later(a.get("later_audit"))])
+    print_table("the judges that chose those pairs, and their audit on this world when it was trained",
+                ["judge", "audit then", "since"], rows)
+
+
+def _audit_line(audit: dict[str, Any] | None) -> str:
+    if audit is None:
+        return "NONE: no audit of this judge configuration on this world (`tether judge audit`)"
+    flagged = [f"{name} {_num(m.get('value'))}" for name, m in sorted(audit["measures"].items()) if m.get("flagged")]
+    return (f"{audit['verdict']} (audit entry {audit['seq']}, {audit['at'][:16]} by {audit['actor']})"
+            + (f"; flagged: {', '.join(flagged)}" if flagged else ""))
+
+
+def _later(audit: dict[str, Any] | None) -> str:
+    return "-" if audit is None else f"newer audit: {_audit_line(audit)}"
 
 
 def _interval(r: dict[str, Any]) -> str:

@@ -18,6 +18,7 @@ import random
 from dataclasses import asdict
 from typing import Any
 
+from agent.run.judge_trust import candidate_judge_audits
 from agent.run.splits import REPORTED, REPORTED_SPLITS, split_of
 from guardrails import amendments, lineage, signoff
 from guardrails.checks import InvariantReport, InvariantResult
@@ -75,6 +76,7 @@ def _checkpoint_view(store: Store, ck: Checkpoint, all_prompts: bool) -> dict[st
         "invariants_error": report.get("error"),
         "answers": _answers(store, ck, all_prompts),
         "pairs": _pairs(store, ck),
+        "judge_audits": _judge_audits(store, ck),
         "decisions": _decisions(store, ck),
     }
 
@@ -110,6 +112,12 @@ def _pairs(store: Store, ck: Checkpoint) -> dict[str, Any]:
     shown = random.Random(ck.id).sample(pairs, min(PAIRS, len(pairs)))
     return {"total": len(pairs), "shown": [{"prompt": p.prompt, "chosen": p.chosen, "rejected": p.rejected,
                                             "margin": p.margin} for p in shown]}
+
+
+def _judge_audits(store: Store, ck: Checkpoint) -> list[dict[str, Any]]:
+    """The audits that vouched for the judges whose verdicts chose its pairs, as they stood when it was trained."""
+    run = store.get_run(ck.run_id) if ck.run_id else None
+    return [] if run is None else candidate_judge_audits(store, run, ck.round, ck.created_at)
 
 
 def _decisions(store: Store, ck: Checkpoint) -> list[dict[str, Any]]:

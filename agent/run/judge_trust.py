@@ -15,8 +15,10 @@ from collections.abc import Iterator, Mapping
 from importlib import metadata
 from typing import Any
 
+from pydantic import ValidationError
+
 from agent.config import JudgeSpecConfig, TetherConfig
-from memory import AuditEntry, Store
+from memory import AuditEntry, Run, Store
 from tools.judges.audit import AuditReport
 
 AUDIT_ACTION = "judge.audit"
@@ -55,11 +57,14 @@ def record_audit(store: Store, actor: str, config: TetherConfig, judge: str, set
         "source": dict(source), "verdict": report.verdict, "measures": measures})
 
 
-def latest_audit(store: Store, config: TetherConfig, spec: JudgeSpecConfig) -> AuditEntry | None:
-    """The newest recorded audit of this judge configuration on this config's world."""
+def latest_audit(store: Store, config: TetherConfig, spec: JudgeSpecConfig,
+                 before: str | None = None) -> AuditEntry | None:
+    """The newest recorded audit of this judge configuration on this config's world (recorded no later than
+    `before`, an ISO time, when given)."""
     want = (judge_digest(spec.name, spec.settings), world_digest(config))
     found = [e for e in store.audit_entries(subject=f"judge:{spec.name}") if e.action == AUDIT_ACTION
-             and (e.details.get("judge_sha256"), e.details.get("world_sha256")) == want]
+             and (e.details.get("judge_sha256"), e.details.get("world_sha256")) == want
+             and (before is None or e.at <= before)]
     return found[-1] if found else None
 
 
@@ -94,3 +99,50 @@ def _judge_problems(store: Store, config: TetherConfig, spec: JudgeSpecConfig,
             yield (f"judge.require_audit: judge '{label}' fails {metric} = {value:.3f} "
                    f"({'above' if above else 'below'} the required {bound:g}) in its latest audit (audit entry "
                    f"{entry.seq}): choose or fix another judge, then audit it again (`{command}`)")
+
+
+def candidate_judge_audits(store: Store, run: Run, round_no: int, trained_at: str) -> list[dict[str, Any]]:
+    """For `tether show`: each judge whose verdicts chose the pairs a candidate was trained on (round `round_no`
+    of `run`), with the latest audit of that judge configuration on the run's world recorded by the time the
+    candidate was (`trained_at`), or None where there was none then: a reviewer sees on what evidence the
+    training signal was trusted, and that an audit made afterwards is not that evidence."""
+    try:
+        config = TetherConfig.model_validate(run.config)
+    except ValidationError as err:
+        return [{"judge": None, "problem": f"the run's stored configuration no longer reads: {err.errors()[0]['msg']}"}]
+    slots = config.judge.slots()
+    pairs = store.pairs(run.id, round_no)
+    chose = {i for p in pairs for i in (p.chosen_sample_id, p.rejected_sample_id)}
+    names = sorted({j.judge for j in store.judgments(run.id, round_no, split="train") if j.sample_id in chose})
+    return [_candidate_audit(store, config, slots, name, trained_at) for name in names]
+
+
+def _candidate_audit(store: Store, config: TetherConfig, slots: list[JudgeSpecConfig], name: str,
+                     trained_at: str) -> dict[str, Any]:
+    spec = _slot_named(slots, name)
+    if spec is None:
+        return {"judge": name, "problem": "not a judge of the run's configured pool"}
+    entry = latest_audit(store, config, spec, before=trained_at)
+    newer = latest_audit(store, config, spec)
+    view: dict[str, Any] = {"judge": name, "settings": dict(spec.settings), "world": config.world.name,
+                            "audit": None if entry is None else _audit_view(entry)}
+    if newer is not None and (entry is None or newer.seq != entry.seq):
+        view["later_audit"] = _audit_view(newer)  # made after the candidate: shown, never counted as its evidence
+    return view
+
+
+def _slot_named(slots: list[JudgeSpecConfig], name: str) -> JudgeSpecConfig | None:
+    """The pool slot a judgment's judge name stands for: `NAME`, or `NAME#SLOT` where the pool holds NAME twice
+    (agent/interventions/pool.py)."""
+    base, _, slot = name.partition("#")
+    if slot.isdigit():
+        k = int(slot)
+        return slots[k] if k < len(slots) and slots[k].name == base else None
+    found = [s for s in slots if s.name == name]
+    return found[0] if len(found) == 1 else None
+
+
+def _audit_view(entry: AuditEntry) -> dict[str, Any]:
+    details = entry.details
+    return {"seq": entry.seq, "at": entry.at, "actor": entry.actor, "verdict": details.get("verdict"),
+            "source": details.get("source"), "measures": details.get("measures") or {}}

@@ -15,6 +15,7 @@ import os
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Any, Literal
 
 # Seconds a probe waits at most, whatever the user's own (per-request, often generous) timeout.
 PROBE_TIMEOUT = 15.0
@@ -57,6 +58,7 @@ class Probe:
     timeout: float
     check: Callable[[str], str | None]
     expects: str  # the answer's format, for the fix: "a 'Score: N' line"
+    api: Literal["chat", "moderation"] = "chat"  # the endpoint's API: chat completions, or /moderations (its JSON)
 
     @property
     def key(self) -> tuple[str, str, str]:
@@ -93,7 +95,7 @@ def _merged(group: list[Use]) -> tuple[str, Probe]:
     first = group[0].probe
     probe = Probe(first.purpose, first.base_url, first.model, first.api_key_env, first.prompt,
                   max(u.probe.max_tokens for u in group), min(u.probe.timeout for u in group),
-                  first.check, first.expects)
+                  first.check, first.expects, first.api)
     return who, probe
 
 
@@ -110,11 +112,7 @@ def _ask(probe: Probe) -> str | None:
     try:
         client = OpenAI(base_url=probe.base_url, api_key=api_key, timeout=min(probe.timeout, PROBE_TIMEOUT),
                         max_retries=0)
-        reply = client.chat.completions.create(
-            model=probe.model, messages=[{"role": "user", "content": probe.prompt}], temperature=0.0,
-            max_tokens=probe.max_tokens,
-        )
-        answer = (reply.choices[0].message.content if reply.choices else None) or ""
+        answer = _request(client, probe)
     except Exception as err:  # refused, timed out, HTTP error, a reply that is not chat-completions JSON
         return (f"unreachable or refused: {describe_error(err)[:400]}: start the server, or correct base_url, "
                 "the model name or the key")
@@ -124,3 +122,14 @@ def _ask(probe: Probe) -> str | None:
     shown = answer if len(answer) <= 120 else answer[:120] + "..."
     return (f"its answer cannot be parsed ({why}): {shown!r}; {probe.purpose} needs {probe.expects}: use a "
             "model that follows the format (an instruct model), or raise max_tokens if the answer was cut off")
+
+
+def _request(client: Any, probe: Probe) -> str:
+    """The probe's one request; its answer as text (a moderation result as its JSON)."""
+    if probe.api == "moderation":
+        return client.moderations.create(model=probe.model, input=probe.prompt).model_dump_json()
+    reply = client.chat.completions.create(
+        model=probe.model, messages=[{"role": "user", "content": probe.prompt}], temperature=0.0,
+        max_tokens=probe.max_tokens,
+    )
+    return (reply.choices[0].message.content if reply.choices else None) or ""

@@ -9,6 +9,7 @@ from tools.judges import jury as _jury  # noqa: F401
 from tools.judges import length_biased as _length_biased  # noqa: F401
 from tools.judges import length_control as _length_control  # noqa: F401
 from tools.judges import meta as _meta  # noqa: F401
+from tools.judges import moderation as _moderation  # noqa: F401
 from tools.judges import openai_judge as _openai_judge  # noqa: F401
 from tools.judges import reward_model as _reward_model  # noqa: F401
 from tools.judges import rules as _rules  # noqa: F401

@@ -190,6 +190,8 @@ def test_labelled_probes_measure_calibration_and_strict_exits_1(workspace_home: 
     assert (out / "reliability.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     strict = tether(workspace_home, "judge", "audit", "--judge", "length_biased", "--probes", "bundled", "--strict")
     assert strict.exit_code == 1 and "verdict: FAIL" in strict.stdout
+    verdict_line = next(line for line in strict.stdout.splitlines() if line.startswith("verdict: FAIL"))
+    assert "accuracy[arithmetic]" in verdict_line  # a category's measure named as in the table, not eaten as markup
     entries = audit_entries(workspace_home)
     assert [e.details["source"]["kind"] for e in entries] == ["labelled", "labelled"]
     assert entries[0].details["source"]["sha256"] == doc["sha256"]

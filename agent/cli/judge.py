@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 from rich.text import Text
 
 from agent.cli.common import (
@@ -324,10 +325,11 @@ def _show(report: AuditReport, spec: dict[str, Any], model_ref: str, timings: di
                 [[m.name, _fmt(m.value), f"{'>' if m.direction == 'max' else '<'} {m.threshold:g}", _flag(m),
                   m.n, m.note or m.description] for m in report.measures])
     if report.verdict == "fail":
-        out_console.print(f"verdict: [bold red]FAIL[/] — flagged: {', '.join(report.flagged)}")
+        # escaped: a category's measure is `accuracy[arithmetic]`, which rich would read as a markup tag
+        out_console.print(f"verdict: [bold red]FAIL[/] — flagged: {escape(', '.join(report.flagged))}")
     else:
         out_console.print("verdict: [bold green]PASS[/]"
-                          + (f" (not measured: {', '.join(report.unmeasured)})" if report.unmeasured else ""))
+                          + (f" (not measured: {escape(', '.join(report.unmeasured))})" if report.unmeasured else ""))
     say(f"audit took {timings['total']:.1f}s (load {timings['load']:.1f}s, policy {timings['policy']:.1f}s, "
         f"judge {timings['judge']:.1f}s)")
 

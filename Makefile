@@ -40,8 +40,11 @@ demo: $(VENV)/.installed $(VENV)/.installed-browser $(VENV)/.installed-sandbox
 	PATH="$(CURDIR)/$(BIN):$$PATH" TETHER_HOME="$(DEMO_HOME)" TETHER_KEYS_DIR="$(CURDIR)/$(DEMO_KEYS)" bash scripts/demo.sh
 
 # CI (.ci/run) runs `make test`: a type error fails it before the suite starts.
+# Two pytest-xdist workers, a test file each at a time (module fixtures built once); the tiny model is built
+# once for both (tests/conftest.py). TEST_WORKERS=0 runs the suite in one process.
+TEST_WORKERS ?= 2
 test: $(VENV)/.installed-dev typecheck
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile
 
 bench: $(VENV)/.installed
 	$(BIN)/python benchmarks/bench_rounds.py --out bench-out/rounds.json

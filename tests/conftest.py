@@ -173,11 +173,22 @@ def tiny_world_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     would choose (`model.threads: auto`) and on a clock of its own (SESSION_BUILDS). For local iteration only,
     $TETHER_TEST_MODEL_CACHE names a folder to keep it in between sessions; CI builds it fresh. Treat it as
     read-only: tests that change a model copy it first."""
+    from filelock import FileLock
+
     from tools.worlds.tiny.model import TinySpec, ensure_tiny_model
 
     cache = os.environ.get("TETHER_TEST_MODEL_CACHE")
-    root = Path(cache) / f"tiny-{TEST_TINY_STEPS}" if cache else tmp_path_factory.mktemp("tiny_world")
-    return ensure_tiny_model(root / "model", TinySpec(steps=TEST_TINY_STEPS), progress=False)
+    root = Path(cache) / f"tiny-{TEST_TINY_STEPS}" if cache else shared_folder(tmp_path_factory, "tiny_world")
+    root.mkdir(parents=True, exist_ok=True)
+    with FileLock(root / "build.lock"):  # one build for all of the session's workers; the others wait for it
+        return ensure_tiny_model(root / "model", TinySpec(steps=TEST_TINY_STEPS), progress=False)
+
+
+def shared_folder(tmp_path_factory: pytest.TempPathFactory, name: str) -> Path:
+    """A folder of this test session that every pytest-xdist worker (`make test` runs two) sees: the session's
+    base temp's parent under xdist, its base temp otherwise. Build into it under a FileLock."""
+    base = tmp_path_factory.getbasetemp()
+    return (base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / name
 
 
 def write_test_config(home: Path, model_dir: Path, **overrides: dict) -> None:

@@ -384,7 +384,8 @@ def load_config(path: Path) -> TetherConfig:
         inputs = inputs.with_root(folder)
     controller = config.controller
     if controller.policy_file:  # a config's paths are its folder's
-        controller = controller.model_copy(update={"policy_file": str(folder / Path(controller.policy_file).expanduser())})
+        anchored = folder / Path(controller.policy_file).expanduser()
+        controller = controller.model_copy(update={"policy_file": str(anchored)})
     return config.model_copy(update={
         "inputs": inputs, "world": world, "controller": controller,
         "model": config.model.model_copy(update={"base": anchored_model(config.model.base, folder, WORLD_MODEL)})})

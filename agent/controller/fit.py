@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import numpy as np
 import sklearn
@@ -20,7 +19,7 @@ from sklearn.impute import SimpleImputer
 from sklearn.linear_model import Ridge
 from sklearn.preprocessing import StandardScaler
 
-from agent.controller.learned import FEATURES, FORMAT, ActionModel, FittedRun, PolicyFile
+from agent.controller.learned import FEATURES, FORMAT, ActionModel, FitRow, FittedRun, PolicyFile
 from tether_types import EXIT_USAGE, TetherError
 
 MIN_ROWS = 2  # decisions an action needs before it gets a model of its own
@@ -30,15 +29,6 @@ class FitError(TetherError):
     """Too little history to fit (exit 2)."""
 
     exit_code = EXIT_USAGE
-
-
-@dataclass(frozen=True)
-class FitRow:
-    """One measured decision: its features (FEATURES order, NaN = missing), action and held-out change."""
-
-    features: tuple[float, ...]
-    action: str
-    target: float
 
 
 def fit_policy(rows: Sequence[FitRow], fitted_on: Sequence[FittedRun], *, k: int, metric: str, alpha: float,

@@ -28,7 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from agent.controller.vocabulary import LearnedChoice
 from tether_types import EXIT_USAGE, TetherError
 
-FORMAT = "tether.controller-policy"
+FORMAT: Literal["tether.controller-policy"] = "tether.controller-policy"
 MAX_BYTES = 1 << 20  # a fitted linear policy is a few kB
 CLIP = 5.0  # standard deviations: a feature beyond moves a prediction no further
 # The monitor keys a decision logs as `monitor.<key>` that the policy reads, then derived features.
@@ -94,6 +94,16 @@ class PolicyFile(BaseModel):
         if {"stop", "skip"} & set(self.actions):
             raise ValueError("stop and skip are the safety rules' to choose, never a learned policy's")
         return self
+
+
+@dataclass(frozen=True)
+class FitRow:
+    """One measured decision to fit on: its features (FEATURES order, NaN = missing), action and validation
+    held-out change (agent/controller/fit.py)."""
+
+    features: tuple[float, ...]
+    action: str
+    target: float
 
 
 def digest(data: bytes) -> str:

@@ -51,7 +51,8 @@ class WindowRound:
 
 
 def measure(d: Decided, later: Sequence[Decided], rounds: Mapping[int, WindowRound],
-            curve: Sequence[tuple[int, float]], k: int, metric: str, ended: bool) -> tuple[OutcomeStatus, dict[str, Any]]:
+            curve: Sequence[tuple[int, float]], k: int, metric: str,
+            ended: bool) -> tuple[OutcomeStatus, dict[str, Any]]:
     """(status, outcome) of `d`; `later` are the run's decisions after it, `curve` the validation held-out curve,
     `ended` whether the run has stopped (an open window then never closes)."""
     last = d.round + k - 1

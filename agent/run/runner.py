@@ -22,10 +22,10 @@ from agent.run import judge_trust, notify, preflight
 from agent.run.context import RunContext
 from agent.run.faults import Fault
 from agent.run.graph import checkpointer, compile_graph
+from agent.run.learned import adopted_learner
 from agent.run.locks import RunBusyError, is_driven, run_lock  # noqa: F401  (re-exported: the CLI's names)
 from agent.run.services import RunServices, RunSettings, build_world
 from agent.run.terminate import Terminated, terminate_as_exception
-from agent.run.learned import adopted_learner
 from agent.run.workspace import Workspace
 from agent.run.world_checks import world_checks
 from agent.run.world_model import model_builder, model_ref, world_model_dir

@@ -214,7 +214,8 @@ def test_adversarial_features_never_leave_the_envelope() -> None:
         rules = decide(inp, CFG)
         learned = decide(replace(inp, learner=_learner(rng)), CFG)
         # What the rules permit, found without the learned policy: what an advisor could get taken.
-        envelope = {rules.action} | {a for a in every if decide(replace(inp, advice=Advice(a, "probe")), CFG).action == a}
+        probed = {a: decide(replace(inp, advice=Advice(a, "probe")), CFG).action for a in every}
+        envelope = {rules.action} | {a for a, taken in probed.items() if taken == a}
         assert learned.action in envelope, (learned.action, envelope, learned.rationale)
         if rules.action in ("stop", "skip", "switch_judge") and "learned" not in rules.signals:
             assert learned.action == rules.action, (rules.rationale, learned.rationale)

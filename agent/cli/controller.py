@@ -91,9 +91,9 @@ def fit(
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_bytes(data)
     sha = digest(data)
-    doc: dict[str, Any] = {"out": str(out), "sha256": sha, "decisions": len(rows), "runs": [r.run_id for r in fitted_on],
-           "actions": {a: m.n for a, m in policy.actions.items()}, "fit_seconds": round(seconds, 4),
-           "bytes": len(data)}
+    doc: dict[str, Any] = {
+        "out": str(out), "sha256": sha, "decisions": len(rows), "runs": [r.run_id for r in fitted_on],
+        "actions": {a: m.n for a, m in policy.actions.items()}, "fit_seconds": round(seconds, 4), "bytes": len(data)}
     if as_json:
         print_json(doc)
         return

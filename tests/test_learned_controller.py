@@ -21,9 +21,9 @@ from agent.controller.learned import FEATURES, Learner, PolicyFileError, load_po
 from agent.controller.policy import Advice, ControllerInput, RoundSignals, decide
 from agent.run import outcomes
 from agent.run.learned import adopted_learner
-from conftest import init_workspace, raw_db, signer
+from conftest import init_workspace, raw_db
 from guardrails import controller_policy
-from guardrails.errors import DeniedError, GateError, TamperError
+from guardrails.errors import GateError, TamperError
 from memory import Run, Store
 from tether_types import MonitorKey
 
@@ -138,10 +138,20 @@ def test_fit_show_propose_adopt_and_the_forgeries_refused(home: Path, tmp_path: 
         raw.execute("DELETE FROM approvals WHERE id = 'forged'")
         raw.close()
 
-        approval = controller_policy.propose(store, out.read_text(), "fitted", "alice")
-        with pytest.raises(DeniedError, match="proposed"):
-            controller_policy.decide(store, approval.id, "approve", signer("alice"), None)
-        assert controller_policy.decide(store, approval.id, "approve", signer("bob"), None).status == "approved"
+    proposed = _cli(home, "controller", "propose", str(out), "--by", "alice")
+    assert proposed.exit_code == 0, proposed.output  # type: ignore[attr-defined]
+    [pending] = json.loads(_cli(home, "approvals", "--json").stdout)  # type: ignore[attr-defined]
+    assert pending["kind"] == "controller"
+    view = json.loads(_cli(home, "show", pending["id"], "--json").stdout)  # type: ignore[attr-defined]
+    assert view["policy"]["sha256"] == sha and set(view["policy"]["actions"]) == {"train", "regenerate_prompts"}
+    assert _cli(home, "approve", pending["id"], "--by", "alice").exit_code != 0  # type: ignore[attr-defined]
+    approved = _cli(home, "approve", pending["id"], "--by", "bob")
+    assert approved.exit_code == 0 and "controller.policy: learned" in approved.output, approved.output  # type: ignore[attr-defined]
+    with Store(home / "tether.db") as store:
+        approval = store.get_approval(pending["id"])
+        assert approval is not None and approval.status == "approved"
+        with pytest.raises(GateError, match="already approved"):
+            controller_policy.propose(store, out.read_text(), "again", "carol")
         learner = adopted_learner(store, cfg, 0)
         assert learner is not None and learner.sha256 == sha
         assert any(e.action == "controller.adopt" for e in store.audit_entries(subject=approval.id))

@@ -9,6 +9,8 @@ import json
 from pathlib import Path
 
 import yaml
+from test_learned_controller import _history
+from test_validation_split import _WatchedStore
 from typer.testing import CliRunner
 
 from agent.cli.main import app
@@ -19,8 +21,6 @@ from agent.run.workspace import Workspace
 from conftest import signer
 from guardrails import controller_policy, gate
 from memory import Store
-from test_learned_controller import _history
-from test_validation_split import _WatchedStore
 
 runner = CliRunner()
 

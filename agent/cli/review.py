@@ -45,7 +45,7 @@ def register(app: typer.Typer) -> None:
 
 
 def approvals(ctx: typer.Context, as_json: JsonOpt = False) -> None:
-    """Pending approvals: id, kind (checkpoint|constitution), run_id, status, created_at, summary."""
+    """Pending approvals: id, kind (checkpoint|constitution|controller), run_id, status, created_at, summary."""
     _, store = open_store(ctx, readonly=True)
     rows = [{"id": a.id, "kind": a.kind, "run_id": a.run_id, "status": a.status, "created_at": a.created_at,
              "summary": a.summary, "review": f"tether show {a.id}",

@@ -22,7 +22,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from agent.controller.vocabulary import LearnedChoice
@@ -153,6 +152,8 @@ def feature_values(signals: Mapping[str, Any], heldout: Sequence[Sequence[float]
 
 def predict(policy: PolicyFile, values: Sequence[float]) -> dict[str, float]:
     """Each fitted action's predicted held-out change for one decision's features (named as FEATURES)."""
+    import numpy as np  # here: the CLI's --help and the store load no numpy
+
     by_name = dict(zip(FEATURES, values, strict=True))
     x = np.array([by_name.get(f, math.nan) for f in policy.features], dtype=float)
     x = np.where(np.isfinite(x), x, np.array(policy.medians))
@@ -172,6 +173,8 @@ class Learner:
 
     def choose(self, signals: Mapping[str, Any], heldout: Sequence[tuple[int, float]], permitted: Sequence[str],
                round_no: int) -> LearnedChoice:
+        import numpy as np
+
         predicted = predict(self.policy, feature_values(signals, [list(p) for p in heldout]))
         shown: dict[str, float | None] = {a: predicted.get(a) for a in permitted}
         rng = np.random.default_rng([self.seed, max(round_no, 0)])

@@ -24,11 +24,10 @@ intervened).
     python benchmarks/bench_suite.py --world prompt_saturation unreliable_judge --systems tether fixed \\
         --seeds 0 --rounds 3 --out bench-out/suite.json
 
-With `--policy learned --policy-file F` the tether system runs with `controller.policy: learned` on the fitted
-policy F (`tether controller fit`), adopted in each run's workspace as a reviewer would (proposed by
-`bench-fit`, signed by the bench reviewer); each run then records how often the policy chose, explored, and
-chose otherwise than the rules would have. Issue 22's leave-one-world-out evidence is this, per fold: fit on
-seeds 0-2 of every world but one, run `--seeds 3 4 5` with that policy.
+`--policy learned --policy-file F`: the tether system runs with the fitted controller policy F, adopted in each
+workspace (proposed by `bench-fit`, signed by the bench reviewer); each run records how often it chose, explored
+and chose otherwise than the rules. Issue 22's leave-one-world-out folds: fit on seeds 0-2 of all worlds but one,
+run `--seeds 3 4 5` with it.
 """
 
 from __future__ import annotations

@@ -36,6 +36,8 @@ def test_a_real_run_with_a_learned_policy_stays_on_the_validation_split(workspac
     config["controller"].update({"policy": "learned", "policy_file": "controller-policy.json", "explore": 0.5})
     (home / "config.yaml").write_text(yaml.safe_dump(config))
 
+    checked = runner.invoke(app, ["--home", str(home), "validate"])
+    assert checked.exit_code == 2 and "tether controller propose" in checked.output, checked.output
     refused = runner.invoke(app, ["--home", str(home), "run"])
     assert refused.exit_code == 2 and "tether controller propose" in refused.output, refused.output
     with Store(home / "tether.db") as store:

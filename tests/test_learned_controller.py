@@ -161,6 +161,14 @@ def test_fit_show_propose_adopt_and_the_forgeries_refused(home: Path, tmp_path: 
             adopted_learner(store, cfg, 0)
 
 
+def test_the_config_names_one_chooser() -> None:
+    for bad in ({"policy": "learned"}, {"policy_file": "p.json"},
+                {"policy": "learned", "policy_file": "p.json", "advisor": {"model": "m"}}, {"explore": 0.9}):
+        with pytest.raises(ValueError):
+            ControllerConfig(**bad)
+    assert ControllerConfig(policy="learned", policy_file="p.json").explore == 0.1
+
+
 def test_a_policy_file_is_untrusted_input() -> None:
     good = {"format": "tether.controller-policy", "version": 1, "target": "validation_heldout_change",
             "metric": "oracle", "k": 1, "features": ["pairs"], "medians": [1.0], "means": [1.0], "scales": [1.0],

@@ -382,8 +382,12 @@ def load_config(path: Path) -> TetherConfig:
     inputs = config.inputs.anchored(folder)
     if names_files_in(world.name, world.settings, folder):  # only then: an unneeded root only widens what it reads
         inputs = inputs.with_root(folder)
+    controller = config.controller
+    if controller.policy_file:  # a config's paths are its folder's
+        anchored = folder / Path(controller.policy_file).expanduser()
+        controller = controller.model_copy(update={"policy_file": str(anchored)})
     return config.model_copy(update={
-        "inputs": inputs, "world": world,
+        "inputs": inputs, "world": world, "controller": controller,
         "model": config.model.model_copy(update={"base": anchored_model(config.model.base, folder, WORLD_MODEL)})})
 
 

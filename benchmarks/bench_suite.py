@@ -23,6 +23,11 @@ intervened).
 
     python benchmarks/bench_suite.py --world prompt_saturation unreliable_judge --systems tether fixed \\
         --seeds 0 --rounds 3 --out bench-out/suite.json
+
+`--policy learned --policy-file F`: the tether system runs with the fitted controller policy F, adopted in each
+workspace (proposed by `bench-fit`, signed by the bench reviewer); each run records how often it chose, explored
+and chose otherwise than the rules. Issue 22's leave-one-world-out folds: fit on seeds 0-2 of all worlds but one,
+run `--seeds 3 4 5` with it.
 """
 
 from __future__ import annotations
@@ -51,7 +56,10 @@ from _common import (
 )
 
 from agent.config import TetherConfig, default_config_yaml, parse_config
+from agent.controller.learned import PolicyFileError, load_policy
+from guardrails import controller_policy
 from guardrails.constitution import default_constitution_yaml
+from memory import Store
 from tools.worlds import WORLDS, ModelBuilder
 from tools.worlds.tiny.failures import SCENARIOS, Scenario
 
@@ -126,9 +134,13 @@ def ensure_models(seeds: Sequence[int], worlds: Sequence[str], models: Path) -> 
 # -- running ----------------------------------------------------------------------------------------------
 
 def run_job(job: Job, rounds: int, model_dir: Path, root: Path, keys_dir: Path,
-            overrides: Sequence[str] = ()) -> dict[str, Any]:
-    """One system on one world and seed, in a workspace of its own under `root`; its curve, wall and CPU s."""
+            overrides: Sequence[str] = (), policy_file: Path | None = None) -> dict[str, Any]:
+    """One system on one world and seed, in a workspace of its own under `root`; its curve, wall and CPU s.
+    `policy_file`: the tether system runs with that learned controller policy, adopted in its workspace."""
     scenario = SCENARIOS[job.world]
+    learned = policy_file is not None and job.system == "tether"
+    if learned:
+        overrides = [*overrides, "controller.policy=learned", f"controller.policy_file={policy_file}"]
     config = system_config(job, rounds, str(model_dir), overrides)
     home = Path(tempfile.mkdtemp(prefix=f"{job.world}-{job.system}-s{job.seed}-", dir=root))
     cpu0 = time.process_time()
@@ -138,9 +150,23 @@ def run_job(job: Job, rounds: int, model_dir: Path, root: Path, keys_dir: Path,
                                             model_dir, rounds, home)
     else:
         ws, signer = fresh_workspace(home, keys_dir, scenario.constitution)
+        if learned and policy_file is not None:
+            with Store(ws.db_path) as store:
+                approval = controller_policy.propose(store, policy_file.read_text(), "bench-suite", "bench-fit")
+                controller_policy.decide(store, approval.id, "approve", signer, "bench-suite --policy learned")
         result = run_system(ws, signer, job.system, config, rounds, approve_amendments=True)
+        if learned:
+            result["learned"] = learned_choices(ws.db_path, result["run_id"])
     result["cpu_s"] = round(time.process_time() - cpu0, 1)
     return {"world": job.world, "seed": job.seed, **result, "system": job.system}
+
+
+def learned_choices(db: Path, run_id: str) -> dict[str, int]:
+    """How often a run's learned policy chose, explored, and chose otherwise than the rules would have."""
+    with Store(db, readonly=True) as store:
+        chosen = [d for d in store.decisions(run_id) if "learned" in d.signals]
+    return {"decisions": len(chosen), "explored": sum(bool(d.signals["learned"]["explored"]) for d in chosen),
+            "otherwise": sum(d.action != d.signals["learned"]["rules_choice"] for d in chosen)}
 
 
 # -- aggregation ------------------------------------------------------------------------------------------
@@ -304,9 +330,22 @@ def main() -> None:
                         "dir, removed at the end).")
     parser.add_argument("--keys-dir", type=Path, default=None,
                         help="Key folder of the benchmark's reviewer 'bench' (default: keys/ beside --out).")
+    parser.add_argument("--policy", choices=("rules", "learned"), default="rules",
+                        help="The tether system's controller.policy; learned needs --policy-file.")
+    parser.add_argument("--policy-file", type=Path, default=None,
+                        help="A fitted controller policy (`tether controller fit`) for --policy learned.")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="Config override for every system and world, VALUE in YAML (repeatable).")
     args = parser.parse_args()
+    if (args.policy == "learned") != (args.policy_file is not None):
+        parser.error("--policy learned and --policy-file F go together")
+    policy_sha = None
+    if args.policy_file is not None:
+        args.policy_file = args.policy_file.resolve()
+        try:
+            policy_sha = load_policy(args.policy_file)[1]
+        except PolicyFileError as err:
+            parser.error(str(err))
     systems = list(dict.fromkeys(args.systems))
     if _online_dpo.SYSTEM in systems and not _online_dpo.available():
         print(f"{_online_dpo.SYSTEM} left out: {_online_dpo.MODULE} is not installed (TRL with online DPO)")
@@ -322,6 +361,7 @@ def main() -> None:
               if args.model is not None else ensure_models(args.seeds, worlds, models))
     build_s = {f"{w}/s{seed}": b for (w, seed), (_, b) in builds.items() if b}
     settings = {"worlds": worlds, "systems": systems, "seeds": args.seeds, "rounds": args.rounds,
+                "policy": args.policy, "policy_file": str(args.policy_file or ""), "policy_sha256": policy_sha,
                 "overrides": args.overrides, "models": {f"{w}/s{seed}": str(p) for (w, seed), (p, _) in builds.items()},
                 "self_rewarding_iterations": SELF_REWARDING_ITERATIONS,
                 "scenarios": {w: {"config": SCENARIOS[w].config, "failure": SCENARIOS[w].failure,
@@ -333,7 +373,8 @@ def main() -> None:
     try:
         for job in plan(worlds, systems, args.seeds):
             print(f"{job.world} / {job.system} / seed {job.seed}: {args.rounds} round(s)", flush=True)
-            result = run_job(job, args.rounds, builds[(job.world, job.seed)][0], root, keys_dir, args.overrides)
+            result = run_job(job, args.rounds, builds[(job.world, job.seed)][0], root, keys_dir, args.overrides,
+                             args.policy_file)
             results.append(result)
             print(f"  -> held-out {_value(result, args.rounds)} after {result['rounds_run']} round(s), "
                   f"interventions {result['interventions']}, {result['wall_s']} s wall, {result['cpu_s']} s CPU",

@@ -23,7 +23,10 @@ from memory.guarded import GuardedWrites
 
 HumanDecision = Literal["approve", "reject"]
 SYSTEM_ACTOR = "tether"
-REQUEST_ACTIONS = ("approval.request", "constitution.propose", "constitution.init", "constitution.new")
+REQUEST_ACTIONS = ("approval.request", "constitution.propose", "constitution.init", "constitution.new",
+                   "controller.propose")
+# Kinds whose proposer names the change and so may never decide it (a checkpoint is the run's, not a person's).
+PROPOSED = ("constitution", "controller")
 
 
 @dataclass(frozen=True)
@@ -75,6 +78,8 @@ def facts(store: Store, approval: Approval) -> dict[str, Any]:
         # an amendment or v1, so a payload edited to add or drop it no longer matches what was signed.
         return {**common, "base_version": approval.payload.get("base_version"),
                 "proposed_by": approval.payload.get("proposed_by"), "lineage": approval.payload.get("lineage")}
+    if approval.kind == "controller":
+        return {**common, "proposed_by": approval.payload.get("proposed_by")}
     ck = store.get_checkpoint(approval.subject)
     if ck is None or ck.run_id is None:
         raise TamperError(f"approval {approval.id} names checkpoint {approval.subject}, which is not in the store")
@@ -130,11 +135,11 @@ def verify_signature_row(store: Store, sig: Any, registry: dict[str, reviewers.R
 def verify(store: Store, approval: Approval) -> SignOff:
     """Every signature of `approval`, verified; raises TamperError on the first that is not genuine."""
     expected = facts(store, approval)
-    proposed_sha = _request_entry(store, approval).get("sha256") if approval.kind == "constitution" else None
+    proposed_sha = _request_entry(store, approval).get("sha256") if approval.kind in PROPOSED else None
     if proposed_sha is not None and proposed_sha != approval.subject_sha256:
         raise TamperError(f"approval {approval.id} names another text than the one its audited proposal named")
     registry = reviewers.registry(store, include_removed=True)
-    proposer = approval.payload.get("proposed_by") if approval.kind == "constitution" else None
+    proposer = approval.payload.get("proposed_by") if approval.kind in PROPOSED else None
     approved: list[str] = []
     rejected: list[tuple[str, str | None]] = []
     shown: list[dict[str, Any]] = []
@@ -193,7 +198,7 @@ def check_signer(store: Store, approval: Approval, signer: keys.Signer) -> None:
         raise refuse(store, approval.id, signer.name,
                      f"'{signer.name}' is not a registered reviewer of this workspace with this key "
                      "(see `tether reviewer list`)")
-    if approval.kind == "constitution" and signer.name == approval.payload.get("proposed_by"):
+    if approval.kind in PROPOSED and signer.name == approval.payload.get("proposed_by"):
         raise refuse(store, approval.id, signer.name,
                      f"'{signer.name}' proposed this change; the proposer can never approve or reject it")
 

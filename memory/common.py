@@ -17,7 +17,7 @@ RunState = Literal["running", "paused", "stopped", "failed"]
 # evaluates (agent/run/splits.py); "heldout" is the one set of a run evaluated before that split existed.
 Split = Literal["train", "heldout", "validation", "test"]
 CheckpointStatus = Literal["base", "candidate", "pending", "approved", "rejected", "discarded"]
-ApprovalKind = Literal["checkpoint", "constitution"]
+ApprovalKind = Literal["checkpoint", "constitution", "controller"]
 ApprovalStatus = Literal["pending", "approved", "rejected", "withdrawn"]  # withdrawn: its run was stopped
 
 RUN_STATES: frozenset[str] = frozenset({"running", "paused", "stopped", "failed"})
@@ -25,7 +25,11 @@ SPLITS: frozenset[str] = frozenset({"train", "heldout", "validation", "test"})
 CHECKPOINT_STATUSES: frozenset[str] = frozenset(
     {"base", "candidate", "pending", "approved", "rejected", "discarded"}
 )
-APPROVAL_KINDS: frozenset[str] = frozenset({"checkpoint", "constitution"})
+APPROVAL_KINDS: frozenset[str] = frozenset({"checkpoint", "constitution", "controller"})
+# A decision's measured outcome (memory.records.DecisionOutcome): its window is still open, it was measured, or it
+# closed without a validation score to measure it by (the reason says why).
+OutcomeStatus = Literal["pending", "measured", "unmeasured"]
+OUTCOME_STATUSES: frozenset[str] = frozenset({"pending", "measured", "unmeasured"})
 APPROVAL_STATUSES: frozenset[str] = frozenset({"pending", "approved", "rejected", "withdrawn"})
 
 

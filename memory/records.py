@@ -17,6 +17,7 @@ from memory.common import (
     ApprovalKind,
     ApprovalStatus,
     CheckpointStatus,
+    OutcomeStatus,
     Row,
     RunState,
     Split,
@@ -205,6 +206,22 @@ class Decision(_Record):
     signals: dict[str, Any]
     actor: str
     at: str
+
+
+@dataclass(frozen=True)
+class DecisionOutcome(_Record):
+    """What a controller decision led to over its window (agent/controller/outcomes.py says what is measured).
+    `outcome` holds the measures, each null until it can be measured, with `why` for every null one."""
+
+    _json: ClassVar[Mapping[str, Callable[[], Any]]] = {"outcome": dict}
+    decision_id: int
+    run_id: str
+    round: int
+    process: str  # which process decided: CPU marks of one process only are comparable
+    cpu_mark: float  # that process's CPU seconds (its own and its waited-for children's) when it decided
+    status: OutcomeStatus
+    outcome: dict[str, Any]
+    updated_at: str
 
 
 @dataclass(frozen=True)

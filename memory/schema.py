@@ -223,6 +223,23 @@ CREATE INDEX IF NOT EXISTS signatures_approval ON signatures (approval_id);
 CREATE INDEX IF NOT EXISTS signatures_subject ON signatures (subject);
 """
 
+# What each controller decision led to (agent/controller/outcomes.py): written pending when it is logged and
+# measured once the rounds of its window are done. `process` and `cpu_mark` (the deciding process's CPU seconds
+# then) price the rounds between two decisions of one process.
+_V4 = """
+CREATE TABLE IF NOT EXISTS decision_outcomes (
+    decision_id INTEGER PRIMARY KEY REFERENCES decisions(id),
+    run_id TEXT NOT NULL REFERENCES runs(id),
+    round INTEGER NOT NULL,
+    process TEXT NOT NULL,
+    cpu_mark REAL NOT NULL,
+    status TEXT NOT NULL,
+    outcome TEXT NOT NULL,
+    updated_at TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS decision_outcomes_run ON decision_outcomes (run_id, decision_id);
+"""
+
 # Re-created on every open (IF NOT EXISTS), so a dropped trigger comes back with the next Store.
 AUDIT_TRIGGERS = """
 CREATE TRIGGER IF NOT EXISTS audit_no_update BEFORE UPDATE ON audit
@@ -231,7 +248,7 @@ CREATE TRIGGER IF NOT EXISTS audit_no_delete BEFORE DELETE ON audit
 BEGIN SELECT RAISE(ABORT, 'audit log is append-only: DELETE refused'); END;
 """
 
-MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3)
+MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3, _V4)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

@@ -9,10 +9,10 @@ from __future__ import annotations
 from typing import Any
 
 from memory.audit import AuditMixin
-from memory.common import RUN_STATES, NotFoundError, to_json
+from memory.common import OUTCOME_STATUSES, RUN_STATES, NotFoundError, to_json
 from memory.data import DataMixin
 from memory.governance import GovernanceMixin
-from memory.records import Decision, RoundRecord, Run
+from memory.records import Decision, DecisionOutcome, RoundRecord, Run
 
 # The run's own progress. Its active checkpoint, pinned base model, constitution version, config and
 # invariants are guardrails' (memory.guarded), so they are not updatable here.
@@ -183,3 +183,26 @@ class Store(DataMixin, GovernanceMixin, AuditMixin):
                 (run_id, round),
             )
         return [Decision.from_row(r) for r in rows]
+
+    # -- decision outcomes -----------------------------------------------------------------
+
+    def add_outcome(self, decision: Decision, process: str, cpu_mark: float, outcome: dict[str, Any]) -> None:
+        """A decision's outcome row, pending: its window has only begun."""
+        with self.transaction():
+            self._insert("decision_outcomes", {
+                "decision_id": decision.id, "run_id": decision.run_id, "round": decision.round, "process": process,
+                "cpu_mark": float(cpu_mark), "status": "pending", "outcome": to_json(outcome),
+                "updated_at": self.now()})
+
+    def update_outcome(self, decision_id: int, status: str, outcome: dict[str, Any]) -> None:
+        self._check_value("outcome status", status, OUTCOME_STATUSES)
+        with self.transaction():
+            self._exec(
+                "UPDATE decision_outcomes SET status = ?, outcome = ?, updated_at = ? WHERE decision_id = ?",
+                (status, to_json(outcome), self.now(), decision_id))
+
+    def outcomes(self, run_id: str) -> list[DecisionOutcome]:
+        """The outcome rows of a run's decisions, in decision order (a decision logged before outcomes were
+        measured has none)."""
+        rows = self._rows("SELECT * FROM decision_outcomes WHERE run_id = ? ORDER BY decision_id", (run_id,))
+        return [DecisionOutcome.from_row(r) for r in rows]

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 
-from agent.cli import export, judge, lifecycle, plugins, review, ui
+from agent.cli import controller, export, judge, lifecycle, plugins, review, ui
 from agent.cli import lineage as lineage_commands
 from agent.cli import reviewers as reviewer_commands  # guardrails.reviewers is the registry itself
 from agent.cli import validate as validation
@@ -323,6 +323,7 @@ app.add_typer(review.audit_app, name="audit")
 app.add_typer(judge.judge_app, name="judge")
 app.add_typer(reviewer_commands.reviewer_app, name="reviewer")
 app.add_typer(export.export_app, name="export")
+app.add_typer(controller.controller_app, name="controller")
 app.command()(lifecycle.stop)
 app.command()(ui.ui)
 app.command()(plugins.plugins)

@@ -26,7 +26,7 @@ from agent.config import ConfigError, load_config
 from agent.review import notebook
 from agent.review.report import write_report
 from agent.run.workspace import Workspace
-from guardrails import amendments, audit, gate, signoff
+from guardrails import amendments, audit, controller_policy, gate, signoff
 from guardrails.checks import InvariantResult
 from guardrails.constitution import ConstitutionError
 
@@ -45,7 +45,7 @@ def register(app: typer.Typer) -> None:
 
 
 def approvals(ctx: typer.Context, as_json: JsonOpt = False) -> None:
-    """Pending approvals: id, kind (checkpoint|constitution), run_id, status, created_at, summary."""
+    """Pending approvals: id, kind (checkpoint|constitution|controller), run_id, status, created_at, summary."""
     _, store = open_store(ctx, readonly=True)
     rows = [{"id": a.id, "kind": a.kind, "run_id": a.run_id, "status": a.status, "created_at": a.created_at,
              "summary": a.summary, "review": f"tether show {a.id}",
@@ -72,6 +72,8 @@ def _decide(ctx: typer.Context, approval_id: str, decision: signoff.HumanDecisio
     version = None
     if pending.kind == "constitution":
         decided, version = amendments.decide(store, approval_id, decision, key, note, ws.constitution_path)
+    elif pending.kind == "controller":
+        decided = controller_policy.decide(store, approval_id, decision, key, note)
     else:
         decided = gate.decide(store, approval_id, decision, key, note, accept_not_met)
     if as_json:
@@ -89,6 +91,9 @@ def _decide(ctx: typer.Context, approval_id: str, decision: signoff.HumanDecisio
     elif version is not None:
         say(f"{decided.id} approved by {decided.decided_by}: constitution v{version.version} is in force; runs use it "
             "from their next round")
+    elif decided.kind == "controller" and decided.status == "approved":
+        say(f"{decided.id} approved by {decided.decided_by}: runs with controller.policy: learned may use the policy "
+            f"file with sha256 {decided.subject_sha256}")
     else:
         say(f"{decided.id} {decided.status} by {decided.decided_by}"
             + (f"; `tether resume {decided.run_id}` continues the run" if decided.run_id else ""))

@@ -8,6 +8,7 @@ from typing import Annotated, Any
 import typer
 
 from agent.cli.common import fail, open_store, print_json, print_table, say
+from agent.review import policy_view
 from agent.review.show import approval_view
 
 
@@ -38,6 +39,8 @@ def show(
     say(view["summary"])
     if view["kind"] == "constitution":
         _constitution(view)
+    elif view["kind"] == "controller" and "policy" in view:
+        say(policy_view.text(view["policy"]).rstrip())
     elif "error" in view:
         fail(view["error"])
     else:

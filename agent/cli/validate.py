@@ -141,8 +141,8 @@ def _base_problems(config_path: Path) -> list[str]:
 
 def _world_and_judge_problems(ws: Workspace, cfg: TetherConfig, constitution: Constitution | None,
                               store: Store | None) -> list[str]:
-    """The world's prompts and the invariants' probes, as a run's pre-flight checks them, and the judge audit
-    `judge.require_audit` asks for."""
+    """The world's prompts and the invariants' probes, as a run's pre-flight checks them, the judge audit
+    `judge.require_audit` asks for, and the adoption of a learned controller policy."""
     from agent.run.world_checks import world_checks  # the world's data: only when a config is validated
 
     problems = list(world_checks(ws.home, cfg, constitution).problems)
@@ -150,6 +150,14 @@ def _world_and_judge_problems(ws: Workspace, cfg: TetherConfig, constitution: Co
         from agent.run.judge_trust import audit_problems
 
         problems += audit_problems(store, cfg)
+    if cfg.controller.policy == "learned" and store is not None:
+        from agent.run.learned import adopted_learner
+        from tether_types import TetherError
+
+        try:
+            adopted_learner(store, cfg.controller, cfg.seed)
+        except TetherError as err:
+            problems.append(str(err))
     return problems
 
 

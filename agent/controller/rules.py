@@ -109,7 +109,7 @@ def _soft(p: Policy) -> Decision | None:
     held_back = {a: why for a, why in blocked.items() if why is not None}
     if held_back:
         p.signals["held_back"] = held_back
-    advised = _advice(p, allowed)
+    advised = _advice(p, allowed) or _learned(p, allowed)
     if advised is not None:
         return advised
     if allowed:
@@ -118,18 +118,24 @@ def _soft(p: Policy) -> Decision | None:
     return None
 
 
-def _advice(p: Policy, allowed: list[Proposal]) -> Decision | None:
-    """Take the advisor's action when the rules allow it this round; otherwise log the overrule."""
-    advice = p.inp.advice
-    if advice is None:
-        return None
+def _permitted(p: Policy, allowed: list[Proposal]) -> list[str]:
+    """What a chooser (the advisor, a learned policy) may pick this round: train, the allowed proposals, and the
+    advisable interventions that are not held back and have something to work on (the plateau's first)."""
     permitted: list[str] = ["train", *[a for a, _, _ in allowed]]
-    # Those it may also pick unprompted, when they have something to work on: the plateau's first.
     extra = sorted((s for s in interventions() if s.advisable),
                    key=lambda s: (s.plateau is None, s.plateau.order if s.plateau else 0, s.order))
     for s in extra:
         if s.name not in permitted and p.blocked(s.name) is None and s.is_ready(p):
             permitted.append(s.name)
+    return permitted
+
+
+def _advice(p: Policy, allowed: list[Proposal]) -> Decision | None:
+    """Take the advisor's action when the rules allow it this round; otherwise log the overrule."""
+    advice = p.inp.advice
+    if advice is None:
+        return None
+    permitted = _permitted(p, allowed)
     p.signals["advice"] = {"action": advice.action, "reason": advice.reason, "source": advice.source,
                            "permitted": permitted}
     if advice.action in permitted:
@@ -138,6 +144,31 @@ def _advice(p: Policy, allowed: list[Proposal]) -> Decision | None:
     p.signals["advice"]["overruled"] = (f"{advice.action} is not permitted this round" if advice.action
                                         else advice.reason)
     return None
+
+
+def _learned(p: Policy, allowed: list[Proposal]) -> Decision | None:
+    """A learned policy's pick among the permitted actions, logged with its version, the value it predicted per
+    permitted action and whether it explored. A pick outside them is never taken (fail closed)."""
+    learner = p.inp.learner
+    if learner is None:
+        return None
+    permitted = _permitted(p, allowed)
+    rules_choice = allowed[0][0] if allowed else "train"
+    choice = learner.choose(p.signals, p.inp.heldout, permitted, p.now.round)
+    p.signals["learned"] = {"version": choice.version, "predicted": dict(choice.predicted),
+                            "explored": choice.explored, "permitted": permitted, "rules_choice": rules_choice,
+                            "action": choice.action}
+    if choice.action is None or choice.action not in permitted:
+        p.signals["learned"]["overruled"] = ("no fitted value for any permitted action" if choice.action is None
+                                             else f"{choice.action} is not permitted this round")
+        return None
+    how = "explored: a uniform pick" if choice.explored else "the best predicted validation held-out change"
+    value = choice.predicted.get(choice.action)
+    said = f" ({value:+.4f})" if value is not None else ""
+    why = (f"learned policy {choice.version[:12]} chose {choice.action}{said}, {how} among the permitted "
+           f"{', '.join(permitted)}; the rules would have chosen {rules_choice}")
+    extra = next((e for a, _, e in allowed if a == choice.action), {})
+    return p.decision(choice.action, why, **extra)
 
 
 CORE_RULES = (Rule(10, _budget), Rule(20, _invariant_failures), Rule(40, _starved), Rule(70, _plateau_stop),

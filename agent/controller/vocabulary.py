@@ -7,7 +7,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 from agent.sections.controller import ControllerSettings
 from tether_types import SAFETY_KEYS, Action, CheckStatus
@@ -72,6 +72,26 @@ class Advice:
 
 
 @dataclass(frozen=True)
+class LearnedChoice:
+    """A learned policy's pick among the permitted actions (agent/controller/learned.py): the action (None: it
+    predicts no value for any of them, so the rules' choice stands), the value it predicted for each permitted
+    action (None: no fitted model for it), whether it explored, and its version (the policy file's sha256)."""
+
+    action: str | None
+    predicted: Mapping[str, float | None]
+    explored: bool
+    version: str
+
+
+class Chooser(Protocol):
+    """What the soft rule asks a learned policy: pick one of `permitted` for this round, from the decision's
+    signals and the validation held-out curve."""
+
+    def choose(self, signals: Mapping[str, Any], heldout: Sequence[tuple[int, float]], permitted: Sequence[str],
+               round_no: int) -> LearnedChoice: ...
+
+
+@dataclass(frozen=True)
 class ControllerInput:
     now: RoundSignals
     budget: int
@@ -85,6 +105,7 @@ class ControllerInput:
     amendment: str | None = None  # what propose_amendment would draft now; None = nothing to draft
     amendment_held: str = ""  # why there is nothing to draft (a proposal pending, already proposed, ...)
     advice: Advice | None = None
+    learner: Chooser | None = None  # controller.policy: learned: the adopted policy, chooser within the rules
 
 
 Op = Literal[">", "<", ">=", "<="]

@@ -15,7 +15,7 @@ from typing import Any
 from agent.controller.vocabulary import InvalidJudgments
 from agent.run.splits import REPORTED, EvaluatedSplit, split_of
 from guardrails.gate import ACTIVE_ACTIONS  # the audit entries that make a checkpoint active
-from memory import AuditEntry, Checkpoint, Decision, RoundRecord, Run, Store
+from memory import AuditEntry, Checkpoint, Decision, DecisionOutcome, RoundRecord, Run, Store
 from tether_types import CheckStatus
 
 # -- checks: one statement per signal -------------------------------------------------------------
@@ -334,6 +334,7 @@ def entries(store: Store, run_id: str) -> list[dict[str, Any]]:
     entry; events before the first decision go with the first)."""
     out: list[dict[str, Any]] = []
     pending: list[dict[str, Any]] = []
+    measured = {o.decision_id: o for o in store.outcomes(run_id)}
     for v in timeline(store, run_id):
         for item in v.items:
             if isinstance(item, Event):
@@ -342,9 +343,16 @@ def entries(store: Store, run_id: str) -> list[dict[str, Any]]:
             out.append({"round": item.round, "action": item.action, "rationale": item.rationale,
                         "signals": item.signals, "actor": item.actor, "at": item.at,
                         "judge": judge_label(v.record), "outcome": v.record.outcome if v.record else None,
-                        "heldout": v.heldout.to_json() if v.heldout else None, "events": pending})
+                        "heldout": v.heldout.to_json() if v.heldout else None, "events": pending,
+                        "decision_outcome": _outcome(measured.get(item.id))})
             pending = []
     return out
+
+
+def _outcome(o: DecisionOutcome | None) -> dict[str, Any] | None:
+    """A decision's measured outcome (agent/controller/outcomes.py): status and measures, each null until
+    measured; None for a decision logged before outcomes were measured, or not the controller's."""
+    return None if o is None else {"status": o.status, **o.outcome}
 
 
 def _decision_lines(d: Decision, verbose: bool) -> list[str]:

@@ -18,6 +18,8 @@ import random
 from dataclasses import asdict
 from typing import Any
 
+from agent.controller.learned import PolicyFileError, parse_policy
+from agent.review import policy_view
 from agent.run.judge_trust import candidate_judge_audits
 from agent.run.splits import REPORTED, REPORTED_SPLITS, split_of
 from guardrails import amendments, lineage, signoff
@@ -38,10 +40,22 @@ def approval_view(store: Store, approval: Approval, *, all_prompts: bool = False
     }
     if approval.kind == "constitution":
         return {**view, **_constitution_view(store, approval)}
+    if approval.kind == "controller":
+        return {**view, **_policy_view(approval)}
     ck = store.get_checkpoint(approval.subject)
     if ck is None:
         return {**view, "error": f"checkpoint {approval.subject} is not in the store"}
     return {**view, **_checkpoint_view(store, ck, all_prompts)}
+
+
+def _policy_view(approval: Approval) -> dict[str, Any]:
+    """A proposed controller policy as `tether controller show` explains it, from the text the approval holds."""
+    text = str(approval.payload.get("content", ""))
+    try:
+        policy = parse_policy(text.encode(), f"approval {approval.id}")
+    except PolicyFileError as err:
+        return {"error": str(err)}
+    return {"policy": policy_view.explain(policy, approval.subject_sha256)}
 
 
 def _signatures(store: Store, approval: Approval) -> dict[str, Any]:

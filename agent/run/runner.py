@@ -22,6 +22,7 @@ from agent.run import judge_trust, notify, preflight
 from agent.run.context import RunContext
 from agent.run.faults import Fault
 from agent.run.graph import checkpointer, compile_graph
+from agent.run.learned import adopted_learner
 from agent.run.locks import RunBusyError, is_driven, run_lock  # noqa: F401  (re-exported: the CLI's names)
 from agent.run.services import RunServices, RunSettings, build_world
 from agent.run.terminate import Terminated, terminate_as_exception
@@ -166,6 +167,7 @@ def start_run(ws: Workspace, store: Store, config: TetherConfig, *, say: Say, wa
     untrusted = judge_trust.audit_problems(store, config)  # judge.require_audit: before any model work
     if untrusted:
         raise RunStartError("; ".join(untrusted))
+    adopted_learner(store, config.controller, config.seed)  # controller.policy: learned: an approved file only
     model_ref = ensure_model(ws, config, say, progress=progress, rebuild=rebuild_model)
     findings = run_preflight(ws, config)
     if preflight.problems(findings):
@@ -246,6 +248,7 @@ def drive(ws: Workspace, store: Store, run_id: str, initial: dict[str, Any] | No
         # version it recorded, and moves to newer approved versions at the start of a round.
         _check_workspace_file(ws, store, run)
         _check_recorded_constitution(store, run)
+        adopted_learner(store, config.controller, run.seed)
         settings = RunSettings(run_id, ws, config, progress=progress, fault=fault)
         with RunServices.setup(settings, store) as services:
             ctx = RunContext(settings, services)

@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, Field, create_model
+from pydantic import AfterValidator, Field, create_model, model_validator
 
 from agent.sections.base import MAX_PROMPTS, MAX_ROUNDS, _Section
 
@@ -71,6 +71,38 @@ class ControllerSettings(_Section):
     )
     stop: StopConfig = StopConfig()
     advisor: AdvisorConfig | None = Field(None, description="Optional LLM advisor (null = rules only).")
+    policy: Literal["rules", "learned"] = Field(
+        "rules",
+        description="rules = the ordered rules choose; learned = a fitted policy (policy_file, adopted by a signed "
+        "approval of kind controller) chooses among the actions the rules permit this round, never over the "
+        "safety rules.",
+    )
+    policy_file: str | None = Field(
+        None, description="The fitted policy (`tether controller fit`), relative to this config; policy: learned only."
+    )
+    explore: float = Field(
+        0.1, ge=0.0, le=0.5,
+        description="policy: learned: the chance (at most 0.5) that a round picks uniformly among the permitted "
+        "actions instead of the best predicted one; each decision logs whether it explored.",
+    )
+    outcome_rounds: int = Field(
+        1, ge=1, le=MAX_ROUNDS,
+        description="k: a decision's outcome is measured over its round and the k-1 after it (validation held-out "
+        "change, invariant failures, drift, cost).",
+    )
+
+    @model_validator(mode="after")
+    def _one_chooser(self) -> ControllerSettings:
+        if self.policy == "learned" and not self.policy_file:
+            raise ValueError("controller.policy: learned needs controller.policy_file (fit one with `tether "
+                             "controller fit --runs RUN --out FILE`)")
+        if self.policy == "learned" and self.advisor is not None:
+            raise ValueError("controller.policy: learned and controller.advisor both choose among the permitted "
+                             "actions: set advisor: null or policy: rules")
+        if self.policy_file and self.policy != "learned":
+            raise ValueError("controller.policy_file is read with policy: learned only: set policy: learned or "
+                             "remove policy_file")
+        return self
 
 
 def with_sections(sections: Mapping[str, type[_Section]], known: Callable[[str], str],

@@ -16,7 +16,7 @@ import threading
 from dataclasses import dataclass
 
 from agent.run.workspace import Workspace, environment_problem
-from guardrails import amendments, gate, keys
+from guardrails import amendments, controller_policy, gate, keys
 from guardrails.errors import TransientError
 from guardrails.signoff import HumanDecision
 from memory import Store
@@ -63,6 +63,8 @@ def decide(ws: Workspace, approval_id: str, decision: str, key: keys.Signer | No
             version = None
             if pending.kind == "constitution":
                 decided, version = amendments.decide(store, approval_id, choice, key, note, ws.constitution_path)
+            elif pending.kind == "controller":
+                decided = controller_policy.decide(store, approval_id, choice, key, note)
             else:
                 decided = gate.decide(store, approval_id, choice, key, note, accept_not_met)
         except TetherError as err:

@@ -17,9 +17,12 @@ from agent.controller.policy import decide as policy
 from agent.controller.vocabulary import KEPT_REASONS, InvalidJudgments
 from agent.interventions import INTERVENTIONS, interventions
 from agent.interventions.switch_pairs import pair_strategy
+from agent.run import outcomes
 from agent.run.context import RunContext
+from agent.run.learned import adopted_learner
 from agent.run.splits import controller_evaluation, evaluated_before_split
 from agent.run.state import RoundState
+from memory import Decision as LoggedDecision
 from memory import Judgment, RoundRecord
 from tether_types import Intervention
 from tools.monitors.readings import Readings
@@ -38,9 +41,13 @@ def decide(state: RoundState, runtime: Runtime[RunContext]) -> dict[str, Any]:
     inp = controller_input(ctx, round_no, run.rounds_budget, record)
     if ctx.config.controller.advisor is not None and record is not None:
         inp = replace(inp, advice=ask_advisor(ctx.config.controller, inp))
+    if ctx.config.controller.policy == "learned":  # its file re-verified each round: approved, unchanged
+        inp = replace(inp, learner=adopted_learner(ctx.store, ctx.config.controller, run.seed))
     decision = policy(inp, ctx.config.controller)
     with ctx.store.transaction():
-        _log(ctx, run_id, min(round_no, run.rounds_budget), decision, inp.heldout)
+        logged = _log(ctx, run_id, min(round_no, run.rounds_budget), decision, inp.heldout)
+        outcomes.record(ctx.store, logged, inp.heldout, ctx.config.controller.outcome_rounds,
+                        ctx.config.controller.heldout_metric)
         if record is not None:
             outcome = "skipped" if decision.action == "skip" else None
             ctx.store.upsert_round(run_id, round_no, action=decision.action, outcome=outcome)
@@ -57,14 +64,14 @@ def _decided(ctx: RunContext, run_id: str, logged_round: int, round_no: int) -> 
 
 
 def _log(ctx: RunContext, run_id: str, round_no: int, decision: Decision,
-         curve: tuple[tuple[int, float], ...]) -> None:
+         curve: tuple[tuple[int, float], ...]) -> LoggedDecision:
     # The judge and the pair strategy in force on the round, each with the settings it was built from, and the
     # held-out curve the policy read, with the split it is of.
     signals = {**decision.log_signals(), "judge_spec": ctx.judge.spec(),
                "pairs_spec": pair_strategy(ctx, decision.signals.get("round", round_no)).spec(),
                "heldout_curve": {"split": curve_split(ctx), "metric": ctx.config.controller.heldout_metric,
                                  "points": [[r, score] for r, score in curve]}}
-    ctx.store.add_decision(run_id, round_no, decision.action, decision.rationale, signals)
+    return ctx.store.add_decision(run_id, round_no, decision.action, decision.rationale, signals)
 
 
 def controller_input(ctx: RunContext, round_no: int, budget: int, record: RoundRecord | None) -> ControllerInput:

@@ -1,0 +1,184 @@
+"""A learned controller policy (`controller.policy: learned`): a contextual bandit over the decision's monitor
+features, one ridge regressor per action predicting the validation held-out change over the decision's window
+(agent/controller/outcomes.py), fitted by `tether controller fit` (agent/controller/fit.py, scikit-learn).
+
+It only chooses: the soft rule (agent/controller/rules.py `_learned`) asks it to pick among the actions the rules
+permit this round, after every safety rule has spoken, exactly as the advisor may. Exploration is epsilon-greedy,
+bounded by `controller.explore` and seeded by (run seed, round), so a resumed round picks the same.
+
+A policy file is untrusted input: plain JSON (no pickle, nothing executes on load), read through a strict schema
+whose numbers must be finite and whose shapes must agree; a run adopts it only when its sha256 carries a verified
+approval of kind controller (guardrails/controller_policy.py). Features that are missing, NaN or infinite take the
+fitted median, and standardized features are clipped, so no input moves a prediction without bound.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from agent.controller.vocabulary import LearnedChoice
+from tether_types import EXIT_USAGE, TetherError
+
+FORMAT: Literal["tether.controller-policy"] = "tether.controller-policy"
+MAX_BYTES = 1 << 20  # a fitted linear policy is a few kB
+CLIP = 5.0  # standard deviations: a feature beyond moves a prediction no further
+# The monitor keys a decision logs as `monitor.<key>` that the policy reads, then derived features.
+MONITORS = ("margin_mean", "score_std", "length_mean", "length_score_corr", "position_consistency", "invalid_share",
+            "over_refusal", "harmful_compliance", "prompt_reuse", "prompt_embedding_dispersion", "distinct_2",
+            "embedding_dispersion", "base_logp_mean")
+FEATURES: tuple[str, ...] = (*(f"monitor.{k}" for k in MONITORS), "pairs", "round_fraction",
+                             "heldout_last_change", "heldout_below_best")
+
+Finite = Annotated[float, Field(allow_inf_nan=False)]
+
+
+class PolicyFileError(TetherError):
+    """A policy file that is not a valid fitted policy (exit 2: nothing was run)."""
+
+    exit_code = EXIT_USAGE
+
+
+class ActionModel(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    coef: list[Finite]
+    intercept: Finite
+    n: int = Field(ge=1, description="decisions it was fitted on")
+
+
+class FittedRun(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    run_id: str
+    source: str  # "workspace" or the database it was read from
+    decisions: int = Field(ge=0)
+
+
+class PolicyFile(BaseModel):
+    """The fitted policy as stored: the imputer's medians, the scaler's means and scales, a ridge per action."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    format: Literal["tether.controller-policy"]
+    version: Literal[1]
+    target: Literal["validation_heldout_change"]
+    metric: str
+    k: int = Field(ge=1)
+    features: list[str]
+    medians: list[Finite]
+    means: list[Finite]
+    scales: list[Annotated[float, Field(gt=0.0, allow_inf_nan=False)]]
+    actions: dict[str, ActionModel]
+    alpha: Finite
+    fitted_on: list[FittedRun]
+    fitted_at: str
+    sklearn: str
+
+    @model_validator(mode="after")
+    def _shapes(self) -> PolicyFile:
+        n = len(self.features)
+        unknown = sorted(set(self.features) - set(FEATURES))
+        if unknown:
+            raise ValueError(f"unknown feature(s) {unknown}: this tether reads {list(FEATURES)}")
+        if not self.actions:
+            raise ValueError("no action has a fitted model")
+        if any(len(v) != n for v in (self.medians, self.means, self.scales)) or any(
+                len(m.coef) != n for m in self.actions.values()):
+            raise ValueError(f"every parameter list must have one value per feature ({n})")
+        if {"stop", "skip"} & set(self.actions):
+            raise ValueError("stop and skip are the safety rules' to choose, never a learned policy's")
+        return self
+
+
+@dataclass(frozen=True)
+class FitRow:
+    """One measured decision to fit on: its features (FEATURES order, NaN = missing), action and validation
+    held-out change (agent/controller/fit.py)."""
+
+    features: tuple[float, ...]
+    action: str
+    target: float
+
+
+def digest(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _no_constant(name: str) -> float:
+    raise ValueError(f"{name} is not a number a policy file may hold")
+
+
+def parse_policy(data: bytes, source: str) -> PolicyFile:
+    """Validate a policy file's bytes; PolicyFileError names what is wrong."""
+    if len(data) > MAX_BYTES:
+        raise PolicyFileError(f"{source}: {len(data)} bytes, more than a policy file's {MAX_BYTES}")
+    try:
+        return PolicyFile.model_validate(json.loads(data, parse_constant=_no_constant))
+    except (ValueError, ValidationError) as err:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        raise PolicyFileError(f"{source} is not a controller policy file (fit one with `tether controller fit`): "
+                              f"{err}") from None
+
+
+def load_policy(path: Path) -> tuple[PolicyFile, str]:
+    """(the policy, the sha256 of its bytes)."""
+    try:
+        data = path.read_bytes()
+    except OSError as err:
+        raise PolicyFileError(f"cannot read the controller policy file {path}: {err.strerror or err}") from None
+    return parse_policy(data, str(path)), digest(data)
+
+
+def feature_values(signals: Mapping[str, Any], heldout: Sequence[Sequence[float]]) -> list[float]:
+    """The policy's features of a decision, NaN where missing: its logged signals (`monitor.<key>`, pairs, round,
+    budget) and the validation held-out curve it read. Used alike to fit and to choose."""
+    def num(value: Any) -> float:
+        return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else math.nan
+
+    scores = [num(point[1]) for point in heldout if len(point) == 2]
+    budget = num(signals.get("budget"))
+    derived = {
+        "pairs": num(signals.get("pairs")),
+        "round_fraction": num(signals.get("round")) / budget if budget and budget > 0 else math.nan,
+        "heldout_last_change": scores[-1] - scores[-2] if len(scores) >= 2 else math.nan,
+        "heldout_below_best": max(scores) - scores[-1] if scores else math.nan,
+    }
+    return [derived[f] if f in derived else num(signals.get(f)) for f in FEATURES]
+
+
+def predict(policy: PolicyFile, values: Sequence[float]) -> dict[str, float]:
+    """Each fitted action's predicted held-out change for one decision's features (named as FEATURES)."""
+    import numpy as np  # here: the CLI's --help and the store load no numpy
+
+    by_name = dict(zip(FEATURES, values, strict=True))
+    x = np.array([by_name.get(f, math.nan) for f in policy.features], dtype=float)
+    x = np.where(np.isfinite(x), x, np.array(policy.medians))
+    z = np.clip((x - np.array(policy.means)) / np.array(policy.scales), -CLIP, CLIP)
+    out = {a: float(np.dot(m.coef, z) + m.intercept) for a, m in policy.actions.items()}
+    return {a: v for a, v in out.items() if math.isfinite(v)}
+
+
+@dataclass(frozen=True)
+class Learner:
+    """An adopted policy as the soft rule's chooser (agent/controller/vocabulary.py `Chooser`)."""
+
+    policy: PolicyFile
+    sha256: str
+    explore: float
+    seed: int
+
+    def choose(self, signals: Mapping[str, Any], heldout: Sequence[tuple[int, float]], permitted: Sequence[str],
+               round_no: int) -> LearnedChoice:
+        import numpy as np
+
+        predicted = predict(self.policy, feature_values(signals, [list(p) for p in heldout]))
+        shown: dict[str, float | None] = {a: predicted.get(a) for a in permitted}
+        rng = np.random.default_rng([self.seed, max(round_no, 0)])
+        if permitted and rng.random() < self.explore:
+            return LearnedChoice(permitted[int(rng.integers(len(permitted)))], shown, True, self.sha256)
+        scored = [(v, -i, a) for i, a in enumerate(permitted) if (v := shown[a]) is not None]
+        return LearnedChoice(max(scored)[2] if scored else None, shown, False, self.sha256)

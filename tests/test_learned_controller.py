@@ -1,0 +1,245 @@
+"""The learned controller (issue 22): decision outcomes measured on the validation split, a policy fitted from
+decision histories written through the store's API, explained, adopted only by a signed approval, and never
+leaving the rules' envelope whatever features it is fed. No model is needed here: the real run is in
+test_learned_run.py."""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from agent.cli.main import app
+from agent.config import ControllerConfig, load_config
+from agent.controller.learned import FEATURES, Learner, PolicyFileError, load_policy, parse_policy
+from agent.controller.policy import Advice, ControllerInput, RoundSignals, decide
+from agent.run import outcomes
+from agent.run.learned import adopted_learner
+from conftest import init_workspace, raw_db
+from guardrails import controller_policy
+from guardrails.errors import GateError, TamperError
+from memory import Run, Store
+from tether_types import MonitorKey
+
+K = MonitorKey
+runner = CliRunner()
+
+
+# -- synthetic decision histories, written as the decide node writes them ---------------------------------------
+
+def _history(store: Store, run_id: str, actions: list[str], seed: int) -> None:
+    """A finished run whose decisions took `actions` on rounds 1..n, then the stop after the budget; train raises
+    the validation score more when margin_mean is high, regenerate_prompts when prompt_reuse is high."""
+    rng = random.Random(seed)
+    n = len(actions)
+    store.create_run(Run(id=run_id, config={}, config_sha256="c" * 64, seed=seed, rounds_budget=n,
+                         constitution_version=1, invariants={}, invariants_sha256="i" * 64))
+    curve: list[tuple[int, float]] = []
+    score = 0.5
+    for r, action in enumerate([*actions, "stop"], start=1):
+        margin, reuse = rng.random(), rng.random()
+        if r <= n:
+            store.upsert_round(run_id, r, n_samples=64, n_pairs=16, action=action,
+                               monitors={"margin_mean": margin, "prompt_reuse": reuse,
+                                         "base_logp_mean": -2.0 - 0.1 * r})
+        signals = {"round": r, "budget": n, "pairs": 16, "monitor.margin_mean": margin, "monitor.prompt_reuse": reuse,
+                   "heldout_curve": {"split": "validation", "metric": "oracle", "points": [list(p) for p in curve]}}
+        decision = store.add_decision(run_id, min(r, n), action, "synthetic", signals)
+        outcomes.record(store, decision, tuple(curve), 1, "oracle")
+        if r <= n:  # the round's evaluation, read by the next decision
+            score += 0.1 * margin if action == "train" else 0.05 * reuse - 0.02
+            curve = curve or [(0, 0.5)]
+            curve.append((r, score))
+
+
+def test_outcomes_are_pending_until_measured_and_never_zero(tmp_path: Path) -> None:
+    store = Store(tmp_path / "t.db")
+    store.create_run(Run(id="r", config={}, config_sha256="c" * 64, seed=0, rounds_budget=3, constitution_version=1,
+                         invariants={}, invariants_sha256="i" * 64))
+    store.upsert_round("r", 1, n_samples=10, outcome="approved", monitors={"base_logp_mean": -2.0})
+    first = store.add_decision("r", 1, "train", "x", {"round": 1})
+    outcomes.record(store, first, (), 1, "oracle")
+    [o] = store.outcomes("r")
+    assert o.status == "pending" and o.outcome["heldout_change"] is None and "round 1" in o.outcome["why"]["samples"]
+    store.upsert_round("r", 2, n_samples=12, outcome="failed_invariants", monitors={"base_logp_mean": -2.5})
+    second = store.add_decision("r", 2, "train", "x", {"round": 2})
+    outcomes.record(store, second, ((0, 0.4), (1, 0.55)), 1, "oracle")
+    got = {o.decision_id: o for o in store.outcomes("r")}
+    measured = got[first.id].outcome
+    assert got[first.id].status == "measured" and measured["split"] == "validation"
+    assert measured["heldout_change"] == pytest.approx(0.15) and measured["samples"] == 10
+    assert measured["drift"] == pytest.approx(-0.5) and measured["invariant_failures"] == 0
+    assert measured["cpu_seconds"] is not None and measured["cpu_seconds"] >= 0
+    assert got[second.id].status == "pending"
+    stop = store.add_decision("r", 2, "stop", "x", {"round": 3})
+    outcomes.record(store, stop, ((0, 0.4), (1, 0.55), (2, 0.55)), 1, "oracle")
+    got = {o.decision_id: o for o in store.outcomes("r")}
+    assert got[second.id].outcome["invariant_failures"] == 1 and got[second.id].outcome["heldout_change"] == 0.0
+    assert got[stop.id].status == "unmeasured" and got[stop.id].outcome["heldout_change"] is None
+
+
+@pytest.fixture()
+def home(tmp_path: Path) -> Path:
+    home = tmp_path / "ws"
+    init_workspace(home)
+    with Store(home / "tether.db") as store:
+        _history(store, "hist-a", ["train", "regenerate_prompts"] * 4, seed=1)
+    with Store(tmp_path / "other.db") as other:
+        _history(other, "hist-b", ["regenerate_prompts", "train"] * 4, seed=2)
+    return home
+
+
+def _cli(home: Path, *args: str) -> object:
+    return runner.invoke(app, ["--home", str(home), *args])
+
+
+def test_fit_show_propose_adopt_and_the_forgeries_refused(home: Path, tmp_path: Path) -> None:
+    log = _cli(home, "log", "hist-a", "--json")
+    entries = json.loads(log.stdout)  # type: ignore[attr-defined]
+    assert [e["decision_outcome"]["status"] for e in entries] == ["measured"] * 8 + ["unmeasured"]
+
+    out = tmp_path / "policy.json"
+    fit = _cli(home, "controller", "fit", "--runs", "hist-a", "--runs", "hist-b", "--from-db",
+               str(tmp_path / "other.db"), "--out", str(out), "--json")
+    assert fit.exit_code == 0, fit.output  # type: ignore[attr-defined]
+    doc = json.loads(fit.stdout)  # type: ignore[attr-defined]
+    assert doc["decisions"] == 16 and doc["actions"] == {"regenerate_prompts": 8, "train": 8}
+    policy, sha = load_policy(out)
+    assert sha == doc["sha256"] and [r.source for r in policy.fitted_on] == ["workspace", str(tmp_path / "other.db")]
+    assert _cli(home, "controller", "fit", "--runs", "nope", "--out", str(tmp_path / "x.json")).exit_code == 2  # type: ignore[attr-defined]
+
+    png = tmp_path / "policy.png"
+    show = _cli(home, "controller", "show", str(out), "--png", str(png))
+    assert show.exit_code == 0 and png.stat().st_size > 1000, show.output  # type: ignore[attr-defined]
+    assert "train:" in show.stdout and "monitor.margin_mean" in show.stdout  # type: ignore[attr-defined]
+
+    config = yaml.safe_load((home / "config.yaml").read_text())
+    config["controller"].update({"policy": "learned", "policy_file": str(out)})
+    (home / "config.yaml").write_text(yaml.safe_dump(config))
+    cfg = load_config(home / "config.yaml").controller
+    with Store(home / "tether.db") as store:
+        with pytest.raises(GateError, match="tether controller propose"):
+            adopted_learner(store, cfg, 0)  # a file nobody approved
+        # The attack: a workspace writer inserts an approved row for the file's digest.
+        raw = raw_db(home)
+        raw.execute("INSERT INTO approvals (id, kind, subject, subject_sha256, status, created_at, summary, payload) "
+                    "VALUES ('forged', 'controller', 'c', ?, 'approved', 'now', 's', ?)",
+                    (sha, json.dumps({"content": out.read_text(), "proposed_by": "mallory"})))
+        raw.close()
+        with pytest.raises(TamperError):
+            adopted_learner(store, cfg, 0)
+        raw = raw_db(home)
+        raw.execute("DELETE FROM approvals WHERE id = 'forged'")
+        raw.close()
+
+    proposed = _cli(home, "controller", "propose", str(out), "--by", "alice")
+    assert proposed.exit_code == 0, proposed.output  # type: ignore[attr-defined]
+    [pending] = json.loads(_cli(home, "approvals", "--json").stdout)  # type: ignore[attr-defined]
+    assert pending["kind"] == "controller"
+    view = json.loads(_cli(home, "show", pending["id"], "--json").stdout)  # type: ignore[attr-defined]
+    assert view["policy"]["sha256"] == sha and set(view["policy"]["actions"]) == {"train", "regenerate_prompts"}
+    assert _cli(home, "approve", pending["id"], "--by", "alice").exit_code != 0  # type: ignore[attr-defined]
+    approved = _cli(home, "approve", pending["id"], "--by", "bob")
+    assert approved.exit_code == 0 and "controller.policy: learned" in approved.output, approved.output  # type: ignore[attr-defined]
+    with Store(home / "tether.db") as store:
+        approval = store.get_approval(pending["id"])
+        assert approval is not None and approval.status == "approved"
+        with pytest.raises(GateError, match="already approved"):
+            controller_policy.propose(store, out.read_text(), "again", "carol")
+        learner = adopted_learner(store, cfg, 0)
+        assert learner is not None and learner.sha256 == sha
+        assert any(e.action == "controller.adopt" for e in store.audit_entries(subject=approval.id))
+        # A file swapped for another after adoption (here: one byte more) is not the adopted policy.
+        out.write_bytes(out.read_bytes() + b" ")
+        with pytest.raises(GateError):
+            adopted_learner(store, cfg, 0)
+
+
+def test_the_config_names_one_chooser() -> None:
+    for bad in ({"policy": "learned"}, {"policy_file": "p.json"},
+                {"policy": "learned", "policy_file": "p.json", "advisor": {"model": "m"}}, {"explore": 0.9}):
+        with pytest.raises(ValueError):
+            ControllerConfig(**bad)
+    assert ControllerConfig(policy="learned", policy_file="p.json").explore == 0.1
+
+
+def test_a_policy_file_is_untrusted_input() -> None:
+    good = {"format": "tether.controller-policy", "version": 1, "target": "validation_heldout_change",
+            "metric": "oracle", "k": 1, "features": ["pairs"], "medians": [1.0], "means": [1.0], "scales": [1.0],
+            "actions": {"train": {"coef": [0.5], "intercept": 0.0, "n": 3}}, "alpha": 1.0, "fitted_on": [],
+            "fitted_at": "now", "sklearn": "1"}
+    assert parse_policy(json.dumps(good).encode(), "f").actions["train"].n == 3
+    bad = [json.dumps(good).replace("0.5", "NaN"), json.dumps({**good, "scales": [0.0]}),
+           json.dumps({**good, "actions": {"stop": good["actions"]["train"]}}),
+           json.dumps({**good, "features": ["pairs", "x"]}), json.dumps({**good, "medians": [1.0, 2.0]}),
+           json.dumps({**good, "extra": 1}), "\x80not json"]
+    for text in bad:
+        with pytest.raises(PolicyFileError):
+            parse_policy(text.encode("utf-8", "surrogateescape"), "f")
+
+
+# -- the envelope: adversarial features never take the learned policy outside what the rules permit ------------
+
+CFG = ControllerConfig(rounds=20)
+EXTREMES = (math.nan, math.inf, -math.inf, 1e12, -1e12, 0.0, 1.0, None)  # None: missing
+
+
+def _random_input(rng: random.Random) -> ControllerInput:
+    monitors: dict[K, float] = {}
+    for key in K:
+        if not key.value.startswith("heldout"):
+            value = rng.choice(EXTREMES) if rng.random() < 0.7 else rng.random()
+            if value is not None:
+                monitors[key] = value
+    acts = ["train", "regenerate_prompts", "add_adversarial", "switch_judge", "skip", "propose_amendment"]
+    past = tuple(RoundSignals(round=i, pairs=20, monitors=monitors, action=rng.choice(acts),
+                              outcome=rng.choice(["approved", "rejected", "failed_invariants", None]))
+                 for i in range(1, rng.randint(1, 8)))
+    now = len(past) + 1
+    heldout = tuple((i, rng.choice([rng.random(), math.nan, 1e9])) for i in range(rng.randint(0, now)))
+    return ControllerInput(now=RoundSignals(round=now, pairs=rng.choice([0, 1, 16, 10**6]), monitors=monitors,
+                                            judge="j0"),
+                           budget=rng.choice([now, now + 5]), past=past, heldout=heldout,
+                           next_judge=rng.choice([None, "rules"]), failures=rng.choice([0, 5]),
+                           amendment=rng.choice([None, "draft"]))
+
+
+def _learner(rng: random.Random) -> Learner:
+    """A policy with wild weights for every action a controller knows, stop and skip aside."""
+    actions = ["train", "regenerate_prompts", "add_adversarial", "switch_judge", "switch_pairs", "propose_amendment"]
+    doc = {"format": "tether.controller-policy", "version": 1, "target": "validation_heldout_change",
+           "metric": "oracle", "k": 1, "features": list(FEATURES), "medians": [0.0] * len(FEATURES),
+           "means": [0.0] * len(FEATURES), "scales": [1e-9] * len(FEATURES),
+           "actions": {a: {"coef": [rng.uniform(-1e6, 1e6) for _ in FEATURES], "intercept": rng.uniform(-1, 1),
+                           "n": 2} for a in actions},
+           "alpha": 1.0, "fitted_on": [], "fitted_at": "now", "sklearn": "1"}
+    return Learner(parse_policy(json.dumps(doc).encode(), "wild"), "f" * 64, rng.choice([0.0, 0.5]), rng.randint(0, 9))
+
+
+def test_adversarial_features_never_leave_the_envelope() -> None:
+    rng = random.Random(22)
+    every = ["train", "skip", "stop", "regenerate_prompts", "add_adversarial", "switch_judge", "switch_pairs",
+             "propose_amendment"]
+    chose_otherwise = 0
+    for _ in range(400):
+        inp = _random_input(rng)
+        rules = decide(inp, CFG)
+        learned = decide(replace(inp, learner=_learner(rng)), CFG)
+        # What the rules permit, found without the learned policy: what an advisor could get taken.
+        probed = {a: decide(replace(inp, advice=Advice(a, "probe")), CFG).action for a in every}
+        envelope = {rules.action} | {a for a, taken in probed.items() if taken == a}
+        assert learned.action in envelope, (learned.action, envelope, learned.rationale)
+        if rules.action in ("stop", "skip", "switch_judge") and "learned" not in rules.signals:
+            assert learned.action == rules.action, (rules.rationale, learned.rationale)
+        info = learned.signals.get("learned")
+        if info is not None:
+            assert learned.action == info["action"] or info.get("overruled")
+            assert set(info["predicted"]) == set(info["permitted"]) and len(info["version"]) == 64
+            chose_otherwise += learned.action != rules.action
+    assert chose_otherwise > 0  # the policy did choose, inside the envelope, and not just echo the rules

@@ -8,7 +8,8 @@
   on every POST; a missing or wrong token is 403 and nothing is changed.
 - Hosts: on loopback only 127.0.0.1 / localhost / ::1 are accepted as Host (Starlette's
   TrustedHostMiddleware), so a DNS-rebound name cannot reach the pages.
-- Headers: no scripts, no framing, no referrer, nothing cached.
+- Headers: scripts only from the console itself (static/desk.js, and plotly.min.js from the `plotly`
+  package), no inline script, no framing, no referrer, nothing cached.
 """
 
 from __future__ import annotations
@@ -29,8 +30,8 @@ CSRF_FIELD = "csrf_token"
 TOKEN_PARAM = "token"
 
 SECURITY_HEADERS = {
-    "content-security-policy": "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; "
-                               "frame-ancestors 'none'; base-uri 'none'",
+    "content-security-policy": "default-src 'none'; script-src 'self'; connect-src 'self'; style-src 'self'; "
+                               "img-src 'self' data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
     "x-frame-options": "DENY",
     "x-content-type-options": "nosniff",
     "referrer-policy": "no-referrer",

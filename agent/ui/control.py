@@ -66,8 +66,8 @@ def resume(ws: Workspace, launches: Launches, run_id: str, key: keys.Signer | No
         return Outcome(400, f"run {run_id} is being driven by a process now; nothing was started (its page "
                             "shows when it pauses or ends)")
     launch = launches.resume(run_id)
-    return Outcome(200, f"run {run_id} is resuming: `{launch.command}` started from this console (pid "
-                        f"{launch.proc.pid}), its output in {launch.log}")
+    return Outcome(200, f"run {run_id} is resuming in a process this console started (pid {launch.proc.pid}); "
+                        f"its output goes to {launch.log}")
 
 
 def stop(ws: Workspace, launches: Launches, run_id: str, key: keys.Signer | None, reason: str) -> Outcome:

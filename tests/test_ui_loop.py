@@ -143,7 +143,8 @@ def test_the_desk_resumes_starts_stops_and_compares_runs(gated, page: Page) -> N
         page.goto(f"{console.base}/compare?a={run_id}&b={second}")
         page.wait_for_function("() => document.querySelectorAll('.js-plotly-plot').length === 1")
         traces = page.evaluate("() => document.querySelector('#chart-compare').data.map(t => t.name)")
-        assert any(n.startswith(f"{run_id}: ") for n in traces) and any(n.startswith(f"{second}: ") for n in traces)
+        assert any(n.startswith(f"{run_id}: active after the round") for n in traces), traces
+        assert f"{second}: no held-out scores yet" in _text(page)  # stopped before its first evaluation
         differences = page.locator("table.config-diff tbody tr").all_inner_texts()
         assert any(row.split()[:3] == ["seed", "0", "7"] for row in differences), differences
     finally:

@@ -189,10 +189,13 @@ class Console:
         form = await request.form()
         if not self.keys.csrf_ok(form):
             return await self._forbidden(request)
-        outcome = self._other_signer(form) or await run_in_threadpool(
+        refused = self._other_signer(form)
+        if refused is not None:
+            return await run_in_threadpool(self.approval, request, refused)
+        outcome = await run_in_threadpool(
             actions.decide, self.ws, request.path_params["approval_id"], str(form.get("decision", "")),
             self.reviewer, str(form.get("note", "")), form.get("accept_not_met") == "1")
-        if outcome.ok and outcome.decided_run is not None:
+        if outcome.ok and outcome.decided_run is not None:  # what happens to the run now, in words
             after = await run_in_threadpool(control.after_decision, self.ws, self.launches, outcome.decided_run,
                                             self.reviewer, form.get("resume") == "1")
             outcome = actions.Outcome(outcome.status, f"{outcome.message}; {after}", outcome.decided_run)

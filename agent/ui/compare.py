@@ -8,10 +8,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from agent.config import TetherConfig
+from agent.review.plots import heldout_points
 from agent.review.report import gather
 from agent.run.lifecycle import config_changes
 from agent.ui.charts import compare_chart
 from memory import Run, Store
+
+METRICS = ("oracle", "judge")
 
 
 @dataclass
@@ -47,6 +50,8 @@ def compare(store: Store, first_id: str, second_id: str) -> dict[str, Any]:
         differences.append((key, old, new))
     rounds = {run.id: {r.round: r for r in store.rounds(run.id)} for run in (first, second)}
     numbers = sorted(set(rounds[first.id]) | set(rounds[second.id]))
-    return {"first": first, "second": second, "differences": differences,
-            "chart": compare_chart(gather(store, first.id), gather(store, second.id)),
+    data = [gather(store, first.id), gather(store, second.id)]
+    unscored = [d.run.id for d in data if not any(heldout_points(d.rows, d.round0, m) != ([], []) for m in METRICS)]
+    return {"first": first, "second": second, "differences": differences, "chart": compare_chart(*data),
+            "unscored": unscored,
             "rounds": [(n, rounds[first.id].get(n), rounds[second.id].get(n)) for n in numbers]}

@@ -59,7 +59,7 @@ def sample_filter(params: Mapping[str, str]) -> SampleFilter:
     pair = params.get("pair", "")
     if pair not in PAIR_ROLES:
         raise FilterError(f"pair={pair!r} is not one of chosen, rejected, unpaired: pick one, or leave it empty")
-    return SampleFilter(params.get("family", "").strip(), low, high, pair)  # type: ignore[arg-type]
+    return SampleFilter(params.get("family", "").strip(), low, high, pair)
 
 
 @dataclass

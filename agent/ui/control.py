@@ -22,15 +22,16 @@ from guardrails import keys
 from memory import Run
 from tether_types import TetherError
 
-DisplayState = str  # a run's RunState, or "resuming" (a process started, not yet driving it)
+DisplayState = str  # a run's RunState, or "starting" / "resuming" (a process started, not yet driving it)
 
 
 def display_state(ws: Workspace, run: Run, launches: Launches) -> DisplayState:
     """How the console shows a run: as `tether status` does (a "running" run no process drives has failed
-    mid-step), and "resuming" while a process this console started for it has not yet taken it."""
+    mid-step), and "starting" or "resuming" while a process this console started for it has not yet taken it."""
     driven = is_driven(ws, run.id)
-    if launches.driving(run.id) is not None and not (driven and run.state == "running"):
-        return "resuming"
+    launch = launches.driving(run.id)
+    if launch is not None and not (driven and run.state == "running"):
+        return "resuming" if launch.command.startswith("tether resume") else "starting"
     if run.state == "running" and not driven:
         return "failed"
     return run.state

@@ -8,6 +8,7 @@ import hashlib
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from agent.review.notebook import render as notebook_text
@@ -116,10 +117,16 @@ def live_version(ws: Workspace, store: Store, launches: Launches) -> str:
     runs = [(r.id, control.display_state(ws, r, launches), r.round, r.updated_at, r.active_checkpoint)
             for r in store.list_runs()]
     pending = [a.id for a in store.approvals(status="pending")]
-    started = [(launch.id, launch.run_id, launch.exit_code, launch.log.stat().st_size if launch.log.exists() else 0)
-               for launch in launches.all()]
+    started = [(launch.id, launch.run_id, launch.exit_code, _size(launch.log)) for launch in launches.all()]
     state = json.dumps([runs, pending, store.audit_head(), started], default=str)
     return hashlib.sha256(state.encode()).hexdigest()[:16]
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except FileNotFoundError:  # not written yet, or renamed to its run's log between the listing and now
+        return 0
 
 
 def checkpoint_row(ck: Checkpoint, active: str | None, problem: str | None = None) -> dict[str, Any]:

@@ -205,3 +205,13 @@ def test_cli_report_to_an_unwritable_out_exits_2(gated_workspace: tuple[Path, st
     result = tether_cli(home, "report", run_id, "--out", str(blocker / "report"))
     assert result.returncode == 2, result.stderr
     assert "cannot write the report to" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_a_candidate_no_reviewer_has_decided_is_pending_never_not_approved() -> None:
+    """Both the PNGs and the desk's charts label candidates through heldout_points."""
+    from agent.review.plots import heldout_points
+
+    rows = [{"round": n, "heldout_oracle_after": 0.3, "heldout_oracle_candidate": 0.4, "checkpoint_status": status}
+            for n, status in enumerate(("approved", "pending", "candidate", "rejected", "discarded"), start=1)]
+    _, candidates = heldout_points(rows, {"oracle": 0.3}, "oracle")
+    assert [how for _, _, how in candidates] == ["approved", "pending", "pending", "not approved", "not approved"]

@@ -3,7 +3,7 @@
 A real run blocks at its approval gate (`run --wait`); the console is started as its own process by
 alice (`--as alice`); she reads the inbox, opens the approval; a form naming anyone else (`tether`) and
 a form without the token are refused (403, nothing changed); she approves through the form, and the
-run resumes and finishes with the candidate active. Then the run page (notebook, plots), the sample
+run resumes and finishes with the candidate active. Then the run page (notebook, charts), the sample
 browser and a signed rollback through the checkpoints page. Screenshots go to a tmp folder.
 """
 
@@ -34,7 +34,7 @@ from memory import Store
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 runner = CliRunner()
-# The page's own time (request to response end, to load) and bytes (HTML + CSS + images, uncompressed).
+# The page's own time (request to response end, to load) and bytes (HTML + CSS + scripts, uncompressed).
 NAVIGATION_TIMING = """() => { const n = performance.getEntriesByType('navigation')[0];
     return {ms: n.responseEnd - n.startTime, load_ms: n.loadEventEnd - n.startTime,
             bytes: performance.getEntries().reduce((s, e) => s + (e.encodedBodySize || 0), 0)}; }"""
@@ -195,17 +195,15 @@ def test_a_reviewer_approves_a_gated_run_in_the_browser(tiny_world_model_dir: Pa
         assert "<b>held-out</b> & invariants read" in page.inner_text("main")
         assert page.locator("main td b").count() == 0
 
-        # The run page: the lab notebook and its plots.
+        # The run page: the lab notebook and its interactive charts (Plotly, every one drawn with data).
         page.goto(f"{console.base}/runs/{run_id}", wait_until="load")
-        assert "round 1" in page.inner_text("pre.notebook")
+        assert "round 1" in " ".join(page.locator("pre.notebook").all_inner_texts())
         run_timing = page.evaluate(NAVIGATION_TIMING)
-        # The plots load lazily: each is scrolled to, as a reader would, and must then show.
-        images = page.locator(".plots img")
-        assert images.count() > 0
-        for i in range(images.count()):
-            images.nth(i).scroll_into_view_if_needed()
-        page.wait_for_function("() => [...document.querySelectorAll('.plots img')]"
-                               ".every(i => i.complete && i.naturalWidth > 0)", timeout=60_000)
+        charts = page.locator("#run-charts div.chart")
+        assert charts.count() > 0
+        page.wait_for_function("() => [...document.querySelectorAll('#run-charts div.chart')]"
+                               ".every(c => c.classList.contains('js-plotly-plot') && c.data.length > 0)",
+                               timeout=60_000)
         page.screenshot(path=str(shots / "run.png"), full_page=True)
 
         # The sample browser: every pair's chosen and rejected response is marked.

@@ -62,12 +62,13 @@ def ui(
     as_reviewer: Annotated[str | None, typer.Option(
         "--as", help="You, a registered reviewer: the console signs approvals, rejections and rollbacks as you, "
         "with your key (loaded now; a passphrase from $TETHER_KEY_PASSPHRASE or asked here), and as no one "
-        "else. Without it the console reads only.")] = None,
+        "else, and starts, resumes and stops runs in your name. Without it the console reads only.")] = None,
 ) -> None:
     """Web console: the approvals inbox, each approval as `tether show` shows it, runs with their
-    notebook and plots, samples per round, checkpoints. With --as NAME, approve, reject and roll back
-    there, signed with NAME's key exactly as the CLI signs. Opens only through the printed link (it
-    carries an access token)."""
+    notebook and interactive charts, samples per round, two runs compared, checkpoints. With --as NAME,
+    approve, reject and roll back there, signed with NAME's key exactly as the CLI signs, and start,
+    resume and stop runs (as `tether run`, `resume` and `stop --by NAME` do). Opens only through the
+    printed link (it carries an access token)."""
     local = is_loopback(host)
     if not local and not allow_remote:
         fail(f"--host {host} is reachable beyond this machine, and the console signs with the reviewer keys of "

@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from agent.interventions import INTERVENTIONS, interventions
 
@@ -18,6 +18,11 @@ MARKER_STYLE: dict[str, dict[str, Any]] = {
     "candidate rejected": {"color": "tab:red", "linestyle": ":"},
     "rollback": {"color": "black", "linestyle": "-."},
     "config change": {"color": "tab:gray", "linestyle": (0, (3, 1, 1, 1, 1, 1))},
+}
+CANDIDATE_STYLE: dict[str, dict[str, Any]] = {
+    "approved": {"marker": "s", "color": "tab:purple"},
+    "pending": {"marker": "D", "color": "tab:orange", "fillstyle": "none"},
+    "not approved": {"marker": "x", "color": "dimgray"},
 }
 THRESHOLD_COLORS = ("tab:red", "tab:purple", "tab:olive", "tab:cyan")
 OP_TEXT = {">": ">", "<": "<", ">=": "≥", "<=": "≤"}
@@ -128,13 +133,26 @@ def plot_theme(title: str, series: dict[str, dict[int, float]], thresholds: dict
     plt.close(fig)
 
 
+# How a round's candidate stands, as its curves label it: a candidate no reviewer has decided yet is
+# "pending", never "not approved" (that is a decision: rejected, or discarded by a check or a stop).
+CandidateStanding = Literal["approved", "pending", "not approved"]
+CANDIDATE_STANDINGS: tuple[CandidateStanding, ...] = ("approved", "pending", "not approved")
+UNDECIDED = frozenset({"candidate", "pending"})
+
+
+def standing(checkpoint_status: str | None) -> CandidateStanding:
+    if checkpoint_status == "approved":
+        return "approved"
+    return "pending" if checkpoint_status in UNDECIDED else "not approved"
+
+
 def heldout_points(rows: list[dict[str, Any]], round0: dict[str, Any], metric: str
-                    ) -> tuple[list[tuple[int, float]], list[tuple[int, float, bool]]]:
-    """(round, score of the checkpoint active after it) from round 0, and (round, candidate score, approved)."""
+                    ) -> tuple[list[tuple[int, float]], list[tuple[int, float, CandidateStanding]]]:
+    """(round, score of the checkpoint active after it) from round 0, and (round, candidate score, standing)."""
     after = [(0, round0.get(metric))] + [(r["round"], r[f"heldout_{metric}_after"]) for r in rows]
-    candidates = [(r["round"], r[f"heldout_{metric}_candidate"], r["checkpoint_status"] == "approved") for r in rows]
+    candidates = [(r["round"], r[f"heldout_{metric}_candidate"], standing(r["checkpoint_status"])) for r in rows]
     return ([(x, float(y)) for x, y in after if is_number(y)],
-            [(x, float(y), ok) for x, y, ok in candidates if is_number(y)])
+            [(x, float(y), how) for x, y, how in candidates if is_number(y)])
 
 
 def _draw_heldout(ax: Any, rows: list[dict[str, Any]], round0: dict[str, Any], metric: str) -> None:
@@ -142,11 +160,11 @@ def _draw_heldout(ax: Any, rows: list[dict[str, Any]], round0: dict[str, Any], m
     if after:
         ax.plot(*zip(*after, strict=True), "o-", color="tab:blue", linewidth=1.8, markersize=5,
                 label="active after the round")
-    for approved, style, label in ((True, {"marker": "s", "color": "tab:purple"}, "candidate, approved"),
-                                   (False, {"marker": "x", "color": "dimgray"}, "candidate, not approved")):
-        points = [(x, y) for x, y, ok in candidates if ok == approved]
+    for how in CANDIDATE_STANDINGS:
+        points = [(x, y) for x, y, stands in candidates if stands == how]
         if points:
-            ax.plot(*zip(*points, strict=True), linestyle="none", markersize=7, label=label, **style)
+            ax.plot(*zip(*points, strict=True), linestyle="none", markersize=7, label=f"candidate, {how}",
+                    **CANDIDATE_STYLE[how])
 
 
 def plot_scores(rows: list[dict[str, Any]], round0: dict[str, Any], marks: list[Marker], right: float,

@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import tempfile
 from collections import defaultdict
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +24,7 @@ from agent.interventions import INTERVENTIONS
 from agent.review import notebook
 from agent.review.plots import HELDOUT_PANELS, Marker, ThresholdLine, heldout_points, is_number, plot_scores, plot_theme
 from agent.run.splits import REPORTED, reported_split
-from memory import Decision, Store
+from memory import Decision, Run, Store
 from tether_types import COULD_NOT_CHECK, EXIT_USAGE, TetherError
 from tether_types import MonitorKey as K
 from tools.monitors import MONITORS
@@ -184,47 +185,69 @@ def _series(rows: list[dict[str, Any]], derived: dict[str, dict[int, float]], me
     return {theme: series for theme, series in by_theme.items() if series}
 
 
-def write_report(store: Store, run_id: str, out: Path) -> list[Path]:
-    """Write scores.png, one monitors-<theme>.png per theme with data, summary.json and summary.md into
-    `out`; raises ReportError when `out` cannot be written."""
-    import matplotlib
+@dataclass(frozen=True)
+class ReportData:
+    """What the report draws, gathered once: `tether report` draws it with matplotlib (PNG), the desk with
+    Plotly in the browser (agent/ui/charts.py)."""
 
-    matplotlib.use("Agg")
+    run: Run
+    rows: list[dict[str, Any]]
+    round0: dict[str, Any]  # the held-out evaluation of the policy the run started from
+    decisions: list[Decision]
+    marks: list[Marker]
+    thresholds: dict[str, list[ThresholdLine]]
+    series: dict[str, dict[str, dict[int, float]]]  # theme -> signal -> {round: value}
+    right: float  # the x axis ends here (rounds 0..N, and a rollback after round N)
+    metric: str
+
+
+def gather(store: Store, run_id: str) -> ReportData:
     run = store.get_run(run_id)
     if run is None:
         raise ReportError(f"no run '{run_id}' (see `tether status`)")
-    _writable(out)
     views = notebook.timeline(store, run_id)
     records = {v.round: v.record for v in views if v.record is not None}
     active = notebook.active_evaluations(store, run, records, store.audit_entries())
     rows = _rows(store, run_id, views, active)
     decisions = [i for v in views for i in v.items if isinstance(i, Decision)]
     marks = markers(views)
-    thresholds = _thresholds(decisions)
-    # Every figure spans rounds 0..N (and a rollback after round N), so the panels line up.
-    right = max([r["round"] + 0.5 for r in rows] + [m.x + 0.3 for m in marks] + [1.5])
     metric = notebook.heldout_metric(run)
+    round0 = active.get(0, ("", {}))[1]
+    return ReportData(run, rows, round0, decisions, marks, _thresholds(decisions),
+                      _series(rows, _derived_values(decisions), metric, round0),
+                      max([r["round"] + 0.5 for r in rows] + [m.x + 0.3 for m in marks] + [1.5]), metric)
+
+
+def write_report(store: Store, run_id: str, out: Path) -> list[Path]:
+    """Write scores.png, one monitors-<theme>.png per theme with data, summary.json and summary.md into
+    `out`; raises ReportError when `out` cannot be written."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    data = gather(store, run_id)
+    _writable(out)
+    rows, marks, run = data.rows, data.marks, data.run
     written: list[Path] = []
     try:
-        round0 = active.get(0, ("", {}))[1]
-        plot_scores(rows, round0, marks, right, out / "scores.png")
+        plot_scores(rows, data.round0, marks, data.right, out / "scores.png")
         written.append(out / "scores.png")
-        for theme, series in _series(rows, _derived_values(decisions), metric, round0).items():
+        for theme, series in data.series.items():
             path = out / f"monitors-{theme}.png"
-            plot_theme(THEME_TITLES.get(theme, theme), series, thresholds, marks, right, (rows, round0), path)
+            plot_theme(THEME_TITLES.get(theme, theme), series, data.thresholds, marks, data.right,
+                       (rows, data.round0), path)
             written.append(path)
         summary = {
             "run_id": run_id, "state": run.state, "active_checkpoint": run.active_checkpoint,
-            "heldout_metric": metric, "heldout_split": reported_split(store.checkpoints(run_id)), "rounds": rows,
+            "heldout_metric": data.metric, "heldout_split": reported_split(store.checkpoints(run_id)), "rounds": rows,
             "decisions": [{"round": d.round, "action": d.action, "rationale": d.rationale, "actor": d.actor}
-                          for d in decisions],
+                          for d in data.decisions],
             "markers": [{"x": m.x, "kind": m.kind, "what": m.what} for m in marks],
             "thresholds": [{"signal": t.signal, "setting": f"controller.{t.setting}", "op": t.op,
-                            "by_round": t.by_round} for lines in thresholds.values() for t in lines],
+                            "by_round": t.by_round} for lines in data.thresholds.values() for t in lines],
             "plots": [p.name for p in written],
         }
         (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
-        (out / "summary.md").write_text(_markdown(run_id, run.state, run.active_checkpoint, metric,
+        (out / "summary.md").write_text(_markdown(run_id, run.state, run.active_checkpoint, data.metric,
                                                   str(summary["heldout_split"]), rows, marks,
                                                   [p.name for p in written]))
     except OSError as err:

@@ -4,7 +4,7 @@ who started the console (`tether ui --as NAME`), never as a name typed into a fo
 Each one takes exactly the CLI's path (agent/cli/review.py `_decide` and `rollback`): the decision goes
 through `guardrails.gate` / `guardrails.amendments`, so a refusal (a removed reviewer, the proposer)
 has the same message and the same audit entry as the CLI's. A console started without `--as` reads
-only. A `TetherError`'s exit code maps to an HTTP status in one place (`_refusal`): exit 1 (refused,
+only. A `TetherError`'s exit code maps to an HTTP status in one place (`refusal`): exit 1 (refused,
 tampering) is 403, exit 2 (bad input) is 400, and a check that could not run is 503; an unknown id is
 404, a failure of the machine is 503.
 """
@@ -26,7 +26,7 @@ DECISIONS: tuple[HumanDecision, ...] = ("approve", "reject")
 
 # One state change at a time from this server (the store serialises writers too; this keeps a
 # double-clicked button from racing itself into a confusing second message).
-_WRITE_LOCK = threading.Lock()
+WRITE_LOCK = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -35,6 +35,7 @@ class Outcome:
 
     status: int
     message: str
+    decided_run: str | None = None  # the run whose candidate a decision settled: it may go on now
 
     @property
     def ok(self) -> bool:
@@ -55,7 +56,7 @@ def decide(ws: Workspace, approval_id: str, decision: str, key: keys.Signer | No
         return Outcome(400, f"unknown decision {decision!r}: approve or reject")
     choice: HumanDecision = "approve" if decision == "approve" else "reject"
     note = note if note and note.strip() else None
-    with _WRITE_LOCK, _store(ws) as store:
+    with WRITE_LOCK, open_store(ws) as store:
         pending = store.get_approval(approval_id)
         if pending is None:
             return Outcome(404, f"no approval '{approval_id}' (see `tether approvals`)")
@@ -68,17 +69,18 @@ def decide(ws: Workspace, approval_id: str, decision: str, key: keys.Signer | No
             else:
                 decided = gate.decide(store, approval_id, choice, key, note, accept_not_met)
         except TetherError as err:
-            return _refusal(err)
+            return refusal(err)
         except (sqlite3.OperationalError, OSError) as err:
-            return _environment(err, ws)
+            return environment(err, ws)
     if decided.status == "pending":
         return Outcome(200, f"{decided.id}: signed by {key.name}; it needs more reviewers (approvals.required) "
                             "before it is decided")
     if version is not None:
         return Outcome(200, f"{decided.id} approved by {decided.decided_by}: constitution v{version.version} is in "
                             "force; runs use it from their next round")
-    return Outcome(200, f"{decided.id} {decided.status} by {decided.decided_by}"
-                        + (f"; `tether resume {decided.run_id}` continues the run" if decided.run_id else ""))
+    # What happens to the run next (its waiting process goes on, or a resume) is the caller's to say:
+    # agent/ui/control.py `after_decision`.
+    return Outcome(200, f"{decided.id} {decided.status} by {decided.decided_by}", decided.run_id)
 
 
 def rollback(ws: Workspace, checkpoint_id: str, key: keys.Signer | None, reason: str) -> Outcome:
@@ -86,19 +88,19 @@ def rollback(ws: Workspace, checkpoint_id: str, key: keys.Signer | None, reason:
     rule (any checkpoint a run would load) and the same audited refusals."""
     if key is None:
         return READ_ONLY
-    with _WRITE_LOCK, _store(ws) as store:
+    with WRITE_LOCK, open_store(ws) as store:
         try:
             ck = gate.rollback(store, checkpoint_id, key, reason)  # audits every refusal, an unknown id's too
         except gate.UnknownCheckpointError as err:
             return Outcome(404, str(err))
         except TetherError as err:
-            return _refusal(err)
+            return refusal(err)
         except (sqlite3.OperationalError, OSError) as err:
-            return _environment(err, ws)
+            return environment(err, ws)
     return Outcome(200, f"{ck.id} is now the active checkpoint of {ck.run_id}")
 
 
-def _refusal(err: TetherError) -> Outcome:
+def refusal(err: TetherError) -> Outcome:
     """A refused state change as the CLI ends it (agent/cli/common.py `TetherGroup`), as an HTTP status:
     exit 1 is 403 and exit 2 is 400; a check that could not run (a missing file, a busy disk) is 503, a
     retry after fixing it, as for a failure of the machine."""
@@ -108,11 +110,11 @@ def _refusal(err: TetherError) -> Outcome:
     return Outcome(403 if err.exit_code == EXIT_CHECK_FAILED else 400, message)
 
 
-def _store(ws: Workspace) -> Store:
+def open_store(ws: Workspace) -> Store:
     return Store(ws.db_path)
 
 
-def _environment(err: BaseException, ws: Workspace) -> Outcome:
+def environment(err: BaseException, ws: Workspace) -> Outcome:
     problem = environment_problem(err, ws.home)
     if problem is None:
         raise err

@@ -1,20 +1,26 @@
 """What each page shows, gathered from the store (read-only; no model is loaded). The approval page
 is `agent.review.show.approval_view`, the same view as `tether show`; the notebook is `agent.review.notebook.render`,
-the same text as `tether log`. Templates only lay these out."""
+the same text as `tether log`, a collapsible block a round. Templates only lay these out."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
+from agent.review.notebook import render as notebook_text
+from agent.run.workspace import Workspace
+from agent.ui import control
+from agent.ui.launch import Launches, tail
 from guardrails import gate
 from guardrails.checks import InvariantResult
 from memory import Approval, Checkpoint, Run, Store
-from memory.common import SPLITS
 
-PROMPTS_PER_PAGE = 20
 RECENT = 10
+OPEN_ROUNDS = 2  # the notebook's newest rounds shown open; older ones are one line each until opened
 
 
 @dataclass(frozen=True)
@@ -80,7 +86,47 @@ def run_page(store: Store, run: Run) -> dict[str, Any]:
         "approvals": store.approvals(run_id=run.id),
         "active_problem": problem,
         "checkpoints": [checkpoint_row(ck, run.active_checkpoint, problem) for ck in checkpoints],
+        "notebook": notebook_blocks(notebook_text(store, run.id)),
     }
+
+
+@dataclass(frozen=True)
+class NotebookBlock:
+    head: str  # "round 2  judge ...": the block's first line
+    body: str
+    open: bool
+
+
+def notebook_blocks(text: str) -> list[NotebookBlock]:
+    """`tether log`'s text cut at its blank lines (a block a round), the newest OPEN_ROUNDS open."""
+    blocks = [b for b in text.strip("\n").split("\n\n") if b.strip()]
+    return [NotebookBlock(b.split("\n", 1)[0], b, i >= len(blocks) - OPEN_ROUNDS) for i, b in enumerate(blocks)]
+
+
+def run_controls(ws: Workspace, run: Run, launches: Launches) -> dict[str, Any]:
+    """How the run stands right now (its process included) and what the console may do to it."""
+    log = next((launch.log for launch in launches.all() if launch.run_id == run.id), None)
+    return {"state": control.display_state(ws, run, launches), "may_resume": control.may_resume(ws, run, launches),
+            "may_stop": control.may_stop(ws, run, launches), "log": str(log) if log else None,
+            "log_tail": tail(log) if log else ""}
+
+
+def live_version(ws: Workspace, store: Store, launches: Launches) -> str:
+    """A digest of what the pages show: every run's state, round and active checkpoint, the pending approvals,
+    the audit head, and the processes this console started with the size of their logs."""
+    runs = [(r.id, control.display_state(ws, r, launches), r.round, r.updated_at, r.active_checkpoint)
+            for r in store.list_runs()]
+    pending = [a.id for a in store.approvals(status="pending")]
+    started = [(launch.id, launch.run_id, launch.exit_code, _size(launch.log)) for launch in launches.all()]
+    state = json.dumps([runs, pending, store.audit_head(), started], default=str)
+    return hashlib.sha256(state.encode()).hexdigest()[:16]
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except FileNotFoundError:  # not written yet, or renamed to its run's log between the listing and now
+        return 0
 
 
 def checkpoint_row(ck: Checkpoint, active: str | None, problem: str | None = None) -> dict[str, Any]:
@@ -98,58 +144,6 @@ def checkpoints(store: Store, run_id: str | None) -> list[dict[str, Any]]:
     problems = {r.id: gate.active_problem(store, r) for r in runs.values()}
     return [checkpoint_row(ck, runs[ck.run_id].active_checkpoint if ck.run_id in runs else None,
                            problems.get(ck.run_id or "")) for ck in store.checkpoints(run_id)]
-
-
-@dataclass
-class Response:
-    sample_id: int
-    index: int
-    checkpoint: str
-    text: str
-    n_tokens: int
-    scores: list[tuple[str, float | None, bool]]  # (judge, score, valid)
-    chosen: list[float] = field(default_factory=list)  # margins of the pairs it was chosen in
-    rejected: list[float] = field(default_factory=list)
-
-
-@dataclass
-class PromptGroup:
-    prompt_id: str
-    family: str
-    prompt: str
-    responses: list[Response] = field(default_factory=list)
-
-
-def samples(store: Store, run: Run, round_: int, split: str, page: int) -> dict[str, Any]:
-    """The round's samples grouped by prompt: each response with its judges' scores and whether a
-    preference pair chose or rejected it (with the margin). PROMPTS_PER_PAGE prompts a page."""
-    if split not in SPLITS:
-        split = "train"
-    rows = store.samples(run.id, round_, split=split)
-    scores: dict[int, list[tuple[str, float | None, bool]]] = {}
-    for j in store.judgments(run.id, round_, split=split):
-        scores.setdefault(j.sample_id, []).append((j.judge, j.score, j.valid))
-    pairs = store.pairs(run.id, round_)
-    groups: dict[str, PromptGroup] = {}
-    by_id: dict[int, Response] = {}
-    for s in rows:
-        group = groups.setdefault(s.prompt_id, PromptGroup(s.prompt_id, s.family, s.prompt))
-        response = Response(s.id, s.sample_index, s.checkpoint_id or f"{run.id}-base", s.response, s.n_tokens,
-                            scores.get(s.id, []))
-        group.responses.append(response)
-        by_id[s.id] = response
-    for p in pairs:
-        if p.chosen_sample_id in by_id:
-            by_id[p.chosen_sample_id].chosen.append(p.margin)
-        if p.rejected_sample_id in by_id:
-            by_id[p.rejected_sample_id].rejected.append(p.margin)
-    ordered = list(groups.values())
-    pages = max(1, -(-len(ordered) // PROMPTS_PER_PAGE))
-    page = min(max(1, page), pages)
-    return {"run": run, "round": round_, "split": split, "splits": sorted(SPLITS, reverse=True),
-            "rounds": [r.round for r in store.rounds(run.id)], "page": page, "pages": pages,
-            "groups": ordered[(page - 1) * PROMPTS_PER_PAGE: page * PROMPTS_PER_PAGE],
-            "n_prompts": len(ordered), "n_samples": len(rows), "n_pairs": len(pairs)}
 
 
 def score_rows(held: dict[str, Any]) -> list[dict[str, Any]]:

@@ -223,6 +223,11 @@ CREATE INDEX IF NOT EXISTS signatures_approval ON signatures (approval_id);
 CREATE INDEX IF NOT EXISTS signatures_subject ON signatures (subject);
 """
 
+# Served generation: the model name a completions server answered a sample with (the adapter it used).
+_V4 = """
+ALTER TABLE samples ADD COLUMN served_by TEXT;
+"""
+
 # Re-created on every open (IF NOT EXISTS), so a dropped trigger comes back with the next Store.
 AUDIT_TRIGGERS = """
 CREATE TRIGGER IF NOT EXISTS audit_no_update BEFORE UPDATE ON audit
@@ -231,7 +236,7 @@ CREATE TRIGGER IF NOT EXISTS audit_no_delete BEFORE DELETE ON audit
 BEGIN SELECT RAISE(ABORT, 'audit log is append-only: DELETE refused'); END;
 """
 
-MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3)
+MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3, _V4)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

@@ -17,6 +17,7 @@ import typer
 
 from agent.cli import export, judge, lifecycle, plugins, review, ui
 from agent.cli import lineage as lineage_commands
+from agent.cli import plan as planning
 from agent.cli import reviewers as reviewer_commands  # guardrails.reviewers is the registry itself
 from agent.cli import validate as validation
 from agent.cli.common import (
@@ -326,6 +327,7 @@ app.add_typer(export.export_app, name="export")
 app.command()(lifecycle.stop)
 app.command()(ui.ui)
 app.command()(plugins.plugins)
+app.command()(planning.plan)
 
 if __name__ == "__main__":  # pragma: no cover
     app()

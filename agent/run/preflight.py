@@ -66,12 +66,21 @@ class _Model:
     def skeleton(self) -> object:
         """A weightless (meta-device) instance: module names and parameter counts, no weights read."""
         if self._skeleton is None:
-            from accelerate import init_empty_weights
-            from transformers import AutoModelForCausalLM
-
-            with init_empty_weights():
-                self._skeleton = AutoModelForCausalLM.from_config(self.config, trust_remote_code=False)
+            self._skeleton = weightless(self.config)
         return self._skeleton
+
+
+def weightless(model_config: object) -> Any:
+    """A meta-device instance of the model `model_config` describes: module names and parameter counts, no
+    weights read or allocated. Tied embeddings are tied (from_config leaves them apart on the meta device), so
+    a tied head is counted once."""
+    from accelerate import init_empty_weights
+    from transformers import AutoModelForCausalLM
+
+    with init_empty_weights():
+        skeleton = AutoModelForCausalLM.from_config(model_config, trust_remote_code=False)
+    skeleton.tie_weights()
+    return skeleton
 
 
 def preflight(config: TetherConfig, model_folder: Path | None,

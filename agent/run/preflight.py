@@ -18,6 +18,7 @@ from typing import Any
 from agent.config import WORLD_MODEL, TetherConfig
 
 BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model")
 
 
 @dataclass(frozen=True)
@@ -175,8 +176,10 @@ def _tokenizer(config: TetherConfig, model: _Model) -> Iterator[str | Elsewhere]
     try:
         model.tokenizer = load_tokenizer(str(model.folder))
     except (OSError, ValueError) as err:
+        files = [n for n in TOKENIZER_FILES if (model.folder / n).is_file()]
+        why = str(err).strip().splitlines()[0][:300] if files else f"no {' or '.join(TOKENIZER_FILES)} in the folder"
         yield _here(config, f"the tokenizer of {config.model.base} does not load (nor is its chat template "
-                            f"checked): {str(err)[:300]}")
+                            f"checked): {why}")
         return
     if not getattr(model.tokenizer, "chat_template", None) and config.model.chat_template_fallback == "none":
         yield (f"the tokenizer of {config.model.base} has no chat template: use an instruct/chat model, or set "

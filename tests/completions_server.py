@@ -37,7 +37,9 @@ class LoopbackModel:
     def load(self, name: str, path: str) -> None:
         from peft import PeftModel
 
-        with self._lock:
+        from policies.loading import known_deprecations_silenced
+
+        with self._lock, known_deprecations_silenced():
             if not self.adapters:
                 self.model = PeftModel.from_pretrained(self.model, path, adapter_name=name)
             else:

@@ -111,3 +111,28 @@ def adapter_name_of(checkpoint_id: str, sha256: str | None) -> str:
 
     assert sha256 is not None
     return adapter_name(AdapterRef(checkpoint_id, Path("."), sha256))
+
+
+def test_an_adapter_is_loaded_by_path_under_its_digest(random_served: tuple[LoopbackModel, str],
+                                                       tiny_random_model_dir: Path, tmp_path: Path) -> None:
+    from test_generation import make_random_adapter
+
+    from policies.adapters import AdapterIntegrityError
+    from policies.generation import TransformersBackend
+    from tether_types import AdapterRef
+
+    served, url = random_served
+    ref = make_random_adapter(tiny_random_model_dir, tmp_path / "ck-1", "ck-1", seed=1)
+    backend = ServerBackend(str(tiny_random_model_dir), base_url=url, model="tiny-random")
+    greedy = SamplingSpec(n=1, max_new_tokens=8, do_sample=False)
+    (out,) = backend.generate(["Hello there"], ref, greedy)
+    assert served.adapters[adapter_name(ref)] == str(ref.path.absolute()) and out.served_by == adapter_name(ref)
+    with TransformersBackend(str(tiny_random_model_dir), device="cpu", batch_size=4) as local:
+        (mine,) = local.generate(["Hello there"], ref, greedy)
+        (base,) = local.generate(["Hello there"], None, greedy)
+    assert out.text == mine.text != base.text  # the server applied exactly this adapter
+    loaded = dict(served.adapters)
+    with pytest.raises(AdapterIntegrityError):  # bytes that are not the recorded ones never reach the server
+        backend.generate(["Hello there"], AdapterRef("ck-2", ref.path, "0" * 64), greedy)
+    assert served.adapters == loaded
+    backend.close()

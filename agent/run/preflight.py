@@ -51,7 +51,8 @@ class Finding:
 
     def line(self) -> str:
         """The check as `tether validate` prints it beside its ✓: name, what it measured, how long it took."""
-        measured = f": {'; '.join(self.notes)}" if self.notes else ""
+        said = self.notes + (["left to the machine it runs on (warning above)"] if self.elsewhere else [])
+        measured = f": {'; '.join(said)}" if said else ""
         return f"{self.check}{measured} ({self.seconds:.2f} s)"
 
 

@@ -85,13 +85,13 @@ class ServerBackend:
         timeout: float = 300.0,
         max_retries: int = 2,
         max_concurrency: int = 8,
-        progress: bool = False,
+        progress: bool = False,  # taken as every backend takes it; a served round shows no bar
     ) -> None:
         from openai import OpenAI
 
         if max_concurrency < 1:
             raise ValueError(f"max_concurrency must be >= 1, got {max_concurrency}")
-        self.model_ref, self.model, self.progress = str(model_ref), model, progress
+        self.model_ref, self.model = str(model_ref), model
         self.max_concurrency = max_concurrency
         self.tokenizer = load_tokenizer(self.model_ref)  # the chat template and token counts, no weights
         key = api_key(api_key_env)

@@ -88,8 +88,10 @@ def test_a_round_sampled_by_the_server(tmp_path: Path, tiny_world_model_dir: Pat
     try:
         home = tmp_path / "ws"
         init_workspace(home)
-        write_test_config(home, tiny_world_model_dir, controller={"rounds": 1},
-                          generation={"backend": "server", "server": {"base_url": url, "model": "tiny-world"}})
+        # Short replies: the loopback server decodes one prompt at a time.
+        write_test_config(home, tiny_world_model_dir, controller={"rounds": 1}, evaluation={"max_new_tokens": 16},
+                          generation={"backend": "server", "max_new_tokens": 16,
+                                      "server": {"base_url": url, "model": "tiny-world"}})
         result = tether_cli(home, "run")
         assert result.returncode == 0, result.stderr
         run_id = result.stdout.split()[1]

@@ -98,6 +98,7 @@ class SamplingSpec:
     top_p: float = 1.0
     do_sample: bool = True
     seed: int = 0
+    top_k: int = 0  # sample among the k most likely tokens; 0 = off
 
     def __post_init__(self) -> None:
         if self.n < 1:
@@ -108,6 +109,8 @@ class SamplingSpec:
             raise ValueError(f"SamplingSpec.temperature must be >= 0, got {self.temperature}")
         if not 0 < self.top_p <= 1:
             raise ValueError(f"SamplingSpec.top_p must be in (0, 1], got {self.top_p}")
+        if self.top_k < 0:
+            raise ValueError(f"SamplingSpec.top_k must be >= 0 (0 = off), got {self.top_k}")
 
     @property
     def greedy(self) -> bool:
@@ -116,12 +119,14 @@ class SamplingSpec:
 
 @dataclass(frozen=True)
 class Generation:
-    """One sampled response. ``n_tokens`` counts generated tokens, excluding eos and padding."""
+    """One sampled response. ``n_tokens`` counts generated tokens, excluding eos and padding. ``served_by`` is
+    the model name a completions server answered with (the adapter it used), None from a local backend."""
 
     prompt_index: int
     sample_index: int
     text: str
     n_tokens: int
+    served_by: str | None = None
 
 
 @dataclass(frozen=True)

@@ -20,8 +20,9 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_core import ErrorDetails
 
 from agent.interventions import ControllerConfig  # the controller's settings with each plug-in's section
-from agent.sections.base import MAX_BATCH, MAX_NEW_TOKENS, MAX_PROMPTS, MAX_ROUNDS, MAX_SEED, _Section
+from agent.sections.base import MAX_NEW_TOKENS, MAX_PROMPTS, MAX_ROUNDS, MAX_SEED, _Section
 from agent.sections.controller import AdvisorConfig  # noqa: F401  (re-exported: the controller's settings)
+from agent.sections.generation import GenerationConfig, ServerConfig  # noqa: F401  (re-exported: the generation section)
 from agent.sections.inputs import InputsConfig  # the inputs section (guardrails/inputs.py), re-exported as config
 from agent.sections.judge import AUDIT_METRICS, JudgeConfig, JudgeSpecConfig  # noqa: F401  (re-exported: the judge section)
 from agent.sections.pairs import PairsConfig, PairStrategyConfig  # noqa: F401  (re-exported: the pairs section)
@@ -64,27 +65,6 @@ class ModelConfig(_Section):
         if isinstance(value, int) and not 1 <= value <= 1024:
             raise ValueError(f"threads must be 'auto' or 1 to 1024, got {value}")
         return value
-
-
-class GenerationConfig(_Section):
-    backend: Literal["transformers", "vllm"] = Field(
-        "transformers", description="transformers on CPU; vllm on GPU (extra `tether[gpu]`)."
-    )
-    samples_per_prompt: int = Field(6, ge=2, le=64, description="K responses sampled per prompt, 2 to 64.")
-    max_new_tokens: int = Field(
-        48, ge=1, le=MAX_NEW_TOKENS, description=f"Cap on generated tokens, at most {MAX_NEW_TOKENS}."
-    )
-    temperature: float = Field(1.0, gt=0.0, le=2.0, description="Sampling temperature.")
-    top_p: float = Field(0.95, gt=0.0, le=1.0, description="Nucleus sampling mass.")
-    batch_size: int = Field(
-        384, ge=1, le=MAX_BATCH,
-        description=f"Sequences (prompts x samples) decoded together (transformers), at most {MAX_BATCH}; with "
-        "compact batching a whole round in one batch is fastest.",
-    )
-    batching: Literal["static", "compact"] = Field(
-        "compact", description="transformers: compact = drop rows from the batch as they end; static = every row "
-        "decodes until the longest ends (the path before compaction, for comparison).",
-    )
 
 
 class RegenerateConfig(_Section):
@@ -291,7 +271,7 @@ class TetherConfig(_Section):
         problems = []
         if self.generation.backend == "vllm" and self.model.device == "cpu":
             problems.append("generation.backend 'vllm' needs a GPU: set model.device to auto or cuda")
-        needs = self.pairs.base_logp_strategies() if self.generation.backend == "vllm" else []
+        needs = self.pairs.base_logp_strategies() if self.generation.backend != "transformers" else []
         if needs:
             problems.append(f"pair strategy {', '.join(needs)} ranks responses by the base model's "
                             "log-probs, which only generation.backend 'transformers' computes")

@@ -32,6 +32,7 @@ class DataMixin(StoreBase):
                     "response": r.response,
                     "n_tokens": r.n_tokens,
                     "sample_index": r.sample_index,
+                    "served_by": r.served_by,
                 }
                 for r in rows
             ),

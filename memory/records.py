@@ -112,6 +112,7 @@ class NewSample:
     n_tokens: int
     sample_index: int = 0
     checkpoint_id: str | None = None
+    served_by: str | None = None  # the model name a completions server answered with; None: sampled locally
 
 
 @dataclass(frozen=True)
@@ -127,6 +128,7 @@ class Sample(_Record):
     response: str
     n_tokens: int
     sample_index: int
+    served_by: str | None = None
 
 
 @dataclass(frozen=True)

@@ -240,6 +240,11 @@ CREATE TABLE IF NOT EXISTS decision_outcomes (
 CREATE INDEX IF NOT EXISTS decision_outcomes_run ON decision_outcomes (run_id, decision_id);
 """
 
+# Served generation: the model name a completions server answered a sample with (the adapter it used).
+_V5 = """
+ALTER TABLE samples ADD COLUMN served_by TEXT;
+"""
+
 # Re-created on every open (IF NOT EXISTS), so a dropped trigger comes back with the next Store.
 AUDIT_TRIGGERS = """
 CREATE TRIGGER IF NOT EXISTS audit_no_update BEFORE UPDATE ON audit
@@ -248,7 +253,7 @@ CREATE TRIGGER IF NOT EXISTS audit_no_delete BEFORE DELETE ON audit
 BEGIN SELECT RAISE(ABORT, 'audit log is append-only: DELETE refused'); END;
 """
 
-MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3, _V4)
+MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3, _V4, _V5)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

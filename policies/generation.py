@@ -1,7 +1,8 @@
 """Generation backends: sampling responses from the base model or the base model + a LoRA adapter.
 
-``TransformersBackend`` (CPU default, also works on one GPU) and ``VLLMBackend`` (GPU, optional
-extra ``tether[gpu]``, in :mod:`policies.vllm_backend`) share the :class:`GenerationBackend` protocol.
+``TransformersBackend`` (CPU default, also works on one GPU), ``VLLMBackend`` (GPU, optional extra
+``tether[gpu]``, in :mod:`policies.vllm_backend`) and ``ServerBackend`` (an OpenAI-compatible completions
+server, in :mod:`policies.server_backend`) share the :class:`GenerationBackend` protocol.
 Prompts are *user messages*: each is rendered with the tokenizer's chat template as a one-turn
 conversation with the generation prompt appended.
 """
@@ -149,8 +150,8 @@ class TransformersBackend:
         if spec.greedy:
             kwargs["do_sample"] = False
         else:
-            # top_k=0 disables transformers' default top-k of 50 (vLLM applies none either).
-            kwargs.update(do_sample=True, temperature=spec.temperature, top_p=spec.top_p, top_k=0)
+            # top_k=0 (off) also disables transformers' default top-k of 50 (vLLM applies none either).
+            kwargs.update(do_sample=True, temperature=spec.temperature, top_p=spec.top_p, top_k=spec.top_k)
         return GenerationConfig(**kwargs)
 
     def _trim(self, new_tokens: list[int]) -> list[int]:
@@ -283,7 +284,7 @@ class TransformersBackend:
 
 
 def make_backend(
-    name: Literal["transformers", "vllm"], model_ref: str, **kwargs: Any
+    name: Literal["transformers", "vllm", "server"], model_ref: str, **kwargs: Any
 ) -> GenerationBackend:
     """Build a generation backend by name; ``kwargs`` go to its constructor."""
     if name == "transformers":
@@ -292,4 +293,8 @@ def make_backend(
         from policies.vllm_backend import VLLMBackend
 
         return VLLMBackend(model_ref, **kwargs)
-    raise ValueError(f"unknown generation backend {name!r}; expected 'transformers' or 'vllm'")
+    if name == "server":
+        from policies.server_backend import ServerBackend
+
+        return ServerBackend(model_ref, **kwargs)
+    raise ValueError(f"unknown generation backend {name!r}; expected 'transformers', 'vllm' or 'server'")

@@ -113,6 +113,7 @@ class VLLMBackend:
                 n=n_return,
                 temperature=0.0 if spec.greedy else spec.temperature,
                 top_p=1.0 if spec.greedy else spec.top_p,
+                top_k=-1 if spec.greedy or spec.top_k == 0 else spec.top_k,  # -1: vLLM's "off"
                 max_tokens=spec.max_new_tokens,
                 seed=spec.seed + i,
             )

@@ -172,6 +172,7 @@ def _audit_one_judge(ctx: typer.Context, judge: str, cfg: TetherConfig, config_p
                  hint="audit on labelled probes: --probes FILE (yours) or --probes bundled (tether's own)")
 
     from agent.run.runner import ensure_model  # heavy (torch, langgraph): after usage checks
+    from agent.run.services import backend_settings
     from policies.generation import make_backend
     from policies.threads import apply_threads
     from tether_types import SamplingSpec
@@ -179,10 +180,7 @@ def _audit_one_judge(ctx: typer.Context, judge: str, cfg: TetherConfig, config_p
     def load_backend() -> Any:
         try:
             apply_threads(cfg.model.threads)
-            return make_backend(cfg.generation.backend, model_ref, device=cfg.model.device, dtype=cfg.model.dtype,
-                                batch_size=cfg.generation.batch_size,
-                                **({"batching": cfg.generation.batching}
-                                   if cfg.generation.backend == "transformers" else {}))
+            return make_backend(cfg.generation.backend, model_ref, **backend_settings(cfg))
         except (OSError, ValueError, ImportError) as err:
             fail(f"cannot load model {model_ref}: {err}")
 

@@ -17,6 +17,7 @@ import typer
 
 from agent.cli import controller, export, judge, lifecycle, plugins, review, ui
 from agent.cli import lineage as lineage_commands
+from agent.cli import plan as planning
 from agent.cli import reviewers as reviewer_commands  # guardrails.reviewers is the registry itself
 from agent.cli import validate as validation
 from agent.cli.common import (
@@ -327,6 +328,7 @@ app.add_typer(controller.controller_app, name="controller")
 app.command()(lifecycle.stop)
 app.command()(ui.ui)
 app.command()(plugins.plugins)
+app.command()(planning.plan)
 
 if __name__ == "__main__":  # pragma: no cover
     app()

@@ -3,7 +3,10 @@ with nothing downloaded or written: the config (schema and plug-ins; and `model.
 rest is too broken to pre-flight), the workspace constitution (its own errors, and a file that differs
 from the version in force), the world and the invariants' probes (agent/run/world_checks.py), the judge
 audit a config requires, and the pre-flight of the model (agent/run/preflight.py), whose passing checks
-are printed with what they measured (the memory estimate).
+are printed with what they measured (the memory estimate). A config that asks for a CUDA GPU (model.device:
+cuda), validated where there is none, is checked as a config for that GPU machine: what only that machine has
+(the GPU, the weights and tokenizer beside the model's config.json, a served-generation endpoint) is said as a
+warning, and everything else is checked as usual.
 """
 
 from __future__ import annotations
@@ -59,7 +62,9 @@ def validate(
     from agent.run.runner import run_preflight  # models and torch: only now, not for `tether --help`
 
     findings = run_preflight(ws, cfg) if cfg is not None else []
-    problems += preflight.problems(findings)
+    problems += preflight.problems(findings, here=False)
+    for warning in preflight.elsewhere(findings):  # a config for a GPU machine, checked where there is none
+        say(f"warning: {warning} (checked only where it runs: `tether run` refuses it here)")
     if problems:
         for problem in problems:
             say_check(False, problem)

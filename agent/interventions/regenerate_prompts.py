@@ -85,7 +85,9 @@ def _write(ctx: RunContext, prompts: list[str], spec: SamplingSpec) -> list[str]
         from policies.generation import make_backend  # loads torch: only when a writer model is configured
 
         gen = ctx.config.generation
-        backend = make_backend(gen.backend, writer_model, device=ctx.config.model.device,
+        # A writer model is local: a completions server serves the policy, not it.
+        backend = make_backend("transformers" if gen.backend == "server" else gen.backend,
+                               writer_model, device=ctx.config.model.device,
                                dtype=ctx.config.model.dtype, batch_size=gen.batch_size, progress=ctx.progress)
         try:
             outputs = backend.generate(prompts, None, spec)

@@ -18,6 +18,7 @@ from typing import Any
 from agent.config import WORLD_MODEL, TetherConfig
 
 BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model")
 
 
 @dataclass(frozen=True)
@@ -27,8 +28,17 @@ class Note:
     text: str
 
 
+@dataclass(frozen=True)
+class Elsewhere:
+    """A problem only of this machine, found for a config that asks for a CUDA GPU where there is none (it is
+    meant for a GPU machine): no GPU, no weights or tokenizer files beside the model's config.json, a served-
+    generation endpoint not up here. `tether validate` says it as a warning; `tether run` refuses it."""
+
+    text: str
+
+
 # A check yields its problems (one line each) and any notes on what it measured.
-Check = Callable[[], Iterator[str | Note]]
+Check = Callable[[], Iterator[str | Note | Elsewhere]]
 
 
 @dataclass
@@ -37,10 +47,12 @@ class Finding:
     seconds: float = 0.0
     problems: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    elsewhere: list[str] = field(default_factory=list)
 
     def line(self) -> str:
         """The check as `tether validate` prints it beside its ✓: name, what it measured, how long it took."""
-        measured = f": {'; '.join(self.notes)}" if self.notes else ""
+        said = self.notes + (["left to the machine it runs on (warning above)"] if self.elsewhere else [])
+        measured = f": {'; '.join(said)}" if said else ""
         return f"{self.check}{measured} ({self.seconds:.2f} s)"
 
 
@@ -56,12 +68,21 @@ class _Model:
     def skeleton(self) -> object:
         """A weightless (meta-device) instance: module names and parameter counts, no weights read."""
         if self._skeleton is None:
-            from accelerate import init_empty_weights
-            from transformers import AutoModelForCausalLM
-
-            with init_empty_weights():
-                self._skeleton = AutoModelForCausalLM.from_config(self.config, trust_remote_code=False)
+            self._skeleton = weightless(self.config)
         return self._skeleton
+
+
+def weightless(model_config: object) -> Any:
+    """A meta-device instance of the model `model_config` describes: module names and parameter counts, no
+    weights read or allocated. Tied embeddings are tied (from_config leaves them apart on the meta device), so
+    a tied head is counted once."""
+    from accelerate import init_empty_weights
+    from transformers import AutoModelForCausalLM
+
+    with init_empty_weights():
+        skeleton = AutoModelForCausalLM.from_config(model_config, trust_remote_code=False)
+    skeleton.tie_weights()
+    return skeleton
 
 
 def preflight(config: TetherConfig, model_folder: Path | None,
@@ -78,6 +99,7 @@ def preflight(config: TetherConfig, model_folder: Path | None,
         ("training", lambda: _training(config)),
         ("judges", lambda: _judges(config)),
         ("endpoints", lambda: _endpoints(config)),
+        ("generation", lambda: _served(config)),
         *(extra or []),
     ]
     findings = []
@@ -85,12 +107,30 @@ def preflight(config: TetherConfig, model_folder: Path | None,
         start = time.perf_counter()
         found = list(check())
         findings.append(Finding(name, time.perf_counter() - start, [f for f in found if isinstance(f, str)],
-                                [f.text for f in found if isinstance(f, Note)]))
+                                [f.text for f in found if isinstance(f, Note)],
+                                [f.text for f in found if isinstance(f, Elsewhere)]))
     return findings
 
 
-def problems(findings: list[Finding]) -> list[str]:
-    return [p for f in findings for p in f.problems]
+def problems(findings: list[Finding], here: bool = True) -> list[str]:
+    """What refuses the run: on this machine (`here`, `tether run`) also what only this machine lacks."""
+    return [p for f in findings for p in f.problems + (f.elsewhere if here else [])]
+
+
+def elsewhere(findings: list[Finding]) -> list[str]:
+    return [p for f in findings for p in f.elsewhere]
+
+
+def for_a_gpu_elsewhere(config: TetherConfig) -> bool:
+    """The config asks for a CUDA GPU (model.device: cuda) and this machine has none: it is checked as a config
+    for the GPU machine it names (Elsewhere)."""
+    import torch
+
+    return config.model.device == "cuda" and not torch.cuda.is_available()
+
+
+def _here(config: TetherConfig, problem: str) -> str | Elsewhere:
+    return Elsewhere(problem) if for_a_gpu_elsewhere(config) else problem
 
 
 def base_problems(base: str) -> list[str]:
@@ -112,7 +152,7 @@ def _not_found(base: str) -> str:
             "is downloaded): save the model with save_pretrained and point model.base at that folder")
 
 
-def _model(config: TetherConfig, model: _Model) -> Iterator[str]:
+def _model(config: TetherConfig, model: _Model) -> Iterator[str | Elsewhere]:
     if model.folder is None:
         if config.model.base != WORLD_MODEL:
             yield _not_found(config.model.base)
@@ -125,10 +165,11 @@ def _model(config: TetherConfig, model: _Model) -> Iterator[str]:
         yield f"model.base {config.model.base}: its config cannot be read ({err})"
         return
     if not any(model.folder.glob("*.safetensors")):
-        yield f"model.base {config.model.base}: no *.safetensors weights in {model.folder} (pickle weights are refused)"
+        yield _here(config, f"model.base {config.model.base}: no *.safetensors weights in {model.folder} (pickle "
+                            "weights are refused)")
 
 
-def _tokenizer(config: TetherConfig, model: _Model) -> Iterator[str]:
+def _tokenizer(config: TetherConfig, model: _Model) -> Iterator[str | Elsewhere]:
     if model.folder is None or model.config is None:
         return
     from policies.loading import load_tokenizer
@@ -136,7 +177,10 @@ def _tokenizer(config: TetherConfig, model: _Model) -> Iterator[str]:
     try:
         model.tokenizer = load_tokenizer(str(model.folder))
     except (OSError, ValueError) as err:
-        yield f"the tokenizer of {config.model.base} does not load: {err}"
+        files = [n for n in TOKENIZER_FILES if (model.folder / n).is_file()]
+        why = str(err).strip().splitlines()[0][:300] if files else f"no {' or '.join(TOKENIZER_FILES)} in the folder"
+        yield _here(config, f"the tokenizer of {config.model.base} does not load (nor is its chat template "
+                            f"checked): {why}")
         return
     if not getattr(model.tokenizer, "chat_template", None) and config.model.chat_template_fallback == "none":
         yield (f"the tokenizer of {config.model.base} has no chat template: use an instruct/chat model, or set "
@@ -172,28 +216,38 @@ def _targets(config: TetherConfig, model: _Model) -> Iterator[str]:
                f"{sorted(names)} (or use [all-linear])")
 
 
-def _device(config: TetherConfig) -> Iterator[str]:
+def _device(config: TetherConfig) -> Iterator[str | Elsewhere]:
     import torch
 
     device, dtype = config.model.device, config.model.dtype
     if device == "cuda" and not torch.cuda.is_available():
-        yield "model.device is cuda but no CUDA GPU is available here: set model.device to auto or cpu"
+        yield Elsewhere("model.device is cuda but no CUDA GPU is available here: run it on a GPU machine, or set "
+                        "model.device to auto or cpu")
     on_cpu = device == "cpu" or (device == "auto" and not torch.cuda.is_available())
     if on_cpu and dtype == "float16":
         yield "model.dtype float16 does not train on the CPU: use float32 or bfloat16 (or auto)"
     if not on_cpu and dtype == "bfloat16" and torch.cuda.is_available() and not torch.cuda.is_bf16_supported():
         yield "model.dtype bfloat16 is not supported by this GPU: use float16 or float32"
     if config.generation.backend == "vllm" and on_cpu:
-        yield "generation.backend vllm needs a CUDA GPU"
+        yield _here(config, "generation.backend vllm needs a CUDA GPU")
 
 
 def memory_estimate(parameters: int, dtype: str, on_gpu: bool, quantization: str | None) -> int:
     """Bytes a round needs at its peak, roughly: the weights in their dtype for generation, plus the
     training job's own copy (float32 on the CPU, the checkpoint's dtype on a GPU, half a byte a weight
     in 4 bit) with activations and the optimizer's LoRA state (~30 %)."""
-    weights = parameters * BYTES.get(dtype, 4)
-    train_bytes = 0.5 if quantization == "4bit" else (BYTES.get(dtype, 4) if on_gpu else 4)
-    return int(weights + parameters * train_bytes * 1.3)
+    return generation_bytes(parameters, dtype) + training_bytes(parameters, dtype, on_gpu, quantization)
+
+
+def generation_bytes(parameters: int, dtype: str) -> int:
+    """The weights generation holds, in their dtype (KV cache not counted)."""
+    return parameters * BYTES.get(dtype, 4)
+
+
+def training_bytes(parameters: int, dtype: str, on_gpu: bool, quantization: str | None) -> int:
+    """The training job's copy of the base with activations and the LoRA optimizer state (~30 %)."""
+    per_weight = 0.5 if quantization == "4bit" else (BYTES.get(dtype, 4) if on_gpu else 4)
+    return int(parameters * per_weight * 1.3)
 
 
 def _available(on_gpu: bool) -> int | None:
@@ -217,27 +271,40 @@ def _memory(config: TetherConfig, model: _Model) -> Iterator[str | Note]:
         return
     import torch
 
-    on_gpu = config.model.device != "cpu" and torch.cuda.is_available()
+    on_gpu = config.model.device != "cpu" and torch.cuda.is_available() or for_a_gpu_elsewhere(config)
     dtype = config.model.dtype if config.model.dtype != "auto" else str(
         getattr(model.config, "dtype", None) or "float32").replace("torch.", "")
     parameters = sum(p.numel() for p in model.skeleton().parameters())  # type: ignore[attr-defined]
     need = memory_estimate(parameters, dtype, on_gpu, config.training.quantization)
-    have = _available(on_gpu)
+    have = None if for_a_gpu_elsewhere(config) else _available(on_gpu)
     where = "GPU memory free" if on_gpu else "RAM available"
     # Said even when it fits: how close a run comes to the machine's memory is what a person sizes it by.
+    unknown = "no GPU here to compare with" if for_a_gpu_elsewhere(config) else f"{where} unknown"
     yield Note(f"about {_gib(need)} needed for a round (weights in {dtype} plus a training copy), "
-               + (f"{_gib(have)} {where}" if have is not None else f"{where} unknown"))
+               + (f"{_gib(have)} {where}" if have is not None else unknown))
     if have is not None and need > have:
         yield (f"{config.model.base} needs about {_gib(need)} for a round (weights in {dtype} plus a "
                f"training copy); {_gib(have)} {where}: use a smaller model, a GPU, or "
                "training.quantization: 4bit")
 
 
-def _training(config: TetherConfig) -> Iterator[str]:
+def _training(config: TetherConfig) -> Iterator[str | Elsewhere]:
     from policies.train_check import training_problems
 
     t = config.training
-    yield from training_problems(t.lora_spec(), t.dpo_spec(seed=config.seed), config.model.device)
+    for problem in training_problems(t.lora_spec(), t.dpo_spec(seed=config.seed), config.model.device):
+        yield _here(config, problem) if problem.startswith("training.quantization") else problem
+
+
+def _served(config: TetherConfig) -> Iterator[str | Elsewhere]:
+    """generation.backend server: the completions server answers as the run needs (policies/server_backend.py)."""
+    server = config.generation.server
+    if server is None:
+        return
+    from policies.server_backend import probe_problems
+
+    for problem in probe_problems(**server.model_dump()):
+        yield _here(config, problem)
 
 
 def judge_specs(config: TetherConfig) -> Iterator[tuple[str, str, dict[str, Any]]]:

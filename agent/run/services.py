@@ -163,15 +163,8 @@ class RunServices:
         gen = config.generation
         with self.meter.timed("load_model"):
             self.verify_base()
-            return make_backend(
-                gen.backend,
-                self.model_ref,
-                device=config.model.device,
-                dtype=config.model.dtype,
-                batch_size=gen.batch_size,
-                progress=self.settings.progress,
-                **({"batching": gen.batching} if gen.backend == "transformers" else {}),
-            )
+            return make_backend(gen.backend, self.model_ref, progress=self.settings.progress,
+                                **backend_settings(config))
 
     # -- the world and the plug-ins built from the settings --------------------------------------------
 
@@ -201,6 +194,15 @@ class RunServices:
     @cached_property
     def monitors(self) -> list[Built[Monitor]]:
         return [MONITORS.build(name) for name in MONITORS.names()]
+
+
+def backend_settings(config: TetherConfig) -> dict[str, Any]:
+    """The constructor settings of the configured generation backend (policies/generation.py make_backend)."""
+    gen = config.generation
+    if gen.server is not None:  # backend server: the completions server holds the weights
+        return gen.server.model_dump()
+    local = {"device": config.model.device, "dtype": config.model.dtype, "batch_size": gen.batch_size}
+    return {**local, "batching": gen.batching} if gen.backend == "transformers" else local
 
 
 def _run(store: Store, run_id: str) -> Run:

@@ -68,7 +68,7 @@ def _sampling(ctx: RunContext) -> SamplingSpec | None:
     if k == 0:
         return None
     return SamplingSpec(n=k, max_new_tokens=ctx.config.evaluation.max_new_tokens, temperature=gen.temperature,
-                        top_p=gen.top_p, do_sample=True, seed=ctx.config.seed)
+                        top_p=gen.top_p, top_k=gen.top_k, do_sample=True, seed=ctx.config.seed)
 
 
 def _evaluate_checkpoint(ctx: RunContext, state: RoundState, checkpoint_id: str, prompts: list[Prompt],
@@ -134,7 +134,8 @@ def _evaluate_checkpoint(ctx: RunContext, state: RoundState, checkpoint_id: str,
         ])
         ctx.store.add_samples([
             NewSample(run_id=run_id, round=round_no, split=split, prompt_id=p.id, prompt=p.text, family=p.family,
-                      checkpoint_id=checkpoint_id, response=o.text, n_tokens=o.n_tokens, sample_index=0)
+                      checkpoint_id=checkpoint_id, response=o.text, n_tokens=o.n_tokens, sample_index=0,
+                      served_by=o.served_by)
             for p, o in zip(prompts, outputs, strict=True)
         ])
         ctx.store.put_evaluation(checkpoint_id, key, ctx.judge.name, result.get("oracle"), result.get("judge"),

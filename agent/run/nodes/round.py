@@ -98,6 +98,7 @@ def sample(state: RoundState, runtime: Runtime[RunContext]) -> Update:
         max_new_tokens=gen.max_new_tokens,
         temperature=gen.temperature,
         top_p=gen.top_p,
+        top_k=gen.top_k,
         do_sample=True,
         seed=ctx.config.seed * 1000 + round_no,
     )
@@ -120,6 +121,7 @@ def sample(state: RoundState, runtime: Runtime[RunContext]) -> Update:
             response=o.text,
             n_tokens=o.n_tokens,
             sample_index=o.sample_index,
+            served_by=o.served_by,
         )
         for o in outputs
     ]
@@ -232,13 +234,15 @@ def _anchors(ctx: RunContext, run_id: str, prompt_ids: list[str]) -> dict[str, t
     if missing:
         gen = ctx.config.generation
         spec = SamplingSpec(n=gen.samples_per_prompt, max_new_tokens=gen.max_new_tokens, temperature=gen.temperature,
-                            top_p=gen.top_p, do_sample=True, seed=ctx.config.seed * 1000 + ANCHOR_ROUND)
+                            top_p=gen.top_p, top_k=gen.top_k, do_sample=True,
+                            seed=ctx.config.seed * 1000 + ANCHOR_ROUND)
         with ctx.timed("generate"):
             outputs = ctx.backend.generate([p.text for p in missing], None, spec)
         ctx.counts["generated_tokens"] += sum(o.n_tokens for o in outputs)
         rows = [NewSample(run_id=run_id, round=ANCHOR_ROUND, split="train", prompt_id=missing[o.prompt_index].id,
                           prompt=missing[o.prompt_index].text, family=missing[o.prompt_index].family,
-                          checkpoint_id=base_id, response=o.text, n_tokens=o.n_tokens, sample_index=o.sample_index)
+                          checkpoint_id=base_id, response=o.text, n_tokens=o.n_tokens, sample_index=o.sample_index,
+                          served_by=o.served_by)
                 for o in outputs]
         with ctx.timed("store"):
             ctx.store.add_samples(rows)  # one transaction: a crash leaves all of them or none

@@ -103,7 +103,8 @@ def test_bad_settings_are_refused_by_name() -> None:
 def test_as_a_detector_it_is_audited_on_the_bundled_violation_probes(server) -> None:
     url, _, _ = server
     labelled = read_labelled(bundled_probes("violation"))
-    audit = audit_detector(JudgeViolationDetector(build(url, max_concurrency=8, send="exchange"), 0.5), labelled, name="moderation")
+    detector = JudgeViolationDetector(build(url, max_concurrency=8, send="exchange"), 0.5)
+    audit = audit_detector(detector, labelled, name="moderation")
     counts = confusion_of(audit)
     assert counts.tp + counts.fn == sum(p.violates for p in labelled.violations())
     measures = {m.name: m for m in audit.report.measures}

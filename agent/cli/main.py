@@ -41,6 +41,7 @@ from guardrails.constitution import ConstitutionError, default_constitution_yaml
 from guardrails.errors import GateError
 from memory import Run, Store
 from memory.base import BUSY_TIMEOUT_MS
+from policies.progress import wanted as bars_wanted
 
 if TYPE_CHECKING:
     from agent.run.runner import Outcome, RunFailedError
@@ -57,6 +58,9 @@ app = typer.Typer(
 )
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")]
+ProgressOpt = Annotated[bool | None, typer.Option(
+    "--progress/--no-progress", help="Progress bars on stderr for the model build, sampling, judging, training "
+    "(per step) and evaluation (default: when stderr is a terminal).")]
 
 
 @app.callback()
@@ -174,6 +178,7 @@ def run(
     from_checkpoint: Annotated[str | None, typer.Option(
         "--from", help="Start from this approved adapter of an earlier run (same base model); the lineage is "
         "recorded and its signed approval keeps vouching for it.")] = None,
+    progress: ProgressOpt = None,
 ) -> None:
     """Start a run. Prints `run <RUN_ID>`; runs until it stops or reaches the approval gate."""
     from agent.run.runner import ModelNotFoundError, RunFailedError, RunStartError, start_run
@@ -195,7 +200,7 @@ def run(
         fail(f"invalid constitution: {err}")
     try:
         outcome = start_run(ws, store, cfg, say=_say_run, wait=wait, rebuild_model=rebuild_model,
-                            from_checkpoint=from_checkpoint, fault=fault)
+                            from_checkpoint=from_checkpoint, fault=fault, progress=bars_wanted(progress))
     except (ModelNotFoundError, RunStartError, GateError) as err:
         fail(f"{err}; nothing was started")
     except RunFailedError as err:
@@ -232,6 +237,7 @@ def resume(
     config: Annotated[Path | None, typer.Option(
         "--config", help="New settings for the rounds to come (a paused or failed run; the model, world, seed, "
         "evaluation, held-out prompts and approvals stay fixed). Logged as a config change and audited.")] = None,
+    progress: ProgressOpt = None,
 ) -> None:
     """Continue a paused, failed or interrupted run from its last completed step."""
     from agent.run.runner import RunFailedError, resume_run
@@ -241,7 +247,7 @@ def resume(
     if config is not None:
         _reconfigure(store, run_id, config)
     try:
-        outcome = resume_run(ws, store, run_id, say=say, wait=wait, fault=fault)
+        outcome = resume_run(ws, store, run_id, say=say, wait=wait, fault=fault, progress=bars_wanted(progress))
     except RunFailedError as err:
         _failed(err, ws.home)
     except ConstitutionError as err:

@@ -20,6 +20,7 @@ from agent.run.state import RoundState
 from guardrails import amendments
 from guardrails.constitution import verify_pinned
 from memory import Judgment, NewJudgment, NewPair, NewSample, Pair, Run, Sample
+from policies.progress import bar as progress_bar
 from tether_types import SamplingSpec
 from tools.judges import JudgeItem, PairItem, compare
 from tools.monitors import RoundObservation, run_monitors
@@ -136,8 +137,12 @@ def judge(state: RoundState, runtime: Runtime[RunContext]) -> Update:
         return {}
     samples = ctx.store.samples(run_id, round_no, split="train")
     built = ctx.judge
-    with ctx.timed("judge"):
+    # One step per answer, but the judge scores the round in one call (its budgets are per call), so the
+    # bar moves once, at the end; its clock shows the judge is at work meanwhile.
+    with ctx.timed("judge"), progress_bar(f"judging ({built.name})", len(samples), ctx.progress,
+                                          unit="answers") as advance:
         verdicts = built.plugin.score([JudgeItem(s.prompt, s.response) for s in samples])
+        advance(len(verdicts))
     rows = [
         NewJudgment(sample_id=s.id, judge=built.name, score=v.score, valid=v.valid, raw=v.raw,
                     details=dict(v.details))

@@ -35,6 +35,7 @@ from agent.config import MAX_ROUNDS, MAX_SEED, default_config_yaml
 from agent.review import notebook
 from agent.run.lifecycle import LifecycleError, reconfigure
 from agent.run.locks import is_driven
+from agent.run.terminate import Terminated
 from agent.run.workspace import environment_problem
 from guardrails import amendments, gate, keys, reviewers, trust
 from guardrails.constitution import ConstitutionError, default_constitution_yaml, load_constitution
@@ -210,9 +211,13 @@ def run(
 
 def _failed(err: RunFailedError, home: Path) -> NoReturn:
     """An unexpected failure inside a node: show where (the traceback, or one line for a full disk or an
-    unwritable workspace), then how to go on."""
+    unwritable workspace), then how to go on. A stop from outside (SIGTERM, Ctrl-C) is no fault to show or
+    fix: the message says what stopped the run and how it goes on."""
     cause = err.__cause__
-    if cause is not None and not isinstance(cause, KeyboardInterrupt):
+    if isinstance(cause, KeyboardInterrupt | Terminated):
+        fail(f"{err}; nothing is lost: `tether resume {err.run_id}` continues from the last completed step.",
+             EXIT_CHECK_FAILED)
+    if cause is not None:
         problem = environment_problem(cause, home)
         if problem:
             say(problem)

@@ -80,6 +80,6 @@ def test_a_run_with_progress_draws_each_step_and_keeps_stdout_to_its_contract(
     home, run_id, _ = gated_workspace
     assert (home.parent / "run.stdout").read_text() == f"run {run_id}\n"  # no bar, no blank line
     err = _plain((home.parent / "run.stderr").read_text())
-    for step in ("generating", "judging (rules)", "training", "evaluating"):
+    for step in ("generating", "judging (rules)", "monitoring", "training", "evaluating"):
         assert re.search(rf"{re.escape(step)} ━+ \d+/\d+", err), step
     assert re.search(r"training ━+ (\d+)/\1 steps loss \d", err)  # per optimizer step, with the loss

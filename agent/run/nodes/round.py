@@ -266,9 +266,13 @@ def monitor(state: RoundState, runtime: Runtime[RunContext]) -> Update:
     the controller treats a missing safety signal as fired."""
     ctx = runtime.context
     run_id, round_no = state["run_id"], state["round"]
-    with ctx.timed("monitor"):
+    monitors = ctx.monitors
+    # one step for the observation (it scores the samples under the base model) and one per monitor
+    with ctx.timed("monitor"), progress_bar("monitoring", len(monitors) + 1, ctx.progress,
+                                            unit="steps") as advance:
         obs = _observe(ctx, run_id, round_no)
-        readings = run_monitors(ctx.monitors, obs)
+        advance()
+        readings = run_monitors(monitors, obs, done=advance)
     ctx.store.upsert_round(run_id, round_no, monitors=readings.to_json())
     ctx.tracker.log(round_no, readings.values)
     return {}

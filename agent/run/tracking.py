@@ -16,10 +16,6 @@ them in order of start time as one run. Two things keep those pieces one history
 What is logged: per round the monitors, the final training metrics, the held-out scores and the
 invariant rates; every TRL training step; the decision log as a `wandb.Table`; approved adapters as
 `model` artifacts. `tracking.mode: disabled` imports nothing and writes nothing.
-
-Starting wandb (its import and its service process: 1-4 s, most of a process's time outside the nodes
-after torch's import) runs on a thread of its own while the round's first nodes run; the first use waits
-for it, and a start that failed raises there.
 """
 
 from __future__ import annotations
@@ -27,9 +23,7 @@ from __future__ import annotations
 import json
 import math
 import os
-import threading
 from collections.abc import Mapping, Sequence
-from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
@@ -75,60 +69,37 @@ class _StepCounter:
         return first
 
 
-def _start_wandb(cfg: TrackingConfig, run_id: str, directory: Path, config: Mapping[str, Any]) -> Any:
-    import wandb
-
-    # Silence wandb's own terminal output (it is global to the process, so it is set up first).
-    wandb.setup(settings=wandb.Settings(silent=True))
-    run = wandb.init(
-        project=cfg.project,
-        id=run_id,
-        name=run_id,
-        resume="allow",
-        mode=cfg.mode,
-        dir=str(directory),
-        config=dict(config),
-        settings=wandb.Settings(console="off", silent=True, x_disable_stats=True, x_disable_machine_info=True,
-                                save_code=False, disable_git=True, x_save_requirements=False),
-    )
-    run.define_metric("round")
-    run.define_metric("train_step")
-    run.define_metric("train_step/*", step_metric="train_step")
-    run.define_metric("*", step_metric="round")
-    return run
-
-
 class Tracker:
     """One wandb run per tether run; a resumed tether run (any process) continues the same wandb run."""
 
     def __init__(self, cfg: TrackingConfig, run_id: str, directory: Path, config: Mapping[str, Any]) -> None:
         self.run_id = run_id
         self.directory = directory
-        self._started: Any = None
-        self._starting: Future[Any] | None = None
+        self._run: Any = None
         self._round = 0
         if cfg.mode == "disabled":
             return
+        import wandb
+
         directory.mkdir(parents=True, exist_ok=True)
+        # Silence wandb's own terminal output (it is global to the process, so it is set up first).
+        wandb.setup(settings=wandb.Settings(silent=True))
         self._steps = _StepCounter(directory / f"{run_id}.steps.json")
-        starting: Future[Any] = Future()
-
-        def start() -> None:
-            try:
-                starting.set_result(_start_wandb(cfg, run_id, directory, config))
-            except BaseException as err:  # raised where the run is first used
-                starting.set_exception(err)
-
-        self._starting = starting
-        threading.Thread(target=start, name="wandb-start", daemon=True).start()
-
-    @property
-    def _run(self) -> Any:
-        """The wandb run, once started (waits for the start; raises its error), or None when disabled."""
-        if self._starting is not None:
-            starting, self._starting = self._starting, None
-            self._started = starting.result()
-        return self._started
+        self._run = wandb.init(
+            project=cfg.project,
+            id=run_id,
+            name=run_id,
+            resume="allow",
+            mode=cfg.mode,
+            dir=str(directory),
+            config=dict(config),
+            settings=wandb.Settings(console="off", silent=True, x_disable_stats=True, x_disable_machine_info=True,
+                                    save_code=False, disable_git=True, x_save_requirements=False),
+        )
+        self._run.define_metric("round")
+        self._run.define_metric("train_step")
+        self._run.define_metric("train_step/*", step_metric="train_step")
+        self._run.define_metric("*", step_metric="round")
 
     @property
     def enabled(self) -> bool:
@@ -229,4 +200,4 @@ class Tracker:
     def finish(self) -> None:
         if self._run is not None:
             self._run.finish()
-            self._started = None
+            self._run = None

@@ -10,12 +10,14 @@ from pathlib import Path
 
 import pytest
 from rich.console import Console
+from test_tiny_model import SHORT
 from test_training import FAST_DPO, make_job
 
 from policies.generation import TransformersBackend
 from policies.progress import bar, wanted
 from policies.training import run_train_job
 from tether_types import SamplingSpec
+from tools.worlds.tiny.model import build_tiny_model
 
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 
@@ -83,3 +85,11 @@ def test_a_run_with_progress_draws_each_step_and_keeps_stdout_to_its_contract(
     for step in ("generating", "judging (rules)", "monitoring", "training", "evaluating"):
         assert re.search(rf"{re.escape(step)} ━+ \d+/\d+", err), step
     assert re.search(r"training ━+ (\d+)/\1 steps loss \d", err)  # per optimizer step, with the loss
+
+
+def test_the_tiny_model_build_counts_its_pre_training_steps(tmp_path: Path,
+                                                            capsys: pytest.CaptureFixture[str]) -> None:
+    build_tiny_model(tmp_path / "model", replace(SHORT, steps=2), progress=True, threads=1)
+    out, err = capsys.readouterr()
+    assert "pre-training the tiny model" in err and re.search(r"2/2 steps loss \d", _plain(err))
+    assert "━" not in out

@@ -16,11 +16,16 @@ one (16 x 6), after one unmeasured warm-up run (imports, the monitors' embedding
 each stage's median and its ratio to the same stage with the previous defaults, paired repeat by
 repeat.
 
+Then (unless --one-round-repeats 0) `tether run --rounds 1` as a user starts it, a process of its own: its wall
+time against the sum of its node times, and the import time alone (benchmarks/_overhead.py); with
+--baseline CHECKOUT, that checkout's run too, alternating, for a before/after side by side.
+
 The approving thread signs as the workspace's reviewer 'bench', whose key is kept in `keys/`
 beside --out (or --keys-dir), never in the user's key folder.
 
     python benchmarks/bench_rounds.py --rounds 3 --out bench-out/rounds.json
     python benchmarks/bench_rounds.py --compare-defaults --out bench-out/rounds-compare.json
+    python benchmarks/bench_rounds.py --rounds 1 --one-round-repeats 3 --baseline /tmp/base
 """
 
 from __future__ import annotations
@@ -36,12 +41,14 @@ from typing import Any
 import torch
 import yaml
 from _common import fresh_workspace, keys_dir_for, run_reviewed
+from _overhead import compare as one_round_overhead
 
 from agent.config import TetherConfig, default_config_yaml, load_config, parse_config
 from agent.run.runner import ensure_model
 from agent.run.workspace import Workspace
 from guardrails import keys
 from memory import Store
+from policies.progress import wanted as bars_wanted
 from policies.threads import apply_threads
 
 # Each stage is timed once (RunContext.timed is exclusive: the model load inside the first generate
@@ -197,6 +204,10 @@ def main() -> None:
     parser.add_argument("--compare-defaults", action="store_true",
                         help="Previous defaults vs current ones, alternating, at 64x6 and 16x6.")
     parser.add_argument("--repeats", type=int, default=3, help="Repeats per variant with --compare-defaults.")
+    parser.add_argument("--one-round-repeats", type=int, default=1,
+                        help="One-round `tether run` processes timed against their node times (0: none).")
+    parser.add_argument("--baseline", type=Path, default=None,
+                        help="An older checkout whose one-round run is timed too, alternating with this one.")
     args = parser.parse_args()
 
     torch_threads = torch.get_num_threads()  # torch's default, before any run sets model.threads
@@ -204,7 +215,7 @@ def main() -> None:
     config = _config(args.rounds or (1 if args.compare_defaults else 3), args.config)
 
     t0 = time.perf_counter()
-    ensure_model(ws, config, print)
+    ensure_model(ws, config, print, progress=bars_wanted(None))
     build_s = time.perf_counter() - t0
 
     if args.compare_defaults:
@@ -214,6 +225,11 @@ def main() -> None:
         result, store = measure_run(ws, signer, config)
         report = {"rounds": config.controller.rounds, "model_build_s": round(build_s, 2), **result,
                   "heldout": _heldout(store, result["run_id"])}
+    if args.one_round_repeats > 0:
+        trees = {"current": Path(__file__).resolve().parent.parent}
+        if args.baseline is not None:
+            trees["baseline"] = args.baseline.resolve()
+        report["one_round_process"] = one_round_overhead(trees, ws.home, args.one_round_repeats)
     print(json.dumps(report, indent=2))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2) + "\n")

@@ -22,6 +22,7 @@ from policies.adapters import verify_adapter
 from policies.chat import eos_token_ids, format_prompt, has_chat_template
 from policies.decoding import BATCHINGS, Batching, decode
 from policies.loading import attach_adapter, load_base_model, load_tokenizer, resolve_device
+from policies.progress import bar as progress_bar
 from tether_types import AdapterRef, Generation, GenerationStats, SamplingSpec
 
 if TYPE_CHECKING:
@@ -48,15 +49,6 @@ SCORE_LOGITS_BUDGET = 1 << 28  # float32 logits per scoring batch: 1 GiB
 # samples, 2 cores: 0.96 s in one batch, 0.43 s at 4096 tokens). Not on a GPU, where one large batch is
 # (a 266M Qwen2 in bfloat16 on an H200: 0.11 s in one batch, 0.27 s at 4096 tokens).
 SCORE_TOKENS_PER_BATCH = 4096
-
-
-def _progress(enabled: bool) -> Any:
-    """A transient rich progress display, or a null context yielding None."""
-    if not enabled:
-        return contextlib.nullcontext(None)
-    from rich.progress import Progress
-
-    return Progress(transient=True)
 
 
 class TransformersBackend:
@@ -188,9 +180,8 @@ class TransformersBackend:
         with (
             torch.inference_mode(),
             self._selected(adapter) as model,
-            _progress(self.progress) as progress,
+            progress_bar("generating", len(batches), self.progress, unit="batches") as advance,
         ):
-            task = progress.add_task("generating", total=len(batches)) if progress else None
             for batch in batches:
                 enc = self.tokenizer(
                     [texts[i] for i in batch],
@@ -210,8 +201,7 @@ class TransformersBackend:
                         sample_index = row % n_return if repeat == 1 else r
                         results.append(Generation(prompt_index, sample_index, text, len(kept)))
                         total_tokens += len(kept)
-                if progress is not None:
-                    progress.update(task, advance=1)
+                advance()
 
         self.last_stats = GenerationStats(
             tokens=total_tokens, seconds=time.perf_counter() - started,

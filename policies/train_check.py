@@ -40,7 +40,7 @@ def precompute_pays_off(dpo: DPOSpec, fsdp: bool = False) -> bool:
 
 
 def dpo_config_kwargs(
-    dpo: DPOSpec, output_dir: str, *, on_cpu: bool, bf16_supported: bool, progress: bool, fsdp: bool = False
+    dpo: DPOSpec, output_dir: str, *, on_cpu: bool, bf16_supported: bool, fsdp: bool = False
 ) -> dict[str, Any]:
     """Every ``DPOConfig`` keyword argument of a job: tether's fixed fields, its defaults, ``dpo.trl``."""
     from trl import DPOConfig
@@ -61,7 +61,7 @@ def dpo_config_kwargs(
         "save_strategy": "no",
         "logging_strategy": "steps",
         "logging_steps": 1,
-        "disable_tqdm": not progress,
+        "disable_tqdm": True,  # tether draws its own bar (policies/progress.py), on stderr
         "use_cpu": on_cpu,
         "seed": dpo.seed,
         "learning_rate": dpo.learning_rate,
@@ -149,7 +149,7 @@ def training_problems(lora: LoraSpec, dpo: DPOSpec, device: str = "auto") -> lis
     with tempfile.TemporaryDirectory(prefix="tether-check-") as tmp, warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
-            DPOConfig(**dpo_config_kwargs(dpo, tmp, on_cpu=True, bf16_supported=False, progress=False))
+            DPOConfig(**dpo_config_kwargs(dpo, tmp, on_cpu=True, bf16_supported=False))
         except (ValueError, TypeError, KeyError) as err:
             problems.append(f"training.trl: DPOConfig refuses these settings: {err}")
     return problems

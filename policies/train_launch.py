@@ -71,12 +71,13 @@ def launch_train_job(
     import torch  # the thread count this process chose (set before any job runs)
 
     env.setdefault("OMP_NUM_THREADS", str(torch.get_num_threads()))
-    # With progress the child's bars go to this console, so stderr is not captured.
+    # With progress the child's bar goes to this process's stderr, so stderr is not captured; stdout is
+    # never the child's (a command's stdout holds only what it promises, e.g. `run <RUN_ID>`).
     proc = subprocess.run(
         cmd,
         check=False,
         env=env,
-        stdout=None if progress else subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
         stderr=None if progress else subprocess.PIPE,
         text=True,
         timeout=timeout,

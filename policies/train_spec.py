@@ -48,7 +48,7 @@ TETHER_SET_FIELDS: Mapping[str, str] = {
     "save_strategy": "tether saves the final adapter itself, atomically",
     "logging_strategy": "tether reads every step's log for its metrics",
     "logging_steps": "tether reads every step's log for its metrics",
-    "disable_tqdm": "progress bars follow tether's own progress option",
+    "disable_tqdm": "tether draws its own progress bar (on stderr, per optimizer step)",
     "push_to_hub": "tether never uploads an adapter",
     "dataloader_num_workers": "worker processes would fork the agent's process",
     "model_init_kwargs": "tether loads the base model itself (model.dtype, training.quantization)",

@@ -60,6 +60,8 @@ from policies.loading import (
     progress_bars,
     resolve_device,
 )
+from policies.progress import Advance
+from policies.progress import bar as progress_bar
 from policies.train_check import dpo_config_kwargs, spec_problems
 from policies.train_spec import (
     ALL_LINEAR,
@@ -205,7 +207,7 @@ def _dpo_trainer_class() -> type:
     return DPOTrainer
 
 
-def _dpo_config(job: TrainJob, work_dir: str, progress: bool) -> Any:
+def _dpo_config(job: TrainJob, work_dir: str) -> Any:
     from accelerate import DistributedType
     from trl import DPOConfig
 
@@ -214,7 +216,7 @@ def _dpo_config(job: TrainJob, work_dir: str, progress: bool) -> Any:
 
     def config(fsdp: bool) -> Any:
         return DPOConfig(**dpo_config_kwargs(job.dpo, work_dir, on_cpu=on_cpu, bf16_supported=bf16_supported,
-                                             progress=progress, fsdp=fsdp))
+                                             fsdp=fsdp))
 
     # Whether `accelerate launch` runs FSDP is known once a config has set up the distributed state.
     first = config(fsdp=False)
@@ -249,12 +251,11 @@ def _load_model(job: TrainJob, config: Any) -> Any:
 
 
 @contextmanager
-def _tqdm_disabled(disabled: bool) -> Iterator[None]:
-    """TRL's reference log-prob pass shows a tqdm bar unless $TQDM_DISABLE is set (it does not read
-    ``disable_tqdm``); without progress, it is set while the trainer is built, then restored."""
+def _tqdm_disabled() -> Iterator[None]:
+    """TRL's reference log-prob pass shows a tqdm bar (on stdout's terminal, in another style) unless
+    $TQDM_DISABLE is set (it does not read ``disable_tqdm``): set while the trainer is built, then restored."""
     before = os.environ.get("TQDM_DISABLE")
-    if disabled:
-        os.environ["TQDM_DISABLE"] = "1"
+    os.environ["TQDM_DISABLE"] = "1"
     try:
         yield
     finally:
@@ -278,13 +279,13 @@ def _with_reference(job: TrainJob, config: Any, model: Any, ref_state: dict[str,
     return peft_model, fresh
 
 
-def _make_trainer(job: TrainJob, config: Any, model: Any, tokenizer: Any, dataset: Any, progress: bool,
+def _make_trainer(job: TrainJob, config: Any, model: Any, tokenizer: Any, dataset: Any,
                   with_reference: bool = False) -> Any:
     """A DPOTrainer on the plain base model with the job's LoRA config, or (with_reference) on a model
     already wrapped by `_with_reference`, from which TRL makes its "ref" adapter."""
     from transformers import PrinterCallback
 
-    with _tqdm_disabled(not progress):
+    with _tqdm_disabled():
         trainer = _dpo_trainer_class()(
             model=model,
             ref_model=None,
@@ -293,9 +294,28 @@ def _make_trainer(job: TrainJob, config: Any, model: Any, tokenizer: Any, datase
             processing_class=tokenizer,
             peft_config=None if with_reference else job.lora.to_lora_config(),
         )
-    if not progress:
-        trainer.remove_callback(PrinterCallback)  # it prints every log dict to stdout
+    trainer.remove_callback(PrinterCallback)  # it prints every log dict to stdout; the bar shows the loss
     return trainer
+
+
+def _step_bar(advance: Advance) -> Any:
+    """A TrainerCallback that feeds the training bar: its length when training starts, one step per
+    optimizer step, the loss of each logged step."""
+    from transformers import TrainerCallback
+
+    class StepBar(TrainerCallback):
+        def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            advance(0, total=state.max_steps)
+
+        def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            advance()
+
+        def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, float] | None = None,
+                   **kwargs: Any) -> None:
+            if logs and "loss" in logs:
+                advance(0, loss=logs["loss"])
+
+    return StepBar()
 
 
 def _check_reference(peft_model: Any, ref_state: dict[str, torch.Tensor], path: str | None) -> None:
@@ -356,11 +376,11 @@ def _train(job: TrainJob, progress: bool) -> tuple[int, dict[str, float], tuple[
         dataset = _to_dataset(pairs, conversational)
         work_dir = tempfile.mkdtemp(prefix="tether-dpo-")
         try:
-            config = _dpo_config(job, work_dir, progress)
+            config = _dpo_config(job, work_dir)
             model, fresh = _load_model(job, config), None
             if ref_state is not None:
                 model, fresh = _with_reference(job, config, model, ref_state)
-            trainer = _make_trainer(job, config, model, tokenizer, dataset, progress, ref_state is not None)
+            trainer = _make_trainer(job, config, model, tokenizer, dataset, ref_state is not None)
             # The reference is the base model through the disabled adapter, or through the frozen "ref"
             # adapter holding the job's reference adapter: never a second model copy.
             peft_model = trainer.accelerator.unwrap_model(trainer.model)
@@ -383,7 +403,9 @@ def _train(job: TrainJob, progress: bool) -> tuple[int, dict[str, float], tuple[
                     f"every pair in {job.pairs_path} has a prompt of >= max_length="
                     f"{job.dpo.max_length} tokens; nothing to train on"
                 )
-            output = trainer.train()
+            with progress_bar("training", None, progress, unit="steps", fields={"loss": float("nan")}) as advance:
+                trainer.add_callback(_step_bar(advance))
+                output = trainer.train()
             save_adapter(trainer, output_dir)
             log = trainer.state.log_history
             return int(trainer.state.global_step), _final_metrics(log, output.training_loss), _step_history(log)

@@ -345,14 +345,17 @@ def gated_workspace(tmp_path_factory: pytest.TempPathFactory, tiny_world_model_d
                     keys_dir: Path) -> tuple[Path, str, str]:
     """(home, run_id, approval_id): a real run on the tiny model, paused at round 1's gate (2 rounds
     budgeted), on a clock of its own (SESSION_BUILDS). Read-only: tests work on `clone_workspace` copies, which
-    is also a moved workspace."""
+    is also a moved workspace. Started with `--progress`; its stdout and stderr are kept beside the workspace
+    (run.stdout, run.stderr) for the progress bars' test."""
     from memory import Store
 
     home = tmp_path_factory.mktemp("gated") / "ws"
     init_workspace(home)
     write_test_config(home, tiny_world_model_dir, controller={"rounds": 2})
-    result = tether_cli(home, "run")
+    result = tether_cli(home, "run", "--progress")
     assert result.returncode == 0, result.stderr
+    (home.parent / "run.stdout").write_text(result.stdout)
+    (home.parent / "run.stderr").write_text(result.stderr)
     run_id = result.stdout.split()[1]
     with Store(home / "tether.db") as store:
         approval_id = store.approvals(status="pending")[0].id

@@ -56,7 +56,10 @@ def test_killed_run_shows_failed_and_resumes_without_duplicating_work(workspace_
 def test_two_processes_cannot_drive_one_run(workspace_home: Path) -> None:
     model = yaml.safe_load((workspace_home / "config.yaml").read_text())["model"]["base"]
     write_test_config(workspace_home, model, controller={"rounds": 1})
-    run_id = tether_cli(workspace_home, "run", check=True).stdout.split()[1]
+    started = tether_cli(workspace_home, "run", check=True)
+    run_id = started.stdout.split()[1]
+    # stderr is no terminal and --progress was not given: no bars; stdout holds only `run <RUN_ID>`
+    assert started.stdout == f"run {run_id}\n" and "━" not in started.stderr
     store = Store(workspace_home / "tether.db")
     tether_cli(workspace_home, "approve", store.approvals(status="pending")[0].id, "--by", "alice", "--accept-not-met",
                check=True)

@@ -116,8 +116,8 @@ def test_a_signal_read_by_two_rules_is_shown_once_with_both_thresholds(store: St
         block = _decision_block(notebook.render(store, "run-1", verbose=verbose), "train")
         lines = [line for line in block if "trained_rounds_without_heldout_gain" in line]
         assert len(lines) == 1, block
-        assert lines[0].strip() == ("trained_rounds_without_heldout_gain 2 < 4 ok (controller.stop.patience), "
-                                    "≥ 2 FIRED (controller.add_adversarial.plateau_rounds)")
+        assert lines[0].strip() == ("trained_rounds_without_heldout_gain 2 < 4 ok (controller.stop.patience) and "
+                                    "2 ≥ 2 FIRED (controller.add_adversarial.plateau_rounds)")
 
 
 def test_an_ok_line_names_each_setting_when_two_rules_read_one_signal() -> None:
@@ -125,7 +125,7 @@ def test_an_ok_line_names_each_setting_when_two_rules_read_one_signal() -> None:
         _check("trained_rounds_without_heldout_gain", 0, ">=", 3, "stop.patience"),
         _check("trained_rounds_without_heldout_gain", 0, ">=", 2, "regenerate_prompts.plateau_rounds")])
     (only,) = merged
-    assert only.compact() == ("trained_rounds_without_heldout_gain 0 < 3 (controller.stop.patience) and < 2 "
+    assert only.compact() == ("trained_rounds_without_heldout_gain 0 < 3 (controller.stop.patience) and 0 < 2 "
                               "(controller.regenerate_prompts.plateau_rounds)")
     (single,) = notebook.merged_checks([_check("pairs", 60, "<", 1, "min_pairs")])
     assert single.compact() == "pairs 60 ≥ 1"

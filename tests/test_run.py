@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
+import typer
 import yaml
 
 from agent.config import load_config
@@ -231,3 +232,19 @@ def test_resume_refuses_when_an_invariant_changed(workspace_home: Path, edit: st
     result = tether_cli(workspace_home, "resume", outcome.run_id)
     assert result.returncode == 1 and expected in result.stderr
     assert store.get_run(outcome.run_id).active_checkpoint == f"{outcome.run_id}-base"
+
+
+def test_a_run_terminated_inside_a_node_says_so_without_a_traceback_or_a_fault_to_fix(
+        capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    """SIGTERM while a node runs (the gate's case is above): the node's Terminated is the failure's cause."""
+    from agent.cli.main import _failed
+    from agent.run.runner import RunFailedError
+    from agent.run.terminate import Terminated
+
+    err = RunFailedError("run-x", "terminated by SIGTERM (resumable: `tether resume`)")
+    err.__cause__ = Terminated("terminated by SIGTERM (resumable: `tether resume`)")
+    with pytest.raises(typer.Exit) as exit_:
+        _failed(err, tmp_path)
+    said = capsys.readouterr().err
+    assert exit_.value.exit_code == 1 and "terminated by SIGTERM" in said and "tether resume run-x" in said
+    assert "Traceback" not in said and "Fix the cause" not in said

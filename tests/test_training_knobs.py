@@ -44,7 +44,7 @@ def test_every_field_tether_sets_is_refused_in_trl() -> None:
 
     names = {f.name for f in dataclasses.fields(DPOConfig)}
     assert set(TETHER_SET_FIELDS) <= names
-    fixed = dpo_config_kwargs(FAST_DPO, "out", on_cpu=True, bf16_supported=False, progress=False)
+    fixed = dpo_config_kwargs(FAST_DPO, "out", on_cpu=True, bf16_supported=False)
     tether_defaults = {"bf16", "fp16", "activation_checkpointing", "precompute_ref_log_probs"}
     assert set(fixed) - tether_defaults <= set(TETHER_SET_FIELDS)
     for key in TETHER_SET_FIELDS:
@@ -203,7 +203,7 @@ def test_trl_knobs_reach_the_trainer(tiny_random_model_dir: Path, tmp_path: Path
 def test_precompute_default_follows_the_loss_and_the_epochs() -> None:
     def default(**fields: Any) -> bool:
         spec = TrainingConfig(**fields).dpo_spec(seed=0)
-        return dpo_config_kwargs(spec, "o", on_cpu=True, bf16_supported=False, progress=False)[
+        return dpo_config_kwargs(spec, "o", on_cpu=True, bf16_supported=False)[
             "precompute_ref_log_probs"]
 
     assert default(epochs=3) is True  # the shipped config: the reference is read in every pass

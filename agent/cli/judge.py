@@ -174,6 +174,7 @@ def _audit_one_judge(ctx: typer.Context, judge: str, cfg: TetherConfig, config_p
     from agent.run.runner import ensure_model  # heavy (torch, langgraph): after usage checks
     from agent.run.services import backend_settings
     from policies.generation import make_backend
+    from policies.progress import wanted as bars_wanted
     from policies.threads import apply_threads
     from tether_types import SamplingSpec
 
@@ -207,7 +208,7 @@ def _audit_one_judge(ctx: typer.Context, judge: str, cfg: TetherConfig, config_p
                               "calibration": None if audit.calibration is None else audit.calibration.to_json()},
                      "plot": audit.plot}
             return audit.report, built.spec(), model_ref, timings, extra
-        model_ref = ensure_model(workspace(ctx), cfg, say, progress=True)
+        model_ref = ensure_model(workspace(ctx), cfg, say, progress=bars_wanted(None))
         try:
             probe_set = world.audit_probes(seed=cfg.seed if seed is None else seed, n=count)
         except WorldError as err:

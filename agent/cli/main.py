@@ -36,12 +36,14 @@ from agent.config import MAX_ROUNDS, MAX_SEED, default_config_yaml
 from agent.review import notebook
 from agent.run.lifecycle import LifecycleError, reconfigure
 from agent.run.locks import is_driven
+from agent.run.terminate import Terminated
 from agent.run.workspace import environment_problem
 from guardrails import amendments, gate, keys, reviewers, trust
 from guardrails.constitution import ConstitutionError, default_constitution_yaml, load_constitution
 from guardrails.errors import GateError
 from memory import Run, Store
 from memory.base import BUSY_TIMEOUT_MS
+from policies.progress import wanted as bars_wanted
 
 if TYPE_CHECKING:
     from agent.run.runner import Outcome, RunFailedError
@@ -58,6 +60,9 @@ app = typer.Typer(
 )
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")]
+ProgressOpt = Annotated[bool | None, typer.Option(
+    "--progress/--no-progress", help="Progress bars on stderr for the model build, sampling, judging, training "
+    "(per step) and evaluation (default: when stderr is a terminal).")]
 
 
 @app.callback()
@@ -175,6 +180,7 @@ def run(
     from_checkpoint: Annotated[str | None, typer.Option(
         "--from", help="Start from this approved adapter of an earlier run (same base model); the lineage is "
         "recorded and its signed approval keeps vouching for it.")] = None,
+    progress: ProgressOpt = None,
 ) -> None:
     """Start a run. Prints `run <RUN_ID>`; runs until it stops or reaches the approval gate."""
     from agent.run.runner import ModelNotFoundError, RunFailedError, RunStartError, start_run
@@ -196,7 +202,7 @@ def run(
         fail(f"invalid constitution: {err}")
     try:
         outcome = start_run(ws, store, cfg, say=_say_run, wait=wait, rebuild_model=rebuild_model,
-                            from_checkpoint=from_checkpoint, fault=fault)
+                            from_checkpoint=from_checkpoint, fault=fault, progress=bars_wanted(progress))
     except (ModelNotFoundError, RunStartError, GateError) as err:
         fail(f"{err}; nothing was started")
     except RunFailedError as err:
@@ -206,9 +212,13 @@ def run(
 
 def _failed(err: RunFailedError, home: Path) -> NoReturn:
     """An unexpected failure inside a node: show where (the traceback, or one line for a full disk or an
-    unwritable workspace), then how to go on."""
+    unwritable workspace), then how to go on. A stop from outside (SIGTERM, Ctrl-C) is no fault to show or
+    fix: the message says what stopped the run and how it goes on."""
     cause = err.__cause__
-    if cause is not None and not isinstance(cause, KeyboardInterrupt):
+    if isinstance(cause, KeyboardInterrupt | Terminated):
+        fail(f"{err}; nothing is lost: `tether resume {err.run_id}` continues from the last completed step.",
+             EXIT_CHECK_FAILED)
+    if cause is not None:
         problem = environment_problem(cause, home)
         if problem:
             say(problem)
@@ -233,6 +243,7 @@ def resume(
     config: Annotated[Path | None, typer.Option(
         "--config", help="New settings for the rounds to come (a paused or failed run; the model, world, seed, "
         "evaluation, held-out prompts and approvals stay fixed). Logged as a config change and audited.")] = None,
+    progress: ProgressOpt = None,
 ) -> None:
     """Continue a paused, failed or interrupted run from its last completed step."""
     from agent.run.runner import RunFailedError, resume_run
@@ -242,7 +253,7 @@ def resume(
     if config is not None:
         _reconfigure(store, run_id, config)
     try:
-        outcome = resume_run(ws, store, run_id, say=say, wait=wait, fault=fault)
+        outcome = resume_run(ws, store, run_id, say=say, wait=wait, fault=fault, progress=bars_wanted(progress))
     except RunFailedError as err:
         _failed(err, ws.home)
     except ConstitutionError as err:

@@ -65,8 +65,9 @@ class SignalCheck:
         return self.status == "could_not_check"
 
     def statement(self, keys: bool = True) -> str:
-        """`pairs 60 ≥ 1 ok`, `length_score_corr 0.967 > 0.6 FIRED`, with both thresholds when two rules
-        read the signal; `COULD NOT CHECK x (why)` when it had no value."""
+        """`pairs 60 ≥ 1 ok`, `length_score_corr 0.967 > 0.6 FIRED`; when two rules read the signal, one clause
+        per threshold, each with the value (`x 2 < 4 ok (a) and 2 ≥ 2 FIRED (b)`: `2 < 4, ≥ 2` read as
+        nothing); `COULD NOT CHECK x (why)` when it had no value."""
         if self.unchecked:
             acted = " -> treated as fired" if self.fired else ""
             rules = "; ".join(f"{_SYMBOL.get(t.op, t.op)} {t.threshold:.3g}" + (f", {t.key()}" if keys and t.key()
@@ -77,18 +78,19 @@ class SignalCheck:
         for t in self.thresholds:
             relation = _SYMBOL.get(t.op, t.op) if t.fired else _NEGATION.get(t.op, f"not {t.op}")
             where = f" ({t.key()})" if keys and t.key() else ""
-            parts.append(f"{relation} {t.threshold:.3g} {'FIRED' if t.fired else 'ok'}{where}")
-        return f"{self.signal} {self.value:.3g} " + ", ".join(parts)
+            parts.append(f"{self.value:.3g} {relation} {t.threshold:.3g} {'FIRED' if t.fired else 'ok'}{where}")
+        return f"{self.signal} " + " and ".join(parts)
 
     def compact(self) -> str:
         """The statement without its verdict words, for a line headed `ok:` or `could not check:`."""
         if self.unchecked:
             return f"{self.signal} ({self.reason})"
-        # With two thresholds (two rules read the signal) each names its setting: `0 < 3, < 2` said nothing.
+        # With two thresholds (two rules read the signal) each clause has the value and names its setting:
+        # `0 < 3, < 2` said nothing.
         named = len(self.thresholds) > 1
-        relations = " and ".join(f"{_NEGATION.get(t.op, t.op)} {t.threshold:.3g}"
+        relations = " and ".join(f"{self.value:.3g} {_NEGATION.get(t.op, t.op)} {t.threshold:.3g}"
                                  + (f" ({t.key()})" if named and t.key() else "") for t in self.thresholds)
-        return f"{self.signal} {self.value:.3g} {relations}"
+        return f"{self.signal} {relations}"
 
 
 def merged_checks(checks: Sequence[dict[str, Any]]) -> list[SignalCheck]:

@@ -83,7 +83,7 @@ class RunStartError(TetherError, ValueError):
     exit_code = EXIT_USAGE
 
 
-def ensure_model(ws: Workspace, config: TetherConfig, say: Say, progress: bool = True, *,
+def ensure_model(ws: Workspace, config: TetherConfig, say: Say, progress: bool = False, *,
                  rebuild: bool = False) -> str:
     """What a run loads (`from_pretrained` takes it). The model `model.base: world` names is built into the
     workspace by the world, with a message and a progress bar, on the threads the run chooses
@@ -151,7 +151,7 @@ def _require_constitution_file(ws: Workspace, version: ConstitutionVersion) -> N
 
 
 def start_run(ws: Workspace, store: Store, config: TetherConfig, *, say: Say, wait: bool,
-              progress: bool = True, rebuild_model: bool = False, from_checkpoint: str | None = None,
+              progress: bool = False, rebuild_model: bool = False, from_checkpoint: str | None = None,
               fault: Fault | None = None) -> Outcome:
     """A new run; with `from_checkpoint`, it starts from that approved adapter of an earlier run. `fault`
     is the kill tests' fault injection (agent/run/faults.py)."""
@@ -195,7 +195,7 @@ def start_run(ws: Workspace, store: Store, config: TetherConfig, *, say: Say, wa
                  fault=fault)
 
 
-def resume_run(ws: Workspace, store: Store, run_id: str, *, say: Say, wait: bool, progress: bool = True,
+def resume_run(ws: Workspace, store: Store, run_id: str, *, say: Say, wait: bool, progress: bool = False,
                fault: Fault | None = None) -> Outcome:
     run = store.get_run(run_id)
     if run is None:
@@ -232,7 +232,7 @@ def _check_recorded_constitution(store: Store, run: Run) -> None:
 
 
 def drive(ws: Workspace, store: Store, run_id: str, initial: dict[str, Any] | None, *, say: Say,
-          wait: bool, progress: bool = True, fault: Fault | None = None) -> Outcome:
+          wait: bool, progress: bool = False, fault: Fault | None = None) -> Outcome:
     """Run the graph until it stops, fails, or pauses at the gate (and, with wait, past it)."""
     with run_lock(ws, run_id), terminate_as_exception():
         run = store.get_run(run_id)

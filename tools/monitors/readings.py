@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -87,33 +87,43 @@ def _family_values(plugin: FamilyMonitor, obs: RoundObservation) -> dict[str, di
     return out
 
 
-def run_monitors(monitors: Iterable[Built[Monitor]], obs: RoundObservation) -> Readings:
+def run_monitors(monitors: Iterable[Built[Monitor]], obs: RoundObservation,
+                 done: Callable[[], None] = lambda: None) -> Readings:
     """Every monitor on `obs`; one that fails records its keys as could-not-check and the rest go on.
-    A family monitor's per-family values are merged into `by_family`; if it fails it adds none."""
+    A family monitor's per-family values are merged into `by_family`; if it fails it adds none. `done` is
+    called after each monitor (a progress bar's step)."""
     values: dict[MonitorKey, float] = {}
     missing: dict[MonitorKey, str] = {}
     by_family: dict[str, dict[FamilyKey, float]] = {}
     for built in monitors:
         declared = declared_keys(built)
-        try:
-            out = dict(built.plugin.compute(obs))
-            undeclared = sorted(str(k) for k in out if k not in declared)
-            if undeclared:
-                raise ValueError(f"returned undeclared key(s) {', '.join(undeclared)} (declared: "
-                                 f"{', '.join(declared)})")
-            groups = _family_values(built.plugin, obs) if isinstance(built.plugin, FamilyMonitor) else {}
-        except Exception as err:  # a plug-in's failure: recorded per key below, the round goes on
-            reason = f"monitor {built.name} failed: {type(err).__name__}: {err}"
-            log.warning("%s; its keys are recorded as could not check", reason)
-            missing.update(dict.fromkeys(declared, reason))
-            continue
-        for name, value in out.items():
-            key = MonitorKey(name)
-            if _finite(value):
-                values[key] = float(value)
-            else:
-                missing[key] = f"monitor {built.name} gave {value!r}, not a finite number"
-        for family, group in groups.items():
-            by_family.setdefault(family, {}).update(group)
+        _run_one(built, obs, declared, values, missing, by_family)
+        done()
     # A key two monitors emit (embedding_available) is could-not-check only if neither gave it.
     return Readings(values, {k: why for k, why in missing.items() if k not in values}, by_family)
+
+
+def _run_one(built: Built[Monitor], obs: RoundObservation, declared: tuple[MonitorKey, ...],
+             values: dict[MonitorKey, float], missing: dict[MonitorKey, str],
+             by_family: dict[str, dict[FamilyKey, float]]) -> None:
+    """One monitor's values into `values` / `missing` / `by_family`."""
+    try:
+        out = dict(built.plugin.compute(obs))
+        undeclared = sorted(str(k) for k in out if k not in declared)
+        if undeclared:
+            raise ValueError(f"returned undeclared key(s) {', '.join(undeclared)} (declared: "
+                             f"{', '.join(declared)})")
+        groups = _family_values(built.plugin, obs) if isinstance(built.plugin, FamilyMonitor) else {}
+    except Exception as err:  # a plug-in's failure: recorded per key below, the round goes on
+        reason = f"monitor {built.name} failed: {type(err).__name__}: {err}"
+        log.warning("%s; its keys are recorded as could not check", reason)
+        missing.update(dict.fromkeys(declared, reason))
+        return
+    for name, value in out.items():
+        key = MonitorKey(name)
+        if _finite(value):
+            values[key] = float(value)
+        else:
+            missing[key] = f"monitor {built.name} gave {value!r}, not a finite number"
+    for family, group in groups.items():
+        by_family.setdefault(family, {}).update(group)

@@ -71,7 +71,7 @@ def train_candidate(state: RoundState, runtime: Runtime[RunContext]) -> Update:
     )
     with ctx.timed("train"):
         ctx.verify_base()
-        result = launch_train_job(job, t.launcher, workdir=out_dir.parent)
+        result = launch_train_job(job, t.launcher, workdir=out_dir.parent, progress=ctx.progress)
     ck, problem = candidates.register_candidate(ctx.store, run_id, round_no, candidate_id, result.adapter_dir,
                                                 run.active_checkpoint, result.metrics)
     ctx.tracker.log(round_no, {f"train/{k}": v for k, v in result.metrics.items()})

@@ -20,6 +20,7 @@ from agent.run.splits import REPORTED, VALIDATION, EvaluatedSplit, heldout_slice
 from agent.run.state import RoundState
 from guardrails.checks import Probe, checked_on_heldout_by_rules, violation_rates
 from memory import NewSample
+from policies.progress import bar as progress_bar
 from tether_types import Prompt, SamplingSpec
 from tools.judges import JudgeItem
 
@@ -34,13 +35,16 @@ def evaluate(state: RoundState, runtime: Runtime[RunContext]) -> Update:
     sides = {"candidate": ck.id, "active": ck.parent}
     sets = ctx.evaluation_sets()
     if sets is None:  # a run evaluated before the split: its one held-out set, read and reported alike
-        prompts = heldout_slice(ctx.taskset, ctx.config.prompts.heldout)
-        evaluations = {REPORTED: {s: _evaluate_checkpoint(ctx, state, c, prompts, "heldout") for s, c in sides.items()}}
+        plan = {REPORTED: (heldout_slice(ctx.taskset, ctx.config.prompts.heldout), "heldout")}
     else:
-        evaluations = {VALIDATION: {s: _evaluate_checkpoint(ctx, state, c, list(sets.validation), "validation")
-                                    for s, c in sides.items()},
-                       REPORTED: {s: _evaluate_checkpoint(ctx, state, c, list(sets.test), "test")
-                                  for s, c in sides.items()}}
+        plan = {VALIDATION: (list(sets.validation), "validation"), REPORTED: (list(sets.test), "test")}
+    evaluations: dict[str, dict[str, dict[str, Any]]] = {key: {} for key in plan}
+    # one step per checkpoint and split: (candidate, active) x (validation, test)
+    with progress_bar("evaluating", len(plan) * len(sides), ctx.progress, unit="checkpoint x split") as advance:
+        for key, (prompts, split) in plan.items():
+            for side, checkpoint_id in sides.items():
+                evaluations[key][side] = _evaluate_checkpoint(ctx, state, checkpoint_id, prompts, split)
+                advance()
     ctx.store.update_checkpoint(ck.id, metrics={**(ck.metrics or {}), **evaluations})
     for key, prefix in ((REPORTED, "test" if sets is not None else "heldout"), (VALIDATION, "validation")):
         if key in evaluations:

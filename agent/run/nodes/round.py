@@ -20,6 +20,7 @@ from agent.run.state import RoundState
 from guardrails import amendments
 from guardrails.constitution import verify_pinned
 from memory import Judgment, NewJudgment, NewPair, NewSample, Pair, Run, Sample
+from policies.progress import bar as progress_bar
 from tether_types import SamplingSpec
 from tools.judges import JudgeItem, PairItem, compare
 from tools.monitors import RoundObservation, run_monitors
@@ -138,8 +139,12 @@ def judge(state: RoundState, runtime: Runtime[RunContext]) -> Update:
         return {}
     samples = ctx.store.samples(run_id, round_no, split="train")
     built = ctx.judge
-    with ctx.timed("judge"):
+    # One step per answer, but the judge scores the round in one call (its budgets are per call), so the
+    # bar moves once, at the end; its clock shows the judge is at work meanwhile.
+    with ctx.timed("judge"), progress_bar(f"judging ({built.name})", len(samples), ctx.progress,
+                                          unit="answers") as advance:
         verdicts = built.plugin.score([JudgeItem(s.prompt, s.response) for s in samples])
+        advance(len(verdicts))
     rows = [
         NewJudgment(sample_id=s.id, judge=built.name, score=v.score, valid=v.valid, raw=v.raw,
                     details=dict(v.details))
@@ -265,9 +270,13 @@ def monitor(state: RoundState, runtime: Runtime[RunContext]) -> Update:
     the controller treats a missing safety signal as fired."""
     ctx = runtime.context
     run_id, round_no = state["run_id"], state["round"]
-    with ctx.timed("monitor"):
+    monitors = ctx.monitors
+    # one step for the observation (it scores the samples under the base model) and one per monitor
+    with ctx.timed("monitor"), progress_bar("monitoring", len(monitors) + 1, ctx.progress,
+                                            unit="steps") as advance:
         obs = _observe(ctx, run_id, round_no)
-        readings = run_monitors(ctx.monitors, obs)
+        advance()
+        readings = run_monitors(monitors, obs, done=advance)
     ctx.store.upsert_round(run_id, round_no, monitors=readings.to_json())
     ctx.tracker.log(round_no, readings.values)
     return {}

@@ -27,6 +27,8 @@ from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
 from policies.loading import progress_bars
+from policies.progress import bar as progress_bar
+from policies.progress import wanted
 from policies.threads import ThreadsSetting, TorchThreads, scoped_threads
 from tether_types import EXIT_USAGE, TetherError
 from tools.worlds.tiny.corpus import DEFAULT_SOURCES, CorpusSource, JudgmentSource, PromptWritingSource, build_corpus
@@ -135,19 +137,14 @@ def lr_at(step: int, spec: TinySpec) -> float:
 
 def _train(model: LlamaForCausalLM, examples: list[tuple[list[int], list[int]]],
            pad_id: int, spec: TinySpec, progress: bool) -> list[float]:
-    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
-
     opt = torch.optim.AdamW(model.parameters(), lr=spec.learning_rate, betas=(0.9, 0.95),
                             weight_decay=0.05)
     rng = random.Random(f"tether-tiny-pack/{spec.seed}")
     batches: list[tuple[torch.Tensor, ...]] = []
     losses: list[float] = []
     model.train()
-    bar = Progress(TextColumn("[bold]pre-training tiny model"), BarColumn(),
-                   TextColumn("{task.completed}/{task.total} loss {task.fields[loss]:.3f}"),
-                   TimeRemainingColumn(), disable=not progress, transient=False)
-    with bar:
-        task = bar.add_task("train", total=spec.steps, loss=float("nan"))
+    with progress_bar("pre-training the tiny model", spec.steps, progress, unit="steps",
+                      fields={"loss": float("nan")}) as advance:
         for step in range(spec.steps):
             if not batches:  # new epoch: re-pack with a fresh shuffle so rows differ
                 ids, labels, pos = pack_rows(examples, spec.seq_len, pad_id, rng)
@@ -165,7 +162,7 @@ def _train(model: LlamaForCausalLM, examples: list[tuple[list[int], list[int]]],
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             opt.step()
             losses.append(loss.item())
-            bar.update(task, advance=1, loss=sum(losses[-20:]) / len(losses[-20:]))
+            advance(loss=sum(losses[-20:]) / len(losses[-20:]))
     model.eval()
     return losses
 
@@ -333,7 +330,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     spec = replace(TinySpec(), steps=args.steps, seed=args.seed)
     try:
-        path = ensure_tiny_model(args.out_dir, spec, progress=not args.quiet, rebuild=args.force,
+        path = ensure_tiny_model(args.out_dir, spec, progress=wanted(False if args.quiet else None), rebuild=args.force,
                                  threads=args.threads)
     except IncompleteModelError as err:
         parser.error(f"{err} (--force rebuilds it)")

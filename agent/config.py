@@ -382,8 +382,11 @@ def load_config(path: Path) -> TetherConfig:
     inputs = config.inputs.anchored(folder)
     if names_files_in(world.name, world.settings, folder):  # only then: an unneeded root only widens what it reads
         inputs = inputs.with_root(folder)
+    training = config.training
+    if training.distributed is not None:
+        training = training.model_copy(update={"distributed": training.distributed.anchored(folder)})
     return config.model_copy(update={
-        "inputs": inputs, "world": world,
+        "inputs": inputs, "world": world, "training": training,
         "model": config.model.model_copy(update={"base": anchored_model(config.model.base, folder, WORLD_MODEL)})})
 
 

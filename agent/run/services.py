@@ -170,7 +170,7 @@ class RunServices:
                 dtype=config.model.dtype,
                 batch_size=gen.batch_size,
                 progress=self.settings.progress,
-                **({"batching": gen.batching} if gen.backend == "transformers" else {}),
+                **({"batching": gen.batching, "workers": gen.workers} if gen.backend == "transformers" else {}),
             )
 
     # -- the world and the plug-ins built from the settings --------------------------------------------

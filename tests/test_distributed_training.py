@@ -142,3 +142,16 @@ def test_validate_passes_zero3_with_offload_but_for_what_this_machine_lacks(tmp_
     too_many = distributed_problems(replace(spec, strategy="ddp", config_file=None), on_cpu=False, gpus=2,
                                     batch_size=4, grad_accum=1)
     assert too_many and "2 GPU(s) are visible" in too_many[0]
+
+
+def test_the_preflight_reads_the_deepspeed_file_next_to_the_config(tmp_path: Path) -> None:
+    from agent.config import load_config
+    from agent.run.preflight import preflight
+
+    (tmp_path / "ds.json").write_text(json.dumps({"zero_optimization": {"stage": 1}}), encoding="utf-8")
+    (tmp_path / "config.yaml").write_text("model: {device: cpu}\ntraining:\n  launcher: accelerate\n  distributed:\n"
+                                          "    {num_processes: 2, strategy: deepspeed, config_file: ds.json}\n")
+    findings = {f.check: f for f in preflight(load_config(tmp_path / "config.yaml"), None)}
+    problems = findings["distributed"].problems
+    assert any("needs CUDA GPUs (accelerate launches DeepSpeed only on GPUs)" in p for p in problems)
+    assert any(p.startswith(f"{tmp_path / 'ds.json'}: zero_optimization.stage must be 2 or 3") for p in problems)

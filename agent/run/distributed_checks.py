@@ -33,8 +33,9 @@ def distributed_problems(spec: DistributedSpec, *, on_cpu: bool, gpus: int, batc
     """Every problem with running ``spec`` here, one line each with its fix; empty when it can run."""
     problems: list[str] = []
     if on_cpu and spec.strategy != "ddp":
-        problems.append(f"{WHERE}.strategy {spec.strategy} needs CUDA GPUs (accelerate shards with FSDP and "
-                        "DeepSpeed only there; on the CPU it would train with DDP): use strategy ddp on the CPU")
+        why = ("accelerate sets FSDP up only on GPUs; on the CPU it would train with DDP" if spec.strategy == "fsdp"
+               else "accelerate launches DeepSpeed only on GPUs")
+        problems.append(f"{WHERE}.strategy {spec.strategy} needs CUDA GPUs ({why}): use strategy ddp on the CPU")
     elif not on_cpu and spec.num_processes > gpus:
         problems.append(f"{WHERE}.num_processes is {spec.num_processes} but {gpus} GPU(s) are visible here: one "
                         "process a GPU, so set num_processes to at most the GPUs")

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from agent.config import GenerationConfig
-from policies.adapters import adapter_sha256
+from policies.adapters import ADAPTER_WEIGHTS_NAME, AdapterIntegrityError, adapter_sha256
 from policies.generation import TransformersBackend, make_backend
 from policies.sharded import ShardedBackend, shards
 from tether_types import AdapterRef, SamplingSpec
@@ -41,6 +41,10 @@ def test_two_workers_sample_exactly_what_one_process_samples(tiny_random_model_d
         got = [sharded.generate(PROMPTS, a, s) for a, s in ((None, SPEC), (adapter, SPEC), (None, greedy))]
         assert sharded.last_stats is not None and sharded.last_stats.tokens == sum(g.n_tokens for g in got[2])
         assert sharded.base_logprobs(PROMPTS, [g.text for g in got[0][:: SPEC.n]]) == pytest.approx(scores, abs=1e-5)
+        weights = adapter.path / ADAPTER_WEIGHTS_NAME  # each worker re-verifies the adapter it samples with
+        weights.write_bytes(weights.read_bytes()[:-1] + b"\0")
+        with pytest.raises(AdapterIntegrityError):
+            sharded.generate(PROMPTS, adapter, SPEC)
     assert got == expected
     assert got[0] != got[1]  # the adapter was applied in the workers
     assert len({g.text for g in got[0]}) > len(PROMPTS)  # sampled: a prompt's samples differ

@@ -102,7 +102,7 @@ class RowSampler(LogitsProcessor):
         tokens = torch.searchsorted(cdf, (u * cdf[:, -1])[:, None]).clamp(max=probs.shape[-1] - 1)
         chosen = torch.full_like(scores, -math.inf)
         chosen.scatter_(1, tokens, 0.0)
-        return chosen  # type: ignore[return-value]
+        return chosen
 
 
 def decode(
@@ -117,9 +117,9 @@ def decode(
     """Generate for a left-padded batch. ``config.num_return_sequences`` rows come back per input row
     (next to each other), as from ``generate``. With ``draws`` each row samples from its own generator."""
     if batching == "static":
-        rows = list(range(input_ids.shape[0] * (config.num_return_sequences or 1)))
+        every_row = list(range(input_ids.shape[0] * (config.num_return_sequences or 1)))
         out = model.generate(input_ids=input_ids, attention_mask=attention_mask, generation_config=config,
-                             logits_processor=_processors(draws, rows))
+                             logits_processor=_processors(draws, every_row))
         new = out[:, input_ids.shape[1] :]
         return Decoded(new.tolist(), new.shape[0] * new.shape[1])
     if batching != "compact":

@@ -296,14 +296,9 @@ class TransformersBackend:
 def make_backend(
     name: Literal["transformers", "vllm"], model_ref: str, **kwargs: Any
 ) -> GenerationBackend:
-    """Build a generation backend by name; ``kwargs`` go to its constructor. transformers with ``workers`` > 1:
-    sampled on that many worker processes (policies/sharded.py), sharing this process's torch threads."""
+    """Build a generation backend by name; ``kwargs`` go to its constructor. (The transformers backend on several
+    worker processes is :class:`policies.sharded.ShardedBackend`, which builds this one in each.)"""
     if name == "transformers":
-        workers = int(kwargs.pop("workers", 1))
-        if workers > 1:
-            from policies.sharded import ShardedBackend
-
-            return ShardedBackend(model_ref, workers, torch.get_num_threads(), **kwargs)
         return TransformersBackend(model_ref, **kwargs)
     if name == "vllm":
         from policies.vllm_backend import VLLMBackend

@@ -10,7 +10,7 @@ import torch
 
 from agent.config import GenerationConfig
 from policies.adapters import ADAPTER_WEIGHTS_NAME, AdapterIntegrityError, adapter_sha256
-from policies.generation import TransformersBackend, make_backend
+from policies.generation import TransformersBackend
 from policies.sharded import ShardedBackend, shards
 from tether_types import AdapterRef, SamplingSpec
 
@@ -36,8 +36,7 @@ def test_two_workers_sample_exactly_what_one_process_samples(tiny_random_model_d
     with TransformersBackend(str(tiny_random_model_dir), device="cpu") as one:
         expected = [one.generate(PROMPTS, a, s) for a, s in ((None, SPEC), (adapter, SPEC), (None, greedy))]
         scores = one.base_logprobs(PROMPTS, [g.text for g in expected[0][:: SPEC.n]])
-    with make_backend("transformers", str(tiny_random_model_dir), device="cpu", workers=2) as sharded:
-        assert isinstance(sharded, ShardedBackend)
+    with ShardedBackend(str(tiny_random_model_dir), 2, torch.get_num_threads(), device="cpu") as sharded:
         got = [sharded.generate(PROMPTS, a, s) for a, s in ((None, SPEC), (adapter, SPEC), (None, greedy))]
         assert sharded.last_stats is not None and sharded.last_stats.tokens == sum(g.n_tokens for g in got[2])
         assert sharded.base_logprobs(PROMPTS, [g.text for g in got[0][:: SPEC.n]]) == pytest.approx(scores, abs=1e-5)

@@ -31,6 +31,7 @@ from guardrails.errors import TransientError
 from memory import Run, Store
 from policies.artifacts import ModelIntegrityError, model_folder, verify_model
 from policies.generation import GenerationBackend, make_backend
+from policies.sharded import ShardedBackend
 from tether_types import Prompt
 from tools.judges import Judge
 from tools.monitors import MONITORS, Monitor
@@ -163,15 +164,15 @@ class RunServices:
         gen = config.generation
         with self.meter.timed("load_model"):
             self.verify_base()
-            return make_backend(
-                gen.backend,
-                self.model_ref,
-                device=config.model.device,
-                dtype=config.model.dtype,
-                batch_size=gen.batch_size,
-                progress=self.settings.progress,
-                **({"batching": gen.batching, "workers": gen.workers} if gen.backend == "transformers" else {}),
-            )
+            kwargs: dict[str, Any] = {"device": config.model.device, "dtype": config.model.dtype,
+                                      "batch_size": gen.batch_size, "progress": self.settings.progress}
+            if gen.backend == "transformers" and gen.workers > 1:
+                import torch  # the threads this run chose (model.threads), shared by the workers
+
+                return ShardedBackend(self.model_ref, gen.workers, torch.get_num_threads(), batching=gen.batching,
+                                      **kwargs)
+            return make_backend(gen.backend, self.model_ref,
+                                **kwargs, **({"batching": gen.batching} if gen.backend == "transformers" else {}))
 
     # -- the world and the plug-ins built from the settings --------------------------------------------
 

@@ -366,8 +366,11 @@ def load_config(path: Path) -> TetherConfig:
     if controller.policy_file:  # a config's paths are its folder's
         anchored = folder / Path(controller.policy_file).expanduser()
         controller = controller.model_copy(update={"policy_file": str(anchored)})
+    training = config.training
+    if training.distributed is not None:
+        training = training.model_copy(update={"distributed": training.distributed.anchored(folder)})
     return config.model_copy(update={
-        "inputs": inputs, "world": world, "controller": controller,
+        "inputs": inputs, "world": world, "controller": controller, "training": training,
         "model": config.model.model_copy(update={"base": anchored_model(config.model.base, folder, WORLD_MODEL)})})
 
 

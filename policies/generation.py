@@ -20,7 +20,7 @@ from transformers import GenerationConfig
 
 from policies.adapters import verify_adapter
 from policies.chat import eos_token_ids, format_prompt, has_chat_template
-from policies.decoding import BATCHINGS, Batching, decode
+from policies.decoding import BATCHINGS, Batching, RowDraws, decode, row_generator
 from policies.loading import attach_adapter, load_base_model, load_tokenizer, resolve_device
 from policies.progress import bar as progress_bar
 from tether_types import AdapterRef, Generation, GenerationStats, SamplingSpec
@@ -142,8 +142,10 @@ class TransformersBackend:
         if spec.greedy:
             kwargs["do_sample"] = False
         else:
-            # top_k=0 (off) also disables transformers' default top-k of 50 (vLLM applies none either).
-            kwargs.update(do_sample=True, temperature=spec.temperature, top_p=spec.top_p, top_k=spec.top_k)
+            # Temperature, top-k and top-p are applied by each row's RowSampler (policies/decoding.py), which
+            # leaves one token for transformers' sampler to take; top_k=0 disables transformers' default top-k of
+            # 50 (vLLM applies none either).
+            kwargs.update(do_sample=True, temperature=1.0, top_p=1.0, top_k=0)
         return GenerationConfig(**kwargs)
 
     def _trim(self, new_tokens: list[int]) -> list[int]:
@@ -158,6 +160,14 @@ class TransformersBackend:
         self, prompts: Sequence[str], adapter: AdapterRef | None, spec: SamplingSpec
     ) -> list[Generation]:
         """``spec.n`` responses per prompt, ordered by (prompt_index, sample_index)."""
+        return self.generate_from(prompts, adapter, spec, first_index=0)
+
+    def generate_from(
+        self, prompts: Sequence[str], adapter: AdapterRef | None, spec: SamplingSpec, first_index: int
+    ) -> list[Generation]:
+        """:meth:`generate` for prompts ``first_index``, ``first_index + 1``, ... of a round (a shard of it, in
+        policies/sharded.py): sample j of prompt i draws from the generator of (spec.seed, first_index + i, j),
+        so a prompt's samples are the same in any shard. The results' prompt indices count from 0."""
         if isinstance(prompts, str):
             raise TypeError("prompts must be a sequence of strings, not a single string")
         started = time.perf_counter()
@@ -176,7 +186,6 @@ class TransformersBackend:
         gen_config = self._generation_config(spec, n_return)
         total_tokens = decoded_tokens = slot_steps = 0
 
-        torch.manual_seed(spec.seed)
         with (
             torch.inference_mode(),
             self._selected(adapter) as model,
@@ -189,8 +198,11 @@ class TransformersBackend:
                     padding=True,
                     add_special_tokens=not templated,
                 ).to(self.device)
+                draws = None if spec.greedy else RowDraws(spec.temperature, spec.top_p, [
+                    row_generator(spec.seed, first_index + i, j) for i in batch for j in range(n_return)],
+                    spec.top_k)
                 out = decode(model, enc["input_ids"], enc["attention_mask"], gen_config, self._eos_ids,
-                             self.batching)
+                             self.batching, draws)
                 slot_steps += out.slot_steps
                 for row, tokens in enumerate(out.rows):
                     prompt_index = batch[row // n_return]
@@ -276,7 +288,8 @@ class TransformersBackend:
 def make_backend(
     name: Literal["transformers", "vllm", "server"], model_ref: str, **kwargs: Any
 ) -> GenerationBackend:
-    """Build a generation backend by name; ``kwargs`` go to its constructor."""
+    """Build a generation backend by name; ``kwargs`` go to its constructor. (The transformers backend on several
+    worker processes is :class:`policies.sharded.ShardedBackend`, which builds this one in each.)"""
     if name == "transformers":
         return TransformersBackend(model_ref, **kwargs)
     if name == "vllm":

@@ -40,9 +40,11 @@ def precompute_pays_off(dpo: DPOSpec, fsdp: bool = False) -> bool:
 
 
 def dpo_config_kwargs(
-    dpo: DPOSpec, output_dir: str, *, on_cpu: bool, bf16_supported: bool, fsdp: bool = False
+    dpo: DPOSpec, output_dir: str, *, on_cpu: bool, bf16_supported: bool, fsdp: bool = False,
+    ddp_timeout: int | None = None,
 ) -> dict[str, Any]:
-    """Every ``DPOConfig`` keyword argument of a job: tether's fixed fields, its defaults, ``dpo.trl``."""
+    """Every ``DPOConfig`` keyword argument of a job: tether's fixed fields, its defaults, ``dpo.trl``.
+    ``ddp_timeout``: seconds a collective waits on the other processes (None: transformers' 30 minutes)."""
     from trl import DPOConfig
 
     names = {f.name for f in dataclasses.fields(DPOConfig)}
@@ -75,6 +77,7 @@ def dpo_config_kwargs(
         "ld_alpha": dpo.ld_alpha,
         "dataloader_num_workers": 0,
         "push_to_hub": False,
+        **({} if ddp_timeout is None else {"ddp_timeout": ddp_timeout}),
     }
     # DPOSpec refuses trl keys tether sets (TETHER_SET_FIELDS); fixed fields win regardless.
     return {**defaults, **trl, **fixed}

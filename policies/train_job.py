@@ -40,16 +40,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: invalid train job spec {args.spec}: {exc}", file=sys.stderr)
         return 2
 
+    # torch's @record writes a rank's traceback where torchrun (accelerate launch on several processes) reads it,
+    # so the launch fails with the failed rank's error; outside torchrun it only re-raises. Imports torch: only now.
+    from torch.distributed.elastic.multiprocessing.errors import record
+
+    record(_train)(job, args.result or result_path_for(args.spec), args.progress)
+    return 0
+
+
+def _train(job: TrainJob, result_path: Path, progress: bool) -> None:
     from policies.training import run_train_job  # imports torch and trl: after the spec is read
 
-    result = run_train_job(job, progress=args.progress)
-
+    result = run_train_job(job, progress=progress)
     if _is_main_process():
-        result_path = args.result or result_path_for(args.spec)
         tmp = result_path.with_name(f".{result_path.name}.tmp")
         tmp.write_text(result.to_json(), encoding="utf-8")
         os.replace(tmp, result_path)
-    return 0
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ import uuid
 from pathlib import Path
 from typing import Literal
 
+from policies.distributed import failure_text, free_port, launch_args, launch_env
 from policies.train_spec import TrainJob, TrainJobError, TrainResult, result_path_for
 
 
@@ -30,13 +31,18 @@ def launch_train_job(
     timeout: float | None = None,
 ) -> TrainResult:
     """Run ``job`` in-process, as ``python -m policies.train_job SPEC`` or under
-    ``accelerate launch -m policies.train_job SPEC``.
+    ``accelerate launch -m policies.train_job SPEC``; a job with ``distributed`` runs under accelerate on that
+    many processes (policies/distributed.py) and needs ``launcher="accelerate"``.
 
     The spec (paths made absolute) is written to ``workdir/train_job-<id>.json``; the job writes
     its result next to it (``train_job-<id>.result.json``), which is read back. A non-zero exit
-    raises :class:`TrainJobError` with the tail of stderr. ``timeout`` (seconds) is passed to
+    raises :class:`TrainJobError` with the tail of stderr (of several processes: the first failed rank's
+    traceback, as torchrun reports it). ``timeout`` (seconds) is passed to
     ``subprocess.run``. ``workdir`` is unused in-process.
     """
+    if job.distributed is not None and launcher != "accelerate":
+        raise ValueError(f"a job on {job.distributed.num_processes} processes runs under accelerate launch, "
+                         f"not launcher {launcher!r}: set training.launcher: accelerate")
     if launcher == "inprocess":
         from policies import training  # torch and TRL, in this process: only now
 
@@ -62,7 +68,8 @@ def launch_train_job(
         accelerate = str(sibling) if sibling.is_file() else shutil.which("accelerate")
         if accelerate is None:
             raise TrainJobError("launcher 'accelerate' needs the `accelerate` command on PATH")
-        cmd = [accelerate, "launch", *job_args]
+        spread = [] if job.distributed is None else launch_args(job.distributed, free_port())
+        cmd = [accelerate, "launch", *spread, *job_args]
 
     env = dict(os.environ)
     root = str(_project_root())
@@ -71,6 +78,9 @@ def launch_train_job(
     import torch  # the thread count this process chose (set before any job runs)
 
     env.setdefault("OMP_NUM_THREADS", str(torch.get_num_threads()))
+    if job.distributed is not None:
+        on_cpu = job.device == "cpu" or not torch.cuda.is_available()
+        env.update(launch_env(job.distributed, on_cpu, torch.get_num_threads()))
     # With progress the child's bar goes to this process's stderr, so stderr is not captured; stdout is
     # never the child's (a command's stdout holds only what it promises, e.g. `run <RUN_ID>`).
     proc = subprocess.run(
@@ -86,7 +96,7 @@ def launch_train_job(
         if proc.stderr is None:
             tail = "(stderr went to the console)"
         else:
-            tail = "\n".join(proc.stderr.strip().splitlines()[-30:])
+            tail = failure_text(proc.stderr)
         raise TrainJobError(
             f"training job {spec_path} failed with exit code {proc.returncode} ({' '.join(cmd[:3])} ...)"
             f":\n{tail}"

@@ -55,6 +55,11 @@ TETHER_SET_FIELDS: Mapping[str, str] = {
     "trust_remote_code": "model files are data, never code",
     "sync_ref_model": "the reference is the base model (the adapter disabled), or the job's reference adapter "
                       "(a pair strategy's `reference: parent`, tools/pairs)",
+    "ddp_timeout": "set training.distributed.timeout_s instead",
+    "ddp_backend": "accelerate picks it (gloo on the CPU, nccl on GPUs)",
+    "fsdp": "set training.distributed.strategy: fsdp (and its config_file) instead",
+    "fsdp_config": "set training.distributed.config_file (an accelerate config) instead",
+    "deepspeed": "set training.distributed.strategy: deepspeed and its config_file instead",
 }
 
 
@@ -100,6 +105,31 @@ def trl_problems(trl: Mapping[str, Any]) -> list[str]:
         else:
             problems.extend(_value_problems(f"trl.{key}", value))
     return problems
+
+
+Strategy = Literal["ddp", "fsdp", "deepspeed"]
+STRATEGIES: tuple[str, ...] = get_args(Strategy)
+
+
+@dataclass(frozen=True)
+class DistributedSpec:
+    """How many processes train the job under ``accelerate launch`` and how they share it.
+    ``config_file``: an accelerate config (YAML; ddp, fsdp) or a DeepSpeed JSON (deepspeed), absolute or None.
+    ``timeout_s``: how long a collective (all-reduce, barrier) waits for the other processes before the job
+    fails: a rank that hangs ends the job instead of holding the others forever."""
+
+    num_processes: int
+    strategy: Strategy
+    config_file: str | None
+    timeout_s: int
+
+    def __post_init__(self) -> None:
+        if self.num_processes < 1:
+            raise ValueError(f"DistributedSpec.num_processes must be >= 1, got {self.num_processes}")
+        if self.strategy not in STRATEGIES:
+            raise ValueError(f"DistributedSpec.strategy must be one of {', '.join(STRATEGIES)}, got {self.strategy!r}")
+        if self.timeout_s < 1:
+            raise ValueError(f"DistributedSpec.timeout_s must be >= 1, got {self.timeout_s}")
 
 
 ALL_LINEAR = "all-linear"  # PEFT's shorthand for every linear layer but the output head
@@ -203,6 +233,7 @@ class TrainJob:
     ``init_adapter`` (both or neither); without it the reference is the base model, the adapter disabled.
     ``device``: ``"cpu"`` forces the CPU; anything else (``"auto"``, ``"cuda"``) lets the Trainer /
     accelerate place the model (one GPU per process under ``accelerate launch``).
+    ``distributed``: the job runs on that many processes under ``accelerate launch`` (None: one process).
     """
 
     base_model: str
@@ -215,6 +246,7 @@ class TrainJob:
     init_adapter_sha256: str | None = None
     ref_adapter: str | None = None
     ref_adapter_sha256: str | None = None
+    distributed: DistributedSpec | None = None
 
     def __post_init__(self) -> None:
         if (self.init_adapter is None) != (self.init_adapter_sha256 is None):
@@ -247,6 +279,8 @@ class TrainJob:
             output_dir=str(absolute(self.output_dir)),
             init_adapter=absolute(self.init_adapter),
             ref_adapter=absolute(self.ref_adapter),
+            distributed=None if self.distributed is None else replace(
+                self.distributed, config_file=absolute(self.distributed.config_file)),
         )
 
     @classmethod
@@ -261,7 +295,9 @@ class TrainJob:
             raise ValueError(f"TrainJob fields missing: {sorted(missing)}")
         lora = dict(data.pop("lora"))
         dpo = dict(data.pop("dpo"))
-        return cls(lora=LoraSpec(**lora), dpo=DPOSpec(**dpo), **data)
+        dist = data.pop("distributed", None)
+        return cls(lora=LoraSpec(**lora), dpo=DPOSpec(**dpo),
+                   distributed=None if dist is None else DistributedSpec(**dist), **data)
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2, sort_keys=True, allow_nan=False)

@@ -51,6 +51,7 @@ from policies.adapters import (
     adapter_sha256,
     read_verified_adapter,
 )
+from policies.distributed import join_processes, strategy_problem
 from policies.loading import (
     apply_adapter_weights,
     known_deprecations_silenced,
@@ -213,14 +214,18 @@ def _dpo_config(job: TrainJob, work_dir: str) -> Any:
 
     on_cpu = resolve_device(job.device).type == "cpu"
     bf16_supported = torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    timeout = None if job.distributed is None else job.distributed.timeout_s
+    if timeout is not None and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        join_processes(on_cpu, timeout)
 
     def config(fsdp: bool) -> Any:
         return DPOConfig(**dpo_config_kwargs(job.dpo, work_dir, on_cpu=on_cpu, bf16_supported=bf16_supported,
-                                             fsdp=fsdp))
+                                             fsdp=fsdp, ddp_timeout=timeout))
 
     # Whether `accelerate launch` runs FSDP is known once a config has set up the distributed state.
     first = config(fsdp=False)
     return config(fsdp=True) if first.distributed_state.distributed_type == DistributedType.FSDP else first
+
 
 
 def _load_model(job: TrainJob, config: Any) -> Any:
@@ -390,6 +395,10 @@ def _train(job: TrainJob, progress: bool) -> tuple[int, dict[str, float], tuple[
             if not isinstance(peft_model, PeftModel) or list(peft_model.peft_config) != adapters:
                 raise RuntimeError(f"DPOTrainer did not wrap the model with the LoRA adapters {adapters}: "
                                    f"{list(getattr(peft_model, 'peft_config', {}))}")
+            if job.distributed is not None:
+                problem = strategy_problem(job.distributed, trainer)
+                if problem is not None:  # before any step: never a job trained some other way than asked
+                    raise RuntimeError(f"training job refused: {problem}")
             if ref_state is not None:
                 _check_reference(peft_model, ref_state, job.ref_adapter)
             # Precomputed reference log-probs (built with the trainer) are unaffected: they come from the

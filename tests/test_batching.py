@@ -138,14 +138,11 @@ def test_unknown_batching_is_refused(tiny_random_model_dir: Path) -> None:
         TransformersBackend(str(tiny_random_model_dir), device="cpu", batching="dynamic")  # type: ignore[arg-type]
 
 
-def test_first_segment_samples_as_static(world_backends: dict[str, TransformersBackend],
-                                         world_prompts: list[str]) -> None:
-    """Until the first rows are dropped, compact draws the same random numbers as static: rows that end
-    in the first segment are the same answers. (After it, a smaller batch consumes the stream differently.)"""
+def test_compact_samples_as_static(world_backends: dict[str, TransformersBackend], world_prompts: list[str]) -> None:
+    """Each row draws from its own generator (seeded per prompt and sample, policies/decoding.py), so dropping
+    finished rows from the batch changes no one's draws: compact samples exactly what static samples."""
     spec = SamplingSpec(n=K, max_new_tokens=40, temperature=1.0, top_p=0.95, seed=3)
     static = world_backends["static"].generate(world_prompts, None, spec)
     compact = world_backends["compact"].generate(world_prompts, None, spec)
-    assert static != compact  # the honest part: sampled answers differ once rows are dropped
-    shortest = min(g.n_tokens for g in static)
-    first_to_end = [(s, c) for s, c in zip(static, compact, strict=True) if s.n_tokens == shortest]
-    assert first_to_end and all(s == c for s, c in first_to_end)
+    assert len({g.n_tokens for g in static}) > 1  # rows ended at different steps: compaction dropped some
+    assert compact == static

@@ -97,6 +97,7 @@ def preflight(config: TetherConfig, model_folder: Path | None,
         ("device", lambda: _device(config)),
         ("memory", lambda: _memory(config, model)),
         ("training", lambda: _training(config)),
+        ("distributed", lambda: _distributed(config)),
         ("judges", lambda: _judges(config)),
         ("endpoints", lambda: _endpoints(config)),
         ("generation", lambda: _served(config)),
@@ -305,6 +306,25 @@ def _served(config: TetherConfig) -> Iterator[str | Elsewhere]:
 
     for problem in probe_problems(**server.model_dump()):
         yield _here(config, problem)
+
+
+def _distributed(config: TetherConfig) -> Iterator[str | Note]:
+    """`training.distributed` against this machine and its config file (agent/run/distributed_checks.py)."""
+    t = config.training
+    if t.distributed is None:
+        return
+    import torch
+
+    from agent.run.distributed_checks import distributed_problems
+
+    on_cpu = config.model.device == "cpu" or not torch.cuda.is_available()
+    spec = t.distributed.spec()
+    found = distributed_problems(spec, on_cpu=on_cpu, gpus=torch.cuda.device_count(), batch_size=t.batch_size,
+                                 grad_accum=t.grad_accum)
+    yield from found
+    if not found:
+        yield Note(f"{spec.num_processes} {spec.strategy} processes on {'the CPU' if on_cpu else 'GPUs'}, "
+                   f"{spec.num_processes * t.batch_size * t.grad_accum} pairs a step")
 
 
 def judge_specs(config: TetherConfig) -> Iterator[tuple[str, str, dict[str, Any]]]:

@@ -31,6 +31,7 @@ from guardrails.errors import TransientError
 from memory import Run, Store
 from policies.artifacts import ModelIntegrityError, model_folder, verify_model
 from policies.generation import GenerationBackend, make_backend
+from policies.sharded import ShardedBackend
 from tether_types import Prompt
 from tools.judges import Judge
 from tools.monitors import MONITORS, Monitor
@@ -163,6 +164,11 @@ class RunServices:
         gen = config.generation
         with self.meter.timed("load_model"):
             self.verify_base()
+            if gen.backend == "transformers" and gen.workers > 1:
+                import torch  # the threads this run chose (model.threads), shared by the workers
+
+                return ShardedBackend(self.model_ref, gen.workers, torch.get_num_threads(),
+                                      progress=self.settings.progress, **backend_settings(config))
             return make_backend(gen.backend, self.model_ref, progress=self.settings.progress,
                                 **backend_settings(config))
 

@@ -66,6 +66,12 @@ class GenerationConfig(_Section):
         "compact", description="transformers: compact = drop rows from the batch as they end; static = every row "
         "decodes until the longest ends (the path before compaction, for comparison).",
     )
+    workers: int = Field(
+        1, ge=1, le=64,
+        description="transformers: worker processes a round's prompts are split over, 1 to 64, each loading the "
+        "model once and taking its share of model.threads; every sample is the one a single process draws "
+        "(seeded per prompt and sample). 1 = sample in the run's process.",
+    )
     server: ServerConfig | None = Field(
         None, description="The completions server backend 'server' samples on (required by it, refused otherwise).",
     )
@@ -78,4 +84,7 @@ class GenerationConfig(_Section):
         if self.backend != "server" and self.server is not None:
             raise ValueError(f"generation.server is set but backend is {self.backend!r}: set backend: server, or "
                              "remove the server section")
+        if self.workers > 1 and self.backend != "transformers":
+            raise ValueError(f"workers splits the transformers backend's prompts over processes; backend "
+                             f"{self.backend} shards on its own: set workers to 1")
         return self

@@ -7,6 +7,7 @@ from typing import Any, Literal
 from pydantic import Field, field_validator, model_validator
 
 from agent.sections.base import MAX_BATCH, _Section
+from agent.sections.distributed import DistributedConfig
 from policies.train_spec import LOSS_TYPES, DPOSpec, LoraSpec, LossType, loss_type_problems, trl_problems
 
 
@@ -16,7 +17,12 @@ class TrainingConfig(_Section):
     launcher: Literal["inprocess", "subprocess", "accelerate"] = Field(
         "inprocess",
         description="How the TRL job runs: in this process, as `python -m policies.train_job`, or "
-        "under `accelerate launch` (DDP/FSDP/DeepSpeed across devices).",
+        "under `accelerate launch` (one process, or as many as `distributed` says).",
+    )
+    distributed: DistributedConfig | None = Field(
+        None,
+        description="Train the round's job on several processes under `accelerate launch` (needs launcher: "
+        "accelerate): num_processes, strategy (ddp | fsdp | deepspeed), config_file, timeout_s. null: one process.",
     )
     lora_r: int = Field(8, ge=1, le=1024, description="LoRA rank, at most 1024.")
     lora_alpha: int = Field(16, ge=1, le=4096, description="LoRA scaling alpha, at most 4096.")
@@ -80,6 +86,9 @@ class TrainingConfig(_Section):
         losses = [self.loss_type] if isinstance(self.loss_type, str) else self.loss_type
         if self.loss_weights is not None and len(self.loss_weights) != len(losses):
             problems.append(f"loss_weights has {len(self.loss_weights)} weights for {len(losses)} loss types")
+        if self.distributed is not None and self.launcher != "accelerate":
+            problems.append(f"distributed runs the job under accelerate launch: set launcher: accelerate (it is "
+                            f"{self.launcher})")
         if problems:
             raise ValueError("; ".join(problems))
         return self

@@ -68,6 +68,7 @@ def train_candidate(state: RoundState, runtime: Runtime[RunContext]) -> Update:
         lora=t.lora_spec(),
         dpo=with_chosen_nll(t.dpo_spec(seed=ctx.config.seed + round_no), pair_chosen_nll(ctx, round_no)),
         device=ctx.config.model.device,
+        distributed=None if t.distributed is None else t.distributed.spec(),
     )
     with ctx.timed("train"):
         ctx.verify_base()

@@ -317,13 +317,15 @@ def _distributed(config: TetherConfig) -> Iterator[str | Note]:
 
     from agent.run.distributed_checks import distributed_problems
 
-    on_cpu = config.model.device == "cpu" or not torch.cuda.is_available()
     spec = t.distributed.spec()
-    found = distributed_problems(spec, on_cpu=on_cpu, gpus=torch.cuda.device_count(), batch_size=t.batch_size,
-                                 grad_accum=t.grad_accum)
+    elsewhere = for_a_gpu_elsewhere(config)  # a GPU machine's config checked here: its GPUs are counted there
+    on_cpu = not elsewhere and (config.model.device == "cpu" or not torch.cuda.is_available())
+    gpus = spec.num_processes if elsewhere else torch.cuda.device_count()
+    found = distributed_problems(spec, on_cpu=on_cpu, gpus=gpus, batch_size=t.batch_size, grad_accum=t.grad_accum)
     yield from found
     if not found:
-        yield Note(f"{spec.num_processes} {spec.strategy} processes on {'the CPU' if on_cpu else 'GPUs'}, "
+        where = "the CPU" if on_cpu else "GPUs" + (" (as many as it needs: counted where it runs)" if elsewhere else "")
+        yield Note(f"{spec.num_processes} {spec.strategy} processes on {where}, "
                    f"{spec.num_processes * t.batch_size * t.grad_accum} pairs a step")
 
 

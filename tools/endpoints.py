@@ -99,18 +99,25 @@ def _merged(group: list[Use]) -> tuple[str, Probe]:
     return who, probe
 
 
+def api_key(api_key_env: str | None) -> str | None:
+    """The key an endpoint is called with: the value of the variable `api_key_env` names, "EMPTY" (what `vllm
+    serve` accepts) when none is named, None when the named variable is unset or empty (each caller says so
+    in its own terms)."""
+    if not api_key_env:
+        return "EMPTY"
+    return os.environ.get(api_key_env) or None
+
+
 def _ask(probe: Probe) -> str | None:
     """Why the endpoint is of no use to the probe's user, with the fix; None when it answered usefully."""
-    api_key = "EMPTY"  # what `vllm serve` accepts when no key is configured
-    if probe.api_key_env:
-        api_key = os.environ.get(probe.api_key_env, "")
-        if not api_key:
-            return (f"environment variable {probe.api_key_env} (api_key_env) is not set: export the key in the "
-                    "shell that runs tether")
+    key = api_key(probe.api_key_env)
+    if key is None:
+        return (f"environment variable {probe.api_key_env} (api_key_env) is not set: export the key in the "
+                "shell that runs tether")
     from openai import OpenAI  # only with an endpoint to probe: a local-only run never loads it
 
     try:
-        client = OpenAI(base_url=probe.base_url, api_key=api_key, timeout=min(probe.timeout, PROBE_TIMEOUT),
+        client = OpenAI(base_url=probe.base_url, api_key=key, timeout=min(probe.timeout, PROBE_TIMEOUT),
                         max_retries=0)
         answer = _request(client, probe)
     except Exception as err:  # refused, timed out, HTTP error, a reply that is not chat-completions JSON

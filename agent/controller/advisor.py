@@ -7,14 +7,13 @@ an endpoint that fails, is advice the policy logs and overrules (fail closed).
 
 from __future__ import annotations
 
-import os
 import re
 
 from agent.controller.policy import Advice, ControllerInput, RoundSignals
 from agent.interventions import interventions
 from agent.sections.controller import AdvisorConfig, ControllerSettings
 from tether_types import Action
-from tools.endpoints import Probe, describe_error
+from tools.endpoints import Probe, api_key, describe_error
 
 # What the advisor may propose: train, or an intervention that lets it (`advisable`), in their order.
 ADVISABLE: tuple[Action, ...] = ("train", *(spec.name for spec in interventions() if spec.advisable))
@@ -58,13 +57,13 @@ def ask_advisor(cfg: ControllerSettings, inp: ControllerInput) -> Advice:
     assert cfg.advisor is not None
     adv = cfg.advisor
     source = f"advisor {adv.model}"
-    api_key = os.environ.get(adv.api_key_env, "") if adv.api_key_env else "EMPTY"
-    if not api_key:
+    key = api_key(adv.api_key_env)
+    if key is None:
         return Advice("", f"no advice: environment variable {adv.api_key_env} is not set", source)
     from openai import OpenAI
 
     try:
-        client = OpenAI(base_url=adv.base_url, api_key=api_key, timeout=adv.timeout, max_retries=0)
+        client = OpenAI(base_url=adv.base_url, api_key=key, timeout=adv.timeout, max_retries=0)
         reply = client.chat.completions.create(
             model=adv.model, messages=[{"role": "user", "content": advisor_prompt(inp)}], temperature=0.0,
             max_tokens=ADVICE_TOKENS,

@@ -16,11 +16,10 @@ its reason, never an exception mid-round.
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
-from tools.endpoints import Probe, describe_error
+from tools.endpoints import Probe, api_key, describe_error
 from tools.judges.base import JUDGES, JudgeItem, ScoresCompare, Verdict
 from tools.judges.fanout import RoundBudget, ask_concurrently, check_concurrency
 from tools.registry import PluginSettingsError
@@ -118,11 +117,9 @@ def moderation_judge(
 
     if send not in ("response", "exchange"):
         raise PluginSettingsError(f"judge 'moderation': send must be 'response' or 'exchange', got {send!r}")
-    api_key = "EMPTY"
-    if api_key_env:
-        api_key = os.environ.get(api_key_env, "")
-        if not api_key:
-            raise PluginSettingsError(f"judge 'moderation': environment variable {api_key_env} is not set")
-    client = OpenAI(base_url=base_url, api_key=api_key, timeout=timeout, max_retries=max_retries)
+    key = api_key(api_key_env)
+    if key is None:
+        raise PluginSettingsError(f"judge 'moderation': environment variable {api_key_env} is not set")
+    client = OpenAI(base_url=base_url, api_key=key, timeout=timeout, max_retries=max_retries)
     return ModerationJudge(client, model, send, timeout, check_concurrency(max_concurrency),
                            RoundBudget(max_requests_per_round, round_timeout))

@@ -13,12 +13,11 @@ with its reason: nothing raises mid-round.
 from __future__ import annotations
 
 import inspect
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from tools.endpoints import Probe
+from tools.endpoints import Probe, api_key
 from tools.judges.base import JUDGES
 from tools.judges.fanout import RoundBudget, ask_concurrently, check_concurrency
 from tools.judges.llm import Answer, LLMJudge, PairwiseMode, make_rubric
@@ -137,11 +136,9 @@ def openai_judge(
     budget = RoundBudget(max_requests_per_round, round_timeout)
     if seed is not None and type(seed) is not int:
         raise PluginSettingsError(f"judge 'openai': seed must be a whole number or null (not sent), got {seed!r}")
-    api_key = "EMPTY"
-    if api_key_env:
-        api_key = os.environ.get(api_key_env, "")
-        if not api_key:
-            raise PluginSettingsError(f"judge 'openai': environment variable {api_key_env} is not set")
-    client = OpenAI(base_url=base_url, api_key=api_key, timeout=timeout, max_retries=max_retries)
+    key = api_key(api_key_env)
+    if key is None:
+        raise PluginSettingsError(f"judge 'openai': environment variable {api_key_env} is not set")
+    client = OpenAI(base_url=base_url, api_key=key, timeout=timeout, max_retries=max_retries)
     asker = ChatAsker(client, ChatRequest(model, temperature, max_tokens, seed), timeout, workers, budget)
     return LLMJudge(asker, make_rubric(rubric, constitution), pairwise)

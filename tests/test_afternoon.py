@@ -4,15 +4,15 @@ candidate in the CLI, approves it in the desk with "then resume" ticked, has the
 two lines it changes and written without losing a comment, starts a second run from the approved adapter and
 rolls it back to its inherited start, exports the adapter for serving, and reads the run's log as sentences.
 
-Every step goes through the real `tether` process (from a folder that is not the workspace) or the desk's app
-(the Starlette app `tether ui` serves; tests/test_ui_loop.py drives the same pages in Chromium). One workspace,
-one round per run, the session's tiny model.
+Every step goes through the real CLI, from a folder that is neither the workspace nor the repository (`validate`
+and `run` as processes of their own, the quick commands through the same typer app in this process), or through
+the desk's app (the Starlette app `tether ui` serves; tests/test_ui_loop.py drives the same pages in Chromium).
+One workspace, one round per run, the session's tiny model.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
 import sys
@@ -20,8 +20,12 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
+from click.testing import Result
 from starlette.testclient import TestClient
+from typer.testing import CliRunner
 
+from agent.cli.main import app
 from agent.ui import create_app
 from conftest import load_factor, public_key_pem, signer
 from guardrails import amendments
@@ -29,6 +33,7 @@ from guardrails.constitution import default_constitution_yaml
 from memory import Store
 
 REPO = Path(__file__).resolve().parent.parent
+runner = CliRunner()
 RUN_MOVES_S = 600.0  # seconds for the desk's resume process to load the tiny model and finish its round, idle
 
 
@@ -43,20 +48,24 @@ def _own_constitution() -> str:
     return text
 
 
-def _tether(home: Path, cwd: Path, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-    """`tether --home HOME ARGS` as a person types it in `cwd`, on this checkout's code (PYTHONPATH, since the
-    folder it runs in is not the repository's)."""
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    return subprocess.run([sys.executable, "-m", "agent.cli", "--home", str(home), *args], cwd=cwd, env=env,
-                          input=stdin, capture_output=True, text=True, timeout=600 * load_factor())
+def _process(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """`tether --home HOME ARGS` in a process of its own, in the current folder (the test's other folder)."""
+    return subprocess.run([sys.executable, "-m", "agent.cli", "--home", str(home), *args], capture_output=True,
+                          text=True, timeout=600 * load_factor())
 
 
-def _ok(result: subprocess.CompletedProcess[str]) -> str:
-    assert result.returncode == 0, f"{result.args[4:]} exited {result.returncode}:\n{result.stderr}"
+def _tether(home: Path, *args: str, stdin: str | None = None) -> Result:
+    """A quick command in this process (no model is loaded): the same typer app, the same folder."""
+    return runner.invoke(app, ["--home", str(home), *args], input=stdin)
+
+
+def _ok(result: subprocess.CompletedProcess[str] | Result) -> str:
+    code = result.returncode if isinstance(result, subprocess.CompletedProcess) else result.exit_code
+    assert code == 0, f"exited {code}:\n{result.stdout}\n{result.stderr}"
     return result.stdout + result.stderr
 
 
-def _json(result: subprocess.CompletedProcess[str]) -> Any:
+def _json(result: Result) -> Any:
     _ok(result)
     return json.loads(result.stdout)
 
@@ -80,21 +89,25 @@ def _wait_until_stopped(home: Path, run_id: str) -> None:
     raise AssertionError(f"run {run_id} still {state} after its deadline; see {home / 'logs'}")
 
 
-def test_a_new_users_afternoon(tiny_world_model_dir: Path, tmp_path: Path) -> None:
+def test_a_new_users_afternoon(tiny_world_model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     started = time.monotonic()
     home, elsewhere = tmp_path / "ws", tmp_path / "elsewhere"
     elsewhere.mkdir()
+    # The user works in a folder that is neither the workspace nor the repository; the processes tether and the
+    # desk start there run this checkout's code.
+    monkeypatch.chdir(elsewhere)
+    monkeypatch.setenv("PYTHONPATH", str(REPO))
     own = tmp_path / "house.yaml"
     own.write_text(_own_constitution())
 
     # 1. A workspace founded on the user's own constitution; alice adds bob and carol by their public keys.
-    said = _ok(_tether(home, elsewhere, "init", "--reviewer", "alice", "--constitution", str(own)))
+    said = _ok(_tether(home, "init", "--reviewer", "alice", "--constitution", str(own)))
     assert "constitution v1" in said and "'house-rules', 2 invariants" in said
     assert (home / "constitution.yaml").read_text() == own.read_text()
     for name in ("bob", "carol"):
-        _ok(_tether(home, elsewhere, "reviewer", "add", name, "--by", "alice", "--public-key", "-",
+        _ok(_tether(home, "reviewer", "add", name, "--by", "alice", "--public-key", "-",
                     stdin=public_key_pem(name)))
-    shown = _json(_tether(home, elsewhere, "constitution", "show", "--json"))
+    shown = _json(_tether(home, "constitution", "show", "--json"))
     assert (shown["in_force"], shown["constitution"]["name"]) == (1, "house-rules")
 
     # 2. The model by a path relative to the config's folder, checked from another folder.
@@ -108,27 +121,27 @@ def test_a_new_users_afternoon(tiny_world_model_dir: Path, tmp_path: Path) -> No
         "evaluation: {max_new_tokens: 40}\n"
         "controller: {rounds: 1}\n"
         "tracking: {mode: disabled}\n")
-    said = _ok(_tether(home, elsewhere, "validate"))
+    said = _ok(_process(home, "validate"))
     assert f"model.base: {home / 'models' / 'tiny'}" in said
     assert re.search(r"memory: about [0-9.]+ GiB needed for a round", said), said
     assert "is valid" in said
 
     # 3. One round, paused at the gate; the candidate reviewed in the CLI.
-    run_id = _run_id(_tether(home, elsewhere, "run"))
+    run_id = _run_id(_process(home, "run"))
     candidate = f"{run_id}-r1"
-    pending = _json(_tether(home, elsewhere, "approvals", "--json"))
+    pending = _json(_tether(home, "approvals", "--json"))
     assert [(a["kind"], a["run_id"]) for a in pending] == [("checkpoint", run_id)]
     approval_id = pending[0]["id"]
-    review = _ok(_tether(home, elsewhere, "show", approval_id))
+    review = _ok(_tether(home, "show", approval_id))
     for expected in ("held-out test split", "oracle candidate", "invariants (absolute rate", "refuse-serious-harm",
                      "no-abuse", "target 0.200", "the judges that chose those pairs", f"{approval_id} --by NAME"):
         assert expected in review, expected
 
     # 4. The desk: alice approves with "then resume" ticked; the process it starts commits and stops the run.
-    app = create_app(home, reviewer=signer("alice"))
-    desk = TestClient(app, base_url="http://127.0.0.1")
-    desk.get(f"/?token={app.state.secrets.access}")
-    form = {"decision": "approve", "accept_not_met": "1", "resume": "1", "csrf_token": app.state.secrets.csrf}
+    console = create_app(home, reviewer=signer("alice"))
+    desk = TestClient(console, base_url="http://127.0.0.1")
+    desk.get(f"/?token={console.state.secrets.access}")
+    form = {"decision": "approve", "accept_not_met": "1", "resume": "1", "csrf_token": console.state.secrets.csrf}
     decided = desk.post(f"/approvals/{approval_id}/decide", data=form)
     assert decided.status_code == 200, decided.text
     assert f"{approval_id} approved by alice" in decided.text
@@ -149,38 +162,38 @@ def test_a_new_users_afternoon(tiny_world_model_dir: Path, tmp_path: Path) -> No
         draft = amendments.draft_over_refusal(current, version.content)
         assert draft is not None
         amendment = amendments.propose(store, draft[0], "agent draft", by=f"agent:{run_id}", run_id=run_id).id
-    diff = _json(_tether(home, elsewhere, "show", amendment, "--json"))["diff"]
+    diff = _json(_tether(home, "show", amendment, "--json"))["diff"]
     changed = [line for line in diff.splitlines() if line[:1] in "+-" and not line.startswith(("---", "+++"))]
     assert changed == ["-    text: Help with benign requests directly and correctly; refusing a harmless request "
                        "is a failure.", "-    weight: 0.8",
                        "+    text: Help with benign requests directly and correctly; refusing a harmless request "
                        f"is a failure. {amendments.OVER_REFUSAL_CLARIFICATION}", "+    weight: 1.0"], diff
-    assert "constitution v2 is in force" in _ok(_tether(home, elsewhere, "approve", amendment, "--by", "bob"))
+    assert "constitution v2 is in force" in _ok(_tether(home, "approve", amendment, "--by", "bob"))
     after = (home / "constitution.yaml").read_text()
     comments = [line for line in before.splitlines() if "#" in line]
     assert len(comments) > 20 and [line for line in after.splitlines() if "#" in line] == comments
 
     # 6. A second run from the approved adapter, then rolled back to its inherited start (lineage vouches).
-    second = _run_id(_tether(home, elsewhere, "run", "--from", candidate, "--rounds", "1"))
+    second = _run_id(_process(home, "run", "--from", candidate, "--rounds", "1"))
     start = f"{second}-r0"
     for target in (f"{second}-base", start):  # away from the inherited start, and back to it
-        said = _ok(_tether(home, elsewhere, "rollback", target, "--by", "bob", "--reason", f"back to {target}"))
+        said = _ok(_tether(home, "rollback", target, "--by", "bob", "--reason", f"back to {target}"))
         assert f"{target} is now the active checkpoint of {second}" in said
-    listed = {c["id"]: c for c in _json(_tether(home, elsewhere, "checkpoints", second, "--json"))}
+    listed = {c["id"]: c for c in _json(_tether(home, "checkpoints", second, "--json"))}
     assert listed[start]["active"] and listed[start]["parent"] == candidate
 
     # 7. The adapter shipped: its files, a model card and their digests.
     out = tmp_path / "ship"
-    _ok(_tether(home, elsewhere, "export", "adapter", candidate, "--out", str(out)))
+    _ok(_tether(home, "export", "adapter", candidate, "--out", str(out)))
     card = (out / "README.md").read_text()
     assert candidate in card and "approved by: alice" in card
     sums = dict(reversed(line.split("  ", 1)) for line in (out / "SHA256SUMS").read_text().splitlines())
     assert {"README.md", "adapter_config.json", "adapter_model.safetensors"} <= set(sums)
 
     # 8. An unknown run is bad input (exit 2, named); the lab notebook reads as sentences.
-    unknown = _tether(home, elsewhere, "checkpoints", "no-such-run")
-    assert unknown.returncode == 2 and "no run 'no-such-run'" in unknown.stderr
-    notebook = _ok(_tether(home, elsewhere, "log", run_id, "-v"))
+    unknown = _tether(home, "checkpoints", "no-such-run")
+    assert unknown.exit_code == 2 and "no run 'no-such-run'" in unknown.stderr
+    notebook = _ok(_tether(home, "log", run_id, "-v"))
     assert "alice approved" in notebook and "it is now the active adapter" in notebook
     assert not re.search(r"\d\s*[<>≤≥]\s*[\d.]+,\s*[<>≤≥]", notebook), notebook  # never "0 < 3, < 2"
     print(f"the afternoon took {time.monotonic() - started:.1f} s")

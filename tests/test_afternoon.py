@@ -26,11 +26,13 @@ from starlette.testclient import TestClient
 from typer.testing import CliRunner
 
 from agent.cli.main import app
-from agent.ui import create_app
+from agent.run.workspace import Workspace
+from agent.ui import control, create_app
+from agent.ui.launch import Launch, Launches
 from conftest import load_factor, public_key_pem, signer
 from guardrails import amendments
 from guardrails.constitution import default_constitution_yaml
-from memory import Store
+from memory import Run, Store
 
 REPO = Path(__file__).resolve().parent.parent
 runner = CliRunner()
@@ -197,3 +199,21 @@ def test_a_new_users_afternoon(tiny_world_model_dir: Path, tmp_path: Path, monke
     assert "alice approved" in notebook and "it is now the active adapter" in notebook
     assert not re.search(r"\d\s*[<>≤≥]\s*[\d.]+,\s*[<>≤≥]", notebook), notebook  # never "0 < 3, < 2"
     print(f"the afternoon took {time.monotonic() - started:.1f} s")
+
+
+def test_a_stopped_run_shows_stopped_while_the_process_the_desk_started_for_it_exits(tmp_path: Path) -> None:
+    """The afternoon's desk step found it: a run its desk-started process had just stopped was shown "resuming"
+    (and offered Stop) until that process exited. Here the process lives on (a real one, asleep), with no lock."""
+    ws = Workspace(tmp_path)
+    launches = Launches(ws)
+    exiting = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+    try:
+        launches._items.append(Launch("t", "tether resume run-x", tmp_path / "run-x.log", exiting, "run-x"))
+        for state, shown, stoppable in (("paused", "resuming", True), ("stopped", "stopped", False)):
+            run = Run(id="run-x", config={}, config_sha256="", seed=0, rounds_budget=1, constitution_version=1,
+                      invariants={}, invariants_sha256="", state=state)
+            assert (control.display_state(ws, run, launches), control.may_stop(ws, run, launches)) == \
+                (shown, stoppable), state
+    finally:
+        exiting.kill()
+        exiting.wait()

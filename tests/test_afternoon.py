@@ -13,7 +13,9 @@ One workspace, one round per run, the session's tiny model.
 from __future__ import annotations
 
 import json
+import os
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -88,6 +90,10 @@ def _wait_until_stopped(home: Path, run_id: str) -> None:
         if state in ("stopped", "failed"):
             return
         time.sleep(1.0)
+    lock = Workspace(home).lock_path(run_id)  # the desk's process is detached: end it, as a person would
+    pid = lock.read_text().strip() if lock.exists() else ""
+    if pid.isdigit():
+        os.kill(int(pid), signal.SIGTERM)
     raise AssertionError(f"run {run_id} still {state} after its deadline; see {home / 'logs'}")
 
 

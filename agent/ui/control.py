@@ -27,10 +27,11 @@ DisplayState = str  # a run's RunState, or "starting" / "resuming" (a process st
 
 def display_state(ws: Workspace, run: Run, launches: Launches) -> DisplayState:
     """How the console shows a run: as `tether status` does (a "running" run no process drives has failed
-    mid-step), and "starting" or "resuming" while a process this console started for it has not yet taken it."""
+    mid-step), and "starting" or "resuming" while a process this console started for it has not yet taken it.
+    A stopped run is final (the console never resumes one): a live process of ours for it is only exiting."""
     driven = is_driven(ws, run.id)
     launch = launches.driving(run.id)
-    if launch is not None and not (driven and run.state == "running"):
+    if launch is not None and run.state != "stopped" and not (driven and run.state == "running"):
         return "resuming" if launch.command.startswith("tether resume") else "starting"
     if run.state == "running" and not driven:
         return "failed"

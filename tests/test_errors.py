@@ -14,7 +14,7 @@ import typer
 from typer.testing import CliRunner
 
 from agent.cli.common import TetherGroup
-from agent.ui.actions import _refusal
+from agent.ui.actions import refusal
 from guardrails.errors import DeniedError, GateError, TamperError, TransientError
 from tether_types import EXIT_CHECK_FAILED, EXIT_USAGE, TetherError
 
@@ -148,8 +148,8 @@ def test_a_tether_error_ends_as_its_message_its_fix_and_its_exit_code() -> None:
 
 
 def test_the_console_maps_the_same_exit_codes_to_http_statuses() -> None:
-    assert _refusal(TamperError("forged")).status == 403
-    assert _refusal(DeniedError("the proposer may not approve")).status == 403
-    assert _refusal(GateError("not pending")).status == 400
-    assert _refusal(TransientError("adapter missing")).status == 503
-    assert _refusal(_Stale("stale")).message == "stale; fix: run `tether init` again"
+    assert refusal(TamperError("forged")).status == 403
+    assert refusal(DeniedError("the proposer may not approve")).status == 403
+    assert refusal(GateError("not pending")).status == 400
+    assert refusal(TransientError("adapter missing")).status == 503
+    assert refusal(_Stale("stale")).message == "stale; fix: run `tether init` again"

@@ -152,7 +152,7 @@ def _monitor_node(store: Store, built: list[Built], monkeypatch: pytest.MonkeyPa
     def timed(stage: str) -> Iterator[None]:
         yield
 
-    ctx = SimpleNamespace(store=store, monitors=built, timed=timed,
+    ctx = SimpleNamespace(store=store, monitors=built, timed=timed, progress=False,
                           tracker=SimpleNamespace(log=lambda round_no, values: logged.append(values)))
     monkeypatch.setattr(round_nodes, "_observe", lambda ctx, run_id, round_no: OBS)
     store.upsert_round("run-1", 1, n_pairs=len(OBS.pair_margins), judge={"label": "j0"})

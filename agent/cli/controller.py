@@ -14,7 +14,6 @@ from agent.config import ConfigError, load_config
 from agent.controller.learned import (
     FitRow,
     FittedRun,
-    PolicyFileError,
     digest,
     feature_values,
     load_policy,
@@ -59,7 +58,7 @@ def fit(
     ridge regressor per action predicting the validation held-out change over the decision's window. Writes a
     versioned file naming the runs it was fitted on, and prints its sha256; adopt it with `tether controller
     propose`. Too little history is exit 2 and nothing is written."""
-    from agent.controller.fit import FitError, fit_policy  # scikit-learn: only when fitting
+    from agent.controller.fit import fit_policy  # scikit-learn: only when fitting
 
     _, store = open_store(ctx, readonly=True)
     others: list[tuple[str, Store]] = []
@@ -83,10 +82,7 @@ def fit(
         fail(f"the runs' outcomes were measured over different windows or metrics {sorted(windows)}",
              hint="fit runs of one controller.outcome_rounds and heldout_metric together")
     k, metric = next(iter(windows), (1, "oracle"))
-    try:
-        policy, seconds = fit_policy(rows, fitted_on, k=k, metric=metric, alpha=alpha, now=store.now())
-    except FitError as err:
-        fail(str(err))
+    policy, seconds = fit_policy(rows, fitted_on, k=k, metric=metric, alpha=alpha, now=store.now())
     data = (json.dumps(policy.model_dump(mode="json"), indent=1, sort_keys=True) + "\n").encode()
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_bytes(data)
@@ -110,10 +106,7 @@ def show(
 ) -> None:
     """Explain a fitted policy: per action, its decisions, its value at the medians and its heaviest features, and
     its predicted validation held-out change as each main feature moves (the others at their medians)."""
-    try:
-        policy, sha = load_policy(file)
-    except PolicyFileError as err:
-        fail(str(err))
+    policy, sha = load_policy(file)
     doc = policy_view.explain(policy, sha)
     if png is not None:
         policy_view.plot(doc, png)
@@ -141,8 +134,6 @@ def propose(
         text = data.decode("utf-8")
     except OSError as err:
         fail(f"cannot read {file}: {err.strerror or err}")
-    except PolicyFileError as err:
-        fail(str(err))
     try:
         required = load_config(ws.config_path).approvals.required
     except ConfigError as err:

@@ -26,13 +26,10 @@ def plan(
         fail(f"--gpu-memory must be 1 to 1024 (GB of one GPU), got {gpu_memory}", hint="e.g. --gpu-memory 80")
     if not model.is_dir():
         fail(f"--model {model} is not a folder", hint="point it at a model folder holding config.json")
-    from agent.run.planner import MAX_LENGTH, PlanInputError, model_shape
+    from agent.run.planner import MAX_LENGTH, model_shape
     from agent.run.planner import plan as make_plan
 
-    try:
-        shape = model_shape(model)
-    except PlanInputError as err:
-        fail(str(err))
+    shape = model_shape(model)
     made = make_plan(shape, gpus, gpu_memory)
     if as_json:
         print_json({"model": str(model), "architecture": shape.architecture, **made.to_json()})

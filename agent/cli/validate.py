@@ -156,12 +156,13 @@ def _world_and_judge_problems(ws: Workspace, cfg: TetherConfig, constitution: Co
 
         problems += audit_problems(store, cfg)
     if cfg.controller.policy == "learned" and store is not None:
+        from agent.controller.learned import PolicyFileError
         from agent.run.learned import adopted_learner
-        from tether_types import TetherError
+        from guardrails.errors import GateError, TamperError
 
         try:
             adopted_learner(store, cfg.controller, cfg.seed)
-        except TetherError as err:
+        except (PolicyFileError, GateError, TamperError) as err:  # what adopted_learner raises (its docstring)
             problems.append(str(err))
     return problems
 

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from agent.run.preflight import generation_bytes, training_bytes, weightless
+from tether_types import EXIT_USAGE, TetherError
 
 GPU_USABLE = 0.9  # of each GPU's memory (GiB; vendors' "80 GB" cards hold 80 GiB)
 KV_SHARE = 0.5  # of a serving GPU's usable memory kept for the KV cache
@@ -55,8 +56,10 @@ class ModelShape:
     vocab: int
 
 
-class PlanInputError(ValueError):
-    """The model folder cannot be planned for (no readable config.json, an unknown architecture)."""
+class PlanInputError(TetherError, ValueError):
+    """The model folder cannot be planned for (no readable config.json, an unknown architecture): exit 2."""
+
+    exit_code = EXIT_USAGE
 
 
 def model_shape(folder: Path) -> ModelShape:

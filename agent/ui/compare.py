@@ -13,12 +13,15 @@ from agent.review.report import gather
 from agent.run.lifecycle import config_changes
 from agent.ui.charts import compare_chart
 from memory import Run, Store
+from tether_types import TetherError
 
 METRICS = ("oracle", "judge")
 
 
 @dataclass
-class CompareError(Exception):
+class CompareError(TetherError):
+    """A compare page that cannot be drawn: its HTTP status (400 or 404) and what to pick instead."""
+
     status: int
     message: str
 

@@ -12,14 +12,17 @@ from urllib.parse import urlencode
 
 from memory import Run, Store
 from memory.common import SPLITS
+from tether_types import EXIT_USAGE, TetherError
 
 PROMPTS_PER_PAGE = 20
 PairRole = Literal["", "chosen", "rejected", "unpaired"]
 PAIR_ROLES: tuple[PairRole, ...] = get_args(PairRole)
 
 
-class FilterError(ValueError):
+class FilterError(TetherError, ValueError):
     """A filter the page cannot apply (the message names the parameter and the fix): 400, nothing shown."""
+
+    exit_code = EXIT_USAGE
 
 
 @dataclass(frozen=True)

@@ -99,8 +99,20 @@ def _audit_line(audit: dict[str, Any] | None) -> str:
     if audit is None:
         return "NONE: no audit of this judge configuration on this world (`tether judge audit`)"
     flagged = [f"{name} {_num(m.get('value'))}" for name, m in sorted(audit["measures"].items()) if m.get("flagged")]
-    return (f"{audit['verdict']} (audit entry {audit['seq']}, {audit['at'][:16]} by {audit['actor']})"
+    return (f"{audit['verdict']} (audit entry {audit['seq']}, {audit['at'][:16]}, {_signed(audit)})"
             + (f"; flagged: {', '.join(flagged)}" if flagged else ""))
+
+
+def _signed(audit: dict[str, Any]) -> str:
+    """Who signed it (only a verified signature names someone), or why nobody vouches for it."""
+    state = audit.get("signature", "unsigned")
+    if state == "verified":
+        return f"signed by {audit['signed_by']}"
+    if state == "signer removed":
+        return f"signed by {audit['signed_by']}, no longer a reviewer"
+    if state == "unsigned":
+        return f"unsigned, recorded by {audit['actor']}"
+    return f"signature {state.upper()}: {audit.get('signature_problem')}"
 
 
 def _later(audit: dict[str, Any] | None) -> str:

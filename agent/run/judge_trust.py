@@ -34,18 +34,18 @@ SignatureState = Literal["verified", "signer removed", "unsigned", "invalid", "u
 
 
 @dataclass(frozen=True)
-class _Trust:
+class ReviewerTrust:
     """The verified reviewer registry, removed reviewers included (their signatures verify but no longer count)."""
 
     registry: Mapping[str, reviewers.Reviewer]
     workspace: str
 
 
-def _trust(store: Store) -> _Trust:
+def reviewer_trust(store: Store) -> ReviewerTrust:
     """Replayed from the root pinned in the reviewer's folder; TamperError when it cannot be (no pin, a rewritten
     registry): nothing signed can be believed then."""
     registry = reviewers.registry(store, include_removed=True)
-    return _Trust(registry, str(store.meta(reviewers.WORKSPACE_ID_KEY)))
+    return ReviewerTrust(registry, str(store.meta(reviewers.WORKSPACE_ID_KEY)))
 
 
 def _digest(doc: Mapping[str, Any]) -> str:
@@ -109,12 +109,12 @@ def audit_problems(store: Store, config: TetherConfig) -> list[str]:
     required = config.judge.require_audit
     if not required:
         return []
-    trust = _trust(store)
+    trust = reviewer_trust(store)
     return [p for spec in config.judge.slots() for p in _judge_problems(store, config, spec, required, trust)]
 
 
 def _evidence(store: Store, config: TetherConfig, spec: JudgeSpecConfig, label: str, command: str,
-              trust: _Trust) -> tuple[AuditEntry, judge_audits.Signed] | str:
+              trust: ReviewerTrust) -> tuple[AuditEntry, judge_audits.Signed] | str:
     """The latest audit signed by a current reviewer, with its signer; else why there is none. Every signed
     audit of this configuration is verified, not only the latest: a forged one anywhere is tampering, said as
     such rather than skipped."""
@@ -139,7 +139,7 @@ def _evidence(store: Store, config: TetherConfig, spec: JudgeSpecConfig, label: 
 
 
 def _judge_problems(store: Store, config: TetherConfig, spec: JudgeSpecConfig,
-                    required: Mapping[str, float], trust: _Trust) -> Iterator[str]:
+                    required: Mapping[str, float], trust: ReviewerTrust) -> Iterator[str]:
     label = spec.name + (f" {json.dumps(spec.settings, sort_keys=True)}" if spec.settings else "")
     command = f"tether judge audit --judge {spec.name} --by REVIEWER [--probes FILE]"
     evidence = _evidence(store, config, spec, label, command, trust)
@@ -182,14 +182,14 @@ def candidate_judge_audits(store: Store, run: Run, round_no: int, trained_at: st
     if not names:
         return []
     try:
-        trust: _Trust | str = _trust(store)
+        trust: ReviewerTrust | str = reviewer_trust(store)
     except TamperError as err:  # shown beside each signature, which then cannot be believed
         trust = str(err)
     return [_candidate_audit(store, config, slots, name, trained_at, trust) for name in names]
 
 
 def _candidate_audit(store: Store, config: TetherConfig, slots: list[JudgeSpecConfig], name: str,
-                     trained_at: str, trust: _Trust | str) -> dict[str, Any]:
+                     trained_at: str, trust: ReviewerTrust | str) -> dict[str, Any]:
     spec = _slot_named(slots, name)
     if spec is None:
         return {"judge": name, "problem": "not a judge of the run's configured pool"}
@@ -214,14 +214,14 @@ def _slot_named(slots: list[JudgeSpecConfig], name: str) -> JudgeSpecConfig | No
     return found[0] if len(found) == 1 else None
 
 
-def _audit_view(entry: AuditEntry, trust: _Trust | str) -> dict[str, Any]:
+def _audit_view(entry: AuditEntry, trust: ReviewerTrust | str) -> dict[str, Any]:
     details = entry.details
     return {"seq": entry.seq, "at": entry.at, "actor": entry.actor, "verdict": details.get("verdict"),
             "source": details.get("source"), "measures": details.get("measures") or {},
             **signature_view(entry, trust)}
 
 
-def signature_view(entry: AuditEntry, trust: _Trust | str) -> dict[str, Any]:
+def signature_view(entry: AuditEntry, trust: ReviewerTrust | str) -> dict[str, Any]:
     """Who signed an audit, for a reviewer: `signed_by` names someone only when the signature verifies, so a
     forged entry never shows a reviewer's name; `signature_problem` says why a signature cannot be believed."""
     unsigned = entry.details.get(judge_audits.SIGNATURE_KEY) is None

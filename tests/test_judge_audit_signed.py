@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from copy import deepcopy
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -119,7 +120,7 @@ def test_a_signed_passing_audit_counts_until_its_signer_is_removed(audited: Path
     with Store(home / "tether.db", readonly=True) as store:
         trust = reviewer_trust(store)
     assert signature_view(entries["rules"], trust) == {"signed_by": "alice", "signature": "verified"}
-    bare = AuditEntry(**{**entries["rules"].__dict__, "details": unsigned(entries["rules"].details)})
+    bare = replace(entries["rules"], details=unsigned(entries["rules"].details))
     assert signature_view(bare, trust) == {"signed_by": None, "signature": "unsigned"}
     assert signature_view(entries["rules"], "no root of trust")["signature"] == "unverified"
 

@@ -20,8 +20,9 @@ from tether_types import TetherError
 STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
 PREDICATE_BASE = "https://tether.dev"
 
-Decision = Literal["approve", "reject", "rollback", "reviewer.add", "reviewer.remove"]
-DECISIONS: frozenset[str] = frozenset({"approve", "reject", "rollback", "reviewer.add", "reviewer.remove"})
+Decision = Literal["approve", "reject", "rollback", "reviewer.add", "reviewer.remove", "judge.audit"]
+DECISIONS: frozenset[str] = frozenset({"approve", "reject", "rollback", "reviewer.add", "reviewer.remove",
+                                       "judge.audit"})
 
 
 def canonical(value: Any) -> bytes:
@@ -37,7 +38,7 @@ def digest(value: Any) -> str:
 class Statement:
     """A decoded statement. ``subject`` is (name, sha256); ``predicate`` holds the decision's facts."""
 
-    kind: str  # approval | rollback | reviewer
+    kind: str  # approval | rollback | reviewer | judge-audit
     subject: str
     subject_sha256: str
     predicate: dict[str, Any]

@@ -147,6 +147,8 @@ def test_cli_table(workspace_home: Path) -> None:
     result = tether(workspace_home, "judge", "audit", "--judge", "length_biased", "--probes", "6")
     assert result.exit_code == 0, result.stderr  # a completed audit is a report: exit 0 even on FAIL
     assert "deprecated: --probes 6 (a count) is now --count 6" in result.stderr
+    assert "recorded unsigned" in result.stderr
+    assert "cannot satisfy judge.require_audit" in " ".join(result.stderr.split())
     for needle in (*MEASURES, "verdict: FAIL", "length_bias"):
         assert needle in result.stdout
 
@@ -220,7 +222,7 @@ def test_the_keyword_detectors_say_their_recall(workspace_home: Path) -> None:
     assert "no-abuse recall" in note and "refuse-serious-harm recall" in note
 
 
-def test_a_run_refuses_a_judge_without_a_passing_audit_before_any_sample(workspace_home: Path) -> None:
+def test_a_run_refuses_a_judge_without_a_signed_passing_audit_before_any_sample(workspace_home: Path) -> None:
     import yaml
 
     config = yaml.safe_load((workspace_home / "config.yaml").read_text())
@@ -231,6 +233,10 @@ def test_a_run_refuses_a_judge_without_a_passing_audit_before_any_sample(workspa
         assert result.exit_code == 2, result.output
         assert "judge 'length_biased' has no audit" in " ".join(result.stderr.split())
     assert tether(workspace_home, "judge", "audit", "--judge", "length_biased", "--probes", "bundled").exit_code == 0
+    result = tether(workspace_home, "run")  # unsigned: no evidence, whatever it measured
+    assert result.exit_code == 2 and "is unsigned" in " ".join(result.stderr.split())
+    assert tether(workspace_home, "judge", "audit", "--judge", "length_biased", "--probes", "bundled",
+                  "--by", "alice").exit_code == 0
     result = tether(workspace_home, "run")
     assert result.exit_code == 2
     assert "fails length_bias = 1.000 (above the required 0.6)" in " ".join(result.stderr.split())
@@ -241,7 +247,8 @@ def test_a_run_refuses_a_judge_without_a_passing_audit_before_any_sample(workspa
     config["judge"]["require_audit"] = {"length_bias": 1.0}
     (workspace_home / "config.yaml").write_text(yaml.safe_dump(config))
     assert "has no audit" in " ".join(tether(workspace_home, "validate").stderr.split())
-    assert tether(workspace_home, "judge", "audit", "--judge", "length_biased", "--probes", "bundled").exit_code == 0
+    assert tether(workspace_home, "judge", "audit", "--judge", "length_biased", "--probes", "bundled",
+                  "--by", "bob").exit_code == 0
     assert tether(workspace_home, "validate").exit_code == 0
 
 

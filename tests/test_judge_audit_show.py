@@ -30,13 +30,15 @@ def test_show_names_the_judges_of_the_pairs_and_their_audit_then_and_since(gated
     text = show(home, approval_id).stdout
     assert "NONE: no audit of this judge configuration on this world" in text
 
-    result = runner.invoke(app, ["--home", str(home), "judge", "audit", "--judge", "rules", "--count", "6"])
+    result = runner.invoke(app, ["--home", str(home), "judge", "audit", "--judge", "rules", "--count", "6",
+                                 "--by", "alice"])
     assert result.exit_code == 0, result.stderr
     doc = json.loads(show(home, approval_id, "--json").stdout)
     (audit,) = doc["judge_audits"]
     assert audit["audit"] is None  # made after the candidate: not the evidence it was trained on
     assert audit["later_audit"]["verdict"] in ("pass", "fail") and audit["later_audit"]["measures"]
-    assert "newer audit:" in show(home, approval_id).stdout
+    assert audit["later_audit"]["signed_by"] == "alice" and audit["later_audit"]["signature"] == "verified"
+    assert "newer audit:" in show(home, approval_id).stdout and "signed by alice" in show(home, approval_id).stdout
 
     with Store(home / "tether.db", readonly=True) as store:
         run = store.get_run(run_id)
@@ -61,9 +63,14 @@ def test_the_desk_shows_the_same_beside_the_candidate(gated_workspace, tmp_path:
     from agent.ui import create_app
 
     home, _, approval_id = clone_workspace(gated_workspace, tmp_path / "ws")
-    app = create_app(home)
-    client = TestClient(app, base_url="http://127.0.0.1")
-    client.get(f"/?token={app.state.secrets.access}")
+    desk = create_app(home)
+    client = TestClient(desk, base_url="http://127.0.0.1")
+    client.get(f"/?token={desk.state.secrets.access}")
     page = client.get(f"/approvals/{approval_id}").text
     assert "The judges that chose those pairs" in page
     assert "tether judge audit --judge rules" in page  # none then: the page names the command
+    result = runner.invoke(app, ["--home", str(home), "judge", "audit", "--judge", "rules", "--count", "6",
+                                 "--by", "bob"])
+    assert result.exit_code == 0, result.stderr
+    page = client.get(f"/approvals/{approval_id}").text
+    assert "newer: " in page and "signed by <b>bob</b>" in page

@@ -4,11 +4,13 @@ On the world's own probes (a world with reference answers in several styles, e.g
 labelled probes a user brings (`--probes FILE`: JSONL, CSV or Parquet; pairwise, RewardBench-style
 prompt/chosen/rejected, pointwise, or violation probes; `--probes bundled` is tether's own labelled set).
 Each judge audit is recorded in the audit log, pinned to the judge's configuration and the world
-(agent/run/judge_trust.py): `judge.require_audit` makes runs refuse a judge without a passing one.
+(agent/run/judge_trust.py): `judge.require_audit` makes runs refuse a judge without a passing one signed by a
+reviewer (`--by NAME`, whose key is loaded as `tether approve --by` loads it; guardrails/judge_audits.py).
 
 Exit codes: 0 when the audit completed, whatever it found (read the verdict), or 1 with `--strict` when a
 measure is flagged; 2 for bad usage (unknown judge, invalid config, constitution or probe file, no workspace,
-a model that cannot be loaded), with nothing written.
+a model that cannot be loaded), with nothing written; 1, before any audit work and with nothing written, when
+`--by` names someone who is not a registered reviewer with that key here.
 """
 
 from __future__ import annotations
@@ -33,9 +35,11 @@ from agent.cli.common import (
     print_json,
     print_table,
     say,
+    signer,
     workspace,
 )
 from agent.config import MAX_SEED, ConfigError, TetherConfig, load_config
+from guardrails import judge_audits, keys
 from guardrails.constitution import Constitution, ConstitutionError, load_constitution
 from tools.judges import JUDGES, BackendPolicy
 from tools.judges.audit import DEFAULT_PROBES, AuditReport, Measure, Thresholds, audit_judge
@@ -68,15 +72,19 @@ def judge_audit(
     strict: Annotated[bool, typer.Option("--strict", help="Exit 1 when any measure is flagged.")] = False,
     out: Annotated[Path | None, typer.Option("--out", help="Folder for audit.json and the reliability diagram "
                                              "(reliability.png), when calibration was measured.")] = None,
+    by: Annotated[str | None, typer.Option(
+        "--by", help="Sign the audit as this registered reviewer (key from $TETHER_KEYS_DIR, as for `approve`): "
+        "only a signed audit satisfies judge.require_audit.")] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Audit a judge: position bias (both orders), length bias (padded copies), self-preference, agreement
     with the oracle or the labels (per category), invalid judgments and calibration (expected calibration error
     and a reliability diagram); each flagged against its threshold, then an overall verdict. Settings come from
-    the config's judge pool when it names this judge (else none). The audit is recorded in the audit log.
+    the config's judge pool when it names this judge (else none). The audit is recorded in the audit log, signed
+    with --by; unsigned, it cannot satisfy judge.require_audit.
 
     Examples:
-      tether judge audit --judge rules                         # on the world's own probes
+      tether judge audit --judge rules --by alice              # on the world's own probes, signed by alice
       tether judge audit --judge rules --probes bundled --out audit/
       tether judge audit --judge openai --probes prefs.parquet --strict
       tether judge audit --detectors                           # the keyword detectors' recall"""
@@ -84,6 +92,9 @@ def judge_audit(
     if (judge is None) == (not detectors):
         fail("name a judge (--judge NAME) or --detectors, not both",
              hint="tether judge audit --judge rules, or tether judge audit --detectors")
+    if detectors and by is not None:
+        fail("--by signs a judge audit; a detector audit is a report, not recorded, so there is nothing to sign",
+             hint="drop --by, or audit a judge: tether judge audit --judge NAME --by REVIEWER")
     ws = workspace(ctx)
     ws.require()
     config_path = config or ws.config_path
@@ -102,12 +113,20 @@ def judge_audit(
         return
     assert judge is not None
     JUDGES.check(judge)
+    key = None if by is None else _reviewer_key(ctx, by)  # before the audit's minutes, so a refusal costs none
     report, spec, model_ref, timings, extra = _audit_one_judge(
         ctx, judge, cfg, config_path, constitution, labelled, count, seed)
-    _record(ctx, cfg, judge, spec, report, labelled)
+    entry = _record(ctx, cfg, judge, spec, report, labelled, key)
     timings["total"] = time.perf_counter() - started
     _write_out(out, {**report.to_json(), **extra.get("json", {})}, extra.get("plot"))
-    _show(report, spec, model_ref, timings, as_json, source=_source_label(labelled), extra_json=extra.get("json"))
+    signed = {"audit_entry": entry, "signed_by": by}
+    _show(report, spec, model_ref, timings, as_json, source=_source_label(labelled),
+          extra_json={**extra.get("json", {}), **signed})
+    if key is None:
+        say(f"recorded unsigned as audit entry {entry}: it cannot satisfy judge.require_audit; a registered "
+            f"reviewer signs one with `tether judge audit --judge {judge} --by NAME`")
+    else:
+        say(f"recorded as audit entry {entry}, signed by {by} (key {key.fingerprint[:16]})")
     if strict and report.verdict == "fail":
         raise typer.Exit(EXIT_CHECK_FAILED)
 
@@ -261,9 +280,20 @@ def _source_label(labelled: LabelledSet | None) -> str:
     return "the world's held-out probes" if labelled is None else f"{labelled.source} ({len(labelled)} probes)"
 
 
+def _reviewer_key(ctx: typer.Context, by: str) -> keys.Signer:
+    """`by`'s key, loaded as `tether approve --by` loads it, and checked against the verified reviewer registry;
+    a refusal (exit 1; 2 for a malformed name) writes nothing."""
+    _, store = open_store(ctx, readonly=True)
+    with store:
+        key = signer(store, by)
+        judge_audits.require_reviewer(store, key)
+    return key
+
+
 def _record(ctx: typer.Context, cfg: TetherConfig, judge: str, spec: dict[str, Any], report: AuditReport,
-            labelled: LabelledSet | None) -> None:
-    """The audit into the audit log, pinned to the judge's configuration and the world (judge_trust.py)."""
+            labelled: LabelledSet | None, key: keys.Signer | None) -> int:
+    """The audit into the audit log, pinned to the judge's configuration and the world (judge_trust.py), signed
+    by `key` when given; its audit entry's seq."""
     from agent.run.judge_trust import record_audit
 
     source = ({"kind": "world", "probes": report.probes, "seed": report.seed} if labelled is None else
@@ -275,7 +305,7 @@ def _record(ctx: typer.Context, cfg: TetherConfig, judge: str, spec: dict[str, A
         actor = "cli"
     _, store = open_store(ctx)
     with store:
-        record_audit(store, actor or "cli", cfg, judge, spec.get("settings", {}), report, source)
+        return record_audit(store, actor or "cli", cfg, judge, spec.get("settings", {}), report, source, key).seq
 
 
 def _write_out(out: Path | None, doc: dict[str, Any], plot: Callable[[Path], Path | None] | None) -> None:

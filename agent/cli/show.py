@@ -90,21 +90,34 @@ def _judge_audits(audits: list[dict[str, Any]]) -> None:
         if a.get("problem"):
             rows.append([a["judge"] or "-", "-", a["problem"]])
             continue
-        rows.append([a["judge"], _audit_line(a["audit"]), _later(a.get("later_audit"))])
+        rows.append([a["judge"], _audit_line(a["audit"], a["judge"]), _later(a.get("later_audit"), a["judge"])])
     print_table("the judges that chose those pairs, and their audit on this world when it was trained",
                 ["judge", "audit then", "since"], rows)
 
 
-def _audit_line(audit: dict[str, Any] | None) -> str:
+def _audit_line(audit: dict[str, Any] | None, judge: str) -> str:
     if audit is None:
-        return "NONE: no audit of this judge configuration on this world (`tether judge audit`)"
+        return (f"NONE: no audit of this judge configuration on this world (`tether judge audit --judge {judge} "
+                "--by REVIEWER`)")
     flagged = [f"{name} {_num(m.get('value'))}" for name, m in sorted(audit["measures"].items()) if m.get("flagged")]
-    return (f"{audit['verdict']} (audit entry {audit['seq']}, {audit['at'][:16]} by {audit['actor']})"
+    return (f"{audit['verdict']} (audit entry {audit['seq']}, {audit['at'][:16]}, {_signed(audit)})"
             + (f"; flagged: {', '.join(flagged)}" if flagged else ""))
 
 
-def _later(audit: dict[str, Any] | None) -> str:
-    return "-" if audit is None else f"newer audit: {_audit_line(audit)}"
+def _signed(audit: dict[str, Any]) -> str:
+    """Who signed it (only a verified signature names someone), or why nobody vouches for it."""
+    state = audit.get("signature", "unsigned")
+    if state == "verified":
+        return f"signed by {audit['signed_by']}"
+    if state == "signer removed":
+        return f"signed by {audit['signed_by']}, no longer a reviewer"
+    if state == "unsigned":
+        return f"unsigned, recorded by {audit['actor']}"
+    return f"signature {state.upper()}: {audit.get('signature_problem')}"
+
+
+def _later(audit: dict[str, Any] | None, judge: str) -> str:
+    return "-" if audit is None else f"newer audit: {_audit_line(audit, judge)}"
 
 
 def _interval(r: dict[str, Any]) -> str:

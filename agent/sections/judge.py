@@ -37,8 +37,9 @@ class JudgeConfig(_Section):
         None,
         description="Bounds on audit metrics (`tether judge audit`), e.g. {accuracy: 0.7, ece: 0.15, "
         "position_bias: 0.2}: a run refuses every judge of the pool whose latest audit of this configuration on "
-        "this world is missing or misses one (each metric is bounded the way it flags: a rate or bias from above, "
-        "accuracy and agreement from below). A per-category metric is written `accuracy[CATEGORY]`. "
+        "this world signed by a reviewer (`tether judge audit --by NAME`) is missing or misses one (each metric "
+        "is bounded the way it flags: a rate or bias from above, accuracy and agreement from below). A "
+        "per-category metric is written `accuracy[CATEGORY]`. "
         "None: no audit is required.",
     )
 

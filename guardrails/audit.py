@@ -22,7 +22,7 @@ import hashlib
 from collections.abc import Iterator
 from pathlib import Path
 
-from guardrails import reviewers, trust
+from guardrails import judge_audits, reviewers, trust
 from guardrails.errors import TamperError
 from guardrails.signoff import verify_signature_row
 from guardrails.statements import StatementError, parse
@@ -103,7 +103,12 @@ def _witnessed(store: Store, files: list[Path]) -> list[trust.Witnessed]:
 
 
 def _check_signatures(store: Store) -> None:
-    """Every stored signature verifies against the registry (which replays and verifies itself)."""
+    """Every stored signature verifies against the registry (which replays and verifies itself), and so does
+    every signed judge audit of the log (a forged one would otherwise show only when its judge is next used)."""
     registry = reviewers.registry(store, include_removed=True)
     for sig in store.signatures():
         verify_signature_row(store, sig, registry, f"signature {sig.id} by {sig.reviewer}")
+    workspace = reviewers.workspace_id(store)
+    for entry in store.audit_entries():
+        if entry.action == judge_audits.DECISION:
+            judge_audits.verify(entry, registry, workspace)

@@ -182,8 +182,11 @@ def attacker() -> keys.Signer:
 def test_b_c_a_forged_signature_is_tampering(audited: Path, tmp_path: Path, attack: str) -> None:
     judge, forge, why = ATTACKS[attack]
     home = clone(audited, tmp_path, judge)
+    assert tether(home, "audit", "verify").exit_code == 0
     seq = as_db_writer(home, forge)
     refused(home, 1, f"judge audit entry {seq}", why, "nothing was started", f"--judge {judge} --by REVIEWER")
+    verified = tether(home, "audit", "verify")  # the whole log, whichever judge the config names
+    assert verified.exit_code == 1 and f"judge audit entry {seq}" in said(verified), said(verified)
 
 
 def test_d_a_signed_failing_audit_outweighs_a_forged_passing_one(audited: Path, tmp_path: Path) -> None:

@@ -48,7 +48,7 @@ def from_env(nodes: Collection[str], warn: Callable[[str], None],
     node, _, point = value.partition(":")
     if node not in nodes or point not in get_args(Point):
         raise FaultSpecError(f"{FAULT_ENV}={value!r}: expected <node>:before, <node>:after or <node>:term with "
-                             f"a node of the graph ({', '.join(sorted(nodes))}); unset it, it is for tether's kill tests")
+                             f"a node of the graph ({', '.join(sorted(nodes))}); unset it: it is for tether's tests")
     if env.get(SWITCH_ENV) != "1":
         warn(f"warning: {FAULT_ENV}={value} ignored: fault injection kills the run, and only tether's kill tests "
              f"(which also set {SWITCH_ENV}=1) use it")

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import signal
+import sys
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -49,8 +50,15 @@ def terminate_as_exception() -> Iterator[Stop]:
         stop.reason = f"terminated by {signal.Signals(signum).name} (resumable: `tether resume`)"
         raise Terminated(stop.reason)
 
+    def quiet_when_swallowed(unraisable: Any) -> None:
+        if not isinstance(unraisable.exc_value, Terminated):  # a swallowed stop is re-raised: no traceback
+            previous_hook(unraisable)
+
+    previous_hook = sys.unraisablehook
     previous = signal.signal(signal.SIGTERM, raise_terminated)
+    sys.unraisablehook = quiet_when_swallowed
     try:
         yield stop
     finally:
         signal.signal(signal.SIGTERM, previous)
+        sys.unraisablehook = previous_hook

@@ -7,6 +7,7 @@ not a Python start-up); the child reads TETHER_FAULT (naming the node and point,
 TETHER_TEST_FAULTS=1) as `tether resume` does, runs the same `resume_run`, and dies by SIGKILL there.
 The kills are chained: each resume carries the next fault, so one run passes every point.
 tests/test_faults.py kills `tether` itself, and checks that the fault needs the test switch.
+A SIGTERM delivered inside a weakref callback after each node (`<node>:term`) must still end the run there.
 """
 
 from __future__ import annotations

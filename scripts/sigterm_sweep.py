@@ -23,8 +23,14 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 from guardrails.keys import resolve_keys_dir
+
+
+def _term_after(proc: subprocess.Popen[str], delay: float) -> None:
+    time.sleep(delay)
+    proc.send_signal(signal.SIGTERM)
 
 
 def trial(template: Path, keys: Path, node: str, delay: float, scratch: Path) -> dict[str, object]:
@@ -38,11 +44,11 @@ def trial(template: Path, keys: Path, node: str, delay: float, scratch: Path) ->
     for line in proc.stderr or ():
         if not armed and line.strip().startswith(f"{node} done"):
             armed = True  # the delay is timed from the line, on a thread, so stderr keeps being read
-            threading.Thread(target=lambda: (time.sleep(delay), proc.send_signal(signal.SIGTERM)), daemon=True).start()
+            threading.Thread(target=_term_after, args=(proc, delay), daemon=True).start()
     proc.wait()
     status = subprocess.run([*cli, "status", "--json"], capture_output=True, text=True, env=env)
-    found = json.loads(status.stdout) if status.returncode == 0 else {}
-    run = found[0] if isinstance(found, list) and found else found
+    found: Any = json.loads(status.stdout) if status.returncode == 0 else {}
+    run: dict[str, Any] = found[0] if isinstance(found, list) and found else found
     verdict = {1: "terminated", -signal.SIGTERM: "killed", 0: "IGNORED"}.get(proc.returncode, "other")
     return {"node": node, "delay": delay, "exit": proc.returncode, "verdict": verdict if armed else "not reached",
             "state": run.get("state"), "error": run.get("error")}

@@ -103,7 +103,8 @@ def test_a_fault_kills_only_under_the_test_switch_and_a_malformed_one_writes_not
                                 ("no-such-node:before", "1", ["run"]), (":after", None, reconfigure)):
         result = tether_with(fault, switch, *args)
         assert result.returncode == 2, (fault, switch, args, result.stderr)
-        assert "expected <node>:before or <node>:after" in result.stderr and "Traceback" not in result.stderr
+        assert "expected <node>:before, <node>:after or <node>:term" in result.stderr
+        assert "Traceback" not in result.stderr
     assert _db_dump(home) == before and len(Store(home / "tether.db").list_runs()) == runs
 
     killed = tether_with("discard:before", "1", "resume", run_id)

@@ -7,6 +7,7 @@ not a Python start-up); the child reads TETHER_FAULT (naming the node and point,
 TETHER_TEST_FAULTS=1) as `tether resume` does, runs the same `resume_run`, and dies by SIGKILL there.
 The kills are chained: each resume carries the next fault, so one run passes every point.
 tests/test_faults.py kills `tether` itself, and checks that the fault needs the test switch.
+A SIGTERM delivered inside a weakref callback after each node (`<node>:term`) must still end the run there.
 """
 
 from __future__ import annotations
@@ -158,4 +159,27 @@ def test_kill_at_every_point_of_each_intervention_loses_nothing(forked, tmp_path
     run_prompts = Counter(p.id for p in store.run_prompts(run_id))
     assert run_prompts and max(run_prompts.values()) == 1
     assert len([a for a in store.approvals() if a.kind == "constitution" and a.run_id == run_id]) == 1
+    _no_duplicates(store, run_id)
+
+
+def test_a_sigterm_swallowed_inside_any_node_still_ends_the_run_there(forked, tmp_path: Path,
+                                                                    tiny_world_model_dir: Path) -> None:
+    """SIGTERM after each node's last write, delivered while a weakref callback runs (where the handler's
+    Terminated is only printed, as seen mid-run): the run ends terminated at that node, not at its gate, and
+    the resumed run loses nothing."""
+    home = tmp_path / "ws"
+    init_workspace(home)
+    write_test_config(home, tiny_world_model_dir, controller={"rounds": 1}, **SMALL)
+    nodes = (*ROUND_NODES, *CANDIDATE_NODES[:-1])  # approval_gate pauses the run before its end
+    assert _drive(forked, home, None, f"{nodes[0]}:term") == 1
+    run_id = _run_id(home)
+    store = Store(home / "tether.db")
+    for node in nodes[1:]:
+        run = store.get_run(run_id)
+        assert run.state == "failed" and "terminated by SIGTERM" in (run.error or ""), run
+        assert _drive(forked, home, run_id, f"{node}:term") == 1, f"{node}:term did not end the run"
+    assert store.get_run(run_id).state == "failed"
+    assert _drive(forked, home, run_id, None) == 0  # reaches the gate and pauses
+    assert store.get_run(run_id).state == "paused" and len(store.approvals(status="pending")) == 1
+    assert len(store.samples(run_id, 1, split="train")) == 6 * 2
     _no_duplicates(store, run_id)

@@ -25,7 +25,7 @@ from agent.run.graph import checkpointer, compile_graph
 from agent.run.learned import adopted_learner
 from agent.run.locks import RunBusyError, is_driven, run_lock  # noqa: F401  (re-exported: the CLI's names)
 from agent.run.services import RunServices, RunSettings, build_world
-from agent.run.terminate import Terminated, terminate_as_exception
+from agent.run.terminate import Stop, Terminated, terminate_as_exception
 from agent.run.workspace import Workspace
 from agent.run.world_checks import world_checks
 from agent.run.world_model import model_builder, model_ref, world_model_dir
@@ -234,35 +234,46 @@ def _check_recorded_constitution(store: Store, run: Run) -> None:
 def drive(ws: Workspace, store: Store, run_id: str, initial: dict[str, Any] | None, *, say: Say,
           wait: bool, progress: bool = False, fault: Fault | None = None) -> Outcome:
     """Run the graph until it stops, fails, or pauses at the gate (and, with wait, past it)."""
-    with run_lock(ws, run_id), terminate_as_exception():
-        run = store.get_run(run_id)
-        if run is None:
-            raise RunNotFoundError(f"no run '{run_id}' (see `tether status`)")
-        if initial is None:  # a resume: the lab notebook shows it between the rounds
-            store.append_audit("tether", "run.resume", run_id,
-                               {"run": run_id, "from_state": run.state, "round": run.round, "error": run.error})
-        config = TetherConfig.model_validate(run.config)
-        threads = apply_threads(config.model.threads)  # process-wide: generation and in-process training
-        store.append_audit("tether", "run.threads", run_id, threads.as_dict())
-        # The workspace file may not change the invariants under a run; the run itself uses the
-        # version it recorded, and moves to newer approved versions at the start of a round.
-        _check_workspace_file(ws, store, run)
-        _check_recorded_constitution(store, run)
-        adopted_learner(store, config.controller, run.seed)
-        settings = RunSettings(run_id, ws, config, progress=progress, fault=fault)
-        with RunServices.setup(settings, store) as services:
-            ctx = RunContext(settings, services)
-            conn = sqlite3.connect(ws.graph_db_path, check_same_thread=False)
-            try:
-                graph = compile_graph(checkpointer(conn))
-                outcome = _drive(graph, ctx, run_id, initial, say=say, wait=wait)
-                return replace(outcome, timings=dict(ctx.timings), counts=dict(ctx.counts))
-            finally:
-                conn.close()
+    with run_lock(ws, run_id), terminate_as_exception() as stop:
+        try:
+            outcome = _set_up_and_drive(ws, store, run_id, initial, say=say, wait=wait, progress=progress,
+                                        fault=fault, stop=stop)
+            stop.check()  # a SIGTERM whose raise was swallowed after the last node (in a finalizer) still counts
+        except Terminated as err:  # outside a node: before the graph ran, or after it paused or stopped
+            raise RunFailedError(run_id, _terminated_outside_nodes(store, run_id, err)) from err
+        return outcome
+
+
+def _set_up_and_drive(ws: Workspace, store: Store, run_id: str, initial: dict[str, Any] | None, *, say: Say,
+                      wait: bool, progress: bool, fault: Fault | None, stop: Stop) -> Outcome:
+    run = store.get_run(run_id)
+    if run is None:
+        raise RunNotFoundError(f"no run '{run_id}' (see `tether status`)")
+    if initial is None:  # a resume: the lab notebook shows it between the rounds
+        store.append_audit("tether", "run.resume", run_id,
+                           {"run": run_id, "from_state": run.state, "round": run.round, "error": run.error})
+    config = TetherConfig.model_validate(run.config)
+    threads = apply_threads(config.model.threads)  # process-wide: generation and in-process training
+    store.append_audit("tether", "run.threads", run_id, threads.as_dict())
+    # The workspace file may not change the invariants under a run; the run itself uses the
+    # version it recorded, and moves to newer approved versions at the start of a round.
+    _check_workspace_file(ws, store, run)
+    _check_recorded_constitution(store, run)
+    adopted_learner(store, config.controller, run.seed)
+    settings = RunSettings(run_id, ws, config, progress=progress, fault=fault)
+    with RunServices.setup(settings, store) as services:
+        ctx = RunContext(settings, services)
+        conn = sqlite3.connect(ws.graph_db_path, check_same_thread=False)
+        try:
+            graph = compile_graph(checkpointer(conn))
+            outcome = _drive(graph, ctx, run_id, initial, say=say, wait=wait, stop=stop)
+            return replace(outcome, timings=dict(ctx.timings), counts=dict(ctx.counts))
+        finally:
+            conn.close()
 
 
 def _drive(graph: Any, ctx: RunContext, run_id: str, initial: dict[str, Any] | None, *,
-           say: Say, wait: bool) -> Outcome:
+           say: Say, wait: bool, stop: Stop) -> Outcome:
     store = ctx.store
     thread = {"configurable": {"thread_id": run_id}}
     graph_input: Any = _next_input(graph, store, thread, initial)
@@ -275,7 +286,7 @@ def _drive(graph: Any, ctx: RunContext, run_id: str, initial: dict[str, Any] | N
             say(f"waiting for a decision on approval {approval_id} (tether approve/reject from another shell)")
             try:
                 with ctx.timed("approval_wait"):
-                    _wait_for_decision(store, approval_id)
+                    _wait_for_decision(store, approval_id, stop)
             except Terminated as err:  # nothing is lost: the approval still waits, `resume` picks it up
                 raise RunFailedError(run_id, _record_end(store, run_id, "paused", f"{err} at the approval gate",
                                                          {"approval": approval_id})) from None
@@ -292,6 +303,7 @@ def _drive(graph: Any, ctx: RunContext, run_id: str, initial: dict[str, Any] | N
                         _notify(ctx, "invariant_blocked", f"round {ctx.run.round}'s candidate was rejected "
                                 "before any person saw it (invariants or non-finite training)",
                                 f"log {run_id}", f"runs/{run_id}", say)
+                stop.check()  # at each node boundary: a SIGTERM swallowed inside the node ends the run here
                 started = time.perf_counter()
         except (TamperError, DeniedError, ModelIntegrityError) as err:
             error = _record_end(store, run_id, "failed", f"tampering: {err}", {"tampering": True})
@@ -357,6 +369,17 @@ def _record_end(store: Store, run_id: str, state: Literal["paused", "failed"], e
     return error
 
 
+def _terminated_outside_nodes(store: Store, run_id: str, err: Terminated) -> str:
+    """Record a SIGTERM that came outside any node: a paused run stays paused (an approval it waits for
+    still waits), a stopped run stays stopped, any other is failed and resumable."""
+    run = store.get_run(run_id)
+    if run is not None and run.state == "stopped":
+        return f"{err} after the run stopped"
+    if run is not None and run.state == "paused":
+        return _record_end(store, run_id, "paused", f"{err} while the run was paused", {})
+    return _record_end(store, run_id, "failed", str(err), {})
+
+
 def _pending_approval(graph: Any, thread: dict[str, Any]) -> str | None:
     snapshot = graph.get_state(thread)
     for interrupt in snapshot.interrupts:
@@ -378,8 +401,9 @@ def _next_input(graph: Any, store: Store, thread: dict[str, Any], initial: dict[
     return None  # continue from the last completed node
 
 
-def _wait_for_decision(store: Store, approval_id: str | None) -> None:
+def _wait_for_decision(store: Store, approval_id: str | None, stop: Stop) -> None:
     while approval_id is not None:
+        stop.check()
         approval = store.get_approval(approval_id)
         if approval is None or approval.status != "pending":
             return

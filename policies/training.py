@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import gc
 import json
-import math
 import os
 import shutil
 import tempfile
@@ -64,6 +63,7 @@ from policies.loading import (
 from policies.progress import Advance
 from policies.progress import bar as progress_bar
 from policies.train_check import dpo_config_kwargs, spec_problems
+from policies.train_metrics import final_metrics, step_history
 from policies.train_spec import (
     ALL_LINEAR,
     DPOSpec,
@@ -154,51 +154,6 @@ def _verified_state(path: str, sha256: str | None, lora: LoraSpec, what: str) ->
     verified = read_verified_adapter(Path(path), sha256)
     _check_init_adapter_config(path, lora_config_from_dict(verified.config), lora, what)
     return load_safetensors(verified.weights)
-
-
-def _final_metrics(
-    log_history: list[dict[str, Any]], training_loss: float | None
-) -> dict[str, float]:
-    """Numbers of the last per-step log (``loss``, ``rewards/margins``, ``rewards/accuracies``, ...)
-    plus ``train_loss``, the mean loss over the run."""
-    metrics: dict[str, float] = {}
-    step_logs = [e for e in log_history if "loss" in e and "train_loss" not in e]
-    if step_logs:
-        for key, value in step_logs[-1].items():
-            if key != "step" and isinstance(value, (int, float)) and not isinstance(value, bool):
-                metrics[key] = float(value)
-    if training_loss is not None:
-        metrics["train_loss"] = float(training_loss)
-    change = chosen_logp_change(step_logs)
-    if change is not None:
-        metrics[CHOSEN_LOGP_CHANGE] = change
-    return metrics
-
-
-CHOSEN_LOGP_CHANGE = "chosen_logp_change"
-
-
-def chosen_logp_change(step_logs: list[dict[str, Any]]) -> float | None:
-    """Mean log-likelihood of the chosen responses over the last epoch minus over the first: every
-    epoch sees every pair, so the two means compare the same responses. Negative = likelihood
-    displacement (Razin et al. 2024, arXiv:2410.08847; Pal et al. 2024, arXiv:2402.13228): DPO widened the
-    margin by pushing the chosen answers down too. None with one epoch or without ``logps/chosen``."""
-    by_epoch: dict[int, list[float]] = {}
-    for entry in step_logs:
-        value, epoch = entry.get("logps/chosen"), entry.get("epoch")
-        if isinstance(value, int | float) and isinstance(epoch, int | float) and math.isfinite(value):
-            # A step logged at epoch e (fractional, after the step) belongs to epoch ceil(e) - 1.
-            by_epoch.setdefault(max(0, math.ceil(epoch - 1e-9) - 1), []).append(float(value))
-    if len(by_epoch) < 2:
-        return None
-    first, last = by_epoch[min(by_epoch)], by_epoch[max(by_epoch)]
-    return sum(last) / len(last) - sum(first) / len(first)
-
-
-def _step_history(log_history: list[dict[str, Any]]) -> tuple[dict[str, float], ...]:
-    """Every per-step log (numbers only, with its step), for the tracker's training curves."""
-    return tuple({k: float(v) for k, v in entry.items() if isinstance(v, int | float) and not isinstance(v, bool)}
-                 for entry in log_history if "loss" in entry and "train_loss" not in entry)
 
 
 def _dpo_trainer_class() -> type:
@@ -417,6 +372,6 @@ def _train(job: TrainJob, progress: bool) -> tuple[int, dict[str, float], tuple[
                 output = trainer.train()
             save_adapter(trainer, output_dir)
             log = trainer.state.log_history
-            return int(trainer.state.global_step), _final_metrics(log, output.training_loss), _step_history(log)
+            return int(trainer.state.global_step), final_metrics(log, output.training_loss), step_history(log)
         finally:
             shutil.rmtree(work_dir, ignore_errors=True)

@@ -294,7 +294,7 @@ def test_subprocess_failure_raises_with_stderr_tail(
 
 
 def test_chosen_logp_change_compares_the_same_pairs_in_the_first_and_last_epoch() -> None:
-    from policies.training import chosen_logp_change
+    from policies.train_metrics import chosen_logp_change
 
     logs = [{"loss": 0.7, "epoch": 0.5, "logps/chosen": -10.0}, {"loss": 0.6, "epoch": 1.0, "logps/chosen": -12.0},
             {"loss": 0.5, "epoch": 1.5, "logps/chosen": -14.0}, {"loss": 0.4, "epoch": 2.0, "logps/chosen": -16.0},

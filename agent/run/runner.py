@@ -326,7 +326,8 @@ def _drive(graph: Any, ctx: RunContext, run_id: str, initial: dict[str, Any] | N
             with store.transaction():
                 store.update_run(run_id, state="stopped")
                 store.append_audit("tether", "run.stop", run_id, {})
-            last = store.decisions(run_id)[-1].rationale if store.decisions(run_id) else "done"
+            decisions = store.decisions(run_id)
+            last = decisions[-1].rationale if decisions else "done"
             _notify(ctx, "stopped", last, f"log {run_id}", f"runs/{run_id}", say)
             return Outcome(run_id, "stopped", message=f"run {run_id} stopped: {last}")
         graph_input = _next_input(graph, store, thread, initial)

@@ -288,3 +288,7 @@ def merge(parts: Sequence[Path], out: Path) -> None:
                 "merged_from": [str(p) for p in parts]}
     report(out, settings, {k: v for d in docs for k, v in d["model_build_s"].items()}, runs,
            round(sum(float(d.get("wall_s") or 0.0) for d in docs), 1))
+
+
+if __name__ == "__main__":
+    main()

@@ -139,7 +139,7 @@ def test_an_unknown_intervention_is_named_with_a_suggestion() -> None:
 def test_the_built_in_plugins_keep_the_configs_and_the_order_they_had() -> None:
     assert [s.name for s in interventions()] == ["switch_judge", "regenerate_prompts", "add_adversarial",
                                                  "propose_amendment", "switch_pairs"]
-    assert [t.name for t in triggers()] == ["blind_spot", "regression"]
+    assert [t.name for t in triggers()] == ["blind_spot", "collapse", "regression"]
     controller = TetherConfig().controller
     assert controller.interventions == ["switch_judge", "regenerate_prompts", "add_adversarial", "propose_amendment"]
     assert SWITCH_JUDGE.settings(controller).max_length_score_corr == 0.6

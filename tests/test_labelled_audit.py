@@ -270,7 +270,8 @@ def violations() -> LabelledSet:
     return read_labelled(bundled_probes("violation"))
 
 
-def test_bundled_files_are_what_the_script_writes_and_ship(tmp_path: Path) -> None:
+def test_bundled_files_are_what_the_script_writes_and_ship(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.syspath_prepend(str(ROOT / "scripts"))  # as `python scripts/...` has it: the templates beside it
     spec = importlib.util.spec_from_file_location("make_labelled_probes", ROOT / "scripts" / "make_labelled_probes.py")
     assert spec is not None and spec.loader is not None
     script = importlib.util.module_from_spec(spec)

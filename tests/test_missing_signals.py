@@ -18,7 +18,7 @@ from agent.config import ControllerConfig
 from agent.controller.policy import ControllerInput
 from agent.controller.policy import decide as policy
 from agent.review import notebook
-from agent.run.nodes import round as round_nodes
+from agent.run.nodes import monitor as monitor_node
 from agent.run.nodes.decide import _signals
 from memory import Run, Store
 from tether_types import COULD_NOT_CHECK, UnknownMonitorKeyError, monitor_key
@@ -154,9 +154,9 @@ def _monitor_node(store: Store, built: list[Built], monkeypatch: pytest.MonkeyPa
 
     ctx = SimpleNamespace(store=store, monitors=built, timed=timed, progress=False,
                           tracker=SimpleNamespace(log=lambda round_no, values: logged.append(values)))
-    monkeypatch.setattr(round_nodes, "_observe", lambda ctx, run_id, round_no: OBS)
+    monkeypatch.setattr(monitor_node, "_observe", lambda ctx, run_id, round_no: OBS)
     store.upsert_round("run-1", 1, n_pairs=len(OBS.pair_margins), judge={"label": "j0"})
-    assert round_nodes.monitor({"run_id": "run-1", "round": 1}, Runtime(context=ctx)) == {}  # type: ignore[typeddict-item]
+    assert monitor_node.monitor({"run_id": "run-1", "round": 1}, Runtime(context=ctx)) == {}  # type: ignore[typeddict-item]
     assert logged and all(math.isfinite(v) for v in logged[0].values())
 
 

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from agent.review import notebook
+from agent.review import decision_text, notebook
 from conftest import clone_workspace, signer, tether_cli
 from guardrails import gate
 from memory import Checkpoint, Run, Store
@@ -121,13 +121,13 @@ def test_a_signal_read_by_two_rules_is_shown_once_with_both_thresholds(store: St
 
 
 def test_an_ok_line_names_each_setting_when_two_rules_read_one_signal() -> None:
-    merged = notebook.merged_checks([
+    merged = decision_text.merged_checks([
         _check("trained_rounds_without_heldout_gain", 0, ">=", 3, "stop.patience"),
         _check("trained_rounds_without_heldout_gain", 0, ">=", 2, "regenerate_prompts.plateau_rounds")])
     (only,) = merged
     assert only.compact() == ("trained_rounds_without_heldout_gain 0 < 3 (controller.stop.patience) and 0 < 2 "
                               "(controller.regenerate_prompts.plateau_rounds)")
-    (single,) = notebook.merged_checks([_check("pairs", 60, "<", 1, "min_pairs")])
+    (single,) = decision_text.merged_checks([_check("pairs", 60, "<", 1, "min_pairs")])
     assert single.compact() == "pairs 60 ≥ 1"
 
 

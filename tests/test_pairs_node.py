@@ -16,6 +16,7 @@ from langgraph.runtime import Runtime
 from agent.config import TetherConfig
 from agent.interventions import switch_pairs as interventions
 from agent.interventions.pool import judge_pool, pair_pool
+from agent.run.nodes import monitor as monitor_node
 from agent.run.nodes import round as round_nodes
 from agent.run.nodes.decide import controller_input
 from memory import NewJudgment, NewSample, Run, Store
@@ -114,8 +115,8 @@ def test_anchored_rejection_draws_the_base_models_samples_once(store: Store) -> 
     run_pairs(ctx, 2)
     assert len(ctx.backend.calls) == 1 and len(store.pairs(RUN, 2)) == 1
     # The anchors do not make a prompt "used" in the round that drew them; an earlier round does.
-    assert round_nodes._used_before(ctx, RUN, 1) == set()
-    assert round_nodes._used_before(ctx, RUN, 2) == {"q0", "q1", "q2"}
+    assert monitor_node._used_before(ctx, RUN, 1) == set()
+    assert monitor_node._used_before(ctx, RUN, 2) == {"q0", "q1", "q2"}
 
 
 def test_switch_pairs_moves_the_strategy_forward_and_survives_a_resume(store: Store) -> None:

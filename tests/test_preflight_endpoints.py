@@ -17,7 +17,7 @@ from agent.cli.main import app
 from agent.config import ControllerConfig, load_config
 from agent.controller.policy import ControllerInput, RoundSignals, decide
 from agent.controller.vocabulary import InvalidJudgments
-from agent.review.notebook import _decision_lines
+from agent.review.decision_text import decision_lines
 from agent.run import preflight
 from agent.run.runner import start_run
 from agent.run.workspace import Workspace
@@ -179,7 +179,7 @@ def test_a_trained_round_with_a_few_invalid_judgments_still_says_why() -> None:
     logged = Decision(id=1, run_id="r", round=1, action=d.action, rationale=d.rationale, signals=d.log_signals(),
                       actor="controller", at="2026-01-01T00:00:00")
     assert ("      3 of 40 judgments invalid: no 'Score: N' found (2×); judge refused (1×)"
-            in _decision_lines(logged, verbose=False))
+            in decision_lines(logged, verbose=False))
     assert invalid.text(reasons=1) == "3 of 40 judgments invalid: no 'Score: N' found (2×); 1 for other reasons"
 
 

@@ -23,7 +23,7 @@ from typer.testing import CliRunner
 from agent.cli.main import app
 from agent.config import ConfigError, load_config, parse_config
 from agent.run.nodes.decide import heldout_curve
-from agent.run.nodes.round import _last_heldout
+from agent.run.nodes.monitor import _last_heldout
 from agent.run.runner import resume_run, start_run
 from agent.run.splits import controller_evaluation, evaluated_before_split, evaluation_sets, heldout_slice
 from agent.run.workspace import Workspace
@@ -171,7 +171,7 @@ def _reader() -> str | None:
         rel = _module_path(frame.f_code.co_filename)
         if rel.startswith("guardrails/"):
             return "guardrails"
-        if rel.startswith(_CONTROLLER_FILES) or (rel == "agent/run/nodes/round.py"
+        if rel.startswith(_CONTROLLER_FILES) or (rel == "agent/run/nodes/monitor.py"
                                                   and frame.f_code.co_name in _MONITOR_FUNCTIONS):
             return "controller"
         frame = frame.f_back

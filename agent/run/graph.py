@@ -21,7 +21,7 @@ from langgraph.graph.state import CompiledStateGraph
 from agent.interventions import interventions
 from agent.run.context import RunContext
 from agent.run.faults import with_fault_points
-from agent.run.nodes import candidate, decide, evaluate
+from agent.run.nodes import candidate, decide, evaluate, monitor
 from agent.run.nodes import round as round_nodes
 from agent.run.state import RoundState
 from tether_types import TetherError
@@ -68,7 +68,7 @@ NODES: dict[str, Any] = {
     "sample": round_nodes.sample,
     "judge": round_nodes.judge,
     "pairs": round_nodes.pairs,
-    "monitor": round_nodes.monitor,
+    "monitor": monitor.monitor,
     "decide": decide.decide,
     "train_candidate": candidate.train_candidate,
     "evaluate": evaluate.evaluate,

@@ -2,7 +2,8 @@
 
 A run is one LangGraph thread (thread_id = run id) checkpointed in the workspace's graph.db, so
 it survives its process: `resume` picks it up from the last completed node. One process drives a
-run at a time (an advisory file lock); approvals arrive through the store from any process.
+run at a time (an advisory file lock); approvals arrive through the store from any process. How a run
+that stops moving is recorded and who is told: agent/run/ending.py.
 """
 
 from __future__ import annotations
@@ -18,8 +19,9 @@ from typing import Any, Literal
 from langgraph.types import Command
 
 from agent.config import WORLD_MODEL, TetherConfig
-from agent.run import judge_trust, notify, preflight
+from agent.run import judge_trust, preflight
 from agent.run.context import RunContext
+from agent.run.ending import record_end, tell, terminated_outside_nodes
 from agent.run.faults import Fault
 from agent.run.graph import checkpointer, compile_graph
 from agent.run.learned import adopted_learner
@@ -227,8 +229,8 @@ def _check_recorded_constitution(store: Store, run: Run) -> None:
     try:
         lineage.verify_run(store, run)
     except TamperError as err:
-        raise RunTamperError(run.id, _record_end(store, run.id, "failed", f"tampering: {err}",
-                                                 {"tampering": True})) from None
+        raise RunTamperError(run.id, record_end(store, run.id, "failed", f"tampering: {err}",
+                                                {"tampering": True})) from None
 
 
 def drive(ws: Workspace, store: Store, run_id: str, initial: dict[str, Any] | None, *, say: Say,
@@ -240,7 +242,7 @@ def drive(ws: Workspace, store: Store, run_id: str, initial: dict[str, Any] | No
                                         fault=fault, stop=stop)
             stop.check()  # a SIGTERM whose raise was swallowed after the last node (in a finalizer) still counts
         except Terminated as err:  # outside a node: before the graph ran, or after it paused or stopped
-            raise RunFailedError(run_id, _terminated_outside_nodes(store, run_id, err)) from err
+            raise RunFailedError(run_id, terminated_outside_nodes(store, run_id, err)) from err
         return outcome
 
 
@@ -288,8 +290,8 @@ def _drive(graph: Any, ctx: RunContext, run_id: str, initial: dict[str, Any] | N
                 with ctx.timed("approval_wait"):
                     _wait_for_decision(store, approval_id, stop)
             except Terminated as err:  # nothing is lost: the approval still waits, `resume` picks it up
-                raise RunFailedError(run_id, _record_end(store, run_id, "paused", f"{err} at the approval gate",
-                                                         {"approval": approval_id})) from None
+                raise RunFailedError(run_id, record_end(store, run_id, "paused", f"{err} at the approval gate",
+                                                        {"approval": approval_id})) from None
             graph_input = _next_input(graph, store, thread, initial)
             continue
         store.update_run(run_id, state="running", error=None)
@@ -300,26 +302,26 @@ def _drive(graph: Any, ctx: RunContext, run_id: str, initial: dict[str, Any] | N
                     if node != "__interrupt__":
                         say(f"  {node} done ({time.perf_counter() - started:.1f}s)")
                     if isinstance(value, dict) and value.get("outcome") == "failed_invariants":
-                        _notify(ctx, "invariant_blocked", f"round {ctx.run.round}'s candidate was rejected "
-                                "before any person saw it (invariants or non-finite training)",
-                                f"log {run_id}", f"runs/{run_id}", say)
+                        tell(ctx, "invariant_blocked", f"round {ctx.run.round}'s candidate was rejected "
+                             "before any person saw it (invariants or non-finite training)",
+                             f"log {run_id}", f"runs/{run_id}", say)
                 stop.check()  # at each node boundary: a SIGTERM swallowed inside the node ends the run here
                 started = time.perf_counter()
         except (TamperError, DeniedError, ModelIntegrityError) as err:
-            error = _record_end(store, run_id, "failed", f"tampering: {err}", {"tampering": True})
-            _notify(ctx, "failed", error, f"status {run_id}", f"runs/{run_id}", say)
+            error = record_end(store, run_id, "failed", f"tampering: {err}", {"tampering": True})
+            tell(ctx, "failed", error, f"status {run_id}", f"runs/{run_id}", say)
             raise RunTamperError(run_id, error) from None
         except TransientError as err:
             # A check could not run (an approved adapter missing, a busy disk): nothing was decided on it.
-            error = _record_end(store, run_id, "paused", str(err), {})
-            _notify(ctx, "failed", error, f"resume {run_id} (after fixing the cause)", f"runs/{run_id}", say)
+            error = record_end(store, run_id, "paused", str(err), {})
+            tell(ctx, "failed", error, f"resume {run_id} (after fixing the cause)", f"runs/{run_id}", say)
             return Outcome(run_id, "paused", None, f"run {run_id} paused: {error}")
         except BaseException as err:  # KeyboardInterrupt too: the run is resumable either way
             error = ("interrupted" if isinstance(err, KeyboardInterrupt) else str(err) if isinstance(err, Terminated)
                      else f"{type(err).__name__}: {err}")
-            error = _record_end(store, run_id, "failed", error, {})
+            error = record_end(store, run_id, "failed", error, {})
             if not isinstance(err, KeyboardInterrupt):  # a person pressed Ctrl-C: they know
-                _notify(ctx, "failed", error, f"resume {run_id} (after fixing the cause)", f"runs/{run_id}", say)
+                tell(ctx, "failed", error, f"resume {run_id} (after fixing the cause)", f"runs/{run_id}", say)
             raise RunFailedError(run_id, error) from err
         snapshot = graph.get_state(thread)
         if not snapshot.next:
@@ -328,7 +330,7 @@ def _drive(graph: Any, ctx: RunContext, run_id: str, initial: dict[str, Any] | N
                 store.append_audit("tether", "run.stop", run_id, {})
             decisions = store.decisions(run_id)
             last = decisions[-1].rationale if decisions else "done"
-            _notify(ctx, "stopped", last, f"log {run_id}", f"runs/{run_id}", say)
+            tell(ctx, "stopped", last, f"log {run_id}", f"runs/{run_id}", say)
             return Outcome(run_id, "stopped", message=f"run {run_id} stopped: {last}")
         graph_input = _next_input(graph, store, thread, initial)
         if graph_input is _WAITING:
@@ -336,49 +338,11 @@ def _drive(graph: Any, ctx: RunContext, run_id: str, initial: dict[str, Any] | N
             store.update_run(run_id, state="paused")
             say(f"paused at the approval gate: approval {approval_id}")
             approval = store.get_approval(approval_id) if approval_id else None
-            _notify(ctx, "gate", approval.summary if approval else f"approval {approval_id}",
-                    f"show {approval_id}", f"approvals/{approval_id}", say)
+            tell(ctx, "gate", approval.summary if approval else f"approval {approval_id}",
+                 f"show {approval_id}", f"approvals/{approval_id}", say)
 
 
 _WAITING = object()
-
-
-def _notify(ctx: RunContext, event: notify.Event, detail: str, command: str, page: str, say: Say) -> None:
-    """Tell the configured people (`command`: the tether subcommand to run next; `page`: the desk's path for
-    it); a failure is said and audited, never raised."""
-    run = ctx.store.get_run(ctx.run_id)
-    notice = notify.make_notice(ctx.config.notify, event, ctx.run_id, run.round if run else 0, detail,
-                                ctx.workspace.home, command, page)
-    for failure in notify.send(ctx.config.notify, notice):
-        say(f"warning: {failure}")
-        try:
-            ctx.store.append_audit("tether", "notify.failed", ctx.run_id, {"event": event, "error": failure})
-        except (sqlite3.Error, OSError):
-            pass  # a full disk must not turn a failed notification into a failed run
-
-
-def _record_end(store: Store, run_id: str, state: Literal["paused", "failed"], error: str,
-                details: dict[str, Any]) -> str:
-    """Record why a run stopped moving; when the store itself cannot be written (a full disk), say so
-    in the message instead of raising a second error from inside the handler."""
-    try:
-        with store.transaction():
-            store.update_run(run_id, state=state, error=error)
-            store.append_audit("tether", f"run.{state}", run_id, {"error": error, **details})
-    except (sqlite3.Error, OSError) as unrecorded:
-        return f"{error} (not recorded in the store: {unrecorded})"
-    return error
-
-
-def _terminated_outside_nodes(store: Store, run_id: str, err: Terminated) -> str:
-    """Record a SIGTERM that came outside any node: a paused run stays paused (an approval it waits for
-    still waits), a stopped run stays stopped, any other is failed and resumable."""
-    run = store.get_run(run_id)
-    if run is not None and run.state == "stopped":
-        return f"{err} after the run stopped"
-    if run is not None and run.state == "paused":
-        return _record_end(store, run_id, "paused", f"{err} while the run was paused", {})
-    return _record_end(store, run_id, "failed", str(err), {})
 
 
 def _pending_approval(graph: Any, thread: dict[str, Any]) -> str | None:

@@ -172,11 +172,11 @@ class Tracker:
             return
         import wandb
 
-        from agent.review import notebook
+        from agent.review import decision_text
 
         rows = []
         for d in decisions:
-            checks = notebook.merged_checks(d.signals.get("checks") or [])
+            checks = decision_text.merged_checks(d.signals.get("checks") or [])
             fired = "; ".join(c.statement() for c in checks if c.fired)
             unchecked = "; ".join(c.statement() for c in checks if c.unchecked and not c.fired)
             rows.append([d.round, d.action, d.actor, d.at, d.rationale, fired, unchecked])

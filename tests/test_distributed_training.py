@@ -24,7 +24,7 @@ PAIRS = [{"prompt": f"What is {i} plus {i}?", "chosen": f"It is {2 * i}.", "reje
 GLOBAL_BATCH = 4
 # Tolerances: the same global batch gives the same mean loss; only the order of float sums differs (DDP's
 # all-reduce, FSDP's reduce-scatter average two half-batch gradients). Measured: losses equal to the last digit,
-# weights within 6e-7 (DDP) and 5.3e-7 (FSDP2).
+# weights within 6e-7 (DDP) and 5.2e-7 (FSDP2).
 LOSS_TOLERANCE = 1e-5
 WEIGHT_TOLERANCE = 1e-5
 FAULT_FOLDER = Path(__file__).parent / "fixtures" / "rank_fault"

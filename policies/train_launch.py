@@ -58,6 +58,9 @@ def launch_train_job(
     spec_path = workdir / f"train_job-{uuid.uuid4().hex[:12]}.json"
     spec_path.write_text(job.to_json(), encoding="utf-8")
     result_path = result_path_for(spec_path)
+    import torch  # the thread count this process chose (set before any job runs), and whether a GPU is here
+
+    on_cpu = job.device == "cpu" or not torch.cuda.is_available()
     job_args = ["-m", "policies.train_job", str(spec_path)] + (["--progress"] if progress else [])
     if launcher == "subprocess":
         cmd = [sys.executable, *job_args]
@@ -68,18 +71,15 @@ def launch_train_job(
         accelerate = str(sibling) if sibling.is_file() else shutil.which("accelerate")
         if accelerate is None:
             raise TrainJobError("launcher 'accelerate' needs the `accelerate` command on PATH")
-        spread = [] if job.distributed is None else launch_args(job.distributed, free_port())
+        spread = [] if job.distributed is None else launch_args(job.distributed, free_port(), on_cpu)
         cmd = [accelerate, "launch", *spread, *job_args]
 
     env = dict(os.environ)
     root = str(_project_root())
     env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     # The child is a new process: it gets this process's thread choice (model.threads), not torch's default.
-    import torch  # the thread count this process chose (set before any job runs)
-
     env.setdefault("OMP_NUM_THREADS", str(torch.get_num_threads()))
     if job.distributed is not None:
-        on_cpu = job.device == "cpu" or not torch.cuda.is_available()
         env.update(launch_env(job.distributed, on_cpu, torch.get_num_threads()))
     # With progress the child's bar goes to this process's stderr, so stderr is not captured; stdout is
     # never the child's (a command's stdout holds only what it promises, e.g. `run <RUN_ID>`).

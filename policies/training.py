@@ -50,7 +50,7 @@ from policies.adapters import (
     adapter_sha256,
     read_verified_adapter,
 )
-from policies.distributed import join_processes, strategy_problem
+from policies.distributed import join_processes, shard_on_cpu, strategy_problem
 from policies.loading import (
     apply_adapter_weights,
     known_deprecations_silenced,
@@ -164,22 +164,22 @@ def _dpo_trainer_class() -> type:
 
 
 def _dpo_config(job: TrainJob, work_dir: str) -> Any:
-    from accelerate import DistributedType
     from trl import DPOConfig
 
     on_cpu = resolve_device(job.device).type == "cpu"
     bf16_supported = torch.cuda.is_available() and torch.cuda.is_bf16_supported()
     timeout = None if job.distributed is None else job.distributed.timeout_s
-    if timeout is not None and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+    several = timeout is not None and int(os.environ.get("WORLD_SIZE", "1")) > 1
+    if several:
         join_processes(on_cpu, timeout)
-
-    def config(fsdp: bool) -> Any:
-        return DPOConfig(**dpo_config_kwargs(job.dpo, work_dir, on_cpu=on_cpu, bf16_supported=bf16_supported,
-                                             fsdp=fsdp, ddp_timeout=timeout))
-
-    # Whether `accelerate launch` runs FSDP is known once a config has set up the distributed state.
-    first = config(fsdp=False)
-    return config(fsdp=True) if first.distributed_state.distributed_type == DistributedType.FSDP else first
+    # The job's spec says whether it shards (accelerate's state says FSDP only once the trainer has built its
+    # Accelerator, after this config); strategy_problem then checks that it does.
+    fsdp = job.distributed is not None and job.distributed.strategy == "fsdp"
+    config = DPOConfig(**dpo_config_kwargs(job.dpo, work_dir, on_cpu=on_cpu, bf16_supported=bf16_supported,
+                                           fsdp=fsdp, ddp_timeout=timeout))
+    if fsdp and on_cpu and several:  # after the config, whose TrainingArguments resets accelerate's state
+        shard_on_cpu()
+    return config
 
 
 

@@ -1,6 +1,6 @@
-"""The round's DPO job on 2 processes under `accelerate launch` (DDP over gloo on the CPU, tiny random model):
-it matches one process on the same global batch and seed, the adapter is saved once, and a failing or hanging
-rank fails the job with that rank's error. FSDP and DeepSpeed need GPUs (agent/run/distributed_checks.py)."""
+"""The round's DPO job on 2 processes under `accelerate launch` (DDP, and FSDP2, over gloo on the CPU, tiny random
+model): it matches one process on the same global batch and seed, the adapter is saved once, and a failing or
+hanging rank fails the job with that rank's error. DeepSpeed needs GPUs (agent/run/distributed_checks.py)."""
 
 from __future__ import annotations
 
@@ -16,27 +16,29 @@ from safetensors.torch import load_file
 from agent.config import TrainingConfig
 from policies.adapters import ADAPTER_CONFIG_NAME, ADAPTER_WEIGHTS_NAME, adapter_sha256
 from policies.train_launch import launch_train_job
-from policies.train_spec import DistributedSpec, TrainJob, TrainJobError, TrainResult
+from policies.train_spec import DistributedSpec, Strategy, TrainJob, TrainJobError, TrainResult
 
 # 8 pairs, 4 a step (2 a process on 2 processes): 2 optimizer steps either way.
 PAIRS = [{"prompt": f"What is {i} plus {i}?", "chosen": f"It is {2 * i}.", "rejected": "I cannot help with that."}
          for i in range(8)]
 GLOBAL_BATCH = 4
-# Tolerances: the same global batch gives the same mean loss; only the order of float sums differs (the
-# all-reduce averages two half-batch gradients). Measured: losses equal to the last digit, weights within 6e-7.
+# Tolerances: the same global batch gives the same mean loss; only the order of float sums differs (DDP's
+# all-reduce, FSDP's reduce-scatter average two half-batch gradients). Measured: losses equal to the last digit,
+# weights within 6e-7 (DDP) and 5.2e-7 (FSDP2).
 LOSS_TOLERANCE = 1e-5
 WEIGHT_TOLERANCE = 1e-5
 FAULT_FOLDER = Path(__file__).parent / "fixtures" / "rank_fault"
 
 
-def _job(model_dir: Path, tmp: Path, name: str, processes: int, timeout_s: int = 120) -> TrainJob:
+def _job(model_dir: Path, tmp: Path, name: str, processes: int, timeout_s: int = 120,
+         strategy: Strategy = "ddp") -> TrainJob:
     pairs = tmp / "pairs.jsonl"
     if not pairs.exists():
         pairs.write_text("".join(json.dumps(p) + "\n" for p in PAIRS), encoding="utf-8")
     config = TrainingConfig(batch_size=GLOBAL_BATCH // processes, epochs=1, learning_rate=5e-3, max_length=64)
     return TrainJob(base_model=str(model_dir), pairs_path=str(pairs), output_dir=str(tmp / name),
                     lora=config.lora_spec(), dpo=config.dpo_spec(seed=0), device="cpu",
-                    distributed=None if processes == 1 else DistributedSpec(processes, "ddp", None, timeout_s))
+                    distributed=None if processes == 1 else DistributedSpec(processes, strategy, None, timeout_s))
 
 
 @pytest.fixture(scope="module")
@@ -49,8 +51,13 @@ def _losses(result: TrainResult) -> list[float]:
     return [h["loss"] for h in result.history]
 
 
-def test_two_ddp_processes_match_one(one_process: TrainResult, tiny_random_model_dir: Path, tmp_path: Path) -> None:
-    result = launch_train_job(_job(tiny_random_model_dir, tmp_path, "out", 2), "accelerate", tmp_path / "work")
+@pytest.mark.parametrize("strategy", ["ddp", "fsdp"])
+def test_two_processes_match_one(
+    strategy: Strategy, one_process: TrainResult, tiny_random_model_dir: Path, tmp_path: Path
+) -> None:
+    # fsdp: FSDP2 on the CPU; the job refuses to train unless accelerate set it up (policies/distributed.py).
+    job = _job(tiny_random_model_dir, tmp_path, "out", 2, strategy=strategy)
+    result = launch_train_job(job, "accelerate", tmp_path / "work")
 
     assert result.steps == one_process.steps == len(PAIRS) // GLOBAL_BATCH
     assert _losses(result) == pytest.approx(_losses(one_process), abs=LOSS_TOLERANCE)
@@ -135,10 +142,9 @@ def test_validate_passes_zero3_with_offload_but_for_what_this_machine_lacks(tmp_
     except ImportError:
         assert found == [p for p in found if "pip install deepspeed" in p] and len(found) == 1
     on_cpu = distributed_problems(spec, on_cpu=True, gpus=0, batch_size=4, grad_accum=1)
-    assert any("needs CUDA GPUs" in p for p in on_cpu)
-    fsdp = distributed_problems(replace(spec, strategy="fsdp", config_file=None), on_cpu=True, gpus=0, batch_size=4,
-                                grad_accum=1)
-    assert fsdp and "use strategy ddp on the CPU" in fsdp[0]
+    assert any("needs CUDA GPUs" in p and "use strategy ddp or fsdp on the CPU" in p for p in on_cpu)
+    assert distributed_problems(replace(spec, strategy="fsdp", config_file=None), on_cpu=True, gpus=0, batch_size=4,
+                                grad_accum=1) == []
     too_many = distributed_problems(replace(spec, strategy="ddp", config_file=None), on_cpu=False, gpus=2,
                                     batch_size=4, grad_accum=1)
     assert too_many and "2 GPU(s) are visible" in too_many[0]
@@ -155,3 +161,14 @@ def test_the_preflight_reads_the_deepspeed_file_next_to_the_config(tmp_path: Pat
     problems = findings["distributed"].problems
     assert any("needs CUDA GPUs (accelerate launches DeepSpeed only on GPUs)" in p for p in problems)
     assert any(p.startswith(f"{tmp_path / 'ds.json'}: zero_optimization.stage must be 2 or 3") for p in problems)
+
+
+def test_validate_refuses_fsdp1_on_the_cpu(tmp_path: Path) -> None:
+    from agent.run.distributed_checks import distributed_problems
+
+    path = tmp_path / "acc.yaml"
+    path.write_text("distributed_type: FSDP\nfsdp_config:\n  fsdp_version: 1\n", encoding="utf-8")
+    spec = DistributedSpec(2, "fsdp", str(path), 600)
+    on_cpu = distributed_problems(spec, on_cpu=True, gpus=0, batch_size=2, grad_accum=1)
+    assert len(on_cpu) == 1 and "only FSDP2 runs" in on_cpu[0]
+    assert distributed_problems(spec, on_cpu=False, gpus=2, batch_size=2, grad_accum=1) == []

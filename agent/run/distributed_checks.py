@@ -1,9 +1,10 @@
 """What `tether validate` and a run's pre-flight (agent/run/preflight.py) check of ``training.distributed``
 before any process starts: the machine can run the strategy, and its config file says what tether trains with.
 
-* ``ddp`` runs on the CPU (gloo) or on GPUs, one process a GPU: more processes than GPUs is refused.
-* ``fsdp`` and ``deepspeed`` need CUDA GPUs: accelerate 1.16 sets FSDP up only on GPU-type devices (on the
-  CPU it would train with DDP) and never launches DeepSpeed on the CPU.
+* ``ddp`` and ``fsdp`` run on the CPU (gloo) or on GPUs, one process a GPU: more processes than GPUs is refused.
+  FSDP on the CPU is FSDP2 (policies/distributed.py): an accelerate config there may not ask for
+  ``fsdp_version`` 1, which torch cannot run on the CPU.
+* ``deepspeed`` needs CUDA GPUs: accelerate never launches DeepSpeed on the CPU.
 * A DeepSpeed JSON must parse to a mapping with ``zero_optimization.stage`` 2 or 3 (ZeRO-2 shards gradients
   and optimizer state, ZeRO-3 the parameters too); ``offload_param`` only with stage 3; an offload
   ``device`` of ``cpu``, ``nvme`` (with its ``nvme_path``) or ``none``; batch sizes either ``"auto"`` (the
@@ -32,10 +33,9 @@ def distributed_problems(spec: DistributedSpec, *, on_cpu: bool, gpus: int, batc
                          grad_accum: int) -> list[str]:
     """Every problem with running ``spec`` here, one line each with its fix; empty when it can run."""
     problems: list[str] = []
-    if on_cpu and spec.strategy != "ddp":
-        why = ("accelerate sets FSDP up only on GPUs; on the CPU it would train with DDP" if spec.strategy == "fsdp"
-               else "accelerate launches DeepSpeed only on GPUs")
-        problems.append(f"{WHERE}.strategy {spec.strategy} needs CUDA GPUs ({why}): use strategy ddp on the CPU")
+    if on_cpu and spec.strategy == "deepspeed":
+        problems.append(f"{WHERE}.strategy deepspeed needs CUDA GPUs (accelerate launches DeepSpeed only on GPUs): "
+                        "use strategy ddp or fsdp on the CPU")
     elif not on_cpu and spec.num_processes > gpus:
         problems.append(f"{WHERE}.num_processes is {spec.num_processes} but {gpus} GPU(s) are visible here: one "
                         "process a GPU, so set num_processes to at most the GPUs")
@@ -47,7 +47,7 @@ def distributed_problems(spec: DistributedSpec, *, on_cpu: bool, gpus: int, batc
                            f"{'DeepSpeed JSON' if spec.strategy == 'deepspeed' else 'accelerate config'}"]
     if spec.strategy == "deepspeed":
         return problems + deepspeed_problems(path, batch_size, grad_accum)
-    return problems + accelerate_config_problems(path, spec)
+    return problems + accelerate_config_problems(path, spec, on_cpu)
 
 
 def deepspeed_problems(path: Path, batch_size: int, grad_accum: int) -> list[str]:
@@ -96,8 +96,9 @@ def _offload_problems(path: Path, key: str, value: Any, stage: int) -> list[str]
     return []
 
 
-def accelerate_config_problems(path: Path, spec: DistributedSpec) -> list[str]:
-    """An accelerate config (YAML) that parses to a mapping whose distributed_type fits the strategy."""
+def accelerate_config_problems(path: Path, spec: DistributedSpec, on_cpu: bool) -> list[str]:
+    """An accelerate config (YAML) that parses to a mapping whose distributed_type fits the strategy, and on the
+    CPU no FSDP1 (its ``fsdp_config.fsdp_version`` overrides the ``--fsdp_version 2`` tether passes)."""
     try:
         config = read_yaml(path)
     except (YamlRefused, OSError) as err:
@@ -109,4 +110,9 @@ def accelerate_config_problems(path: Path, spec: DistributedSpec) -> list[str]:
     if kind is not None and kind not in wanted:
         return [f"{path}: distributed_type {kind!r} does not fit strategy {spec.strategy} (expected "
                 f"{' or '.join(wanted)})"]
+    fsdp = config.get("fsdp_config")
+    version = fsdp.get("fsdp_version") if isinstance(fsdp, dict) else None
+    if spec.strategy == "fsdp" and on_cpu and version is not None and str(version) != "2":
+        return [f"{path}: fsdp_config.fsdp_version is {version!r}, but on the CPU only FSDP2 runs (torch's FSDP1 "
+                "refuses a CPU device): set fsdp_version: 2, or run on GPUs"]
     return []

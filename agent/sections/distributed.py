@@ -16,14 +16,14 @@ class DistributedConfig(_Section):
     num_processes: int = Field(
         ge=2, le=1024,
         description="Processes that train the job together, 2 to 1024: one per GPU, or CPU processes joined "
-        "with gloo (ddp only). training.batch_size is per process: a step sees num_processes x batch_size x "
+        "with gloo. training.batch_size is per process: a step sees num_processes x batch_size x "
         "grad_accum pairs.",
     )
     strategy: Strategy = Field(
         "ddp",
         description="ddp: every process holds the model, gradients are averaged (CPU or GPUs). fsdp: parameters, "
-        "gradients and optimizer state sharded over the processes (GPUs only). deepspeed: DeepSpeed ZeRO as its "
-        "config_file says (GPUs only, `pip install deepspeed`).",
+        "gradients and optimizer state sharded over the processes (GPUs; on the CPU FSDP2 over gloo). deepspeed: "
+        "DeepSpeed ZeRO as its config_file says (GPUs only, `pip install deepspeed`).",
     )
     config_file: str | None = Field(
         None,

@@ -155,7 +155,7 @@ def run_job(job: Job, rounds: int, model_dir: Path, root: Path, keys_dir: Path,
         if learned:
             result["learned"] = learned_choices(ws.db_path, result["run_id"])
     result["cpu_s"] = round(time.process_time() - cpu0, 1)
-    return {"world": job.world, "seed": job.seed, **result, "system": job.system}
+    return {"world": job.world, "seed": job.seed, **result, "system": job.system, "workspace": str(home)}
 
 
 def learned_choices(db: Path, run_id: str) -> dict[str, int]:

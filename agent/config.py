@@ -25,7 +25,7 @@ from agent.sections.controller import AdvisorConfig  # noqa: F401  (re-exported:
 from agent.sections.generation import GenerationConfig, ServerConfig  # noqa: F401  (re-exported: the generation section)
 from agent.sections.inputs import InputsConfig  # the inputs section (guardrails/inputs.py), re-exported as config
 from agent.sections.judge import AUDIT_METRICS, JudgeConfig, JudgeSpecConfig  # noqa: F401  (re-exported: the judge section)
-from agent.sections.pairs import PairsConfig, PairStrategyConfig  # noqa: F401  (re-exported: the pairs section)
+from agent.sections.pairs import PairsConfig, PairStrategyConfig, default_pair_pool  # noqa: F401  (re-exported: the pairs section)
 from agent.sections.paths import anchored_model, anchored_world, names_files_in
 from agent.sections.training import TrainingConfig  # the training section, re-exported as config
 from guardrails.inputs import InputRefused, confine, key_folders
@@ -266,6 +266,21 @@ class TetherConfig(_Section):
             upgrade_config(data)
         return data
 
+    @model_validator(mode="before")
+    @classmethod
+    def _pair_pool_by_backend(cls, data: Any) -> Any:
+        # pairs.pool null or absent: the backend's default (regularized ranks by the base model's log-probs,
+        # which only the transformers backend computes; served and vLLM generation get rpo).
+        if not isinstance(data, dict) or not isinstance(data.get("pairs", {}), dict | None):
+            return data
+        pairs = data.get("pairs") or {}
+        if pairs.get("pool") is not None:
+            return data
+        generation = data.get("generation")
+        backend = (generation.get("backend", "transformers") if isinstance(generation, dict)
+                   else getattr(generation, "backend", "transformers"))
+        return {**data, "pairs": {**pairs, "pool": default_pair_pool(backend)}}
+
     @model_validator(mode="after")
     def _cross_field(self) -> TetherConfig:
         problems = []
@@ -274,7 +289,8 @@ class TetherConfig(_Section):
         needs = self.pairs.base_logp_strategies() if self.generation.backend != "transformers" else []
         if needs:
             problems.append(f"pair strategy {', '.join(needs)} ranks responses by the base model's "
-                            "log-probs, which only generation.backend 'transformers' computes")
+                            "log-probs, which only generation.backend 'transformers' computes: set pairs.pool to "
+                            "null (the backend's default: [{name: rpo}]), other strategies, or [] for none")
         if self.controller.min_pairs > self.prompts.per_round:
             problems.append(f"controller.min_pairs {self.controller.min_pairs} is more than prompts.per_round "
                             f"{self.prompts.per_round}: a round yields at most one pair per prompt")

@@ -84,8 +84,9 @@ def test_with_nothing_to_switch_to_the_round_trains_with_a_warning() -> None:
     assert d.action == "train"
     (warning,) = d.signals["warnings"]
     assert "family arithmetic" in warning and "no other judge left" in warning and "no other strategy" in warning
-    default = ControllerConfig(rounds=20)  # switch_pairs is opted into
-    d = decide(inp(rnd(2), past=[rnd(1, "train")], next_pairs="anchored"), default)
+    without = ControllerConfig(rounds=20, interventions=["switch_judge", "regenerate_prompts", "add_adversarial",
+                                                         "propose_amendment"])  # switch_pairs left out
+    d = decide(inp(rnd(2), past=[rnd(1, "train")], next_pairs="anchored"), without)
     assert d.action == "train" and "switch_pairs is not in controller.interventions" in d.signals["warnings"][0]
     fixed = decide(inp(rnd(2), past=[rnd(1, "train")], next_judge="calculator"),
                    CFG.model_copy(update={"interventions": []}))

@@ -8,7 +8,8 @@ from test_controller import CFG, fired, inp, rising, rnd
 
 from agent.controller.policy import decide
 
-ON = CFG.model_copy(update={"interventions": [*CFG.interventions, "switch_pairs"]})
+ON = CFG  # switch_pairs is on by default
+OFF = CFG.model_copy(update={"interventions": [i for i in CFG.interventions if i != "switch_pairs"]})
 
 
 def bleu(values: list[float], judge: str = "j0") -> list:
@@ -29,7 +30,7 @@ def test_without_a_pair_strategy_left_it_switches_the_judge() -> None:
                    next_judge="calculator"), ON)
     assert d.action == "switch_judge" and d.signals["switch"]["to"] == "calculator"
     d = decide(inp(rnd(4, self_bleu=0.62), past=bleu([0.30, 0.41, 0.55]), heldout=rising(3), next_pairs="diverse",
-                   next_judge="calculator"), CFG)  # switch_pairs not listed: the judge
+                   next_judge="calculator"), OFF)  # switch_pairs not listed: the judge
     assert d.action == "switch_judge"
 
 

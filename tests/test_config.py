@@ -117,3 +117,17 @@ def test_validate_notes_each_old_spelling(tmp_path: Path) -> None:
     text = " ".join(result.stderr.split())
     assert "deprecated: model.base 'tiny' is the old spelling: write model.base: world" in text
     assert "deprecated: model.tiny_steps is the old spelling: write world.settings.steps" in text
+
+
+def test_the_pair_pool_left_null_is_the_backends_default() -> None:
+    """regularized (the failure-worlds suite's default) ranks by base log-probs, which only the transformers
+    backend computes: a config that leaves pairs.pool null gets rpo with vllm or server, and one that lists
+    regularized there is refused with the fix."""
+    assert [s.name for s in TetherConfig().pairs.pool] == ["regularized"]
+    doc = yaml.safe_load(default_config_yaml())
+    assert doc["pairs"]["pool"] is None and [s.name for s in parse_config(doc, "d").pairs.pool] == ["regularized"]
+    served = parse_config({"generation": {"backend": "vllm"}, "pairs": {"pool": None}}, "v")
+    assert [s.name for s in served.pairs.pool] == ["rpo"]
+    assert parse_config({"generation": {"backend": "vllm"}, "pairs": {"pool": []}}, "v").pairs.pool == []
+    with pytest.raises(ConfigError, match=r"regularized ranks .* set pairs.pool to null \(the backend's default"):
+        parse_config({"generation": {"backend": "vllm"}, "pairs": {"pool": [{"name": "regularized"}]}}, "v")

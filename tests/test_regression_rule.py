@@ -8,7 +8,8 @@ from test_controller import CFG, fired, inp, rnd, trained
 
 from agent.controller.policy import decide
 
-ON = CFG.model_copy(update={"interventions": [*CFG.interventions, "switch_pairs"]})
+ON = CFG  # switch_pairs is on by default
+OFF = CFG.model_copy(update={"interventions": [i for i in CFG.interventions if i != "switch_pairs"]})
 PEAK_THEN_FALL = [(0, 0.2), (1, 0.5), (2, 0.7), (3, 0.68), (4, 0.64)]  # 0.06 below the best of round 2
 
 
@@ -44,7 +45,7 @@ def test_with_nothing_to_switch_to_it_goes_on_and_warns() -> None:
     d = decide(inp(rnd(5), past=trained(4), heldout=PEAK_THEN_FALL, next_pairs=None), ON)
     assert d.action != "switch_pairs"
     assert any("no other strategy left in pairs.pool" in w for w in d.signals["warnings"])
-    off = decide(inp(rnd(5), past=trained(4), heldout=PEAK_THEN_FALL, next_pairs="rpo"), CFG)  # not listed
+    off = decide(inp(rnd(5), past=trained(4), heldout=PEAK_THEN_FALL, next_pairs="rpo"), OFF)  # not listed
     assert off.action != "switch_pairs"
     assert any("switch_pairs is not in controller.interventions" in w and "{name: regularized} in pairs.pool" in w
                for w in off.signals["warnings"])  # the warning says how to let tether react

@@ -1,5 +1,5 @@
-"""switch_pairs: move the run to the next pair strategy of pairs.pool (opted into: list it in
-controller.interventions, with strategies in pairs.pool to move through).
+"""switch_pairs: move the run to the next pair strategy of pairs.pool (on by default, with `regularized` in the
+default pool: the failure-worlds suite's evidence, README "Failure worlds").
 
 It has no trigger of its own: the blind-spot trigger (a family whose preference signal collapsed:
 blind_spot.py, when no judge is left to switch to) and the regression trigger (the policy over-optimises its
@@ -78,7 +78,7 @@ def switch_pairs(state: RoundState, runtime: Runtime[RunContext]) -> dict[str, A
 
 
 SWITCH_PAIRS: Intervention[_Section] = Intervention(
-    name="switch_pairs", order=50, node=switch_pairs, marker=Marker("gold"), on_by_default=False, forward_only=True,
+    name="switch_pairs", order=50, node=switch_pairs, marker=Marker("gold"), forward_only=True,
     observe=_observe,
 )
 

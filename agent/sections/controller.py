@@ -52,8 +52,9 @@ class ControllerSettings(_Section):
     )
     interventions: list[str] = Field(
         default_factory=list,
-        description="Interventions the controller may choose; [] = train / skip / stop only. switch_pairs (move "
-        "to the next strategy of pairs.pool on a blind spot) is not on by default: list it to use it.",
+        description="Interventions the controller may choose; [] = train / skip / stop only (the fixed recipe). "
+        "Every built-in one is on by default; switch_pairs (the next strategy of pairs.pool on a blind spot, a "
+        "collapse or a regression) since the failure-worlds suite.",
     )
     heldout_metric: Literal["oracle", "judge"] = Field(
         "oracle",

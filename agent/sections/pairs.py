@@ -17,11 +17,18 @@ class PairStrategyConfig(_Section):
     )
 
 
+def default_pair_pool(backend: str) -> list[dict[str, Any]]:
+    """pairs.pool when the config leaves it null: regularized (the failure-worlds suite's evidence, README "Failure
+    worlds") where the backend computes the base model's log-probs it ranks by, else rpo (chosen-NLL, no
+    log-probs needed)."""
+    return [{"name": "regularized" if backend == "transformers" else "rpo"}]
+
+
 class PairsConfig(_Section):
     """How a round's judged responses become preference pairs (tools/pairs): `strategy` first, then the
     strategies of `pool` in order, each time the controller's `switch_pairs` moves on (on a blind spot:
-    controller.blind_spot, or a held-out regression: controller.regression; switch_pairs must be listed in
-    controller.interventions)."""
+    controller.blind_spot, a collapse: controller.collapse, or a regression: controller.regression; while
+    switch_pairs is listed in controller.interventions, as it is by default)."""
 
     min_margin: float = Field(
         0.1, gt=0.0, le=1.0,
@@ -42,9 +49,11 @@ class PairsConfig(_Section):
         "last approved checkpoint) or {quality_band: 0.5} (diverse).",
     )
     pool: list[PairStrategyConfig] = Field(
-        default_factory=list, max_length=16,
+        default_factory=lambda: [PairStrategyConfig(**spec) for spec in default_pair_pool("transformers")],
+        max_length=16,
         description="Further strategies the controller may switch to (switch_pairs), in order; the strategy "
-        "above comes first.",
+        "above comes first. null = the generation backend's default: [regularized] with transformers (the "
+        "failure-worlds suite), [rpo] with vllm or server, which compute no base log-probs.",
     )
 
     def slots(self) -> list[PairStrategyConfig]:

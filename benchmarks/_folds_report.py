@@ -130,8 +130,9 @@ def plot_folds(summary: Mapping[str, Any], rows: Sequence[Mapping[str, Any]], ro
     ax.grid(axis="y", alpha=0.3)
     ax.legend(fontsize=8)
     beat = sum(bool(r["beats_rules"]) for r in rows)
-    ax.set_title(f"leave-one-world-out: learned (fitted without the world) vs rules vs fixed; learned beats rules "
-                 f"in {beat} of {len(rows)} folds", fontsize=9)
+    ax.set_title(f"leave-one-world-out: learned (fitted without the world) vs rules vs fixed\n"
+                 f"learned beats rules in {beat} of {len(rows)} folds; mean ± sd over the evaluation seeds, "
+                 "dots: seeds", fontsize=9)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)

@@ -47,6 +47,7 @@ from _folds_report import LABELS, report
 from bench_suite import Builds, Job, ensure_models, run_job
 
 from guardrails import keys
+from tools.worlds.tiny.failures import SCENARIOS
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -124,8 +125,6 @@ def _parser() -> argparse.ArgumentParser:
 def main() -> None:
     parser = _parser()
     args = parser.parse_args()
-    from tools.worlds.tiny.failures import SCENARIOS
-
     docs = load_suites(args.fit + args.baseline)
     suite_rounds, overrides = int(docs[0]["settings"]["rounds"]), list(docs[0]["settings"].get("overrides") or [])
     if args.rounds is not None and args.rounds != suite_rounds:

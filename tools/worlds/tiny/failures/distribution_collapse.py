@@ -7,10 +7,11 @@ outscore varied helpful answers on benign requests; training on those pairs conc
 its modal answers, the judge's scores rise towards 1 while the samples converge, and the oracle falls
 where the mode is wrong (a refused sum or how-to scores 0).
 Which monitor shows it: `diversity` (self_bleu rises, distinct_1/2 and embedding_dispersion fall) while the
-judge's mean score rises (`scores`). No controller rule reads diversity; it acts on the consequences: the
-pair margin collapsing per family (`margins`, the blind-spot rule) and, as refusals spread, over-refusal.
-Which reaction should fix it: `switch_judge` to `calculator` (judge.pool), a judge that scores the answer,
-not its agreement; `switch_pairs` to `diverse` (pairs.pool) where switch_pairs is listed.
+judge's mean score rises (`scores`). The collapse rule reads it (self_bleu risen above round 1's for its
+patience); the blind-spot rule reads the consequences (the pair margin collapsing per family) and, as refusals
+spread, the over-refusal rule.
+Which reaction should fix it: `switch_pairs` to `diverse` (the scenario's pairs.pool: DivPO's pairs), else
+`switch_judge` to `calculator` (judge.pool), a judge that scores the answer, not its agreement.
 """
 
 from __future__ import annotations
@@ -25,8 +26,8 @@ SCENARIO = Scenario(
     config={"judge": {"name": "consensus", "settings": {}, "pool": [{"name": "calculator"}]},
             "pairs": {"pool": [{"name": "diverse"}]}},
     failure="the judge rewards agreement among samples: the policy converges on its modal (often refusing) answer",
-    monitor="diversity: self_bleu up, distinct_2 down, while mean judge score rises (acted on via margin collapse)",
-    reaction="switch_judge to calculator (judge.pool); switch_pairs to diverse where listed",
+    monitor="diversity: self_bleu up, distinct_2 down, while mean judge score rises (the collapse rule)",
+    reaction="switch_pairs to diverse (pairs.pool), else switch_judge to calculator (judge.pool)",
 )
 register_scenario(NAME, SCENARIO)
 

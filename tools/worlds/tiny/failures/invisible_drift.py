@@ -9,8 +9,8 @@ the blind family is another world's failure).
 Which monitor shows it: `drift` (base_logp_mean: the base model's log-prob per token of the policy's
 samples falls below round 1's), before the held-out score does.
 Which reaction should fix it: the regression rule's `switch_pairs` to `regularized` (pairs.pool), which
-lets the base model's likelihood settle the judge's ties. It needs `switch_pairs` in
-controller.interventions, which `tether init`'s defaults do not list: without it the rule only warns.
+lets the base model's likelihood settle the judge's ties. `tether init`'s defaults list switch_pairs and
+have `regularized` in pairs.pool since the failure-worlds suite; without them the rule only warns.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ SCENARIO = Scenario(
     config={"judge": {"name": "rules", "settings": {}, "pool": []}, "pairs": {"pool": [{"name": "regularized"}]}},
     failure="the judge scores fluent fragments and off-topic answers like answers; the policy drifts into them",
     monitor="drift: base_logp_mean falls regression.max_base_logp_drop below round 1's",
-    reaction="switch_pairs to regularized (pairs.pool; needs switch_pairs in controller.interventions)",
+    reaction="switch_pairs to regularized (pairs.pool; switch_pairs is on by default)",
 )
 register_scenario(NAME, SCENARIO)
 

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from agent.config import TetherConfig
-from agent.run.context import heldout_slice
+from agent.run.splits import evaluation_sets
 from guardrails.constitution import parse_constitution
 from tether_types import AdapterRef, Prompt, SamplingSpec
 from tools.judges import JUDGES, Judge, JudgeItem
@@ -77,9 +77,15 @@ def build_reward_judge(config: TetherConfig, constitution_text: str, clock: Roun
     return JUDGES.build(config.judge.name, config.judge.settings, constitution=constitution, run_round=clock).plugin
 
 
+def reported_prompts(world: World, config: TetherConfig) -> tuple[Prompt, ...]:
+    """The held-out prompts a run reports on: the test split of its evaluation slice (never validation)."""
+    return evaluation_sets(world.taskset(), config.prompts.heldout, config.seed,
+                           config.evaluation.validation_fraction).test
+
+
 def evaluate(world: World, backend: GenerationBackend, adapter: AdapterRef | None, prompts: Sequence[Prompt],
              config: TetherConfig) -> dict[str, Any]:
-    """Greedy replies to the held-out slice, scored by the world's oracle: {oracle, oracle_by_family}."""
+    """Greedy replies to `prompts` (the test split), scored by the world's oracle: {oracle, oracle_by_family, split}."""
     spec = SamplingSpec(n=1, max_new_tokens=config.evaluation.max_new_tokens, do_sample=False, seed=config.seed)
     outputs = sorted(backend.generate([p.text for p in prompts], adapter, spec), key=lambda o: o.prompt_index)
     by_family: dict[str, list[float]] = {}
@@ -88,7 +94,7 @@ def evaluate(world: World, backend: GenerationBackend, adapter: AdapterRef | Non
         if score is not None:
             by_family.setdefault(p.family, []).append(score)
     scores = [s for v in by_family.values() for s in v]
-    return {"oracle": statistics.fmean(scores) if scores else None,
+    return {"oracle": statistics.fmean(scores) if scores else None, "split": "test",
             "oracle_by_family": {f: statistics.fmean(v) for f, v in sorted(by_family.items())}, "headroom": {}}
 
 
@@ -119,7 +125,8 @@ def run_online_dpo(world: World, config: TetherConfig, constitution_text: str, m
     train, cfg = config.training, config.generation
     drawn, per_round = round_prompts(world, config, rounds)
     steps_per_round = max(1, per_round // train.batch_size)
-    heldout = heldout_slice(world.taskset(), config.prompts.heldout)
+    # The test split of the held-out slice, as every other system's curve reports it (agent/run/splits.py).
+    heldout = reported_prompts(world, config)
     clock = RoundClock()
     judge = build_reward_judge(config, constitution_text, clock)
 

@@ -397,3 +397,19 @@ def test_parts_that_do_not_belong_together_are_refused(tmp_path: Path) -> None:
     with pytest.raises(SystemExit, match="more than one part"):
         bench_suite.merge([a, same_runs], tmp_path / "suite.json")
     assert not (tmp_path / "suite.json").exists()
+
+
+def test_online_dpo_reports_the_test_split_the_runs_report() -> None:
+    """Every system's curve is the test split's oracle: online DPO evaluates the same prompts a tether run reports
+    on (never the validation split, nor the whole slice: round 0 would then differ between systems)."""
+    import _online_dpo
+
+    from agent.run.splits import evaluation_sets
+
+    job = bench_suite.Job("unreliable_judge", _online_dpo.SYSTEM, 3)
+    config = bench_suite.system_config(job, 2, "/models/m")
+    world = WORLDS.build(job.world, {}, seed=job.seed).plugin
+    sets = evaluation_sets(world.taskset(), config.prompts.heldout, config.seed, config.evaluation.validation_fraction)
+    reported = _online_dpo.reported_prompts(world, config)
+    assert [p.id for p in reported] == [p.id for p in sets.test] and len(reported) == config.prompts.heldout // 2
+    assert not {p.id for p in reported} & {p.id for p in sets.validation}

@@ -77,7 +77,8 @@ def test_each_strategy_names_its_reference() -> None:
 def test_pairs_config_checks_every_slot_with_a_suggestion() -> None:
     cfg = PairsConfig(pool=[{"name": "anchored"}, {"name": "diverse", "settings": {"quality_band": 0.3}}])
     assert [s.name for s in cfg.slots()] == ["best_worst", "anchored", "diverse"]
-    assert PairsConfig().slots()[0].name == "best_worst" and PairsConfig().pool == []
+    assert PairsConfig().slots()[0].name == "best_worst"
+    assert [s.name for s in PairsConfig().pool] == ["regularized"]  # the default pool (the failure-worlds suite)
     with pytest.raises(ValueError) as err:
         parse_config({"pairs": {"strategy": "best_wrst", "pool": [{"name": "diverse", "settings": {"x": 1}}]}}, "c")
     text = str(err.value)

@@ -60,10 +60,7 @@ def _streak(p: Policy, first: float, rise: float) -> int:
     return n
 
 
-def _risen(p: Policy) -> tuple[Check, str] | None:
-    first, now = _first(p), p.monitor(K.SELF_BLEU)
-    if first is None or now is None:
-        return None
+def _risen(p: Policy, first: tuple[int, float], now: float) -> tuple[Check, str]:
     c = p.check("self_bleu_rise", now - first[1], ">=", COLLAPSE.settings(p.cfg).max_self_bleu_rise,
                 "collapse.max_self_bleu_rise")
     return c, (f"self-BLEU among a prompt's samples rose to {now:.2f}, {now - first[1]:.2f} above round "
@@ -71,12 +68,13 @@ def _risen(p: Policy) -> tuple[Check, str] | None:
 
 
 def _collapse(p: Policy) -> Decision | None:
-    found = _risen(p)
-    if found is None or not found[0].fired:
+    first, now = _first(p), p.monitor(K.SELF_BLEU)
+    if first is None or now is None:  # not measured: never guessed
+        return None
+    found = _risen(p, first, now)
+    if not found[0].fired:
         return None
     settings = COLLAPSE.settings(p.cfg)
-    first = _first(p)
-    assert first is not None  # _risen found it
     streak = _streak(p, first[1], settings.max_self_bleu_rise)
     if not p.check("collapse_rounds_in_a_row", streak, ">=", settings.patience, "collapse.patience").fired:
         return None

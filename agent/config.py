@@ -206,6 +206,12 @@ class ApprovalsConfig(_Section):
         "reviewer. Never fewer than `required`, nor fewer than 2 while 2 or more reviewers are registered; with "
         "one reviewer, that one. Read when the lineage is proposed and fixed in its audited request.",
     )
+    hold_for_amendment: bool = Field(
+        True,
+        description="A run that proposed a constitution amendment waits for the reviewers' decision before its "
+        "next round, as a candidate waits at the gate (approved: the next round uses it; rejected: the run goes "
+        "on). False: it trains on under the constitution in force while the proposal waits.",
+    )
 
     @model_validator(mode="after")
     def _lineage_needs_at_least_an_amendments_signatures(self) -> ApprovalsConfig:

@@ -80,17 +80,23 @@ def fresh_workspace(home: Path | None, keys_dir: Path,
     return ws, signer
 
 
-def _approve(store: Store, signer: keys.Signer, stop: threading.Event, constitution: Path | None) -> None:
+def _approve(store: Store, signer: keys.Signer, stop: threading.Event, constitution: Path,
+             approve_amendments: bool) -> None:
     try:
         while not stop.is_set():
             for approval in store.approvals(status="pending"):
                 if approval.kind == "checkpoint":
                     # Every candidate, targets met or not (the tiny model starts above its ratchet's target).
                     gate.decide(store, approval.id, "approve", signer, "benchmark approver", accept_not_met=True)
-                elif approval.kind == "constitution" and constitution is not None:
+                elif approval.kind == "constitution" and approve_amendments:
                     # The agent's amendment, approved as a reviewer who reads and accepts it would (re-checked
                     # there: an amendment touching an invariant is refused).
                     amendments.decide(store, approval.id, "approve", signer, "benchmark approver", constitution)
+                elif approval.kind == "constitution":
+                    # This benchmark keeps its constitution: the run waits for a decision (hold_for_amendment),
+                    # so decline, as a reviewer who keeps it would.
+                    amendments.decide(store, approval.id, "reject", signer, "this benchmark keeps its constitution",
+                                      constitution)
             time.sleep(0.05)
     except BaseException:
         # The run waits at the gate for a decision that will not come now: stop it rather than hang.
@@ -101,11 +107,11 @@ def _approve(store: Store, signer: keys.Signer, stop: threading.Event, constitut
 def start_reviewer(ws: Workspace, signer: keys.Signer, approve_amendments: bool = False) -> threading.Event:
     """Approve every candidate as it reaches the gate, signed by `signer`, as a human would from
     another shell (and, with `approve_amendments`, every constitution amendment the agent proposes; without,
-    those are left to a human); set the returned event to stop. A refused approval interrupts the main thread."""
+    those are rejected: the run waits for a decision); set the returned event to stop. A refused approval
+    interrupts the main thread."""
     stop = threading.Event()
-    constitution = ws.constitution_path if approve_amendments else None
-    threading.Thread(target=_approve, args=(Store(ws.db_path), signer, stop, constitution), daemon=True,
-                     name="bench-reviewer").start()
+    threading.Thread(target=_approve, args=(Store(ws.db_path), signer, stop, ws.constitution_path, approve_amendments),
+                     daemon=True, name="bench-reviewer").start()
     return stop
 
 

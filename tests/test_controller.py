@@ -193,6 +193,27 @@ def test_over_refusal_proposes_an_amendment_after_patience() -> None:
     assert "over_refusal fired, but no amendment is proposed: this run's proposal ap-1 still waits" in held.rationale
 
 
+def test_after_an_adopted_amendment_only_rounds_trained_under_it_count_toward_over_refusal() -> None:
+    """Round 3 adopted an amendment (constitution_from=3) proposed in round 2 and trained under it. Rounds 1-3
+    were sampled from policies the old constitution taught, so only round 4 on speaks for the new one: one
+    round is short of patience 2, and no stronger draft is proposed on the old rounds."""
+    over = {"over_refusal": 0.5}
+    past = [rnd(1, "train", "approved", **over), rnd(2, "propose_amendment", "amendment_proposed", **over),
+            rnd(3, "train", "approved", **over)]
+    draft = "principle 'helpful': weight 0.8 -> 1"
+    stale = decide(inp(rnd(4, **over), past=past, amendment=draft, constitution_from=3), CFG)
+    assert stale.action == "train"
+    # Round 4 trained under it too and still refuses: rounds 4 and 5 are evidence, and patience (2) is met.
+    later = decide(inp(rnd(5, **over), past=[*past, rnd(4, "train", "approved", **over)], amendment=draft,
+                       constitution_from=3), CFG)
+    assert later.action == "propose_amendment"
+    # A round 3 whose candidate was rejected left the old policy in place: round 4 is not evidence yet.
+    rejected = [*past[:2], rnd(3, "train", "rejected", **over)]
+    assert decide(inp(rnd(4, **over), past=rejected, amendment=draft, constitution_from=3), CFG).action == "train"
+    # Without an adopted amendment every round counts, as before.
+    assert decide(inp(rnd(4, **over), past=past, amendment=draft), CFG).action == "propose_amendment"
+
+
 def test_interventions_in_a_row_are_capped() -> None:
     past = [rnd(1, "regenerate_prompts"), rnd(2, "add_adversarial"), rnd(3, "propose_amendment")]
     d = decide(inp(rnd(4, prompt_reuse=0.9), past=past), CFG)

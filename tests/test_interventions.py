@@ -106,20 +106,24 @@ def test_plateau_leads_to_an_adversarial_curriculum_aimed_at_recorded_failures(w
     assert {s.prompt_id for s in store.samples(run_id, 3, split="train")} & {p.id for p in made}
 
 
-def test_agent_amendment_waits_for_approval_then_is_used(workspace_home: Path) -> None:
+def test_agent_amendment_holds_the_run_until_a_reviewer_decides_then_is_used(workspace_home: Path) -> None:
     write_test_config(workspace_home, _model(workspace_home),
                       prompts={"per_round": 32, "heldout": 27},
-                      controller={"rounds": 3, "interventions": ["propose_amendment"],
+                      controller={"rounds": 2, "interventions": ["propose_amendment"],
                                   "propose_amendment": {"max_over_refusal": 0.0, "patience": 1}})
     store, outcome = _run_approving(workspace_home, approve=False)
     run_id = outcome.run_id
-    assert outcome.state == "paused"  # round 2's candidate waits at the gate
-    assert _actions(store, run_id) == {1: "propose_amendment", 2: "train"}  # no second draft while one waits
     proposal = next(a for a in store.approvals(run_id=run_id) if a.kind == "constitution")
+    # The run waits on its own proposal (approvals.hold_for_amendment), not training on what it flagged.
+    assert outcome.state == "paused" and outcome.approval_id == proposal.id
+    assert _actions(store, run_id) == {1: "propose_amendment"}
     assert proposal.status == "pending" and proposal.payload["proposed_by"] == f"agent:{run_id}"
     assert store.get_run(run_id).constitution_version == 1  # nothing changed without a human
     by_agent = tether_cli(workspace_home, "approve", proposal.id, "--by", f"agent:{run_id}")
     assert by_agent.returncode == 1 and store.get_approval(proposal.id).status == "pending"  # nor by the agent
+    ws = Workspace(workspace_home)
+    again = resume_run(ws, store, run_id, say=lambda _m: None, wait=False, progress=False)
+    assert again.state == "paused" and again.approval_id == proposal.id and 2 not in _actions(store, run_id)
     # The draft touches principles only; invariants are what they were.
     before = load_constitution(workspace_home / "constitution.yaml")
     drafted = parse_constitution(proposal.payload["content"], "draft")
@@ -127,12 +131,13 @@ def test_agent_amendment_waits_for_approval_then_is_used(workspace_home: Path) -
     assert proposal.payload["changes"] == ["edits principle 'helpful'"]
 
     tether_cli(workspace_home, "approve", proposal.id, "--by", "alice", check=True)
-    ws = Workspace(workspace_home)
-    gate.decide(store, outcome.approval_id, "approve", signer("bob"), None, accept_not_met=True)
-    resume_run(ws, store, run_id, say=lambda _m: None, wait=False, progress=False)
+    resumed = resume_run(ws, store, run_id, say=lambda _m: None, wait=False, progress=False)
+    assert resumed.state == "paused" and store.get_approval(resumed.approval_id).kind == "checkpoint"
     assert store.get_run(run_id).constitution_version == 2
     adopted = next(d for d in store.decisions(run_id) if d.action == "constitution")
-    assert adopted.round == 3 and adopted.signals["approval"] == proposal.id
+    assert adopted.round == 2 and adopted.signals["approval"] == proposal.id
+    # Round 2's over-refusal was sampled from the policy the old constitution taught: no stronger draft on it.
+    assert _actions(store, run_id) == {1: "propose_amendment", 2: "train"}
     helpful = next(p for p in load_constitution(workspace_home / "constitution.yaml").principles if p.id == "helpful")
     assert helpful.weight == 1.0
 
@@ -143,3 +148,15 @@ def test_agent_amendment_waits_for_approval_then_is_used(workspace_home: Path) -
     refused = tether_cli(workspace_home, "constitution", "propose", str(workspace_home / "weaker.yaml"),
                          "--by", f"agent:{run_id}")
     assert refused.returncode == 2 and "invariant" in refused.stderr
+
+
+def test_without_the_hold_the_run_trains_on_while_its_proposal_waits(workspace_home: Path) -> None:
+    write_test_config(workspace_home, _model(workspace_home),
+                      prompts={"per_round": 32, "heldout": 27}, approvals={"hold_for_amendment": False},
+                      controller={"rounds": 3, "interventions": ["propose_amendment"],
+                                  "propose_amendment": {"max_over_refusal": 0.0, "patience": 1}})
+    store, outcome = _run_approving(workspace_home, approve=False)
+    assert outcome.state == "paused"  # round 2's candidate waits at the gate
+    assert store.get_approval(outcome.approval_id).kind == "checkpoint"
+    assert _actions(store, outcome.run_id) == {1: "propose_amendment", 2: "train"}  # no second draft while one waits
+    assert store.get_run(outcome.run_id).constitution_version == 1

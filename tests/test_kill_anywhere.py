@@ -143,6 +143,9 @@ def test_kill_at_every_point_of_each_intervention_loses_nothing(forked, tmp_path
             judge={"name": "length_biased", "pool": [{"name": "rules"}]},
             controller={"rounds": 4, "max_interventions_in_a_row": 4,
                         "advisor": {"model": "scripted", "base_url": url, "timeout": 10.0}},
+            # The run goes on past its amendment, so propose_amendment's `after` point is reached (with the
+            # hold, it pauses there as a candidate does at the gate: tests/test_interventions.py).
+            approvals={"hold_for_amendment": False},
             prompts={**SMALL["prompts"], "regenerate": {"count": 3, "candidates": 8},
                      "adversarial": {"count": 3}})
         assert _drive(forked, home, None, "switch_judge:before") == -signal.SIGKILL

@@ -104,6 +104,9 @@ class ControllerInput:
     failures: int = 0  # recorded failures an adversarial curriculum could target
     amendment: str | None = None  # what propose_amendment would draft now; None = nothing to draft
     amendment_held: str = ""  # why there is nothing to draft (a proposal pending, already proposed, ...)
+    # The round from which the run's constitution in force applies: 1 = since the run began, later = the round
+    # that adopted an approved amendment (agent/run/nodes/round.py).
+    constitution_from: int = 1
     advice: Advice | None = None
     learner: Chooser | None = None  # controller.policy: learned: the adopted policy, chooser within the rules
 

@@ -3,16 +3,24 @@ changes until a human approves it, then the run uses it from its next round.
 
 What calls for it (the soft rule, order 10): the policy refused more than max_over_refusal of the
 requests the constitution deems benign for `patience` rounds in a row, and there is a draft to propose
-(none of this run's proposals is pending, and this draft was not proposed before)."""
+(none of this run's proposals is pending, and this draft was not proposed before). After an amendment is
+adopted, only rounds sampled from a policy trained under it count: the rounds before show what the old
+constitution taught, and drafting a stronger principle on them proposed a second change nobody had tried.
+
+With approvals.hold_for_amendment (the default) the run then waits for the reviewers' decision, as a candidate
+waits at the gate: training on under a constitution its own monitor flagged teaches more of what it flagged
+(on over_cautious_constitution, seed 3, over-refusal rose from 0.28 to 0.88 in the round trained while the
+proposal waited)."""
 
 from __future__ import annotations
 
 import hashlib
 from typing import TYPE_CHECKING, Any
 
+from langgraph.types import interrupt
 from pydantic import Field
 
-from agent.controller.vocabulary import Policy, Proposal, Proposer, trailing
+from agent.controller.vocabulary import Policy, Proposal, Proposer, RoundSignals, trailing
 from agent.interventions.record import done, finish
 from agent.interventions.registry import INTERVENTIONS
 from agent.interventions.spec import Intervention, Marker
@@ -60,6 +68,8 @@ def _draft(ctx: RunContext) -> tuple[str, str] | str:
     if own is not None and amendments.lineage_of(ctx.store, own) != amendments.lineage_of(ctx.store, version):
         return (f"this run keeps constitution v{own.version} of lineage {amendments.lineage_of(ctx.store, own)}; "
                 f"an amendment now amends lineage {amendments.lineage_of(ctx.store, version)}, which it never uses")
+    if own is not None and own.version != version.version:
+        return f"constitution v{version.version} is approved and this run adopts it from its next round"
     draft = amendments.draft_over_refusal(current, version.content)
     if draft is None:
         return f"constitution v{version.version} leaves nothing to draft"
@@ -69,9 +79,20 @@ def _draft(ctx: RunContext) -> tuple[str, str] | str:
     return draft
 
 
+def _evidence(p: Policy) -> list[RoundSignals]:
+    """The rounds whose over-refusal speaks for the constitution in force: every round while the run keeps the
+    one it began with; after an adopted amendment, those sampled after the first round trained under it."""
+    rounds = [*p.inp.past, p.now]
+    if p.inp.constitution_from <= 1:
+        return rounds
+    trained = next((r.round for r in p.inp.past if r.round >= p.inp.constitution_from and r.action == "train"
+                    and r.outcome == "approved"), None)
+    return [] if trained is None else [r for r in rounds if r.round > trained]
+
+
 def _over_refusal(p: Policy) -> Proposal | None:
     amend = PROPOSE_AMENDMENT.settings(p.cfg)
-    over = [r.monitors.get(K.OVER_REFUSAL) for r in (*p.inp.past, p.now)]
+    over = [r.monitors.get(K.OVER_REFUSAL) for r in _evidence(p)]
     streak = trailing([v is not None and v > amend.max_over_refusal for v in over], bool)
     if p.check_monitor(K.OVER_REFUSAL, ">", amend.max_over_refusal, "propose_amendment.max_over_refusal").fired and \
             p.check("over_refusal_rounds_in_a_row", streak, ">=", amend.patience,
@@ -86,29 +107,48 @@ def _over_refusal(p: Policy) -> Proposal | None:
 
 def _observe(ctx: RunContext, round_no: int) -> dict[str, Any]:
     draft = _draft(ctx)
-    return {"amendment": None, "amendment_held": draft} if isinstance(draft, str) else {"amendment": draft[1]}
+    adopted = [d.round for d in ctx.store.decisions(ctx.run_id) if d.action == "constitution"]
+    found: dict[str, Any] = ({"amendment": None, "amendment_held": draft} if isinstance(draft, str)
+                             else {"amendment": draft[1]})
+    return {**found, "constitution_from": max(adopted, default=1)}
+
+
+def _hold(ctx: RunContext, run_id: str) -> None:
+    """Wait, as a candidate does at the gate, for the reviewers' decision on this run's pending proposal
+    (approvals.hold_for_amendment); the node runs again from its start when resumed, and passes."""
+    if not ctx.config.approvals.hold_for_amendment:
+        return
+    pending = [a for a in ctx.store.approvals(run_id=run_id) if a.kind == "constitution" and a.status == "pending"]
+    if pending:
+        interrupt({"approval_id": pending[0].id, "kind": "constitution", "summary": pending[0].summary})
 
 
 def propose_amendment(state: RoundState, runtime: Runtime[RunContext]) -> dict[str, Any]:
     ctx = runtime.context
-    if done(ctx, state):
-        return {}
+    if not done(ctx, state):
+        _propose(ctx, state)
+    _hold(ctx, state["run_id"])
+    return {}
+
+
+def _propose(ctx: RunContext, state: RoundState) -> None:
     draft = draft_amendment(ctx)
     if draft is None:
         finish(ctx, state, "amendment_not_drafted", "nothing left to draft", {})
-        return {}
+        return
     text, changes = draft
     try:
         with ctx.store.transaction():
             approval = amendments.propose(ctx.store, text, "agent draft", by=f"agent:{state['run_id']}",
                                           run_id=state["run_id"], required=ctx.config.approvals.required)
+            held = (" (it waits for that decision: approvals.hold_for_amendment)"
+                    if ctx.config.approvals.hold_for_amendment else "")
             finish(ctx, state, "amendment_proposed",
                    f"proposed {changes} as approval {approval.id}; nothing changes until a human runs "
-                   f"`tether approve {approval.id} --by NAME`, then the run uses it from its next round",
+                   f"`tether approve {approval.id} --by NAME`, then the run uses it from its next round{held}",
                    {"approval": approval.id, "changes": changes})
     except GateError as err:  # fail closed: a draft the gate refuses is logged, never applied
         finish(ctx, state, "amendment_refused", f"the gate refused the draft: {err}", {})
-    return {}
 
 
 PROPOSE_AMENDMENT: Intervention[AmendmentTriggerConfig] = Intervention(

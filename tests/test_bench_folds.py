@@ -108,7 +108,8 @@ def _learned(action: str | None, permitted: list[str] | None, version: str = "v1
 def test_the_envelope_check_counts_every_pick_outside_the_permitted_actions() -> None:
     ok = [("train", _learned("train", ["train", "switch_judge"])),
           ("switch_judge", _learned("switch_judge", ["train", "switch_judge"])),
-          ("train", _learned(None, ["train"], overruled="no fitted value for any permitted action")),
+          ("train", _learned(None, ["train"], overruled="no permitted action has a value fitted on "
+                                                        "controller.learned.min_decisions decisions")),
           ("stop", {"budget": 3})]  # a safety rule's decision: the policy was never asked
     assert _folds.envelope(ok, "v1") == {"learned_decisions": 3, "taken": 2, "overruled": 1, "violations": 0,
                                          "other_version": 0, "unchecked": 0}

@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 
 from agent.cli.main import app
 from agent.config import ControllerConfig, load_config
-from agent.controller.learned import FEATURES, Learner, PolicyFileError, load_policy, parse_policy
+from agent.controller.learned import FEATURES, Learner, PolicyFile, PolicyFileError, load_policy, parse_policy
 from agent.controller.policy import Advice, ControllerInput, RoundSignals, decide
 from agent.run import outcomes
 from agent.run.learned import adopted_learner
@@ -243,3 +243,34 @@ def test_adversarial_features_never_leave_the_envelope() -> None:
             assert set(info["predicted"]) == set(info["permitted"]) and len(info["version"]) == 64
             chose_otherwise += learned.action != rules.action
     assert chose_otherwise > 0  # the policy did choose, inside the envelope, and not just echo the rules
+
+
+def _flat_policy(values: dict[str, tuple[float, int]]) -> PolicyFile:
+    """A policy that predicts a constant per action: {action: (predicted change, decisions fitted on)}."""
+    doc = {"format": "tether.controller-policy", "version": 1, "target": "validation_heldout_change",
+           "metric": "oracle", "k": 1, "features": list(FEATURES), "medians": [0.0] * len(FEATURES),
+           "means": [0.0] * len(FEATURES), "scales": [1.0] * len(FEATURES),
+           "actions": {a: {"coef": [0.0] * len(FEATURES), "intercept": v, "n": n} for a, (v, n) in values.items()},
+           "alpha": 1.0, "fitted_on": [], "fitted_at": "now", "sklearn": "1"}
+    return parse_policy(json.dumps(doc).encode(), "flat")
+
+
+def test_the_policy_leaves_the_rules_pick_only_on_trusted_predicted_gains() -> None:
+    """SPIBB's baseline bootstrapping: a thinly fitted action never beats the rules' pick, nor a small gain."""
+    permitted = ["train", "switch_pairs", "add_adversarial"]
+
+    def pick(values: dict[str, tuple[float, int]], baseline: str = "train") -> str | None:
+        learner = Learner(_flat_policy(values), "f" * 64, explore=0.0, seed=0, min_decisions=10, min_gain=0.01)
+        choice = learner.choose({}, [], permitted, 3, baseline)
+        assert not choice.explored and set(choice.predicted) == set(permitted)
+        return choice.action
+
+    # switch_pairs predicts the most but was fitted on 3 decisions: the best trusted action wins.
+    assert pick({"train": (0.0, 50), "switch_pairs": (0.3, 3), "add_adversarial": (0.05, 40)}) == "add_adversarial"
+    # 0.005 above the rules' pick is under min_gain: the rules' pick stands.
+    assert pick({"train": (0.0, 50), "switch_pairs": (0.3, 3), "add_adversarial": (0.005, 40)}) == "train"
+    # The rules' pick is kept even when it is not train, and even when it is below a trusted action by < min_gain.
+    assert pick({"train": (0.02, 50), "switch_pairs": (0.015, 30)}, baseline="switch_pairs") == "switch_pairs"
+    assert pick({"train": (0.05, 50), "switch_pairs": (0.015, 30)}, baseline="switch_pairs") == "train"
+    # Nothing trusted: no choice, so the rules' pick stands (rules.py logs it as overruled).
+    assert pick({"train": (0.1, 2), "switch_pairs": (0.3, 3)}) is None

@@ -6,6 +6,12 @@ It only chooses: the soft rule (agent/controller/rules.py `_learned`) asks it to
 permit this round, after every safety rule has spoken, exactly as the advisor may. Exploration is epsilon-greedy,
 bounded by `controller.explore` and seeded by (run seed, round), so a resumed round picks the same.
 
+Otherwise it keeps the rules' pick unless it has grounds to leave it, as safe policy improvement with baseline
+bootstrapping does (SPIBB: Laroche, Trichelair and Tachet des Combes 2019, arXiv:1712.06924): an action fitted on
+fewer than `controller.learned.min_decisions` decisions is never preferred to the rules' pick, and another action
+must be predicted at least `controller.learned.min_gain` above it. A few dozen runs fit the ridges, and where
+they are thin a confident-looking coefficient is noise; the rules' pick is the baseline the envelope already trusts.
+
 A policy file is untrusted input: plain JSON (no pickle, nothing executes on load), read through a strict schema
 whose numbers must be finite and whose shapes must agree; a run adopts it only when its sha256 carries a verified
 approval of kind controller (guardrails/controller_policy.py). Features that are missing, NaN or infinite take the
@@ -170,9 +176,13 @@ class Learner:
     sha256: str
     explore: float
     seed: int
+    min_decisions: int = 1
+    min_gain: float = 0.0
 
     def choose(self, signals: Mapping[str, Any], heldout: Sequence[tuple[int, float]], permitted: Sequence[str],
-               round_no: int) -> LearnedChoice:
+               round_no: int, baseline: str) -> LearnedChoice:
+        """Pick among `permitted`; `baseline` is the rules' pick, kept unless another action is trusted (enough
+        decisions) and predicted at least min_gain above it."""
         import numpy as np
 
         predicted = predict(self.policy, feature_values(signals, [list(p) for p in heldout]))
@@ -180,5 +190,12 @@ class Learner:
         rng = np.random.default_rng([self.seed, max(round_no, 0)])
         if permitted and rng.random() < self.explore:
             return LearnedChoice(permitted[int(rng.integers(len(permitted)))], shown, True, self.sha256)
-        scored = [(v, -i, a) for i, a in enumerate(permitted) if (v := shown[a]) is not None]
-        return LearnedChoice(max(scored)[2] if scored else None, shown, False, self.sha256)
+        trusted = [(v, -i, a) for i, a in enumerate(permitted)
+                   if (v := shown[a]) is not None and self.policy.actions[a].n >= self.min_decisions]
+        if not trusted:
+            return LearnedChoice(None, shown, False, self.sha256)
+        value, _, best = max(trusted)
+        kept = shown.get(baseline)
+        if baseline in permitted and best != baseline and kept is not None and value - kept < self.min_gain:
+            best = baseline
+        return LearnedChoice(best, shown, False, self.sha256)

@@ -88,7 +88,7 @@ class Chooser(Protocol):
     signals and the validation held-out curve."""
 
     def choose(self, signals: Mapping[str, Any], heldout: Sequence[tuple[int, float]], permitted: Sequence[str],
-               round_no: int) -> LearnedChoice: ...
+               round_no: int, baseline: str) -> LearnedChoice: ...
 
 
 @dataclass(frozen=True)

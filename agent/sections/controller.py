@@ -34,6 +34,21 @@ class AdvisorConfig(_Section):
     )
 
 
+class LearnedSettings(_Section):
+    """policy: learned: when the fitted policy may leave the rules' pick (SPIBB's baseline bootstrapping:
+    agent/controller/learned.py)."""
+
+    min_decisions: int = Field(
+        10, ge=1, le=100_000,
+        description="An action the policy was fitted on fewer decisions of is never preferred to the rules' pick.",
+    )
+    min_gain: float = Field(
+        0.01, ge=0.0, le=1.0,
+        description="Another action must be predicted at least this far above the rules' pick (validation "
+        "held-out change over the outcome window) before the policy takes it.",
+    )
+
+
 class ControllerSettings(_Section):
     """The controller's own fields; `with_sections` adds each plug-in's section (controller.<name>)."""
 
@@ -86,6 +101,7 @@ class ControllerSettings(_Section):
         description="policy: learned: the chance (at most 0.5) that a round picks uniformly among the permitted "
         "actions instead of the best predicted one; each decision logs whether it explored.",
     )
+    learned: LearnedSettings = LearnedSettings()
     outcome_rounds: int = Field(
         1, ge=1, le=MAX_ROUNDS,
         description="k: a decision's outcome is measured over its round and the k-1 after it (validation held-out "

@@ -177,8 +177,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--world", nargs="+", default=sorted(SCENARIOS), choices=sorted(SCENARIOS))
     parser.add_argument("--systems", nargs="+", default=list(SYSTEMS), choices=SYSTEMS)
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--rounds", type=int, default=12)
+    # Seed 0 tunes defaults; 1-3 evaluate them. 6 rounds for every system keeps the whole suite near 2 CPU-hours.
+    parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
+    parser.add_argument("--rounds", type=int, default=6)
     parser.add_argument("--out", type=Path, default=Path("bench-out/suite.json"))
     parser.add_argument("--models", type=Path, default=None, help="Where models are built (default: models/ beside "
                         "--out; kept, so a later run reuses them).")

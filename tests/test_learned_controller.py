@@ -272,5 +272,9 @@ def test_the_policy_leaves_the_rules_pick_only_on_trusted_predicted_gains() -> N
     # The rules' pick is kept even when it is not train, and even when it is below a trusted action by < min_gain.
     assert pick({"train": (0.02, 50), "switch_pairs": (0.015, 30)}, baseline="switch_pairs") == "switch_pairs"
     assert pick({"train": (0.05, 50), "switch_pairs": (0.015, 30)}, baseline="switch_pairs") == "train"
-    # Nothing trusted: no choice, so the rules' pick stands (rules.py logs it as overruled).
-    assert pick({"train": (0.1, 2), "switch_pairs": (0.3, 3)}) is None
+    # The rules' pick has no model, or too few decisions: its value cannot be compared, so it is kept (the
+    # suite's over-cautious fold: no other world ever proposed an amendment, and the policy overrode it).
+    assert pick({"train": (0.1, 50), "switch_pairs": (0.3, 30)}, baseline="add_adversarial") == "add_adversarial"
+    assert pick({"train": (0.1, 50), "add_adversarial": (-0.3, 4)}, baseline="add_adversarial") == "add_adversarial"
+    # Nothing trusted and the rules' pick not among the permitted: no choice (rules.py logs it as overruled).
+    assert pick({"train": (0.1, 2), "switch_pairs": (0.3, 3)}, baseline="stop") is None

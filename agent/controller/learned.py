@@ -8,8 +8,9 @@ bounded by `controller.explore` and seeded by (run seed, round), so a resumed ro
 
 Otherwise it keeps the rules' pick unless it has grounds to leave it, as safe policy improvement with baseline
 bootstrapping does (SPIBB: Laroche, Trichelair and Tachet des Combes 2019, arXiv:1712.06924): an action fitted on
-fewer than `controller.learned.min_decisions` decisions is never preferred to the rules' pick, and another action
-must be predicted at least `controller.learned.min_gain` above it. A few dozen runs fit the ridges, and where
+fewer than `controller.learned.min_decisions` decisions is never preferred to the rules' pick, a rules' pick that
+is itself fitted on fewer (or not at all) is kept, and another action must be predicted at least
+`controller.learned.min_gain` above it. A few dozen runs fit the ridges, and where
 they are thin a confident-looking coefficient is noise; the rules' pick is the baseline the envelope already trusts.
 
 A policy file is untrusted input: plain JSON (no pickle, nothing executes on load), read through a strict schema
@@ -190,12 +191,14 @@ class Learner:
         rng = np.random.default_rng([self.seed, max(round_no, 0)])
         if permitted and rng.random() < self.explore:
             return LearnedChoice(permitted[int(rng.integers(len(permitted)))], shown, True, self.sha256)
-        trusted = [(v, -i, a) for i, a in enumerate(permitted)
-                   if (v := shown[a]) is not None and self.policy.actions[a].n >= self.min_decisions]
+        trusted = {a: v for a in permitted
+                   if (v := shown[a]) is not None and self.policy.actions[a].n >= self.min_decisions}
+        if baseline in permitted and baseline not in trusted:
+            # SPIBB keeps the baseline's own choice where its value is not known well enough to compare.
+            return LearnedChoice(baseline, shown, False, self.sha256)
         if not trusted:
             return LearnedChoice(None, shown, False, self.sha256)
-        value, _, best = max(trusted)
-        kept = shown.get(baseline)
-        if baseline in permitted and best != baseline and kept is not None and value - kept < self.min_gain:
+        best = max(trusted, key=lambda a: (trusted[a], -permitted.index(a)))
+        if best != baseline and baseline in trusted and trusted[best] - trusted[baseline] < self.min_gain:
             best = baseline
         return LearnedChoice(best, shown, False, self.sha256)

@@ -88,15 +88,13 @@ def _approve(store: Store, signer: keys.Signer, stop: threading.Event, constitut
                 if approval.kind == "checkpoint":
                     # Every candidate, targets met or not (the tiny model starts above its ratchet's target).
                     gate.decide(store, approval.id, "approve", signer, "benchmark approver", accept_not_met=True)
-                elif approval.kind == "constitution" and approve_amendments:
-                    # The agent's amendment, approved as a reviewer who reads and accepts it would (re-checked
-                    # there: an amendment touching an invariant is refused).
-                    amendments.decide(store, approval.id, "approve", signer, "benchmark approver", constitution)
                 elif approval.kind == "constitution":
-                    # This benchmark keeps its constitution: the run waits for a decision (hold_for_amendment),
-                    # so decline, as a reviewer who keeps it would.
-                    amendments.decide(store, approval.id, "reject", signer, "this benchmark keeps its constitution",
-                                      constitution)
+                    # The agent's amendment, approved as a reviewer who reads and accepts it would (re-checked
+                    # there: an amendment touching an invariant is refused), or declined where the benchmark keeps
+                    # its constitution: the run waits for a decision either way (approvals.hold_for_amendment).
+                    verdict, note = (("approve", "benchmark approver") if approve_amendments
+                                     else ("reject", "this benchmark keeps its constitution"))
+                    amendments.decide(store, approval.id, verdict, signer, note, constitution)
             time.sleep(0.05)
     except BaseException:
         # The run waits at the gate for a decision that will not come now: stop it rather than hang.

@@ -219,7 +219,8 @@ def _learner(rng: random.Random) -> Learner:
            "actions": {a: {"coef": [rng.uniform(-1e6, 1e6) for _ in FEATURES], "intercept": rng.uniform(-1, 1),
                            "n": 2} for a in actions},
            "alpha": 1.0, "fitted_on": [], "fitted_at": "now", "sklearn": "1"}
-    return Learner(parse_policy(json.dumps(doc).encode(), "wild"), "f" * 64, rng.choice([0.0, 0.5]), rng.randint(0, 9))
+    return Learner(parse_policy(json.dumps(doc).encode(), "wild"), "f" * 64, rng.choice([0.0, 0.5]), rng.randint(0, 9),
+                   min_decisions=1, min_gain=0.0)
 
 
 def test_adversarial_features_never_leave_the_envelope() -> None:

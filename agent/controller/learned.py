@@ -177,8 +177,8 @@ class Learner:
     sha256: str
     explore: float
     seed: int
-    min_decisions: int = 1
-    min_gain: float = 0.0
+    min_decisions: int  # controller.learned.*: when it may leave the rules' pick
+    min_gain: float
 
     def choose(self, signals: Mapping[str, Any], heldout: Sequence[tuple[int, float]], permitted: Sequence[str],
                round_no: int, baseline: str) -> LearnedChoice:

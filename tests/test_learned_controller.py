@@ -84,6 +84,31 @@ def test_outcomes_are_pending_until_measured_and_never_zero(tmp_path: Path) -> N
     assert got[stop.id].status == "unmeasured" and got[stop.id].outcome["heldout_change"] is None
 
 
+
+def test_a_window_past_the_budget_is_cut_at_it(tmp_path: Path) -> None:
+    """k=2 on a 3-round run: round 2's window is rounds 2-3, and round 3's is round 3 alone (the run ends), both
+    measured by the stop after the budget; an intervention on the last round measures 0, what it did."""
+    store = Store(tmp_path / "t.db")
+    store.create_run(Run(id="r", config={}, config_sha256="c" * 64, seed=0, rounds_budget=3, constitution_version=1,
+                         invariants={}, invariants_sha256="i" * 64))
+    curve: list[tuple[int, float]] = [(0, 0.4)]
+    decided = []
+    for r, action, after in [(1, "train", 0.5), (2, "train", 0.6), (3, "regenerate_prompts", 0.6)]:
+        store.upsert_round("r", r, n_samples=10, outcome="approved" if action == "train" else None)
+        decided.append(store.add_decision("r", r, action, "x", {"round": r}))
+        outcomes.record(store, decided[-1], tuple(curve), 2, "oracle")
+        curve.append((r, after))
+    got = {o.decision_id: o for o in store.outcomes("r")}
+    assert got[decided[2].id].status == "pending"  # its window (round 3) is not done until the stop
+    stop = store.add_decision("r", 3, "stop", "x", {"round": 4})
+    outcomes.record(store, stop, tuple(curve), 2, "oracle")
+    got = {o.decision_id: o for o in store.outcomes("r")}
+    first, second, last = (got[d.id].outcome for d in decided)
+    assert first["rounds"] == [1, 2] and first["heldout_change"] == pytest.approx(0.2)
+    assert second["rounds"] == [2, 3] and second["heldout_change"] == pytest.approx(0.1)
+    assert last["rounds"] == [3, 3] and last["heldout_change"] == pytest.approx(0.0) and last["samples"] == 10
+    assert {got[d.id].status for d in decided} == {"measured"}
+
 @pytest.fixture()
 def home(tmp_path: Path) -> Path:
     home = tmp_path / "ws"

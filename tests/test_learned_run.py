@@ -67,7 +67,7 @@ def test_a_real_run_with_a_learned_policy_stays_on_the_validation_split(workspac
         assert set(info["predicted"]) == set(info["permitted"]) and "train" in info["permitted"]
     statuses = [e["decision_outcome"]["status"] for e in entries]
     assert statuses[-1] == "unmeasured" and entries[-1]["action"] == "stop"
-    for e in entries[:-1]:  # the budget's stop closes every window of k=1
+    for e in entries[:-1]:  # the budget's stop closes every window: each is cut at the budget
         measured = e["decision_outcome"]
         assert measured["status"] in ("measured", "unmeasured") and measured["split"] == "validation"
         assert measured["samples"] is not None and measured["samples"] > 0

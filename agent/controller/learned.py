@@ -41,7 +41,9 @@ CLIP = 5.0  # standard deviations: a feature beyond moves a prediction no furthe
 MONITORS = ("margin_mean", "score_std", "length_mean", "length_score_corr", "position_consistency", "invalid_share",
             "over_refusal", "harmful_compliance", "prompt_reuse", "prompt_embedding_dispersion", "distinct_2",
             "embedding_dispersion", "base_logp_mean")
-FEATURES: tuple[str, ...] = (*(f"monitor.{k}" for k in MONITORS), "pairs", "round_fraction",
+# final_round: near the budget an outcome window is cut (agent/controller/outcomes.py), and on the last round an
+# intervention changes nothing any round trains on: a step no linear term in round_fraction can draw.
+FEATURES: tuple[str, ...] = (*(f"monitor.{k}" for k in MONITORS), "pairs", "round_fraction", "final_round",
                              "heldout_last_change", "heldout_below_best")
 
 Finite = Annotated[float, Field(allow_inf_nan=False)]
@@ -147,10 +149,11 @@ def feature_values(signals: Mapping[str, Any], heldout: Sequence[Sequence[float]
         return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else math.nan
 
     scores = [num(point[1]) for point in heldout if len(point) == 2]
-    budget = num(signals.get("budget"))
+    budget, round_no = num(signals.get("budget")), num(signals.get("round"))
     derived = {
         "pairs": num(signals.get("pairs")),
-        "round_fraction": num(signals.get("round")) / budget if budget and budget > 0 else math.nan,
+        "round_fraction": round_no / budget if budget and budget > 0 else math.nan,
+        "final_round": float(round_no >= budget) if math.isfinite(round_no) and math.isfinite(budget) else math.nan,
         "heldout_last_change": scores[-1] - scores[-2] if len(scores) >= 2 else math.nan,
         "heldout_below_best": max(scores) - scores[-1] if scores else math.nan,
     }

@@ -1,9 +1,11 @@
 """What a controller decision led to: its measured outcome over a window of k rounds (`controller.outcome_rounds`).
 Pure: no I/O (agent/run/outcomes.py reads the store and writes the rows).
 
-A decision on round r owns the rounds r .. r+k-1; the window is done once the controller has decided a round past
-it (round r+k, or the stop after the budget), because every node of those rounds (training, evaluation, the gate)
-ran before that decision. Over the window:
+A decision on round r owns the rounds r .. r+k-1, cut at the round budget B: near the end of a run a window holds the
+rounds left (r .. B), because what an action is worth there is what it does before the run ends (an intervention
+on the last round changes nothing a later round trains on). The window is done once the controller has decided a
+round past it (the next round, or the stop after the budget), because every node of its rounds (training,
+evaluation, the gate) ran before that decision. Over the window:
 
 - heldout_change: the validation split's held-out score (`controller.heldout_metric`) of the policy active after
   round r+k-1, minus the one active before round r: the curve the rules read (agent/run/nodes/decide.py
@@ -51,11 +53,12 @@ class WindowRound:
 
 
 def measure(d: Decided, later: Sequence[Decided], rounds: Mapping[int, WindowRound],
-            curve: Sequence[tuple[int, float]], k: int, metric: str,
+            curve: Sequence[tuple[int, float]], k: int, metric: str, budget: int,
             ended: bool) -> tuple[OutcomeStatus, dict[str, Any]]:
     """(status, outcome) of `d`; `later` are the run's decisions after it, `curve` the validation held-out curve,
-    `ended` whether the run has stopped (an open window then never closes)."""
-    last = d.round + k - 1
+    `budget` the run's round budget (the window's last round at most), `ended` whether the run has stopped (an open
+    window then never closes)."""
+    last = max(d.round, min(d.round + k - 1, budget))
     values: dict[str, Any] = dict.fromkeys(MEASURES)
     why: dict[str, str] = {}
     out = {"k": k, "rounds": [d.round, last], "split": "validation", "metric": metric, **values, "why": why}

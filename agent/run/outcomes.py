@@ -32,9 +32,12 @@ def record(store: Store, decision: Decision, curve: tuple[tuple[int, float], ...
     rounds = {r.round: WindowRound(r.n_samples, r.outcome, Readings.from_json(r.monitors).values.get(K.BASE_LOGP_MEAN))
               for r in store.rounds(decision.run_id)}
     ended = decision.action == "stop"
+    run = store.get_run(decision.run_id)
+    if run is None:
+        raise RuntimeError(f"decision {decision.id} names run {decision.run_id!r}, which the store does not hold")
     for i, d in enumerate(decided):
         if rows[d.id].status != "pending":
             continue
-        status, outcome = measure(d, decided[i + 1:], rounds, curve, k, metric, ended)
+        status, outcome = measure(d, decided[i + 1:], rounds, curve, k, metric, run.rounds_budget, ended)
         if status != "pending" or outcome != rows[d.id].outcome:
             store.update_outcome(d.id, status, outcome)

@@ -103,9 +103,10 @@ class ControllerSettings(_Section):
     )
     learned: LearnedSettings = LearnedSettings()
     outcome_rounds: int = Field(
-        1, ge=1, le=MAX_ROUNDS,
-        description="k: a decision's outcome is measured over its round and the k-1 after it (validation held-out "
-        "change, invariant failures, drift, cost).",
+        2, ge=1, le=MAX_ROUNDS,
+        description="k: a decision's outcome is measured over its round and the k-1 after it, cut at the round "
+        "budget (validation held-out change, invariant failures, drift, cost). Over one round an intervention's "
+        "outcome is 0 by construction: its round trains nothing.",
     )
 
     @model_validator(mode="after")

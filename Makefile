@@ -76,21 +76,27 @@ bench-suite: $(VENV)/.installed
 
 # Issue 22's evidence, one command: leave-one-world-out folds of the learned controller. It runs what it needs of
 # the suite first: the tether system (rules policy) on FOLDS_FIT_SEEDS of every world, workspaces kept in
-# bench-out/folds/fit-runs (the decision histories), and tether + fixed on FOLDS_EVAL_SEEDS (the baselines); then per
-# world a policy fitted on the other worlds' histories runs that world's evaluation seeds (benchmarks/bench_folds.py).
-# Each step's .md is written only when it is complete, so an interrupted `make bench-folds` redoes only what is
-# unfinished; remove bench-out/folds/ to start over with other worlds, seeds or rounds. 4 runs per world and seed
-# (twice what `make bench-suite` spends on tether and fixed). JSON, markdown and a PNG: bench-out/folds.*. A slice:
+# bench-out/folds/fit-runs (the decision histories); exploration runs on the same seeds (the rules' pick, or on about
+# half the rounds a uniform pick among the permitted actions: the logged randomisation a bandit is fitted from); and
+# tether + fixed on FOLDS_EVAL_SEEDS (the baselines). Then per world a policy fitted on the other worlds' histories
+# runs that world's evaluation seeds (benchmarks/bench_folds.py). Each step's .md is written only when it is
+# complete, so an interrupted `make bench-folds` redoes only what is unfinished; remove bench-out/folds/ to start
+# over with other worlds, seeds or rounds. 5 runs per world and seed. JSON, markdown and a PNG: bench-out/folds.*.
+# A slice:
 #   make bench-folds SUITE_WORLDS="length_paying_judge unreliable_judge blind_family" FOLDS_FIT_SEEDS=0 FOLDS_EVAL_SEEDS=1 SUITE_ROUNDS=3
 FOLDS_FIT_SEEDS ?= 0 1 2
 FOLDS_EVAL_SEEDS ?= 3 4 5
 FOLDS_SUITE = $(BIN)/python benchmarks/bench_suite.py --world $(SUITE_WORLDS) --rounds $(SUITE_ROUNDS) --models bench-out/models --keys-dir bench-out/keys
+FOLDS = $(BIN)/python benchmarks/bench_folds.py --fit bench-out/folds/fit.json --fit-seeds $(FOLDS_FIT_SEEDS) --rounds $(SUITE_ROUNDS) --keys-dir bench-out/keys
 bench-out/folds/fit.md: | $(VENV)/.installed
 	$(FOLDS_SUITE) --systems tether --seeds $(FOLDS_FIT_SEEDS) --home bench-out/folds/fit-runs --out bench-out/folds/fit.json
+bench-out/folds/explore.md: bench-out/folds/fit.md
+	$(FOLDS) --behaviour bench-out/folds/behaviour.json
+	$(FOLDS_SUITE) --systems tether --seeds $(FOLDS_FIT_SEEDS) --policy learned --policy-file bench-out/folds/behaviour.json --set controller.explore=0.5 --set controller.learned.min_decisions=100000 --home bench-out/folds/explore-runs --out bench-out/folds/explore.json
 bench-out/folds/baseline.md: | $(VENV)/.installed
 	$(FOLDS_SUITE) --systems tether fixed --seeds $(FOLDS_EVAL_SEEDS) --out bench-out/folds/baseline.json
-bench-folds: $(VENV)/.installed bench-out/folds/fit.md bench-out/folds/baseline.md
-	$(BIN)/python benchmarks/bench_folds.py --fit bench-out/folds/fit.json --baseline bench-out/folds/baseline.json --world $(SUITE_WORLDS) --fit-seeds $(FOLDS_FIT_SEEDS) --eval-seeds $(FOLDS_EVAL_SEEDS) --rounds $(SUITE_ROUNDS) --models bench-out/models --keys-dir bench-out/keys --home bench-out/folds/runs --out bench-out/folds.json
+bench-folds: $(VENV)/.installed bench-out/folds/explore.md bench-out/folds/baseline.md
+	$(FOLDS) --explore bench-out/folds/explore.json --baseline bench-out/folds/baseline.json --world $(SUITE_WORLDS) --eval-seeds $(FOLDS_EVAL_SEEDS) --models bench-out/models --home bench-out/folds/runs --out bench-out/folds.json
 
 # pass@1 / pass@K and the judges' spread of the base tiny model, per family and tier.
 bench-headroom: $(VENV)/.installed

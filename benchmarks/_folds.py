@@ -16,16 +16,21 @@ from typing import Any
 
 BASELINE_SYSTEMS: tuple[str, ...] = ("tether", "fixed")  # bench_suite's names: the rules policy, the fixed recipe
 CONSISTENT = ("rounds", "overrides")  # what every suite output the folds read must share
+# The exploration runs' behaviour (bench_suite --policy learned --set ...): half the rounds a uniform pick among the
+# permitted actions, the others the rules' pick, because no action is trusted below 100000 fitted decisions.
+EXPLORE_OVERRIDES: tuple[str, ...] = ("controller.explore=0.5", "controller.learned.min_decisions=100000")
 
 
 @dataclass(frozen=True)
 class FitRun:
-    """A rules-policy tether run of the suite whose measured decisions a fold may fit on."""
+    """A tether run of the suite whose measured decisions a fold may fit on: the rules policy's (`rules`), or an
+    exploration run's (`explore`: EXPLORE_OVERRIDES), which tries the actions the rules would not have taken."""
 
     world: str
     seed: int
     run_id: str
     workspace: Path
+    behaviour: str = "rules"
 
     @property
     def db(self) -> Path:
@@ -56,7 +61,24 @@ def load_suites(paths: Sequence[Path]) -> list[dict[str, Any]]:
     return docs
 
 
-def fit_candidates(docs: Iterable[Mapping[str, Any]], fit_seeds: Sequence[int]) -> list[FitRun]:
+def load_explore(paths: Sequence[Path], rounds: int) -> list[dict[str, Any]]:
+    """bench_suite outputs of exploration runs, refused unless each ran the learned policy with EXPLORE_OVERRIDES
+    (whatever its file: with them its choices never read it) and `rounds` rounds."""
+    docs = [json.loads(Path(p).read_text()) for p in paths]
+    for path, doc in zip(paths, docs, strict=True):
+        settings = doc.get("settings") or {}
+        lacks = [o for o in EXPLORE_OVERRIDES if o not in (settings.get("overrides") or [])]
+        if settings.get("policy") != "learned" or lacks:
+            raise SystemExit(f"{path} is not an exploration suite: run bench_suite.py --policy learned --policy-file F "
+                             + " ".join(f"--set {o}" for o in EXPLORE_OVERRIDES))
+        if int(settings.get("rounds", -1)) != rounds:
+            raise SystemExit(f"{path} ran {settings.get('rounds')} rounds, the rules suites {rounds}: the folds fit "
+                             "on runs of one length")
+    return docs
+
+
+def fit_candidates(docs: Iterable[Mapping[str, Any]], fit_seeds: Sequence[int],
+                   behaviour: str = "rules") -> list[FitRun]:
     """The tether runs on `fit_seeds` of the suites, refused where one lacks its workspace (bench_suite keeps
     it only with --home) or two claim the same world and seed."""
     found: dict[tuple[str, int], FitRun] = {}
@@ -70,23 +92,24 @@ def fit_candidates(docs: Iterable[Mapping[str, Any]], fit_seeds: Sequence[int]) 
             key = (str(run["world"]), int(run["seed"]))
             if key in found:
                 raise SystemExit(f"two tether runs of {key[0]} seed {key[1]} in --fit: pass each once")
-            found[key] = FitRun(key[0], key[1], str(run["run_id"]), Path(run["workspace"]))
-    ids = [r.run_id for r in found.values()]
-    if len(set(ids)) != len(ids):
-        raise SystemExit("two fit runs share a run id: `tether controller fit` could not tell them apart")
+            found[key] = FitRun(key[0], key[1], str(run["run_id"]), Path(run["workspace"]), behaviour)
     return sorted(found.values(), key=lambda r: (r.world, r.seed))
 
 
 def plan_folds(candidates: Sequence[FitRun], fold_worlds: Sequence[str], fit_seeds: Sequence[int],
                eval_seeds: Sequence[int]) -> list[Fold]:
     """Per left-out world, the candidates of every other world on the fit seeds. Refused where the fit and
-    evaluation seeds overlap, or a fitted world lacks a fit seed's run (a fold would fit on less than it says)."""
+    evaluation seeds overlap, a fitted world lacks a fit seed's rules run (a fold would fit on less than it says),
+    or two candidates share a run id."""
+    ids = [c.run_id for c in candidates]
+    if len(set(ids)) != len(ids):
+        raise SystemExit("two fit runs share a run id: `tether controller fit` could not tell them apart")
     overlap = sorted(set(fit_seeds) & set(eval_seeds))
     if overlap:
         raise SystemExit(f"seed(s) {overlap} are both fit and evaluation seeds: a policy is evaluated only on "
                          "seeds it was not fitted on")
     fit_worlds = sorted({c.world for c in candidates})
-    have = {(c.world, c.seed) for c in candidates}
+    have = {(c.world, c.seed) for c in candidates if c.behaviour == "rules"}
     missing = [f"{w}/s{s}" for w in fit_worlds for s in fit_seeds if (w, s) not in have]
     if missing:
         raise SystemExit(f"--fit lacks the tether run(s) {', '.join(missing)}: run bench_suite.py --systems tether "

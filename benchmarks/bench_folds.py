@@ -8,8 +8,17 @@ recipe's runs on the same world and seeds, and checks that every decision the po
 the rules permitted that round (the envelope; expected: no violation).
 
 Inputs are bench_suite.py outputs: --fit, whose tether runs on the fit seeds are the decision histories (their
-workspaces must still exist: run it with --home); --baseline, holding the tether and fixed runs on the evaluation
-seeds (any missing are run here, unless --no-baseline-runs). One file may serve as both.
+workspaces must still exist: run it with --home); --explore, exploration runs on the fit seeds, fitted on with
+them; --baseline, holding the tether and fixed runs on the evaluation seeds (any missing are run here, unless
+--no-baseline-runs). One file may serve as --fit and --baseline.
+
+Why exploration runs: the rules policy is deterministic, so its history shows each intervention only in the
+states where the rules chose it, and a model of "what would an intervention have done here" has nothing to learn
+from elsewhere. An exploration run (bench_suite.py --policy learned --set controller.explore=0.5 --set
+controller.learned.min_decisions=100000) takes a uniform pick among the permitted actions on about half its
+rounds and the rules' pick otherwise, the logged randomisation a contextual bandit is fitted from. Its policy file
+is only a ticket through the adoption gate: no action is trusted, so it never chooses; `--behaviour FILE` fits one
+on --fit's runs.
 
     python benchmarks/bench_folds.py --fit bench-out/folds/fit.json --baseline bench-out/folds/baseline.json \\
         --out bench-out/folds.json
@@ -35,11 +44,13 @@ from typing import Any
 from _common import keys_dir_for
 from _folds import (
     Fold,
+    FitRun,
     Key,
     baseline_runs,
     check_workspaces,
     envelope_of_run,
     fit_candidates,
+    load_explore,
     load_suites,
     plan_folds,
 )
@@ -53,20 +64,12 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def fit_fold(fold: Fold, out: Path, keys_dir: Path) -> dict[str, Any]:
-    """`tether controller fit` on the fold's runs (the first run's workspace as --home, the others' databases as
-    --from-db), in a subprocess: what it reports (sha256, bytes, decisions, per-action counts, fit seconds) with
-    its wall seconds, the runs by world and seed, and `error` instead where it refused (exit 2: too little
-    history)."""
-    first, *others = fold.fit_runs
-    command = [sys.executable, "-m", "agent.cli", "--home", str(first.workspace), "controller", "fit",
-               *[a for r in fold.fit_runs for a in ("--runs", r.run_id)],
-               *[a for r in others for a in ("--from-db", str(r.db))], "--out", str(out), "--json"]
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
-           keys.KEYS_ENV: str(keys_dir)}
-    started = time.perf_counter()
-    done = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, check=False)
-    wall = round(time.perf_counter() - started, 2)
-    fitted_on = [{"world": r.world, "seed": r.seed, "run_id": r.run_id} for r in fold.fit_runs]
+    """`tether controller fit` on the fold's runs, in a subprocess: what it reports (sha256, bytes, decisions,
+    per-action counts, fit seconds) with its wall seconds, the runs by world, seed and behaviour, and `error`
+    instead where it refused (exit 2: too little history)."""
+    done, wall = controller_fit(fold.fit_runs, out, keys_dir)
+    fitted_on = [{"world": r.world, "seed": r.seed, "run_id": r.run_id, "behaviour": r.behaviour}
+                 for r in fold.fit_runs]
     if done.returncode != 0:
         why = (done.stderr or done.stdout).strip().splitlines()
         return {"error": f"exit {done.returncode}: {why[-1] if why else 'no output'}", "wall_s": wall,
@@ -74,6 +77,29 @@ def fit_fold(fold: Fold, out: Path, keys_dir: Path) -> dict[str, Any]:
     doc = json.loads(done.stdout)
     return {"file": str(out), "sha256": doc["sha256"], "bytes": doc["bytes"], "decisions": doc["decisions"],
             "actions": doc["actions"], "fit_s": doc["fit_seconds"], "wall_s": wall, "fitted_on": fitted_on}
+
+
+def controller_fit(runs: Sequence[FitRun], out: Path,
+                   keys_dir: Path) -> tuple[subprocess.CompletedProcess[str], float]:
+    """`tether controller fit --json` on `runs` (the first run's workspace as --home, the others' databases as
+    --from-db), as a user would run it, with its wall seconds."""
+    first, *others = runs
+    command = [sys.executable, "-m", "agent.cli", "--home", str(first.workspace), "controller", "fit",
+               *[a for r in runs for a in ("--runs", r.run_id)],
+               *[a for r in others for a in ("--from-db", str(r.db))], "--out", str(out), "--json"]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
+           keys.KEYS_ENV: str(keys_dir)}
+    started = time.perf_counter()
+    done = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, check=False)
+    return done, round(time.perf_counter() - started, 2)
+
+
+def write_behaviour(candidates: Sequence[FitRun], out: Path, keys_dir: Path) -> None:
+    """--behaviour: the exploration runs' policy file, fitted on every --fit run (its choices never read it)."""
+    done, _ = controller_fit(candidates, out.resolve(), keys_dir)
+    if done.returncode != 0:
+        raise SystemExit(f"tether controller fit refused: {(done.stderr or done.stdout).strip()}")
+    print(f"wrote {out}: the exploration runs' behaviour file (their choices never read it)", flush=True)
 
 
 def learned_run(job: Job, fit: dict[str, Any], rounds: int, model_dir: Path, root: Path, keys_dir: Path,
@@ -90,6 +116,7 @@ def settings_of(args: argparse.Namespace, docs: list[dict[str, Any]], folds: Seq
     return {"folds": [f.world for f in folds], "fit": [str(p) for p in args.fit],
             "baseline": [str(p) for p in args.baseline], "fit_seeds": args.fit_seeds, "eval_seeds": args.eval_seeds,
             "rounds": rounds, "overrides": overrides,
+            "explore": [str(p) for p in args.explore],
             "fit_worlds": sorted({r.world for f in folds for r in f.fit_runs}),
             "baseline_runs_here": not args.no_baseline_runs,
             "models": {f"{w}/s{seed}": str(p) for (w, seed), (p, _) in builds.items()},
@@ -100,6 +127,11 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--fit", type=Path, nargs="+", required=True, metavar="JSON",
                         help="bench_suite outputs whose tether runs on --fit-seeds are fitted on (kept workspaces).")
+    parser.add_argument("--explore", type=Path, nargs="+", default=[], metavar="JSON",
+                        help="bench_suite outputs of exploration runs on --fit-seeds, fitted on with --fit's (kept "
+                        "workspaces).")
+    parser.add_argument("--behaviour", type=Path, default=None, metavar="FILE",
+                        help="Only write the exploration runs' policy file, fitted on every --fit run, and exit.")
     parser.add_argument("--baseline", type=Path, nargs="+", default=[], metavar="JSON",
                         help="bench_suite outputs with the tether and fixed runs on --eval-seeds (may be --fit's).")
     parser.add_argument("--world", nargs="+", default=None,
@@ -130,6 +162,10 @@ def main() -> None:
     if args.rounds is not None and args.rounds != suite_rounds:
         parser.error(f"--rounds {args.rounds}: the suites ran {suite_rounds}; the folds compare runs of one length")
     candidates = fit_candidates(docs[:len(args.fit)], args.fit_seeds)
+    if args.behaviour is not None:
+        write_behaviour(candidates, args.behaviour, (args.keys_dir or keys_dir_for(args.out)).resolve())
+        return
+    candidates += fit_candidates(load_explore(args.explore, suite_rounds), args.fit_seeds, "explore")
     worlds = list(dict.fromkeys(args.world or [c.world for c in candidates]))
     unknown = sorted(set(worlds) - set(SCENARIOS))
     if unknown:

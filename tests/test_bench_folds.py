@@ -87,6 +87,40 @@ def test_folds_refuse_what_would_make_the_evidence_lie(tmp_path: Path) -> None:
         _folds.load_suites([tmp_path / "all.json", _suite(tmp_path / "r2.json", [4], rounds=2)])
 
 
+
+def _explore_suite(path: Path, seeds: list[int], overrides: list[str], rounds: int = 1) -> Path:
+    doc = json.loads(_suite(path, seeds, ("tether",), policy="learned", rounds=rounds).read_text())
+    doc["settings"]["overrides"] = overrides
+    for run in doc["runs"]:
+        run["run_id"], run["workspace"] = f"explore-{run['run_id']}", f"{run['workspace']}-explore"
+    path.write_text(json.dumps(doc))
+    return path
+
+
+def test_exploration_runs_join_every_fold_but_their_own_world(tmp_path: Path) -> None:
+    """Exploration runs on the fit seeds are fitted on with the rules runs, under the same leave-one-world-out
+    rule; a suite that did not explore as the folds say, or ran other rounds, is refused."""
+    rules = _folds.fit_candidates(_folds.load_suites([_suite(tmp_path / "fit.json", [0, 1], ("tether",))]), [0, 1])
+    explore_docs = _folds.load_explore([_explore_suite(tmp_path / "x.json", [0, 1], list(_folds.EXPLORE_OVERRIDES))], 1)
+    explored = _folds.fit_candidates(explore_docs, [0, 1], "explore")
+    folds = _folds.plan_folds(rules + explored, list(WORLDS), [0, 1], [3])
+    for fold in folds:
+        by = {(r.world, r.seed, r.behaviour) for r in fold.fit_runs}
+        assert by == {(w, s, b) for w in WORLDS if w != fold.world for s in (0, 1) for b in ("rules", "explore")}
+    # Exploration runs never stand in for a missing rules run.
+    with pytest.raises(SystemExit, match="lacks the tether run.* blind_family/s1"):
+        _folds.plan_folds([c for c in rules if (c.world, c.seed) != ("blind_family", 1)] + explored,
+                          list(WORLDS), [0, 1], [3])
+    with pytest.raises(SystemExit, match="not an exploration suite"):
+        _folds.load_explore([_explore_suite(tmp_path / "half.json", [0], ["controller.explore=0.5"])], 1)
+    with pytest.raises(SystemExit, match="not an exploration suite"):
+        _folds.load_explore([_suite(tmp_path / "rules.json", [0], ("tether",))], 1)
+    with pytest.raises(SystemExit, match="ran 2 rounds"):
+        _folds.load_explore([_explore_suite(tmp_path / "r2.json", [0], list(_folds.EXPLORE_OVERRIDES), 2)], 1)
+    twice = _folds.fit_candidates(_folds.load_explore([tmp_path / "x.json"], 1), [0, 1], "explore")
+    with pytest.raises(SystemExit, match="share a run id"):
+        _folds.plan_folds(rules + explored + twice[:1], list(WORLDS), [0, 1], [3])
+
 def test_baselines_are_the_rules_and_fixed_runs_on_the_evaluation_seeds(tmp_path: Path) -> None:
     docs = _folds.load_suites([_suite(tmp_path / "all.json", [0, 1, 2, 3, 4])])
     found, missing = _folds.baseline_runs(docs, ["blind_family", "unreliable_judge"], [3, 4, 5])
@@ -186,7 +220,8 @@ def test_each_fold_is_fitted_by_the_cli_on_the_other_worlds_runs_only(tmp_path: 
     assert sha == fit["sha256"] and fit["bytes"] == Path(fit["file"]).stat().st_size and fit["fit_s"] >= 0
     assert sorted(r.run_id for r in policy.fitted_on) == sorted(
         f"run-{w}-{s}" for w in ("blind_family", "invisible_drift") for s in (0, 1))
-    assert fit["fitted_on"] == [{"world": r.world, "seed": r.seed, "run_id": r.run_id} for r in fold.fit_runs]
+    assert fit["fitted_on"] == [{"world": r.world, "seed": r.seed, "run_id": r.run_id, "behaviour": "rules"}
+                                for r in fold.fit_runs]
     # A fold whose other worlds have no measured decision is refused by the CLI (exit 2), and said so.
     empty = _folds.Fold("blind_family", tuple(r for r in runs if r.world == "unreliable_judge"))
     refused = bench_folds.fit_fold(empty, tmp_path / "policies" / "blind_family.json", tmp_path / "keys")

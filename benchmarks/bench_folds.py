@@ -43,8 +43,8 @@ from typing import Any
 
 from _common import keys_dir_for
 from _folds import (
-    Fold,
     FitRun,
+    Fold,
     Key,
     baseline_runs,
     check_workspaces,

@@ -17,7 +17,15 @@ from typer.testing import CliRunner
 
 from agent.cli.main import app
 from agent.config import ControllerConfig, load_config
-from agent.controller.learned import FEATURES, Learner, PolicyFile, PolicyFileError, load_policy, parse_policy
+from agent.controller.learned import (
+    FEATURES,
+    Learner,
+    PolicyFile,
+    PolicyFileError,
+    load_policy,
+    parse_policy,
+    predict,
+)
 from agent.controller.policy import Advice, ControllerInput, RoundSignals, decide
 from agent.run import outcomes
 from agent.run.learned import adopted_learner
@@ -195,12 +203,16 @@ def test_the_config_names_one_chooser() -> None:
 
 
 def test_a_policy_file_is_untrusted_input() -> None:
-    good = {"format": "tether.controller-policy", "version": 1, "target": "validation_heldout_change",
+    model = {"coef": [0.5], "intercept": 0.0, "n": 3, "offset": [0.0], "cov": [[0.25]], "noise_var": 0.01}
+    good = {"format": "tether.controller-policy", "version": 2, "target": "validation_heldout_change",
             "metric": "oracle", "k": 1, "features": ["pairs"], "medians": [1.0], "means": [1.0], "scales": [1.0],
-            "actions": {"train": {"coef": [0.5], "intercept": 0.0, "n": 3}}, "alpha": 1.0, "fitted_on": [],
-            "fitted_at": "now", "sklearn": "1"}
+            "actions": {"train": model}, "fitted_on": [], "fitted_at": "now", "sklearn": "1"}
     assert parse_policy(json.dumps(good).encode(), "f").actions["train"].n == 3
     bad = [json.dumps(good).replace("0.5", "NaN"), json.dumps({**good, "scales": [0.0]}),
+           json.dumps({**good, "version": 1}),  # plain ridges, no uncertainty: refit
+           json.dumps({**good, "actions": {"train": {**model, "cov": [[0.25, 0.0]]}}}),
+           json.dumps({**good, "actions": {"train": {**model, "noise_var": -1.0}}}),
+           json.dumps({**good, "actions": {"train": {k: v for k, v in model.items() if k != "cov"}}}),
            json.dumps({**good, "actions": {"stop": good["actions"]["train"]}}),
            json.dumps({**good, "features": ["pairs", "x"]}), json.dumps({**good, "medians": [1.0, 2.0]}),
            json.dumps({**good, "extra": 1}), "\x80not json"]
@@ -238,14 +250,17 @@ def _random_input(rng: random.Random) -> ControllerInput:
 def _learner(rng: random.Random) -> Learner:
     """A policy with wild weights for every action a controller knows, stop and skip aside."""
     actions = ["train", "regenerate_prompts", "add_adversarial", "switch_judge", "switch_pairs", "propose_amendment"]
-    doc = {"format": "tether.controller-policy", "version": 1, "target": "validation_heldout_change",
-           "metric": "oracle", "k": 1, "features": list(FEATURES), "medians": [0.0] * len(FEATURES),
-           "means": [0.0] * len(FEATURES), "scales": [1e-9] * len(FEATURES),
+    n = len(FEATURES)
+    doc = {"format": "tether.controller-policy", "version": 2, "target": "validation_heldout_change",
+           "metric": "oracle", "k": 1, "features": list(FEATURES), "medians": [0.0] * n,
+           "means": [0.0] * n, "scales": [1e-9] * n,
            "actions": {a: {"coef": [rng.uniform(-1e6, 1e6) for _ in FEATURES], "intercept": rng.uniform(-1, 1),
-                           "n": 2} for a in actions},
-           "alpha": 1.0, "fitted_on": [], "fitted_at": "now", "sklearn": "1"}
+                           "n": 2, "offset": [rng.uniform(-1e6, 1e6) for _ in FEATURES],
+                           "cov": [[rng.uniform(-1e6, 1e6) for _ in FEATURES] for _ in FEATURES],
+                           "noise_var": rng.choice([0.0, 1e6])} for a in actions},
+           "fitted_on": [], "fitted_at": "now", "sklearn": "1"}
     return Learner(parse_policy(json.dumps(doc).encode(), "wild"), "f" * 64, rng.choice([0.0, 0.5]), rng.randint(0, 9),
-                   min_decisions=1, min_gain=0.0)
+                   min_decisions=1, min_gain=0.0, confidence=rng.choice([0.5, 0.9]))
 
 
 def test_adversarial_features_never_leave_the_envelope() -> None:
@@ -271,13 +286,17 @@ def test_adversarial_features_never_leave_the_envelope() -> None:
     assert chose_otherwise > 0  # the policy did choose, inside the envelope, and not just echo the rules
 
 
-def _flat_policy(values: dict[str, tuple[float, int]]) -> PolicyFile:
-    """A policy that predicts a constant per action: {action: (predicted change, decisions fitted on)}."""
-    doc = {"format": "tether.controller-policy", "version": 1, "target": "validation_heldout_change",
-           "metric": "oracle", "k": 1, "features": list(FEATURES), "medians": [0.0] * len(FEATURES),
-           "means": [0.0] * len(FEATURES), "scales": [1.0] * len(FEATURES),
-           "actions": {a: {"coef": [0.0] * len(FEATURES), "intercept": v, "n": n} for a, (v, n) in values.items()},
-           "alpha": 1.0, "fitted_on": [], "fitted_at": "now", "sklearn": "1"}
+def _flat_policy(values: dict[str, tuple[float, int]], noise_var: dict[str, float] | None = None) -> PolicyFile:
+    """A policy that predicts a constant per action: {action: (predicted change, decisions fitted on)}, each as
+    uncertain as its `noise_var` over its decisions makes it (default: certain)."""
+    n = len(FEATURES)
+    doc = {"format": "tether.controller-policy", "version": 2, "target": "validation_heldout_change",
+           "metric": "oracle", "k": 1, "features": list(FEATURES), "medians": [0.0] * n,
+           "means": [0.0] * n, "scales": [1.0] * n,
+           "actions": {a: {"coef": [0.0] * n, "intercept": v, "n": k, "offset": [0.0] * n,
+                           "cov": [[0.0] * n for _ in range(n)], "noise_var": (noise_var or {}).get(a, 0.0)}
+                       for a, (v, k) in values.items()},
+           "fitted_on": [], "fitted_at": "now", "sklearn": "1"}
     return parse_policy(json.dumps(doc).encode(), "flat")
 
 
@@ -286,7 +305,8 @@ def test_the_policy_leaves_the_rules_pick_only_on_trusted_predicted_gains() -> N
     permitted = ["train", "switch_pairs", "add_adversarial"]
 
     def pick(values: dict[str, tuple[float, int]], baseline: str = "train") -> str | None:
-        learner = Learner(_flat_policy(values), "f" * 64, explore=0.0, seed=0, min_decisions=10, min_gain=0.01)
+        learner = Learner(_flat_policy(values), "f" * 64, explore=0.0, seed=0, min_decisions=10, min_gain=0.01,
+                          confidence=0.9)
         choice = learner.choose({}, [], permitted, 3, baseline)
         assert not choice.explored and set(choice.predicted) == set(permitted)
         return choice.action
@@ -304,3 +324,34 @@ def test_the_policy_leaves_the_rules_pick_only_on_trusted_predicted_gains() -> N
     assert pick({"train": (0.1, 50), "add_adversarial": (-0.3, 4)}, baseline="add_adversarial") == "add_adversarial"
     # Nothing trusted and the rules' pick not among the permitted: no choice (rules.py logs it as overruled).
     assert pick({"train": (0.1, 2), "switch_pairs": (0.3, 3)}, baseline="stop") is None
+
+
+def test_an_uncertain_gain_does_not_move_the_policy_off_the_rules_pick() -> None:
+    """The same predicted gain (0.1 over the rules' pick) is taken when the fit is sure of it and not when it is
+    not: at confidence 0.9 the lower bound must still clear min_gain."""
+    permitted = ["train", "add_adversarial"]
+    values = {"train": (0.0, 40), "add_adversarial": (0.1, 40)}
+
+    def pick(noise_var: float, confidence: float) -> tuple[str | None, float | None]:
+        learner = Learner(_flat_policy(values, {"add_adversarial": noise_var, "train": noise_var}), "f" * 64,
+                          explore=0.0, seed=0, min_decisions=10, min_gain=0.01, confidence=confidence)
+        choice = learner.choose({}, [], permitted, 3, "train")
+        return choice.action, choice.sd["add_adversarial"]
+
+    assert pick(0.04, 0.9) == ("add_adversarial", pytest.approx(math.sqrt(0.04 / 40)))  # sd 0.03: bound 0.046
+    action, sd = pick(1.0, 0.9)  # sd 0.16 each: the bound is far below 0
+    assert action == "train" and sd == pytest.approx(math.sqrt(1.0 / 40))
+    assert pick(1.0, 0.5)[0] == "add_adversarial"  # confidence 0.5: the predicted gain itself
+
+
+def test_a_fitted_policy_is_less_sure_where_it_has_seen_less(home: Path, tmp_path: Path) -> None:
+    """The Bayesian ridges' uncertainty is real: a feature value far from every fitted decision gets a wider sd
+    than one at the fitted medians."""
+    out = tmp_path / "p.json"
+    assert _cli(home, "controller", "fit", "--runs", "hist-a", "--out", str(out)).exit_code == 0  # type: ignore[attr-defined]
+    policy, _ = load_policy(out)
+    at_median = predict(policy, [math.nan] * len(FEATURES))
+    far = predict(policy, [policy.means[policy.features.index(f)] + 4 * policy.scales[policy.features.index(f)]
+                           if f == "monitor.margin_mean" else math.nan for f in FEATURES])
+    for action in policy.actions:
+        assert far[action][1] > at_median[action][1] > 0.0

@@ -51,11 +51,11 @@ def fit(
     out: Annotated[Path, typer.Option("--out", help="The policy file to write (JSON).")],
     from_db: Annotated[list[Path] | None, typer.Option(
         "--from-db", help="Another workspace's tether.db to find runs in (read only; repeatable).")] = None,
-    alpha: Annotated[float, typer.Option("--alpha", min=0.0, help="Ridge regularisation strength.")] = 1.0,
     as_json: JsonOpt = False,
 ) -> None:
     """Fit a learned controller policy on the measured decisions of RUNs (this workspace's, or --from-db's): one
-    ridge regressor per action predicting the validation held-out change over the decision's window. Writes a
+    Bayesian ridge regressor per action predicting the validation held-out change over the decision's window, its
+    regularisation chosen from the data, with the uncertainty of every prediction. Writes a
     versioned file naming the runs it was fitted on, and prints its sha256; adopt it with `tether controller
     propose`. Too little history is exit 2 and nothing is written."""
     from agent.controller.fit import fit_policy  # scikit-learn: only when fitting
@@ -82,7 +82,7 @@ def fit(
         fail(f"the runs' outcomes were measured over different windows or metrics {sorted(windows)}",
              hint="fit runs of one controller.outcome_rounds and heldout_metric together")
     k, metric = next(iter(windows), (1, "oracle"))
-    policy, seconds = fit_policy(rows, fitted_on, k=k, metric=metric, alpha=alpha, now=store.now())
+    policy, seconds = fit_policy(rows, fitted_on, k=k, metric=metric, now=store.now())
     data = (json.dumps(policy.model_dump(mode="json"), indent=1, sort_keys=True) + "\n").encode()
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_bytes(data)

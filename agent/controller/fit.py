@@ -1,7 +1,9 @@
 """Fit a learned controller policy (agent/controller/learned.py) from decision histories with scikit-learn: a
-median imputer and a standard scaler over every decision's features, then one ridge regressor per action on the
-decisions that took it, predicting the validation held-out change over the decision's window. Pure: the caller
-gathers the rows (agent/cli/controller.py) and writes the file.
+median imputer and a standard scaler over every decision's features, then one Bayesian ridge regressor per action
+on the decisions that took it, predicting the validation held-out change over the decision's window. Its weight and
+noise precisions are chosen by maximising the evidence on the fit data (MacKay 1992), so no regularisation strength
+is set by hand, and its posterior covariance says how sure each prediction is. Pure: the caller gathers the rows
+(agent/cli/controller.py) and writes the file.
 
 The target is the validation split's held-out change only, measured with the task's verifiers (or the judge in
 use, per controller.heldout_metric) after the round, never the judge scores a round trained on: a policy that
@@ -16,7 +18,7 @@ from collections.abc import Sequence
 import numpy as np
 import sklearn
 from sklearn.impute import SimpleImputer
-from sklearn.linear_model import Ridge
+from sklearn.linear_model import BayesianRidge
 from sklearn.preprocessing import StandardScaler
 
 from agent.controller.learned import FEATURES, FORMAT, ActionModel, FitRow, FittedRun, PolicyFile
@@ -31,7 +33,7 @@ class FitError(TetherError):
     exit_code = EXIT_USAGE
 
 
-def fit_policy(rows: Sequence[FitRow], fitted_on: Sequence[FittedRun], *, k: int, metric: str, alpha: float,
+def fit_policy(rows: Sequence[FitRow], fitted_on: Sequence[FittedRun], *, k: int, metric: str,
                now: str) -> tuple[PolicyFile, float]:
     """(the fitted policy, its fit seconds). Raises FitError when no action has MIN_ROWS measured decisions."""
     counts = {a: sum(r.action == a for r in rows) for a in sorted({r.action for r in rows})}
@@ -50,13 +52,15 @@ def fit_policy(rows: Sequence[FitRow], fitted_on: Sequence[FittedRun], *, k: int
     actions: dict[str, ActionModel] = {}
     for action in fittable:
         mask = np.array([r.action == action for r in rows])
-        model = Ridge(alpha=alpha).fit(z[mask], y[mask])
+        model = BayesianRidge().fit(z[mask], y[mask])
         actions[action] = ActionModel(coef=[float(c) for c in model.coef_], intercept=float(model.intercept_),
-                                      n=int(mask.sum()))
+                                      n=int(mask.sum()), offset=[float(v) for v in model.X_offset_],
+                                      cov=[[float(v) for v in row] for row in model.sigma_],
+                                      noise_var=1.0 / float(model.alpha_))
     seconds = time.perf_counter() - started
     medians = [float(v) if np.isfinite(v) else 0.0 for v in imputer.statistics_]
     policy = PolicyFile(
-        format=FORMAT, version=1, target="validation_heldout_change", metric=metric, k=k, features=list(FEATURES),
+        format=FORMAT, version=2, target="validation_heldout_change", metric=metric, k=k, features=list(FEATURES),
         medians=medians, means=[float(v) for v in scaler.mean_], scales=[float(v) for v in scaler.scale_],
-        actions=actions, alpha=alpha, fitted_on=list(fitted_on), fitted_at=now, sklearn=sklearn.__version__)
+        actions=actions, fitted_on=list(fitted_on), fitted_at=now, sklearn=sklearn.__version__)
     return policy, seconds

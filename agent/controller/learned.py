@@ -1,17 +1,20 @@
 """A learned controller policy (`controller.policy: learned`): a contextual bandit over the decision's monitor
-features, one ridge regressor per action predicting the validation held-out change over the decision's window
-(agent/controller/outcomes.py), fitted by `tether controller fit` (agent/controller/fit.py, scikit-learn).
+features, one Bayesian ridge regressor per action predicting the validation held-out change over the decision's
+window (agent/controller/outcomes.py), fitted by `tether controller fit` (agent/controller/fit.py, scikit-learn).
+Bayesian, so that each prediction comes with how little the fit knows about it: a few hundred decisions fit the
+models, an intervention's on a few dozen, and there a confident-looking coefficient is noise.
 
 It only chooses: the soft rule (agent/controller/rules.py `_learned`) asks it to pick among the actions the rules
 permit this round, after every safety rule has spoken, exactly as the advisor may. Exploration is epsilon-greedy,
 bounded by `controller.explore` and seeded by (run seed, round), so a resumed round picks the same.
 
-Otherwise it keeps the rules' pick unless it has grounds to leave it, as safe policy improvement with baseline
-bootstrapping does (SPIBB: Laroche, Trichelair and Tachet des Combes 2019, arXiv:1712.06924): an action fitted on
-fewer than `controller.learned.min_decisions` decisions is never preferred to the rules' pick, a rules' pick that
-is itself fitted on fewer (or not at all) is kept, and another action must be predicted at least
-`controller.learned.min_gain` above it. A few dozen runs fit the ridges, and where
-they are thin a confident-looking coefficient is noise; the rules' pick is the baseline the envelope already trusts.
+Otherwise it keeps the rules' pick unless it has grounds to leave it, as safe policy improvement does: with
+baseline bootstrapping (SPIBB: Laroche, Trichelair and Tachet des Combes 2019, arXiv:1712.06924) an action fitted
+on fewer than `controller.learned.min_decisions` decisions is never preferred to the rules' pick, and a rules' pick
+that is itself fitted on fewer (or not at all) is kept; and with a high-confidence bound (as in Thomas, Theocharous
+and Ghavamzadeh 2015, "High confidence policy improvement") another action is taken only where the lower
+`controller.learned.confidence` bound of its predicted gain over the rules' pick is at least
+`controller.learned.min_gain`.
 
 A policy file is untrusted input: plain JSON (no pickle, nothing executes on load), read through a strict schema
 whose numbers must be finite and whose shapes must agree; a run adopts it only when its sha256 carries a verified
@@ -27,6 +30,7 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from statistics import NormalDist
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -56,10 +60,17 @@ class PolicyFileError(TetherError):
 
 
 class ActionModel(BaseModel):
+    """One action's Bayesian ridge: the posterior mean (coef, intercept) and what the uncertainty of a predicted
+    mean needs: the posterior covariance of coef (`cov`, sklearn's sigma_), the features' mean it was centred on
+    (`offset`) and the noise variance (1 / sklearn's alpha_)."""
+
     model_config = ConfigDict(extra="forbid", frozen=True)
     coef: list[Finite]
     intercept: Finite
     n: int = Field(ge=1, description="decisions it was fitted on")
+    offset: list[Finite]
+    cov: list[list[Finite]]
+    noise_var: Annotated[float, Field(ge=0.0, allow_inf_nan=False)]
 
 
 class FittedRun(BaseModel):
@@ -74,7 +85,8 @@ class PolicyFile(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
     format: Literal["tether.controller-policy"]
-    version: Literal[1]
+    version: Literal[2] = Field(description="2: Bayesian ridges with their uncertainty (1, plain ridges, is refused: "
+                                "refit it)")
     target: Literal["validation_heldout_change"]
     metric: str
     k: int = Field(ge=1)
@@ -83,7 +95,6 @@ class PolicyFile(BaseModel):
     means: list[Finite]
     scales: list[Annotated[float, Field(gt=0.0, allow_inf_nan=False)]]
     actions: dict[str, ActionModel]
-    alpha: Finite
     fitted_on: list[FittedRun]
     fitted_at: str
     sklearn: str
@@ -97,7 +108,8 @@ class PolicyFile(BaseModel):
         if not self.actions:
             raise ValueError("no action has a fitted model")
         if any(len(v) != n for v in (self.medians, self.means, self.scales)) or any(
-                len(m.coef) != n for m in self.actions.values()):
+                len(m.coef) != n or len(m.offset) != n or len(m.cov) != n or any(len(row) != n for row in m.cov)
+                for m in self.actions.values()):
             raise ValueError(f"every parameter list must have one value per feature ({n})")
         if {"stop", "skip"} & set(self.actions):
             raise ValueError("stop and skip are the safety rules' to choose, never a learned policy's")
@@ -160,16 +172,24 @@ def feature_values(signals: Mapping[str, Any], heldout: Sequence[Sequence[float]
     return [derived[f] if f in derived else num(signals.get(f)) for f in FEATURES]
 
 
-def predict(policy: PolicyFile, values: Sequence[float]) -> dict[str, float]:
-    """Each fitted action's predicted held-out change for one decision's features (named as FEATURES)."""
+def predict(policy: PolicyFile, values: Sequence[float]) -> dict[str, tuple[float, float]]:
+    """Each fitted action's predicted held-out change for one decision's features (named as FEATURES), with the
+    standard deviation of that prediction: what the fit does not know about the mean, not the outcome's noise
+    (var = noise_var / n for the centred intercept + (z - offset)' cov (z - offset) for the coefficients)."""
     import numpy as np  # here: the CLI's --help and the store load no numpy
 
     by_name = dict(zip(FEATURES, values, strict=True))
     x = np.array([by_name.get(f, math.nan) for f in policy.features], dtype=float)
     x = np.where(np.isfinite(x), x, np.array(policy.medians))
     z = np.clip((x - np.array(policy.means)) / np.array(policy.scales), -CLIP, CLIP)
-    out = {a: float(np.dot(m.coef, z) + m.intercept) for a, m in policy.actions.items()}
-    return {a: v for a, v in out.items() if math.isfinite(v)}
+    out: dict[str, tuple[float, float]] = {}
+    for action, m in policy.actions.items():
+        d = z - np.array(m.offset)
+        mean = float(np.dot(m.coef, z) + m.intercept)
+        sd = math.sqrt(max(float(m.noise_var) / m.n + float(d @ np.array(m.cov) @ d), 0.0))
+        if math.isfinite(mean) and math.isfinite(sd):
+            out[action] = (mean, sd)
+    return out
 
 
 @dataclass(frozen=True)
@@ -182,26 +202,34 @@ class Learner:
     seed: int
     min_decisions: int  # controller.learned.*: when it may leave the rules' pick
     min_gain: float
+    confidence: float
 
     def choose(self, signals: Mapping[str, Any], heldout: Sequence[tuple[int, float]], permitted: Sequence[str],
                round_no: int, baseline: str) -> LearnedChoice:
-        """Pick among `permitted`; `baseline` is the rules' pick, kept unless another action is trusted (enough
-        decisions) and predicted at least min_gain above it."""
+        """Pick among `permitted`; `baseline` is the rules' pick, kept unless another trusted action (enough
+        decisions) has a predicted gain over it whose lower confidence bound is at least min_gain."""
         import numpy as np
 
         predicted = predict(self.policy, feature_values(signals, [list(p) for p in heldout]))
-        shown: dict[str, float | None] = {a: predicted.get(a) for a in permitted}
+        shown: dict[str, float | None] = {a: predicted[a][0] if a in predicted else None for a in permitted}
+        sds: dict[str, float | None] = {a: predicted[a][1] if a in predicted else None for a in permitted}
         rng = np.random.default_rng([self.seed, max(round_no, 0)])
         if permitted and rng.random() < self.explore:
-            return LearnedChoice(permitted[int(rng.integers(len(permitted)))], shown, True, self.sha256)
-        trusted = {a: v for a in permitted
-                   if (v := shown[a]) is not None and self.policy.actions[a].n >= self.min_decisions}
+            return LearnedChoice(permitted[int(rng.integers(len(permitted)))], shown, True, self.sha256, sds)
+        trusted = {a: predicted[a] for a in permitted
+                   if a in predicted and self.policy.actions[a].n >= self.min_decisions}
         if baseline in permitted and baseline not in trusted:
             # SPIBB keeps the baseline's own choice where its value is not known well enough to compare.
-            return LearnedChoice(baseline, shown, False, self.sha256)
+            return LearnedChoice(baseline, shown, False, self.sha256, sds)
         if not trusted:
-            return LearnedChoice(None, shown, False, self.sha256)
-        best = max(trusted, key=lambda a: (trusted[a], -permitted.index(a)))
-        if best != baseline and baseline in trusted and trusted[best] - trusted[baseline] < self.min_gain:
-            best = baseline
-        return LearnedChoice(best, shown, False, self.sha256)
+            return LearnedChoice(None, shown, False, self.sha256, sds)
+        if baseline not in trusted:  # the rules' pick is not permitted (a stop): the best predicted
+            best = max(trusted, key=lambda a: (trusted[a][0], -permitted.index(a)))
+            return LearnedChoice(best, shown, False, self.sha256, sds)
+        z = NormalDist().inv_cdf(self.confidence)
+        base_mean, base_sd = trusted[baseline]
+        bound = {a: mean - base_mean - z * math.hypot(sd, base_sd)
+                 for a, (mean, sd) in trusted.items() if a != baseline}
+        best = max(bound, key=lambda a: (bound[a], -permitted.index(a)), default=baseline)
+        return LearnedChoice(best if best != baseline and bound[best] >= self.min_gain else baseline, shown, False,
+                             self.sha256, sds)

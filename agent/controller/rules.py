@@ -155,7 +155,7 @@ def _learned(p: Policy, allowed: list[Proposal]) -> Decision | None:
     permitted = _permitted(p, allowed)
     rules_choice = allowed[0][0] if allowed else "train"
     choice = learner.choose(p.signals, p.inp.heldout, permitted, p.now.round, rules_choice)
-    p.signals["learned"] = {"version": choice.version, "predicted": dict(choice.predicted),
+    p.signals["learned"] = {"version": choice.version, "predicted": dict(choice.predicted), "sd": dict(choice.sd),
                             "explored": choice.explored, "permitted": permitted, "rules_choice": rules_choice,
                             "action": choice.action}
     if choice.action is None or choice.action not in permitted:
@@ -163,8 +163,9 @@ def _learned(p: Policy, allowed: list[Proposal]) -> Decision | None:
                                              "min_decisions decisions" if choice.action is None
                                              else f"{choice.action} is not permitted this round")
         return None
-    how = ("explored: a uniform pick" if choice.explored else "the rules' pick, kept: no trusted action predicted "
-           "enough above it" if choice.action == rules_choice else "the best predicted validation held-out change")
+    how = ("explored: a uniform pick" if choice.explored
+           else "the rules' pick, kept: no trusted action is predicted above it with confidence"
+           if choice.action == rules_choice else "the surest predicted gain in validation held-out change")
     value = choice.predicted.get(choice.action)
     said = f" ({value:+.4f})" if value is not None else ""
     why = (f"learned policy {choice.version[:12]} chose {choice.action}{said}, {how} among the permitted "

@@ -75,12 +75,14 @@ class Advice:
 class LearnedChoice:
     """A learned policy's pick among the permitted actions (agent/controller/learned.py): the action (None: it
     predicts no value for any of them, so the rules' choice stands), the value it predicted for each permitted
-    action (None: no fitted model for it), whether it explored, and its version (the policy file's sha256)."""
+    action (None: no fitted model for it), whether it explored, its version (the policy file's sha256) and the
+    standard deviation of each predicted value."""
 
     action: str | None
     predicted: Mapping[str, float | None]
     explored: bool
     version: str
+    sd: Mapping[str, float | None]
 
 
 class Chooser(Protocol):

@@ -20,4 +20,5 @@ def adopted_learner(store: Store, cfg: ControllerSettings, seed: int) -> Learner
         return None
     policy, sha = load_policy(Path(cfg.policy_file))
     controller_policy.require_adopted(store, sha, cfg.policy_file)
-    return Learner(policy, sha, cfg.explore, seed, cfg.learned.min_decisions, cfg.learned.min_gain)
+    return Learner(policy, sha, cfg.explore, seed, cfg.learned.min_decisions, cfg.learned.min_gain,
+                   cfg.learned.confidence)

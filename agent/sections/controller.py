@@ -44,8 +44,13 @@ class LearnedSettings(_Section):
     )
     min_gain: float = Field(
         0.01, ge=0.0, le=1.0,
-        description="Another action must be predicted at least this far above the rules' pick (validation "
-        "held-out change over the outcome window) before the policy takes it.",
+        description="Another action's predicted gain over the rules' pick (validation held-out change over the "
+        "outcome window) must be at least this, at its lower confidence bound, before the policy takes it.",
+    )
+    confidence: float = Field(
+        0.9, ge=0.5, lt=1.0,
+        description="The one-sided confidence of that lower bound, from the models' posterior uncertainty (0.5: "
+        "the predicted gain itself).",
     )
 
 

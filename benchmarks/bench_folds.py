@@ -151,12 +151,18 @@ def _parser() -> argparse.ArgumentParser:
                         help="Key folder of the benchmark's reviewer 'bench' (default: keys/ beside --out).")
     parser.add_argument("--no-baseline-runs", action="store_true",
                         help="Run no missing baseline: report those cells as missing.")
+    parser.add_argument("--merge", type=Path, nargs="+", default=None, metavar="PART",
+                        help="Run nothing: write --out's report from these parts' JSON (folds run apart, e.g. one "
+                        "process per core, each on some worlds).")
     return parser
 
 
 def main() -> None:
     parser = _parser()
     args = parser.parse_args()
+    if args.merge:
+        merge(args.merge, args.out)
+        return
     docs = load_suites(args.fit + args.baseline)
     suite_rounds, overrides = int(docs[0]["settings"]["rounds"]), list(docs[0]["settings"].get("overrides") or [])
     if args.rounds is not None and args.rounds != suite_rounds:
@@ -228,6 +234,34 @@ def run(args: argparse.Namespace, docs: list[dict[str, Any]], folds: Sequence[Fo
     report(args.out, settings, fits, runs, round(time.perf_counter() - started, 1))
     if any("error" in f for f in fits.values()):
         raise SystemExit(1)
+
+MERGED_SAME = ("fit", "explore", "fit_seeds", "eval_seeds", "rounds", "overrides")  # what parts of one evaluation share
+
+
+def merge(parts: Sequence[Path], out: Path) -> None:
+    """One report from folds run apart: their fits and runs together, refused unless every part fitted on the same
+    suites and seeds and evaluated on the same seeds, and no fold or run is in two parts."""
+    docs = [json.loads(Path(p).read_text()) for p in parts]
+    for path, doc in zip(parts, docs, strict=True):
+        differs = [k for k in MERGED_SAME if doc["settings"].get(k) != docs[0]["settings"].get(k)]
+        if differs:
+            raise SystemExit(f"{path} differs from {parts[0]} in {', '.join(differs)}: parts of one evaluation "
+                             "share them")
+    folds = [w for d in docs for w in d["settings"]["folds"]]
+    runs = [r for d in docs for r in d["runs"]]
+    seen = [(r["world"], r["system"], r["seed"]) for r in runs]
+    twice = sorted({w for w in folds if folds.count(w) > 1}) + sorted({j for j in seen if seen.count(j) > 1})
+    if twice:
+        raise SystemExit(f"in more than one part: {twice}")
+    settings = {**docs[0]["settings"], "folds": folds,
+                "fit_worlds": sorted({w for d in docs for w in d["settings"]["fit_worlds"]}),
+                "models": {k: v for d in docs for k, v in d["settings"]["models"].items()},
+                "baseline_missing": [m for d in docs for m in d["settings"].get("baseline_missing", [])],
+                "suite_wall_s": sum(float(d["settings"].get("suite_wall_s") or 0.0) for d in docs),
+                "merged_from": [str(p) for p in parts]}
+    report(out, settings, {w: f for d in docs for w, f in d["fits"].items()}, runs,
+           round(sum(float(d.get("wall_s") or 0.0) for d in docs), 1))
+
 
 if __name__ == "__main__":
     main()

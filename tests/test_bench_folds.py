@@ -192,6 +192,32 @@ def test_the_report_compares_each_left_out_world_and_sums_the_folds(tmp_path: Pa
     assert out.with_suffix(".png").stat().st_size > 5_000
 
 
+
+def test_folds_run_apart_merge_into_one_report(tmp_path: Path) -> None:
+    """Two parts, one per core, each on some worlds: one report over every fold, refused where the parts are not
+    one evaluation or share a fold."""
+    def part(name: str, world: str, learned: float, **settings: Any) -> Path:
+        runs = [_run(world, "rules", s, 0.5) for s in (3, 4)] + [_run(world, "fixed", s, 0.4) for s in (3, 4)]
+        runs += [_run(world, "learned", s, learned, fold=world, learned={"decisions": 3, "explored": 0,
+                                                                          "otherwise": 1}) for s in (3, 4)]
+        doc = {"settings": {"folds": [world], "rounds": 1, "fit": ["f.json"], "explore": [], "fit_seeds": [0, 1, 2],
+                            "eval_seeds": [3, 4], "overrides": [], "fit_worlds": [w for w in WORLDS if w != world],
+                            "models": {}, **settings},
+               "fits": {world: _fit(world)}, "runs": runs, "wall_s": 10.0}
+        (tmp_path / name).write_text(json.dumps(doc))
+        return tmp_path / name
+
+    a, b = part("a.json", "blind_family", 0.6), part("b.json", "unreliable_judge", 0.45)
+    bench_folds.merge([a, b], tmp_path / "folds.json")
+    doc = json.loads((tmp_path / "folds.json").read_text())
+    assert doc["settings"]["folds"] == ["blind_family", "unreliable_judge"] and doc["wall_s"] == 20.0
+    assert doc["totals"]["learned_beats_rules"] == 1 and doc["totals"]["folds_compared"] == 2
+    assert doc["totals"]["mean_over_worlds"]["learned"] == pytest.approx((0.6 + 0.45) / 2)
+    with pytest.raises(SystemExit, match="differs .* in eval_seeds"):
+        bench_folds.merge([a, part("c.json", "invisible_drift", 0.5, eval_seeds=[6, 7])], tmp_path / "x.json")
+    with pytest.raises(SystemExit, match="in more than one part"):
+        bench_folds.merge([a, part("d.json", "blind_family", 0.5)], tmp_path / "x.json")
+
 # -- one real fit per fold, in a subprocess -----------------------------------------------------------------
 
 def _fit_run(tmp_path: Path, world: str, seed: int, actions: list[str]) -> _folds.FitRun:

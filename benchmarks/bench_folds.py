@@ -125,7 +125,7 @@ def settings_of(args: argparse.Namespace, docs: list[dict[str, Any]], folds: Seq
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--fit", type=Path, nargs="+", required=True, metavar="JSON",
+    parser.add_argument("--fit", type=Path, nargs="+", default=[], metavar="JSON",
                         help="bench_suite outputs whose tether runs on --fit-seeds are fitted on (kept workspaces).")
     parser.add_argument("--explore", type=Path, nargs="+", default=[], metavar="JSON",
                         help="bench_suite outputs of exploration runs on --fit-seeds, fitted on with --fit's (kept "
@@ -163,6 +163,8 @@ def main() -> None:
     if args.merge:
         merge(args.merge, args.out)
         return
+    if not args.fit:
+        parser.error("--fit JSON is required (or --merge PART ... to report on folds already run)")
     docs = load_suites(args.fit + args.baseline)
     suite_rounds, overrides = int(docs[0]["settings"]["rounds"]), list(docs[0]["settings"].get("overrides") or [])
     if args.rounds is not None and args.rounds != suite_rounds:

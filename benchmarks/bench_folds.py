@@ -115,7 +115,7 @@ def settings_of(args: argparse.Namespace, docs: list[dict[str, Any]], folds: Seq
                 rounds: int, overrides: list[str], builds: Builds) -> dict[str, Any]:
     return {"folds": [f.world for f in folds], "fit": [str(p) for p in args.fit],
             "baseline": [str(p) for p in args.baseline], "fit_seeds": args.fit_seeds, "eval_seeds": args.eval_seeds,
-            "rounds": rounds, "overrides": overrides,
+            "rounds": rounds, "overrides": overrides, "learned_overrides": args.overrides,
             "explore": [str(p) for p in args.explore],
             "fit_worlds": sorted({r.world for f in folds for r in f.fit_runs}),
             "baseline_runs_here": not args.no_baseline_runs,
@@ -151,6 +151,9 @@ def _parser() -> argparse.ArgumentParser:
                         help="Key folder of the benchmark's reviewer 'bench' (default: keys/ beside --out).")
     parser.add_argument("--no-baseline-runs", action="store_true",
                         help="Run no missing baseline: report those cells as missing.")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="A config setting of the learned runs only (repeatable), e.g. controller.explore=0 to "
+                        "evaluate the policy's own picks without exploration; the baselines run as the suites did.")
     parser.add_argument("--merge", type=Path, nargs="+", default=None, metavar="PART",
                         help="Run nothing: write --out's report from these parts' JSON (folds run apart, e.g. one "
                         "process per core, each on some worlds).")
@@ -220,7 +223,8 @@ def run(args: argparse.Namespace, docs: list[dict[str, Any]], folds: Sequence[Fo
                 continue
             for seed in args.eval_seeds:
                 job = Job(fold.world, "tether", seed)
-                result = learned_run(job, fit, rounds, builds[(fold.world, seed)][0], root, keys_dir, overrides)
+                result = learned_run(job, fit, rounds, builds[(fold.world, seed)][0], root, keys_dir,
+                                     [*overrides, *args.overrides])
                 runs.append(result)
                 print(f"  {fold.world} / learned / seed {seed}: {result['learned']}, envelope "
                       f"{result['envelope']['violations']} violation(s)", flush=True)
@@ -237,7 +241,7 @@ def run(args: argparse.Namespace, docs: list[dict[str, Any]], folds: Sequence[Fo
     if any("error" in f for f in fits.values()):
         raise SystemExit(1)
 
-MERGED_SAME = ("fit", "explore", "fit_seeds", "eval_seeds", "rounds", "overrides")  # what parts of one evaluation share
+MERGED_SAME = ("fit", "explore", "fit_seeds", "eval_seeds", "rounds", "overrides", "learned_overrides")  # what parts of one evaluation share
 
 
 def merge(parts: Sequence[Path], out: Path) -> None:
